@@ -1,0 +1,45 @@
+# One entry point for people. `make run` and `make test` are the two commands in the README.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
+export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
+
+.PHONY: run test dev lint format bench clean
+
+$(STAMP): pyproject.toml
+	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+$(DAGSTER_HOME):
+	@mkdir -p $(DAGSTER_HOME)
+
+## run: demo data -> DuckDB (data/warehouse.duckdb) -> scorecard in the terminal
+run: $(STAMP) $(DAGSTER_HOME)
+	LOG_LEVEL=$${LOG_LEVEL:-WARNING} $(BIN)/python -m demo.run
+
+## test: the whole suite, PostgreSQL tests included (starts PostgreSQL when it is down)
+test: $(STAMP)
+	@bash scripts/ensure_postgres.sh "$(PG_URL)"
+	KPI_TEST_POSTGRES_URL="$(PG_URL)" $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## dev: the Dagster UI on http://127.0.0.1:3000 with the demo data
+dev: $(STAMP) $(DAGSTER_HOME)
+	$(BIN)/python -m demo.landing
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+## lint: ruff check and format check
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf data/warehouse.duckdb* data/landing data/dagster_home

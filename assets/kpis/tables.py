@@ -1,0 +1,164 @@
+"""KPI tables computed in the warehouse from the declarative definitions."""
+
+import datetime as dt
+import hashlib
+
+import sqlalchemy as sa
+from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+from pydantic import Field
+
+from assets.files.sources import FILE_SOURCES
+from assets.metadata import markdown_table, table_metadata
+from assets.settings import catalog
+from kpi.periods import Period
+from kpi.refresh import (
+    KpiTables,
+    default_as_of,
+    refresh_comparisons,
+    refresh_kpi_values,
+    refresh_periods,
+    refresh_targets,
+)
+from kpi.scorecard import latest_scorecard, render
+from resources.warehouse import WarehouseResource
+
+RAW_ASSETS = ["ga4_traffic", *[n for n in FILE_SOURCES if n != "fx_rates"]]
+OWNERS = ["team:analytics-engineering"]
+
+
+class PeriodsConfig(Config):
+    as_of: str | None = Field(
+        default=None,
+        description="Last day with data (ISO date); default: yesterday in the reporting zone",
+    )
+
+
+def _tables() -> KpiTables:
+    return KpiTables.for_catalog(catalog())
+
+
+def _catalog_markdown() -> str:
+    cat = catalog()
+    rows = [
+        "| KPI | area | owner | type | formula | grains |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for kpi in sorted(cat.kpis.values(), key=lambda k: (k.area, k.id)):
+        rows.append(
+            f"| {kpi.name} (`{kpi.id}`) | {kpi.area} | {kpi.owner} | {kpi.type} | "
+            f"{_formula(kpi)} | {', '.join(kpi.grains)} |"
+        )
+    return "\n".join(rows)
+
+
+def _formula(kpi) -> str:
+    def m(x) -> str:
+        text = f"{x.agg}({x.expr or '*'}) of {x.source}"
+        return f"{text} where {x.filter}" if x.filter else text
+
+    if kpi.type == "simple":
+        return m(kpi.measure)
+    if kpi.type == "ratio":
+        return f"{m(kpi.numerator)} / {m(kpi.denominator)}"
+    if kpi.type == "derived":
+        return kpi.expr
+    if kpi.type == "cumulative":
+        c = kpi.cumulative
+        return (
+            f"{c.of}, {c.to_date}-to-date"
+            if c.to_date
+            else f"{c.of}, trailing {c.window_days} days"
+        )
+    return f"change of {kpi.period_over_period.of} vs {kpi.period_over_period.offset}"
+
+
+def _code_version() -> str:
+    blob = "".join(f"{k}:{v}" for k, v in sorted(catalog().versions.items()))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+@asset(
+    group_name="kpis",
+    owners=OWNERS,
+    kinds={"sql"},
+    deps=RAW_ASSETS,
+)
+def kpi_periods(
+    context: AssetExecutionContext, config: PeriodsConfig, warehouse: WarehouseResource
+) -> MaterializeResult:
+    """Reporting periods (day, week, month, quarter, year) in the reporting time zone, from
+    the first day of data to the as-of date, with the windows every KPI is evaluated over:
+    to-date ends, previous-period and last-year windows aligned to the same days, and
+    month/quarter/year-to-date and rolling starts."""
+    tables = _tables()
+    wh = warehouse.warehouse
+    wh.ensure_tables(tables.all_tables())
+    as_of = dt.date.fromisoformat(config.as_of) if config.as_of else default_as_of(tables.catalog)
+    periods = refresh_periods(wh, tables, as_of)
+    open_periods = [p for p in periods if not p.is_complete_period]
+    context.log.info(f"{len(periods)} periods through {as_of}; {len(open_periods)} still open")
+    return MaterializeResult(metadata={**table_metadata(wh, tables.periods), "as_of": str(as_of)})
+
+
+@asset(
+    group_name="kpis",
+    owners=OWNERS,
+    kinds={"sql"},
+    deps=[kpi_periods],
+    code_version=_code_version(),
+)
+def kpi_values(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
+    """Every KPI of `kpi_definitions/` at each of its grains and dimension slices, compiled to
+    SQL and computed inside the warehouse. Ratios keep numerator and denominator and divide
+    sums; distinct counts are counted at each grain; a day without rows counts as zero."""
+    tables = _tables()
+    wh = warehouse.warehouse
+    counts = refresh_kpi_values(wh, tables)
+    context.log.info(f"computed {len(counts)} KPIs, {sum(counts.values())} rows")
+    return MaterializeResult(
+        metadata={
+            **table_metadata(wh, tables.values, order_by=[tables.values.c.kpi_id]),
+            "rows_per_kpi": counts,
+            "kpis": MetadataValue.md(_catalog_markdown()),
+            "definition_versions": catalog().versions,
+        }
+    )
+
+
+kpi_values.__doc__  # noqa: B018 - the docstring is the asset description
+
+
+@asset(group_name="kpis", owners=OWNERS, kinds={"sql"}, deps=[kpi_periods])
+def kpi_targets(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
+    """Each KPI's target for every period of its grains, phased from the definitions:
+    additive targets are spread over days (a partial period gets its days' share), rates
+    keep the same target at every grain. Targets marked as examples say so."""
+    tables = _tables()
+    wh = warehouse.warehouse
+    frame = wh.read(sa.select(tables.periods))
+    periods = [Period(**row) for row in frame.to_dict("records")]
+    inserted = refresh_targets(wh, tables, periods)
+    context.log.info(f"{inserted} target rows")
+    return MaterializeResult(metadata=table_metadata(wh, tables.targets))
+
+
+@asset(group_name="kpis", owners=OWNERS, kinds={"sql"}, deps=[kpi_values, kpi_targets])
+def kpi_comparisons(
+    context: AssetExecutionContext, warehouse: WarehouseResource
+) -> MaterializeResult:
+    """Each KPI value against its target and the previous period (the same days of it, for
+    an open period), with a direction-aware attainment and a status: on_track, at_risk,
+    off_track, insufficient_data or no_target. This is the table BI scorecards read."""
+    tables = _tables()
+    wh = warehouse.warehouse
+    rows = refresh_comparisons(wh, tables)
+    scorecard = latest_scorecard(wh, tables.comparisons, tables.catalog.dimensions)
+    context.log.info("scorecard:\n" + render(scorecard, tables.catalog))
+    return MaterializeResult(
+        metadata={
+            **table_metadata(wh, tables.comparisons),
+            "rows": rows,
+            "scorecard": MetadataValue.md(markdown_table(scorecard, max_rows=100)),
+            "status_counts": scorecard["status"].value_counts().to_dict(),
+        }
+    )

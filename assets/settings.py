@@ -1,0 +1,31 @@
+"""Settings the Dagster wiring reads once at load time, from the environment."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+
+from kpi.catalog import DEFAULT_DEFINITIONS_DIR, Catalog, load_catalog
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@cache
+def catalog() -> Catalog:
+    """The KPI catalog; invalid definitions raise here, so the code location fails to load."""
+    return load_catalog(Path(os.environ.get("KPI_DEFINITIONS_DIR", DEFAULT_DEFINITIONS_DIR)))
+
+
+def history_start() -> str:
+    """First day of the daily partitions (``KPI_HISTORY_START``, ISO date)."""
+    return os.environ.get("KPI_HISTORY_START", "2024-01-01")
+
+
+def lookback_days() -> int:
+    """Days the daily run re-pulls, ending yesterday (``GA4_LOOKBACK_DAYS``, default 3)."""
+    return int(os.environ.get("GA4_LOOKBACK_DAYS", "3"))
+
+
+def suites_dir() -> Path:
+    return Path(os.environ.get("KPI_DEFINITIONS_DIR", DEFAULT_DEFINITIONS_DIR)) / "quality"

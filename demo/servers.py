@@ -1,0 +1,21 @@
+"""The fake GA4 Data API server, loaded with the demo's GA4 data."""
+
+from __future__ import annotations
+
+from demo.fake_ga4_server import FakeGA4Server, FakeProperty
+from demo.generator import DEMO_CURRENCY, DEMO_PROPERTY_ID, DEMO_TIME_ZONE, ga4_traffic
+from demo.window import parse_window
+
+
+def start_demo_ga4_server(start: str | None = None, end: str | None = None) -> FakeGA4Server:
+    """Start a local GA4 server holding the demo property's traffic for the demo window."""
+    first, last = parse_window(start, end)
+    prop = FakeProperty(
+        property_id=DEMO_PROPERTY_ID,
+        rows=ga4_traffic(first, last),
+        time_zone=DEMO_TIME_ZONE,
+        currency_code=DEMO_CURRENCY,
+    )
+    # The demo pulls months at once; the daily token quota of a real property would not allow it
+    # in one go either, so the demo server lifts it (quota faults are tested separately).
+    return FakeGA4Server([prop], tokens_per_day=None, tokens_per_hour=None).start()

@@ -1,0 +1,559 @@
+"""Extract GA4 reports with the official Data API client (``google.analytics.data_v1beta``).
+
+This module is plain domain code: no Dagster imports, so it can be tested against
+``demo.fake_ga4_server`` and reused from any orchestrator.
+
+What it guarantees (see ``shared/notes/ga4.md`` for the underlying API facts):
+- stable paging: explicit ``order_bys`` on every dimension, ``offset``/``limit`` until
+  ``offset >= row_count``;
+- typed output: values arrive as strings and are cast by each metric header's type;
+- the ``(other)`` row is kept and flagged instead of crashing the date parser;
+- sampling, thresholding, ``(other)`` data loss and quota usage travel with the rows;
+- bounded retries with exponential backoff and jitter for 429/500/503/504, no retry for
+  400/401/403, and an immediate, explicit failure when the *daily* token quota is gone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import grpc
+import pandas as pd
+from google.analytics.data_v1beta import BetaAnalyticsDataClient
+from google.analytics.data_v1beta.services.beta_analytics_data.transports import (
+    BetaAnalyticsDataGrpcTransport,
+)
+from google.analytics.data_v1beta.types import (
+    DateRange,
+    Dimension,
+    Metric,
+    MetricType,
+    OrderBy,
+    RunReportRequest,
+    RunReportResponse,
+)
+from google.api_core import exceptions as gexc
+
+logger = logging.getLogger(__name__)
+
+MAX_DIMENSIONS = 9
+MAX_METRICS = 10
+MAX_PAGE_SIZE = 250_000
+OTHER_VALUE = "(other)"
+DAILY_QUOTA_TIME_ZONE = "America/Los_Angeles"
+
+# ResourceExhausted is what gRPC raises for 429; TooManyRequests is the REST flavour and is not
+# a subclass of it (it is the parent), so catching ResourceExhausted alone would miss REST 429s.
+RETRYABLE_ERRORS: tuple[type[Exception], ...] = (
+    gexc.ResourceExhausted,
+    gexc.TooManyRequests,
+    gexc.InternalServerError,
+    gexc.ServiceUnavailable,
+    gexc.DeadlineExceeded,
+)
+_QUOTA_ERRORS = (gexc.ResourceExhausted, gexc.TooManyRequests)
+_DAILY_QUOTA_RE = re.compile(r"per\s*day|daily", re.IGNORECASE)
+_CAMEL_BOUNDARY_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_NON_IDENTIFIER_RE = re.compile(r"[^0-9a-zA-Z]+")
+
+_INTEGER_TYPES = frozenset({MetricType.TYPE_INTEGER})
+
+
+class GA4Error(Exception):
+    """Base class for every error this module raises."""
+
+
+class GA4RequestError(GA4Error):
+    """The request cannot succeed as sent (HTTP 400/401/403 or a local validation failure).
+
+    Retrying will not help; the message names the most likely cause.
+    """
+
+    def __init__(self, message: str, *, status: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class GA4CredentialsError(GA4Error):
+    """Credentials could not be loaded. Messages never include credential content."""
+
+
+class GA4QuotaExhaustedError(GA4Error):
+    """The property's daily token quota is spent; the next run after the reset should resume."""
+
+    def __init__(self, message: str, *, resets_at: dt.datetime | None = None) -> None:
+        super().__init__(message)
+        self.resets_at = resets_at
+
+
+class GA4RetriesExhaustedError(GA4Error):
+    """A retryable error (429/500/503/504) persisted for every allowed attempt."""
+
+    def __init__(self, message: str, *, attempts: int) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+
+@dataclass(frozen=True)
+class ReportSpec:
+    """A named GA4 report: which dimensions and metrics to request.
+
+    ``date`` must be among the dimensions, because loads replace data day by day.
+    """
+
+    name: str
+    dimensions: tuple[str, ...]
+    metrics: tuple[str, ...]
+
+    def problems(self) -> list[str]:
+        """Return human-readable reasons the API would reject this spec (empty when fine)."""
+        found: list[str] = []
+        if not self.name:
+            found.append("report spec needs a name")
+        if len(self.dimensions) > MAX_DIMENSIONS:
+            found.append(
+                f"{len(self.dimensions)} dimensions requested; the GA4 Data API allows at most "
+                f"{MAX_DIMENSIONS} per report"
+            )
+        if len(self.metrics) > MAX_METRICS:
+            found.append(
+                f"{len(self.metrics)} metrics requested; the GA4 Data API allows at most "
+                f"{MAX_METRICS} per report"
+            )
+        if not self.metrics:
+            found.append("at least one metric is required")
+        if "date" not in self.dimensions:
+            found.append("the 'date' dimension is required so loads can replace whole days")
+        for kind, names in (("dimension", self.dimensions), ("metric", self.metrics)):
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                found.append(f"duplicate {kind} names: {', '.join(duplicates)}")
+        both = sorted(set(self.dimensions) & set(self.metrics))
+        if both:
+            found.append(f"names used as both dimension and metric: {', '.join(both)}")
+        if "conversions" in self.metrics:
+            found.append("'conversions' was renamed to 'keyEvents' in GA4; request 'keyEvents'")
+        return found
+
+
+TRAFFIC_REPORT = ReportSpec(
+    "traffic",
+    (
+        "date",
+        "sessionDefaultChannelGroup",
+        "sessionSource",
+        "sessionMedium",
+        "sessionCampaignName",
+        "deviceCategory",
+    ),
+    ("sessions", "engagedSessions", "newUsers", "keyEvents", "transactions", "purchaseRevenue"),
+)
+
+
+@dataclass
+class RetryPolicy:
+    """Bounded exponential backoff. ``max_attempts`` counts the first try."""
+
+    max_attempts: int = 5
+    initial_backoff_s: float = 1.0
+    max_backoff_s: float = 30.0
+    jitter: bool = True
+
+    def delay(self, retry_number: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait before retry ``retry_number`` (1-based)."""
+        base = min(self.max_backoff_s, self.initial_backoff_s * 2 ** (retry_number - 1))
+        if not self.jitter:
+            return base
+        # "Equal jitter": spreads clients out without ever collapsing the wait to zero.
+        return base / 2 + (rng or random).uniform(0, base / 2)
+
+
+@dataclass
+class ReportResult:
+    """One report pulled for one property and date range, with its quality metadata.
+
+    ``rows`` columns are the snake_case GA4 names, ``date`` as ``datetime.date`` (``None`` on the
+    ``(other)`` row), metrics typed by their header (integer -> ``Int64``, everything else ->
+    ``float64``) and a boolean ``is_other_row``. ``quota`` sums ``*_consumed`` over every page
+    of this pull and keeps the last ``*_remaining`` seen; values are ``None`` when not returned.
+    """
+
+    rows: pd.DataFrame
+    property_id: str
+    time_zone: str
+    currency_code: str
+    sampled: bool
+    thresholded: bool
+    data_loss_from_other_row: bool
+    quota: dict[str, int | None] = field(default_factory=dict)
+    pages: int = 0
+    requests: int = 0
+    row_count: int = 0
+
+
+def snake_case(name: str) -> str:
+    """Turn a GA4 API name into a column name: ``sessionDefaultChannelGroup`` ->
+    ``session_default_channel_group``; ``customEvent:plan`` -> ``custom_event_plan``."""
+    spaced = _CAMEL_BOUNDARY_RE.sub("_", name)
+    return _NON_IDENTIFIER_RE.sub("_", spaced).strip("_").lower()
+
+
+def make_client(
+    endpoint: str | None = None, credentials_json: str | None = None
+) -> BetaAnalyticsDataClient:
+    """Build a Data API client.
+
+    - ``endpoint`` ("host:port"): plain insecure gRPC, no credentials (the local fake server).
+    - ``credentials_json``: a path to a service-account key file, or the JSON key itself.
+    - neither: Application Default Credentials.
+    """
+    if endpoint:
+        transport = BetaAnalyticsDataGrpcTransport(channel=grpc.insecure_channel(endpoint))
+        return BetaAnalyticsDataClient(transport=transport)
+    if credentials_json:
+        return _client_from_service_account(credentials_json)
+    try:
+        return BetaAnalyticsDataClient()
+    except Exception as error:  # google.auth raises DefaultCredentialsError and friends
+        raise GA4CredentialsError(
+            "no GA4 credentials: set credentials_json (service-account key file path or JSON) "
+            f"or configure Application Default Credentials ({type(error).__name__})"
+        ) from None
+
+
+def _client_from_service_account(credentials_json: str) -> BetaAnalyticsDataClient:
+    # Errors deliberately drop the original exception (`from None`): parser errors can carry the
+    # key text, which must never reach logs or run metadata.
+    text = credentials_json.strip()
+    if text.startswith("{"):
+        try:
+            info = json.loads(text)
+        except ValueError:
+            raise GA4CredentialsError(
+                "credentials_json looks like inline JSON but is not valid JSON"
+            ) from None
+        try:
+            return BetaAnalyticsDataClient.from_service_account_info(info)
+        except Exception as error:
+            raise GA4CredentialsError(
+                "credentials_json is JSON but not a usable service-account key "
+                f"({type(error).__name__}); expected a key with client_email and private_key"
+            ) from None
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise GA4CredentialsError(
+            "credentials_json is neither inline JSON nor a path to an existing file"
+        )
+    try:
+        return BetaAnalyticsDataClient.from_service_account_file(str(path))
+    except Exception as error:
+        raise GA4CredentialsError(
+            f"could not load the service-account key file {path} ({type(error).__name__})"
+        ) from None
+
+
+def build_request(
+    property_id: str, spec: ReportSpec, start: dt.date, end: dt.date, offset: int, limit: int
+) -> RunReportRequest:
+    """The RunReport request for one page of ``spec``."""
+    return RunReportRequest(
+        property=f"properties/{property_id}",
+        dimensions=[Dimension(name=d) for d in spec.dimensions],
+        metrics=[Metric(name=m) for m in spec.metrics],
+        date_ranges=[DateRange(start_date=start.isoformat(), end_date=end.isoformat())],
+        # Ordering on every dimension makes offset paging deterministic between pages.
+        order_bys=[
+            OrderBy(
+                dimension=OrderBy.DimensionOrderBy(
+                    dimension_name=d,
+                    order_type=OrderBy.DimensionOrderBy.OrderType.ALPHANUMERIC,
+                )
+            )
+            for d in spec.dimensions
+        ],
+        offset=offset,
+        limit=limit,
+        keep_empty_rows=False,
+        return_property_quota=True,
+    )
+
+
+def run_report(
+    client: BetaAnalyticsDataClient,
+    property_id: str,
+    spec: ReportSpec,
+    start: dt.date,
+    end: dt.date,
+    *,
+    page_size: int = 100_000,
+    retry: RetryPolicy | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    timeout: float = 60.0,
+) -> ReportResult:
+    """Pull ``spec`` for ``property_id`` over ``start``..``end`` (inclusive, property time zone).
+
+    Raises :class:`GA4RequestError` for invalid input or 400/401/403,
+    :class:`GA4QuotaExhaustedError` when the daily token quota is spent, and
+    :class:`GA4RetriesExhaustedError` when a retryable error outlasts ``retry.max_attempts``.
+    """
+    retry = retry or RetryPolicy()
+    _validate_inputs(property_id, spec, start, end, page_size, retry)
+
+    frames: list[pd.DataFrame] = []
+    quota: dict[str, int | None] = dict.fromkeys(_QUOTA_KEYS)
+    counters = {"requests": 0}
+    first: RunReportResponse | None = None
+    sampled = thresholded = other_loss = False
+    offset = 0
+    row_count = 0
+    pages = 0
+    while True:
+        request = build_request(property_id, spec, start, end, offset, page_size)
+        response = _call_with_retry(client, request, property_id, retry, sleep, timeout, counters)
+        pages += 1
+        first = first or response
+        row_count = response.row_count
+        metadata = response.metadata
+        sampled = sampled or bool(metadata.sampling_metadatas)
+        thresholded = thresholded or metadata.subject_to_thresholding
+        other_loss = other_loss or metadata.data_loss_from_other_row
+        _merge_quota(quota, response)
+        frames.append(_response_frame(response))
+        received = len(response.rows)
+        offset += received
+        logger.info(
+            "GA4 %s property=%s page=%d rows=%d offset=%d row_count=%d",
+            spec.name,
+            property_id,
+            pages,
+            received,
+            offset,
+            row_count,
+        )
+        # An empty page before row_count means the data shrank mid-pull; stop rather than spin.
+        if offset >= row_count or received == 0:
+            break
+
+    assert first is not None  # the loop always runs at least once
+    rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return ReportResult(
+        rows=rows,
+        property_id=property_id,
+        time_zone=first.metadata.time_zone,
+        currency_code=first.metadata.currency_code,
+        sampled=sampled,
+        thresholded=thresholded,
+        data_loss_from_other_row=other_loss,
+        quota=quota,
+        pages=pages,
+        requests=counters["requests"],
+        row_count=row_count,
+    )
+
+
+def _validate_inputs(
+    property_id: str,
+    spec: ReportSpec,
+    start: dt.date,
+    end: dt.date,
+    page_size: int,
+    retry: RetryPolicy,
+) -> None:
+    if not (isinstance(property_id, str) and property_id.isdigit()):
+        hint = ""
+        if isinstance(property_id, str) and property_id.upper().startswith("G-"):
+            hint = (
+                " It looks like a measurement id (G-XXXX) from a web data stream; use the "
+                "numeric property id shown in GA4 Admin > Property details."
+            )
+        raise GA4RequestError(
+            f"GA4 property id must be numeric, got {property_id!r}.{hint}", status="LOCAL"
+        )
+    problems = spec.problems()
+    if problems:
+        raise GA4RequestError(
+            f"report spec {spec.name!r} is invalid: {'; '.join(problems)}", status="LOCAL"
+        )
+    if start > end:
+        raise GA4RequestError(f"start {start} is after end {end}", status="LOCAL")
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise GA4RequestError(
+            f"page_size must be between 1 and {MAX_PAGE_SIZE}, got {page_size}", status="LOCAL"
+        )
+    if retry.max_attempts < 1:
+        raise GA4RequestError("retry.max_attempts must be at least 1", status="LOCAL")
+
+
+def _call_with_retry(
+    client: BetaAnalyticsDataClient,
+    request: RunReportRequest,
+    property_id: str,
+    retry: RetryPolicy,
+    sleep: Callable[[float], None],
+    timeout: float,
+    counters: dict[str, int],
+) -> RunReportResponse:
+    for attempt in range(1, retry.max_attempts + 1):
+        counters["requests"] += 1
+        try:
+            return client.run_report(request=request, timeout=timeout)
+        except _QUOTA_ERRORS as error:
+            if _DAILY_QUOTA_RE.search(str(error.message)):
+                raise _daily_quota_error(property_id, error) from error
+            last: Exception = error
+        except RETRYABLE_ERRORS as error:
+            last = error
+        except (gexc.BadRequest, gexc.Unauthorized, gexc.Forbidden) as error:
+            raise _request_error(property_id, error) from error
+        except gexc.GoogleAPICallError as error:
+            # Anything else (404, 409, 501...) is not transient either.
+            raise GA4RequestError(
+                f"GA4 RunReport for property {property_id} failed: "
+                f"{type(error).__name__}: {error.message}",
+                status=_status_name(error),
+            ) from error
+        if attempt == retry.max_attempts:
+            break
+        delay = retry.delay(attempt)
+        logger.warning(
+            "GA4 property=%s attempt %d/%d failed with %s; retrying in %.1fs",
+            property_id,
+            attempt,
+            retry.max_attempts,
+            type(last).__name__,
+            delay,
+        )
+        sleep(delay)
+    raise GA4RetriesExhaustedError(
+        f"GA4 RunReport for property {property_id} still failing after {retry.max_attempts} "
+        f"attempts: {type(last).__name__}: {getattr(last, 'message', last)}",
+        attempts=retry.max_attempts,
+    ) from last
+
+
+def _status_name(error: gexc.GoogleAPICallError) -> str | None:
+    code = error.grpc_status_code
+    if code is not None:
+        return code.name
+    return str(error.code) if error.code is not None else None
+
+
+def _request_error(property_id: str, error: gexc.GoogleAPICallError) -> GA4RequestError:
+    detail = error.message
+    if isinstance(error, gexc.Unauthorized):
+        cause = (
+            "the credentials were rejected (missing, expired or for the wrong account); check "
+            "the service-account key or Application Default Credentials"
+        )
+    elif isinstance(error, gexc.Forbidden):
+        cause = (
+            f"the service account most likely lacks access to property {property_id}: add its "
+            "client_email as a Viewer in GA4 Admin > Property access management, and check the "
+            "id is the numeric property id (not a G-XXXX measurement id) and that the Google "
+            "Analytics Data API is enabled for the Cloud project"
+        )
+    else:
+        cause = (
+            f"the request was rejected as invalid; check that {property_id} is the numeric GA4 "
+            "property id (not a G-XXXX measurement id) and that every dimension and metric is a "
+            "valid GA4 API name that can be combined with the others"
+        )
+    return GA4RequestError(
+        f"GA4 RunReport failed ({type(error).__name__}): {cause}. Server said: {detail}",
+        status=_status_name(error),
+    )
+
+
+def _daily_quota_error(property_id: str, error: gexc.GoogleAPICallError) -> GA4QuotaExhaustedError:
+    resets_at = _next_pacific_midnight()
+    when = f" (next reset {resets_at.isoformat()})" if resets_at else ""
+    return GA4QuotaExhaustedError(
+        f"GA4 daily token quota exhausted for property {property_id}. Retrying now cannot "
+        "succeed: resume after the daily quota resets at midnight Pacific time"
+        f"{when}; the next scheduled run will pick up from there. Server said: {error.message}",
+        resets_at=resets_at,
+    )
+
+
+def _next_pacific_midnight(now: dt.datetime | None = None) -> dt.datetime | None:
+    try:
+        zone = ZoneInfo(DAILY_QUOTA_TIME_ZONE)
+    except ZoneInfoNotFoundError:  # no tz database on this host; the message still says when
+        return None
+    local = (now or dt.datetime.now(dt.UTC)).astimezone(zone)
+    tomorrow = local.date() + dt.timedelta(days=1)
+    return dt.datetime.combine(tomorrow, dt.time(), tzinfo=zone)
+
+
+_QUOTA_KEYS = (
+    "tokens_per_day_consumed",
+    "tokens_per_day_remaining",
+    "tokens_per_hour_consumed",
+    "tokens_per_hour_remaining",
+)
+
+
+def _merge_quota(quota: dict[str, int | None], response: RunReportResponse) -> None:
+    if "property_quota" not in response:
+        return
+    property_quota = response.property_quota
+    for bucket in ("tokens_per_day", "tokens_per_hour"):
+        if bucket not in property_quota:
+            continue
+        status = getattr(property_quota, bucket)
+        consumed_key = f"{bucket}_consumed"
+        quota[consumed_key] = (quota[consumed_key] or 0) + status.consumed
+        quota[f"{bucket}_remaining"] = status.remaining
+
+
+def _parse_date(value: str) -> dt.date | None:
+    # Only the (other) row legitimately carries a non-date here; anything else is a real bug.
+    if value == OTHER_VALUE:
+        return None
+    try:
+        return dt.datetime.strptime(value, "%Y%m%d").date()
+    except ValueError:
+        raise GA4Error(f"unexpected GA4 'date' value {value!r}; expected YYYYMMDD") from None
+
+
+def _response_frame(response: RunReportResponse) -> pd.DataFrame:
+    """Typed DataFrame for one page."""
+    dim_names = [h.name for h in response.dimension_headers]
+    metric_headers = list(response.metric_headers)
+    dim_values = [[v.value for v in row.dimension_values] for row in response.rows]
+    metric_values = [[v.value for v in row.metric_values] for row in response.rows]
+
+    data: dict[str, Any] = {}
+    for i, name in enumerate(dim_names):
+        raw = [values[i] for values in dim_values]
+        if name == "date":
+            data[snake_case(name)] = pd.Series([_parse_date(v) for v in raw], dtype=object)
+        else:
+            data[snake_case(name)] = pd.Series(raw, dtype="str")
+    for i, header in enumerate(metric_headers):
+        numbers = pd.to_numeric(pd.Series([values[i] for values in metric_values], dtype="str"))
+        dtype = "Int64" if header.type_ in _INTEGER_TYPES else "float64"
+        data[snake_case(header.name)] = numbers.astype(dtype)
+    date_index = dim_names.index("date") if "date" in dim_names else None
+    data["is_other_row"] = pd.Series(
+        [
+            bool(values)
+            and (
+                all(v == OTHER_VALUE for v in values)
+                or (date_index is not None and values[date_index] == OTHER_VALUE)
+            )
+            for values in dim_values
+        ],
+        dtype=bool,
+    )
+    return pd.DataFrame(data)

@@ -1,0 +1,253 @@
+"""Loading ``kpi_definitions/`` into one checked catalog, with every problem located.
+
+``load_catalog`` either returns a catalog that compiles, or raises ``DefinitionError``
+listing every problem at once (file, line, KPI id, what is wrong and a suggestion).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from kpi.models import Kpi, KpiFile, Reporting, SourcesFile, SourceSpec, definition_version
+from kpi.yaml_source import LocatedYaml, YamlSyntaxError, load_located_yaml
+
+SOURCES_FILE = "sources.yaml"
+DEFAULT_DEFINITIONS_DIR = Path(__file__).resolve().parent.parent / "kpi_definitions"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the definitions, with where it is."""
+
+    file: str
+    line: int | None
+    message: str
+    kpi_id: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        who = f" [{self.kpi_id}]" if self.kpi_id else ""
+        return f"{where}{who}: {self.message}"
+
+
+class DefinitionError(ValueError):
+    """The definitions have problems; ``problems`` lists every one of them."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{len(problems)} problem(s) in the KPI definitions:\n{lines}")
+
+
+@dataclass(frozen=True)
+class Location:
+    doc: LocatedYaml
+    path: tuple[str | int, ...]
+
+    def at(self, *more: str | int) -> tuple[str, int | None]:
+        return str(self.doc.path), self.doc.line_of((*self.path, *more))
+
+
+@dataclass
+class Catalog:
+    """Every source and KPI, after validation."""
+
+    reporting: Reporting
+    dimensions: list[str]
+    sources: dict[str, SourceSpec]
+    kpis: dict[str, Kpi]
+    kpi_locations: dict[str, Location] = field(default_factory=dict)
+    source_locations: dict[str, Location] = field(default_factory=dict)
+
+    def kpi(self, kpi_id: str) -> Kpi:
+        return self.kpis[kpi_id]
+
+    def dependencies(self, kpi_id: str) -> list[Kpi]:
+        """All KPIs ``kpi_id`` is computed from, transitively, without itself."""
+        seen: dict[str, Kpi] = {}
+        stack = list(self.kpis[kpi_id].referenced_kpis())
+        while stack:
+            ref = stack.pop()
+            if ref in seen or ref not in self.kpis or ref == kpi_id:
+                continue
+            seen[ref] = self.kpis[ref]
+            stack.extend(self.kpis[ref].referenced_kpis())
+        return list(seen.values())
+
+    def sources_of(self, kpi_id: str) -> list[SourceSpec]:
+        """The sources a KPI reads, directly or through the KPIs it is computed from."""
+        names: list[str] = []
+        for k in [self.kpis[kpi_id], *self.dependencies(kpi_id)]:
+            for _, m in k.measures:
+                if m.source not in names:
+                    names.append(m.source)
+        return [self.sources[n] for n in names if n in self.sources]
+
+    @cached_property
+    def versions(self) -> dict[str, str]:
+        return {
+            kid: definition_version(k, self.dependencies(kid), self.sources_of(kid))
+            for kid, k in self.kpis.items()
+        }
+
+    def evaluation_order(self) -> list[str]:
+        """KPI ids with every KPI after the ones it is computed from."""
+        order: list[str] = []
+        visiting: set[str] = set()
+
+        def visit(kid: str) -> None:
+            if kid in order or kid in visiting:
+                return
+            visiting.add(kid)
+            for ref in self.kpis[kid].referenced_kpis():
+                if ref in self.kpis:
+                    visit(ref)
+            visiting.discard(kid)
+            order.append(kid)
+
+        for kid in self.kpis:
+            visit(kid)
+        return order
+
+
+def load_catalog(folder: Path | str = DEFAULT_DEFINITIONS_DIR) -> Catalog:
+    """Load and validate every definition file in ``folder``; raise with all problems."""
+    catalog, problems = collect_catalog(Path(folder))
+    if problems:
+        raise DefinitionError(problems)
+    assert catalog is not None
+    return catalog
+
+
+def collect_catalog(folder: Path) -> tuple[Catalog | None, list[Problem]]:
+    """Load ``folder`` and return the catalog (None if unusable) and every problem found."""
+    from kpi.rules import run_rules
+
+    problems: list[Problem] = []
+    sources_path = folder / SOURCES_FILE
+    if not sources_path.exists():
+        return None, [Problem(str(sources_path), None, "missing: every catalog needs sources")]
+
+    sources_doc = _read(sources_path, problems)
+    sources_file = None
+    if sources_doc is not None:
+        sources_file = _validate(SourcesFile, sources_doc, (), problems)
+    if sources_file is None:
+        return None, problems
+
+    catalog = Catalog(
+        reporting=sources_file.reporting,
+        dimensions=list(sources_file.dimensions),
+        sources=dict(sources_file.sources),
+        kpis={},
+    )
+    for name in sources_file.sources:
+        catalog.source_locations[name] = Location(sources_doc, ("sources", name))
+
+    for path in sorted(folder.glob("*.yaml")):
+        if path.name == SOURCES_FILE:
+            continue
+        doc = _read(path, problems)
+        if doc is None:
+            continue
+        _load_kpi_file(doc, catalog, problems)
+
+    problems.extend(run_rules(catalog))
+    return catalog, problems
+
+
+def _load_kpi_file(doc: LocatedYaml, catalog: Catalog, problems: list[Problem]) -> None:
+    data = doc.data
+    if not isinstance(data, dict) or not isinstance(data.get("kpis"), list):
+        problems.append(Problem(str(doc.path), 1, "expected a mapping with `area` and `kpis`"))
+        return
+    area = data.get("area")
+    # Validate KPI by KPI so one bad KPI does not hide the problems of the others.
+    for i, raw in enumerate(data["kpis"]):
+        kpi_id = raw.get("id") if isinstance(raw, dict) else None
+        if isinstance(raw, dict) and "area" not in raw and area:
+            raw = {**raw, "area": area}
+        kpi = _validate(Kpi, doc, ("kpis", i), problems, value=raw, kpi_id=kpi_id)
+        if kpi is None:
+            continue
+        if kpi.id in catalog.kpis:
+            first = catalog.kpi_locations[kpi.id]
+            file, line = Location(doc, ("kpis", i)).at("id")
+            problems.append(
+                Problem(
+                    file,
+                    line,
+                    f"duplicate KPI id; first defined at {first.doc.path}:{first.at('id')[1]}",
+                    kpi.id,
+                )
+            )
+            continue
+        catalog.kpis[kpi.id] = kpi
+        catalog.kpi_locations[kpi.id] = Location(doc, ("kpis", i))
+    rest = {k: v for k, v in data.items() if k != "kpis"}
+    _validate(KpiFile, doc, (), problems, value={**rest, "kpis": []})
+
+
+def _read(path: Path, problems: list[Problem]) -> LocatedYaml | None:
+    try:
+        return load_located_yaml(path)
+    except YamlSyntaxError as exc:
+        problems.append(Problem(str(path), None, str(exc).split(": ", 1)[-1]))
+        return None
+
+
+def _validate(model, doc, base, problems, *, value=None, kpi_id=None):
+    value = doc.data if value is None else value
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = (*base, *err["loc"])
+            field_path = ".".join(str(p) for p in err["loc"]) or "(document)"
+            got = err.get("input")
+            shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                allowed = ", ".join(sorted(_allowed_fields(model, err["loc"][:-1])))
+                msg = f"unknown field; allowed fields here: {allowed}"
+                shown = ""
+            problems.append(
+                Problem(str(doc.path), doc.line_of(loc), f"{field_path}: {msg}{shown}", kpi_id)
+            )
+        return None
+
+
+def _allowed_fields(model, loc) -> list[str]:
+    """Field names allowed at ``loc`` inside ``model``, to suggest the right spelling."""
+    from typing import get_args, get_origin
+
+    current, skip_key = model, False
+    for part in loc:
+        if skip_key or isinstance(part, int):
+            skip_key = False
+            continue
+        info = getattr(current, "model_fields", {}).get(part)
+        if info is None:
+            return []
+        annotation = info.annotation
+        skip_key = get_origin(annotation) is dict
+        if skip_key:
+            annotation = get_args(annotation)[1]
+        current = _model_in(annotation)
+    return list(getattr(current, "model_fields", {}))
+
+
+def _model_in(annotation):
+    from typing import get_args
+
+    if hasattr(annotation, "model_fields"):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,243 @@
+"""Compare each KPI value with its target and the previous period, and give it a status.
+
+Targets are phased per period in Python (they are few). The comparison itself is a SQL
+query over ``kpi_values``, so it runs in the warehouse beside the values it reads.
+
+Attainment is direction-aware and 1.0 means "on target":
+  higher_is_better: actual / target;  lower_is_better: target / actual;
+  within_band: 1.0 inside the band, else how close the actual is to the nearer edge.
+Status: insufficient_data (no value, or fewer samples than the KPI's minimum), no_target,
+then on_track / at_risk / off_track by the KPI's thresholds on attainment.
+An open period is held against the target for the days elapsed, not the whole period.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
+
+from kpi.catalog import Catalog
+from kpi.compiler import PREVIOUS, KpiCompiler
+from kpi.expressions import safe_divide
+from kpi.models import Agg, Direction, Grain, Kpi, KpiType
+from kpi.periods import Calendar, Period
+
+ON_TRACK, AT_RISK, OFF_TRACK = "on_track", "at_risk", "off_track"
+INSUFFICIENT_DATA, NO_TARGET = "insufficient_data", "no_target"
+
+
+def scales_with_days(kpi: Kpi) -> bool:
+    """True when a KPI adds up over days, so its target is spread over the days."""
+    return kpi.type == KpiType.simple and kpi.measure.agg in (Agg.sum, Agg.count)
+
+
+@dataclass(frozen=True)
+class TargetRow:
+    kpi_id: str
+    grain: str
+    period_start: dt.date
+    target: float | None
+    target_to_date: float | None
+    band_min: float | None
+    band_max: float | None
+    is_example: bool
+
+
+def phase_targets(catalog: Catalog, periods: list[Period]) -> list[TargetRow]:
+    """The target of every KPI for every period of its grains.
+
+    ``linear`` spreads an additive target evenly over the days of its target period (so a
+    week that spans two months gets its days' share of each); level KPIs such as rates keep
+    the same target at every grain. ``per_period`` gives the value of each target period.
+    """
+    calendar = Calendar(catalog.reporting)
+    rows: list[TargetRow] = []
+    for kpi in catalog.kpis.values():
+        t = kpi.target
+        if t is None:
+            continue
+        additive = scales_with_days(kpi)
+        for p in periods:
+            if p.grain not in kpi.grains:
+                continue
+            whole = _phase(t.value, t.per_period, t.grain, p, p.period_end, calendar, additive)
+            to_date = _phase(t.value, t.per_period, t.grain, p, p.window_end, calendar, additive)
+            band = t.band
+            rows.append(
+                TargetRow(
+                    kpi_id=kpi.id,
+                    grain=p.grain,
+                    period_start=p.period_start,
+                    target=whole,
+                    target_to_date=to_date,
+                    band_min=_phase(band.min, {}, t.grain, p, p.window_end, calendar, additive)
+                    if band
+                    else None,
+                    band_max=_phase(band.max, {}, t.grain, p, p.window_end, calendar, additive)
+                    if band
+                    else None,
+                    is_example=t.example,
+                )
+            )
+    return rows
+
+
+def _phase(
+    value: float | None,
+    per_period: dict[dt.date, float],
+    target_grain: Grain,
+    period: Period,
+    until: dt.date,
+    calendar: Calendar,
+    additive: bool,
+) -> float | None:
+    def value_for(day: dt.date) -> float | None:
+        start = calendar.start_of(day, target_grain)
+        return per_period.get(start, value)
+
+    if not additive:
+        return value_for(period.period_start)
+    total, day = 0.0, period.period_start
+    while day <= until:
+        v = value_for(day)
+        if v is None:
+            return None
+        start = calendar.start_of(day, target_grain)
+        days = (calendar.end_of(start, target_grain) - start).days + 1
+        total += v / days
+        day += dt.timedelta(days=1)
+    return total
+
+
+def attainment_expr(direction: Direction, actual, target, band_min, band_max) -> ColumnElement:
+    """Direction-aware attainment as SQL (1.0 = on target)."""
+    if direction == Direction.higher_is_better:
+        return safe_divide(actual, target)
+    if direction == Direction.lower_is_better:
+        return safe_divide(target, actual)
+    return sa.case(
+        (sa.or_(band_min.is_(None), band_max.is_(None), actual.is_(None)), sa.null()),
+        (actual < band_min, safe_divide(actual, band_min)),
+        (actual > band_max, safe_divide(band_max, actual)),
+        else_=sa.literal(1.0),
+    )
+
+
+def status_expr(kpi: Kpi, actual, attainment, sample_size, has_target) -> ColumnElement:
+    """The status of a value, by the KPI's minimum sample and thresholds."""
+    th = kpi.thresholds
+    whens = [(actual.is_(None), sa.literal(INSUFFICIENT_DATA))]
+    if kpi.min_sample_size:
+        whens.append(
+            (sa.func.coalesce(sample_size, 0) < kpi.min_sample_size, sa.literal(INSUFFICIENT_DATA))
+        )
+    whens += [
+        (sa.not_(has_target), sa.literal(NO_TARGET)),
+        (attainment.is_(None), sa.literal(INSUFFICIENT_DATA)),
+        (attainment >= th.at_risk_below, sa.literal(ON_TRACK)),
+        (attainment >= th.off_track_below, sa.literal(AT_RISK)),
+    ]
+    return sa.case(*whens, else_=sa.literal(OFF_TRACK))
+
+
+def status_of(
+    kpi: Kpi,
+    actual: float | None,
+    target: float | None,
+    sample_size: int | None = None,
+    band: tuple[float, float] | None = None,
+) -> str:
+    """The same status rule in Python, for single values and tests of the SQL."""
+    if actual is None or (kpi.min_sample_size and (sample_size or 0) < kpi.min_sample_size):
+        return INSUFFICIENT_DATA
+    if kpi.direction == Direction.within_band:
+        if band is None:
+            return NO_TARGET
+        lo, hi = band
+        att = 1.0 if lo <= actual <= hi else (actual / lo if actual < lo else hi / actual)
+    else:
+        if target is None:
+            return NO_TARGET
+        num, den = (
+            (actual, target) if kpi.direction == Direction.higher_is_better else (target, actual)
+        )
+        if den == 0:
+            return INSUFFICIENT_DATA
+        att = num / den
+    if att >= kpi.thresholds.at_risk_below:
+        return ON_TRACK
+    if att >= kpi.thresholds.off_track_below:
+        return AT_RISK
+    return OFF_TRACK
+
+
+def comparison_select(
+    compiler: KpiCompiler,
+    kpi: Kpi,
+    grain: str,
+    dims: tuple[str, ...],
+    values: sa.Table,
+    targets: sa.Table,
+    computed_at: dt.datetime,
+) -> sa.Select:
+    """One KPI/grain/slice of ``kpi_comparisons``: values, previous period, target, status."""
+    catalog = compiler.catalog
+    v = values.alias("v")
+    previous = compiler.evaluate(
+        kpi, Grain(grain), dims, PREVIOUS, compiler.slice_values(kpi, dims)
+    ).query.alias("prev")
+    t = targets.alias("t")
+
+    slice_filter = [
+        v.c[d].is_not(None) if d in dims else v.c[d].is_(None) for d in catalog.dimensions
+    ]
+    prev_on = [previous.c.period_start == v.c.period_start]
+    prev_on += [previous.c[d] == v.c[d] for d in dims]
+    # Only the total row carries a target; slices are compared with the previous period.
+    target_on = [
+        t.c.kpi_id == v.c.kpi_id,
+        t.c.grain == v.c.grain,
+        t.c.period_start == v.c.period_start,
+        sa.literal(not dims),
+    ]
+
+    actual = v.c.value
+    target = sa.case((v.c.is_complete_period, t.c.target), else_=t.c.target_to_date)
+    # A to-date or growth KPI already looks back; its "previous period" has no meaning.
+    looks_back = kpi.type in (KpiType.cumulative, KpiType.period_over_period)
+    prev_value = sa.cast(sa.null() if looks_back else previous.c.value, sa.Double)
+    attainment = attainment_expr(kpi.direction, actual, target, t.c.band_min, t.c.band_max)
+    has_target = (
+        sa.and_(t.c.band_min.is_not(None), t.c.band_max.is_not(None))
+        if kpi.direction == Direction.within_band
+        else target.is_not(None)
+    )
+    return (
+        sa.select(
+            v.c.kpi_id,
+            sa.literal(kpi.name).label("kpi_name"),
+            sa.literal(kpi.area).label("area"),
+            sa.literal(str(kpi.direction)).label("direction"),
+            v.c.grain,
+            v.c.period_start,
+            v.c.period_end,
+            v.c.is_complete_period,
+            *[v.c[d] for d in catalog.dimensions],
+            actual.label("actual"),
+            target.label("target"),
+            attainment.label("attainment"),
+            (actual - target).label("variance"),
+            prev_value.label("previous"),
+            (actual - prev_value).label("change_abs"),
+            safe_divide(actual - prev_value, prev_value).label("change_rel"),
+            v.c.sample_size,
+            status_expr(kpi, actual, attainment, v.c.sample_size, has_target).label("status"),
+            v.c.definition_version,
+            sa.literal(computed_at, sa.DateTime(timezone=True)).label("computed_at"),
+        )
+        .select_from(v.outerjoin(previous, sa.and_(*prev_on)).outerjoin(t, sa.and_(*target_on)))
+        .where(v.c.kpi_id == kpi.id, v.c.grain == grain, *slice_filter)
+    )

@@ -1,0 +1,415 @@
+"""Compile KPI definitions to SQLAlchemy Core queries that run inside the warehouse.
+
+The shape of every query:
+
+1. **daily**: the source aggregated to one row per local day and dimension slice
+   (sum, count, min, max of the measure, and the row count). This is the only full scan.
+2. **window join**: each period of the ``periods`` table picks up the daily rows between
+   its window start and end. Plain periods, to-date periods, rolling windows and
+   comparison windows are all just different start/end columns of that table.
+3. **spine**: periods (times the slice values) are the left side of the join, so a day or
+   period with no rows gives zero for sums and counts, and NULL for a ratio.
+
+Distinct counts cannot be added up from daily rows; they join rows to windows directly.
+Ratios keep their numerator and denominator sums and divide at the end, so every rollup
+is a sum over a sum. No SQL is written as text: everything is SQLAlchemy expressions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import FromClause
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
+
+from kpi.catalog import Catalog
+from kpi.expressions import safe_divide, to_sql
+from kpi.models import Agg, Grain, Kpi, KpiType, Measure, SourceSpec
+from kpi.schema import periods_table, source_table
+
+NOT_SET = "(not set)"
+ADDITIVE_AGGS = {Agg.sum, Agg.count, Agg.average, Agg.min, Agg.max}
+
+
+@dataclass(frozen=True)
+class Window:
+    """Which columns of the periods table bound the days a value covers."""
+
+    start: str = "period_start"
+    end: str = "window_end"
+
+
+CURRENT = Window()
+PREVIOUS = Window("prev_period_start", "prev_window_end")
+LAST_YEAR = Window("ly_period_start", "ly_window_end")
+TO_DATE = {
+    "month": Window("month_to_date_start"),
+    "quarter": Window("quarter_to_date_start"),
+    "year": Window("year_to_date_start"),
+}
+ROLLING = {n: Window(f"rolling_{n}_start") for n in (7, 28, 90)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Dialect-specific pieces, compiled per warehouse
+# ---------------------------------------------------------------------------------------------
+
+
+class local_date(FunctionElement):
+    """The calendar date of a timestamp in a time zone."""
+
+    type = sa.Date()
+    inherit_cache = True
+    name = "local_date"
+
+
+@compiles(local_date)
+def _local_date_default(element, compiler, **kw):  # PostgreSQL, DuckDB
+    ts, zone = list(element.clauses)
+    return f"CAST(timezone({compiler.process(zone, **kw)}, {compiler.process(ts, **kw)}) AS DATE)"
+
+
+@compiles(local_date, "bigquery")
+def _local_date_bigquery(element, compiler, **kw):
+    ts, zone = list(element.clauses)
+    return f"DATE({compiler.process(ts, **kw)}, {compiler.process(zone, **kw)})"
+
+
+@compiles(local_date, "snowflake")
+def _local_date_snowflake(element, compiler, **kw):
+    ts, zone = list(element.clauses)
+    return (
+        f"CAST(CONVERT_TIMEZONE({compiler.process(zone, **kw)}, "
+        f"{compiler.process(ts, **kw)}) AS DATE)"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The compiler
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Evaluated:
+    """A KPI evaluated over one window: a subquery keyed by period_start and dimensions."""
+
+    query: FromClause
+    dims: tuple[str, ...]
+
+    def col(self, name: str) -> ColumnElement:
+        return self.query.c[name]
+
+
+class KpiCompiler:
+    """Turns catalog KPIs into SELECTs with the columns of ``kpi.kpi_values``."""
+
+    def __init__(self, catalog: Catalog, metadata: sa.MetaData | None = None):
+        self.catalog = catalog
+        self.metadata = metadata if metadata is not None else sa.MetaData()
+        self.periods = periods_table(self.metadata)
+        self.tables = {
+            name: source_table(name, spec, self.metadata) for name, spec in catalog.sources.items()
+        }
+
+    # -- public -----------------------------------------------------------------------------
+
+    def slices(self, kpi: Kpi) -> list[tuple[str, ...]]:
+        """The dimension slices a KPI is reported by: the total, then each dimension."""
+        return [(), *[(d,) for d in kpi.dimensions]]
+
+    def compile(
+        self,
+        kpi_id: str,
+        grain: Grain | str,
+        dims: tuple[str, ...] = (),
+        window: Window = CURRENT,
+        computed_at: dt.datetime | None = None,
+    ) -> sa.Select:
+        """The rows of ``kpi.kpi_values`` for one KPI, grain and slice."""
+        kpi = self.catalog.kpis[kpi_id]
+        grain = Grain(grain)
+        values = self.evaluate(kpi, grain, dims, window, self.slice_values(kpi, dims))
+        p = self.periods.alias("p")
+        out_dims = [
+            (values.col(d) if d in dims else sa.cast(sa.null(), sa.String)).label(d)
+            for d in self.catalog.dimensions
+        ]
+        stamp = computed_at if computed_at is not None else sa.func.current_timestamp()
+        return (
+            sa.select(
+                sa.literal(kpi.id, sa.String).label("kpi_id"),
+                sa.literal(str(grain), sa.String).label("grain"),
+                p.c.period_start,
+                p.c.period_end,
+                p.c.is_complete_period,
+                *out_dims,
+                sa.cast(values.col("value"), sa.Double).label("value"),
+                sa.cast(values.col("numerator"), sa.Double).label("numerator"),
+                sa.cast(values.col("denominator"), sa.Double).label("denominator"),
+                sa.cast(values.col("sample_size"), sa.BigInteger).label("sample_size"),
+                sa.literal(self.catalog.versions[kpi.id], sa.String).label("definition_version"),
+                sa.cast(stamp, sa.DateTime(timezone=True)).label("computed_at"),
+            )
+            .select_from(
+                values.query.join(
+                    p,
+                    sa.and_(
+                        p.c.grain == str(grain), p.c.period_start == values.col("period_start")
+                    ),
+                )
+            )
+            .order_by(p.c.period_start, *[values.col(d) for d in dims])
+        )
+
+    def compile_all(self, kpi_id: str, computed_at: dt.datetime | None = None) -> list[sa.Select]:
+        kpi = self.catalog.kpis[kpi_id]
+        return [
+            self.compile(kpi_id, g, dims, computed_at=computed_at)
+            for g in kpi.grains
+            for dims in self.slices(kpi)
+        ]
+
+    # -- evaluation ---------------------------------------------------------------------------
+
+    def evaluate(
+        self,
+        kpi: Kpi,
+        grain: Grain,
+        dims: tuple[str, ...],
+        window: Window,
+        slice_values: FromClause | None,
+    ) -> Evaluated:
+        if kpi.type == KpiType.simple:
+            return self._measure(kpi.measure, grain, dims, window, slice_values)
+        if kpi.type == KpiType.ratio:
+            num = self._measure(kpi.numerator, grain, dims, window, slice_values)
+            den = self._measure(kpi.denominator, grain, dims, window, slice_values)
+            n, d = num.col("value"), den.col("value")
+            return self._combine(
+                [num, den],
+                dims,
+                value=safe_divide(n, d),
+                numerator=n,
+                denominator=d,
+                sample_size=den.col("sample_size"),
+            )
+        if kpi.type == KpiType.derived:
+            refs = {
+                ref: self.evaluate(self.catalog.kpis[ref], grain, dims, window, slice_values)
+                for ref in kpi.referenced_kpis()
+            }
+            value = to_sql(kpi.expr, lambda name: sa.cast(refs[name].col("value"), sa.Double))
+            # A derived value rests on the thinnest of its inputs.
+            sizes = [r.col("sample_size") for r in refs.values()]
+            size = sizes[0] if len(sizes) == 1 else sa.func.least(*sizes)
+            return self._combine(list(refs.values()), dims, value=value, sample_size=size)
+        if kpi.type == KpiType.cumulative:
+            c = kpi.cumulative
+            base = self.catalog.kpis[c.of]
+            cum_window = TO_DATE[c.to_date] if c.to_date else ROLLING[c.window_days]
+            return self.evaluate(base, grain, dims, cum_window, slice_values)
+        if kpi.type == KpiType.period_over_period:
+            pop = kpi.period_over_period
+            base = self.catalog.kpis[pop.of]
+            offset = PREVIOUS if pop.offset == "previous_period" else LAST_YEAR
+            cur = self.evaluate(base, grain, dims, window, slice_values)
+            prev = self.evaluate(base, grain, dims, offset, slice_values)
+            c, p = cur.col("value"), prev.col("value")
+            # value = relative change; numerator/denominator keep both sides so the
+            # absolute change is numerator - denominator.
+            return self._combine(
+                [cur, prev],
+                dims,
+                value=safe_divide(c - p, p),
+                numerator=c,
+                denominator=p,
+            )
+        raise ValueError(f"unknown KPI type {kpi.type}")
+
+    def _combine(
+        self,
+        parts: list[Evaluated],
+        dims: tuple[str, ...],
+        value: ColumnElement,
+        numerator: ColumnElement | None = None,
+        denominator: ColumnElement | None = None,
+        sample_size: ColumnElement | None = None,
+    ) -> Evaluated:
+        """Join evaluated parts on period and slice; every part has the same spine."""
+        first, rest = parts[0], parts[1:]
+        joined: FromClause = first.query
+        for other in rest:
+            on = [other.col("period_start") == first.col("period_start")]
+            on += [other.col(d) == first.col(d) for d in dims]
+            joined = joined.join(other.query, sa.and_(*on))
+        query = sa.select(
+            first.col("period_start").label("period_start"),
+            *[first.col(d).label(d) for d in dims],
+            value.label("value"),
+            (numerator if numerator is not None else sa.null()).label("numerator"),
+            (denominator if denominator is not None else sa.null()).label("denominator"),
+            (sample_size if sample_size is not None else sa.null()).label("sample_size"),
+        ).select_from(joined)
+        return Evaluated(query.subquery(), dims)
+
+    def _measure(
+        self,
+        measure: Measure,
+        grain: Grain,
+        dims: tuple[str, ...],
+        window: Window,
+        slice_values: FromClause | None,
+    ) -> Evaluated:
+        src = self.catalog.sources[measure.source]
+        table = self.tables[measure.source]
+        rows = self._rows(measure, src, table, dims)
+        p = self.periods.alias()
+        spine: FromClause = p
+        if dims:
+            spine = p.join(slice_values, sa.true())
+        dim_keys = [slice_values.c[d] for d in dims] if dims else []
+
+        if measure.agg == Agg.count_distinct or measure.agg in ADDITIVE_AGGS:
+            data = rows if measure.agg == Agg.count_distinct else self._daily(rows, dims)
+            on = [data.c.day >= p.c[window.start], data.c.day <= p.c[window.end]]
+            on += [data.c[d] == slice_values.c[d] for d in dims]
+            joined = spine.outerjoin(data, sa.and_(*on))
+            num, den, value, n = self._aggregate(measure.agg, data)
+            query = (
+                sa.select(
+                    p.c.period_start.label("period_start"),
+                    *[k.label(k.key) for k in dim_keys],
+                    value.label("value"),
+                    num.label("numerator"),
+                    den.label("denominator"),
+                    n.label("sample_size"),
+                )
+                .select_from(joined)
+                .where(p.c.grain == str(grain))
+                .group_by(p.c.period_start, *dim_keys)
+            )
+            return Evaluated(query.subquery(), dims)
+
+        # last: a balance takes the value of the latest day with data in the window.
+        daily = self._daily(rows, dims)
+        on = [daily.c.day >= p.c[window.start], daily.c.day <= p.c[window.end]]
+        on += [daily.c[d] == slice_values.c[d] for d in dims]
+        rank = (
+            sa.func.row_number()
+            .over(partition_by=[p.c.period_start, *dim_keys], order_by=daily.c.day.desc())
+            .label("rank")
+        )
+        ranked = (
+            sa.select(
+                p.c.period_start.label("period_start"),
+                *[k.label(k.key) for k in dim_keys],
+                daily.c.total.label("value"),
+                daily.c.n.label("sample_size"),
+                rank,
+            )
+            .select_from(spine.outerjoin(daily, sa.and_(*on)))
+            .where(p.c.grain == str(grain))
+            .subquery()
+        )
+        query = sa.select(
+            ranked.c.period_start,
+            *[ranked.c[d] for d in dims],
+            ranked.c.value,
+            sa.null().label("numerator"),
+            sa.null().label("denominator"),
+            sa.func.coalesce(ranked.c.sample_size, 0).label("sample_size"),
+        ).where(ranked.c.rank == 1)
+        return Evaluated(query.subquery(), dims)
+
+    @staticmethod
+    def _aggregate(agg: Agg, data: FromClause):
+        """(numerator, denominator, value, sample size) over the joined window rows."""
+        if agg == Agg.count_distinct:
+            value = sa.func.count(sa.distinct(data.c.x))
+            return sa.null(), sa.null(), value, sa.func.count(data.c.day)
+        n = sa.func.coalesce(sa.func.sum(data.c.n), 0)
+        if agg == Agg.sum:
+            value = sa.func.coalesce(sa.func.sum(data.c.total), 0)
+            return sa.null(), sa.null(), value, n
+        if agg == Agg.count:
+            value = sa.func.coalesce(sa.func.sum(data.c.nonnull), 0)
+            return sa.null(), sa.null(), value, n
+        if agg == Agg.average:
+            total, count = sa.func.sum(data.c.total), sa.func.sum(data.c.nonnull)
+            return total, count, safe_divide(total, count), n
+        if agg == Agg.min:
+            return sa.null(), sa.null(), sa.func.min(data.c.low), n
+        return sa.null(), sa.null(), sa.func.max(data.c.high), n
+
+    def _rows(
+        self, measure: Measure, src: SourceSpec, table: sa.Table, dims: tuple[str, ...]
+    ) -> FromClause:
+        """Source rows as (day, dimension values, x) with the measure's filter applied."""
+        time_col = table.c[src.time.column]
+        day = (
+            local_date(time_col, sa.literal(self.catalog.reporting.time_zone, sa.String))
+            if src.time.type == "timestamp"
+            else time_col
+        )
+
+        def resolve(name: str) -> ColumnElement:
+            if name in table.c:
+                return table.c[name]
+            return self._dimension(src, table, name)
+
+        x = to_sql(measure.expr, resolve) if measure.expr else sa.literal(1)
+        query = sa.select(
+            day.label("day"),
+            *[self._dimension(src, table, d).label(d) for d in dims],
+            x.label("x"),
+        )
+        if measure.filter:
+            query = query.where(to_sql(measure.filter, resolve))
+        return query.subquery()
+
+    @staticmethod
+    def _daily(rows: FromClause, dims: tuple[str, ...]) -> FromClause:
+        keys = [rows.c.day, *[rows.c[d] for d in dims]]
+        return (
+            sa.select(
+                *keys,
+                sa.func.sum(rows.c.x).label("total"),
+                sa.func.count(rows.c.x).label("nonnull"),
+                sa.func.min(rows.c.x).label("low"),
+                sa.func.max(rows.c.x).label("high"),
+                sa.func.count().label("n"),
+            )
+            .group_by(*keys)
+            .subquery()
+        )
+
+    def _dimension(self, src: SourceSpec, table: sa.Table, dim: str) -> ColumnElement:
+        mapping = src.dimensions[dim]
+        col = table.c[mapping.column]
+        if mapping.map:
+            col = sa.case(mapping.map, value=col, else_=col)
+        return sa.func.coalesce(sa.cast(col, sa.String), NOT_SET)
+
+    def slice_values(self, kpi: Kpi, dims: tuple[str, ...]) -> FromClause | None:
+        """Every value combination of ``dims`` seen in any source the KPI reads."""
+        if not dims:
+            return None
+        selects = []
+        for name in self._source_names(kpi):
+            src, table = self.catalog.sources[name], self.tables[name]
+            selects.append(
+                sa.select(*[self._dimension(src, table, d).label(d) for d in dims]).distinct()
+            )
+        return sa.union(*selects).subquery() if len(selects) > 1 else selects[0].subquery()
+
+    def _source_names(self, kpi: Kpi) -> list[str]:
+        names: list[str] = []
+        for k in [kpi, *self.catalog.dependencies(kpi.id)]:
+            for _, m in k.measures:
+                if m.source not in names:
+                    names.append(m.source)
+        return names

@@ -1,0 +1,194 @@
+"""Safe expressions for measures, filters and derived KPIs.
+
+Expressions are written in a small arithmetic language (``revenue - cost_of_goods``,
+``csat_score >= 4``, ``channel in ('Paid Search', 'Paid Social')``). They are parsed with
+Python's ``ast`` and only an allowlisted subset of nodes is accepted, then turned into
+SQLAlchemy expressions. Nothing in a definition ever reaches the SQL text as a string,
+so a definition cannot inject SQL.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import re
+from collections.abc import Callable, Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
+
+# name -> (min args, max args)
+ALLOWED_FUNCTIONS: dict[str, tuple[int, int]] = {
+    "coalesce": (1, 8),
+    "abs": (1, 1),
+    "greatest": (2, 8),
+    "least": (2, 8),
+    "nullif": (2, 2),
+    "lower": (1, 1),
+    "upper": (1, 1),
+    "round": (1, 2),
+}
+
+_COMPARE = {
+    ast.Eq: "__eq__",
+    ast.NotEq: "__ne__",
+    ast.Lt: "__lt__",
+    ast.LtE: "__le__",
+    ast.Gt: "__gt__",
+    ast.GtE: "__ge__",
+}
+
+# SQL-minded authors write `=` and `<>`; accept both without touching `==`, `<=`, `>=`, `!=`.
+_SINGLE_EQUALS = re.compile(r"(?<![=!<>])=(?!=)")
+
+
+class ExpressionError(ValueError):
+    """An expression that is not valid in the KPI language."""
+
+
+def parse(text: str) -> ast.expr:
+    """Parse ``text`` into a checked AST; raise ExpressionError on anything not allowed."""
+    if not isinstance(text, str) or not text.strip():
+        raise ExpressionError("empty expression")
+    normalized = _SINGLE_EQUALS.sub("==", text.replace("<>", "!="))
+    try:
+        tree = ast.parse(normalized.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise ExpressionError(f"cannot parse `{text}`: {exc.msg}") from None
+    _check_nodes(tree.body, text)
+    return tree.body
+
+
+def referenced_names(text: str) -> list[str]:
+    """The column or KPI names an expression refers to, in order of first use."""
+    tree = parse(text)
+    callees = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and id(node) not in callees and node.id not in names:
+            names.append(node.id)
+    return names
+
+
+def unknown_name_problems(text: str, known: Iterable[str], what: str) -> list[str]:
+    """Problems for names in ``text`` that are not in ``known``, with a did-you-mean."""
+    known = list(known)
+    problems = []
+    for name in referenced_names(text):
+        if name not in known:
+            problems.append(f"unknown {what} `{name}`{did_you_mean(name, known)}")
+    return problems
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f": did you mean `{close[0]}`?" if close else ""
+
+
+def to_sql(text: str, resolve: Callable[[str], ColumnElement]) -> ColumnElement:
+    """Build the SQLAlchemy expression for ``text``; ``resolve`` maps names to columns."""
+    return _build(parse(text), resolve)
+
+
+def safe_divide(numerator: ColumnElement, denominator: ColumnElement) -> ColumnElement:
+    """Float division that yields NULL, not an error or infinity, on a zero denominator."""
+    den = sa.cast(denominator, sa.Double())
+    return sa.cast(numerator, sa.Double()) / sa.func.nullif(den, 0.0)
+
+
+def _check_nodes(node: ast.AST, text: str) -> None:
+    allowed = (
+        ast.BinOp,
+        ast.UnaryOp,
+        ast.BoolOp,
+        ast.Compare,
+        ast.Name,
+        ast.Constant,
+        ast.Call,
+        ast.Tuple,
+        ast.List,
+        ast.Load,
+        ast.Add,
+        ast.Sub,
+        ast.Mult,
+        ast.Div,
+        ast.USub,
+        ast.UAdd,
+        ast.Not,
+        ast.And,
+        ast.Or,
+        ast.In,
+        ast.NotIn,
+        *_COMPARE,
+    )
+    for child in ast.walk(node):
+        if not isinstance(child, allowed):
+            raise ExpressionError(f"`{text}`: {type(child).__name__} is not allowed here")
+        if isinstance(child, ast.Constant) and not isinstance(
+            child.value, int | float | str | bool
+        ):
+            raise ExpressionError(f"`{text}`: constant {child.value!r} is not allowed")
+        if isinstance(child, ast.Call):
+            if not isinstance(child.func, ast.Name) or child.func.id not in ALLOWED_FUNCTIONS:
+                fname = getattr(child.func, "id", "?")
+                hint = did_you_mean(fname, ALLOWED_FUNCTIONS)
+                raise ExpressionError(
+                    f"`{text}`: function `{fname}` is not allowed{hint}; "
+                    f"allowed: {', '.join(sorted(ALLOWED_FUNCTIONS))}"
+                )
+            lo, hi = ALLOWED_FUNCTIONS[child.func.id]
+            if child.keywords or not lo <= len(child.args) <= hi:
+                raise ExpressionError(
+                    f"`{text}`: {child.func.id}() takes {lo}..{hi} positional arguments"
+                )
+        if isinstance(child, ast.Compare) and any(
+            isinstance(op, ast.In | ast.NotIn) for op in child.ops
+        ):
+            for comp in child.comparators:
+                if not isinstance(comp, ast.Tuple | ast.List) or not all(
+                    isinstance(e, ast.Constant) for e in comp.elts
+                ):
+                    raise ExpressionError(f"`{text}`: `in` takes a list of constants")
+    return None
+
+
+def _build(node: ast.expr, resolve: Callable[[str], ColumnElement]) -> ColumnElement:
+    if isinstance(node, ast.Constant):
+        return sa.literal(node.value)
+    if isinstance(node, ast.Name):
+        return resolve(node.id)
+    if isinstance(node, ast.UnaryOp):
+        operand = _build(node.operand, resolve)
+        if isinstance(node.op, ast.Not):
+            return sa.not_(operand)
+        return -operand if isinstance(node.op, ast.USub) else operand
+    if isinstance(node, ast.BinOp):
+        left, right = _build(node.left, resolve), _build(node.right, resolve)
+        if isinstance(node.op, ast.Add):
+            return left + right
+        if isinstance(node.op, ast.Sub):
+            return left - right
+        if isinstance(node.op, ast.Mult):
+            return left * right
+        return safe_divide(left, right)
+    if isinstance(node, ast.BoolOp):
+        parts = [_build(v, resolve) for v in node.values]
+        return sa.and_(*parts) if isinstance(node.op, ast.And) else sa.or_(*parts)
+    if isinstance(node, ast.Compare):
+        clauses = []
+        left = _build(node.left, resolve)
+        for op, comp in zip(node.ops, node.comparators, strict=True):
+            if isinstance(op, ast.In | ast.NotIn):
+                values = [e.value for e in comp.elts]  # type: ignore[attr-defined]
+                clause = left.in_(values) if isinstance(op, ast.In) else left.not_in(values)
+                clauses.append(clause)
+                continue
+            right = _build(comp, resolve)
+            clauses.append(getattr(left, _COMPARE[type(op)])(right))
+            left = right
+        return sa.and_(*clauses) if len(clauses) > 1 else clauses[0]
+    if isinstance(node, ast.Call):
+        name = node.func.id  # type: ignore[attr-defined]
+        args = [_build(a, resolve) for a in node.args]
+        return getattr(sa.func, name)(*args)
+    raise ExpressionError(f"unsupported expression node {type(node).__name__}")

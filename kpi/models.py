@@ -1,0 +1,286 @@
+"""The KPI language: sources, conformed dimensions and KPI definitions, as typed models.
+
+The models only check the shape of each field. Rules that look across fields or files
+(unknown columns, cycles, additivity) live in ``kpi.rules`` so that every problem is
+collected and reported together.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Grain(StrEnum):
+    day = "day"
+    week = "week"
+    month = "month"
+    quarter = "quarter"
+    year = "year"
+
+
+GRAIN_ORDER = [Grain.day, Grain.week, Grain.month, Grain.quarter, Grain.year]
+
+
+class Direction(StrEnum):
+    higher_is_better = "higher_is_better"
+    lower_is_better = "lower_is_better"
+    within_band = "within_band"
+
+
+class Unit(StrEnum):
+    count = "count"
+    currency = "currency"
+    percent = "percent"
+    ratio = "ratio"
+    seconds = "seconds"
+
+
+class Additivity(StrEnum):
+    additive = "additive"
+    semi_additive = "semi_additive"  # adds across dimensions, takes the last value across time
+    non_additive = "non_additive"  # distinct counts, rates: never summed
+
+
+class Agg(StrEnum):
+    sum = "sum"
+    count = "count"
+    count_distinct = "count_distinct"
+    min = "min"
+    max = "max"
+    average = "average"
+    last = "last"
+
+
+class KpiType(StrEnum):
+    simple = "simple"
+    ratio = "ratio"
+    derived = "derived"
+    cumulative = "cumulative"
+    period_over_period = "period_over_period"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources
+# ---------------------------------------------------------------------------------------------
+
+ColumnType = Literal["integer", "number", "string", "date", "timestamp", "boolean"]
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+class Reporting(_Strict):
+    time_zone: str = "UTC"
+    currency: str = "EUR"
+    week_start: Literal[WEEKDAYS] = "monday"  # type: ignore[valid-type]
+    fiscal_year_start_month: int = Field(1, ge=1, le=12)
+
+
+class ConformedDimension(_Strict):
+    description: str = ""
+
+
+class ColumnSpec(_Strict):
+    type: ColumnType
+    description: str = ""
+    additivity: Additivity | None = None  # set for measures; None for attributes
+
+
+class TimeSpec(_Strict):
+    column: str
+    type: Literal["date", "timestamp"] = "date"
+    time_zone: str = "UTC"
+
+
+class DimensionMapping(_Strict):
+    column: str
+    # Maps the source's own vocabulary onto the conformed one; unmapped values pass through.
+    map: dict[str, str] = Field(default_factory=dict)
+
+
+class CurrencyConversion(_Strict):
+    """Money billed in other currencies, converted on load with the ``fx_rates`` source.
+
+    The file's ``amount`` is kept as ``original_<amount>`` beside ``original_currency`` and
+    ``fx_rate``; ``amount`` itself holds the value in the reporting currency.
+    """
+
+    amount: str
+    currency_column: str = "currency"
+
+
+class SourceSpec(_Strict):
+    table: str
+    description: str = ""
+    time: TimeSpec
+    columns: dict[str, ColumnSpec]
+    dimensions: dict[str, DimensionMapping] = Field(default_factory=dict)
+    key: list[str] = Field(default_factory=list)  # the business key, unique per row
+    landing: str | None = None  # folder under the landing root; None for API sources
+    currency_conversion: CurrencyConversion | None = None
+    # Pre-aggregated sources (GA4 users by month) can only be read at their own grain.
+    grain: Grain = Grain.day
+
+    @property
+    def schema_name(self) -> str | None:
+        return self.table.split(".", 1)[0] if "." in self.table else None
+
+    @property
+    def table_name(self) -> str:
+        return self.table.split(".", 1)[-1]
+
+
+class SourcesFile(_Strict):
+    reporting: Reporting = Reporting()
+    dimensions: dict[str, ConformedDimension]
+    sources: dict[str, SourceSpec]
+
+
+# ---------------------------------------------------------------------------------------------
+# KPIs
+# ---------------------------------------------------------------------------------------------
+
+
+class Measure(_Strict):
+    source: str
+    agg: Agg
+    expr: str | None = None  # None only for count
+    filter: str | None = None
+
+
+class Band(_Strict):
+    min: float
+    max: float
+
+
+class Target(_Strict):
+    value: float | None = None
+    band: Band | None = None
+    grain: Grain = Grain.month
+    unit: Unit | None = None
+    currency: str | None = None
+    # linear: spread evenly by day; per_period: given explicitly; seasonal: by last year's shape.
+    phasing: Literal["linear", "per_period", "seasonal"] = "linear"
+    per_period: dict[dt.date, float] = Field(default_factory=dict)
+    deadline: dt.date | None = None
+    example: bool = False
+
+
+class Benchmark(_Strict):
+    value: float | None = None
+    band: Band | None = None
+    source: str
+    valid_from: dt.date | None = None
+    valid_to: dt.date | None = None
+    example: bool = False
+
+
+class Thresholds(_Strict):
+    """Status by attainment (actual vs target, direction-aware, 1.0 = on target)."""
+
+    at_risk_below: float = 1.0
+    off_track_below: float = 0.9
+
+
+class Cumulative(_Strict):
+    of: str  # another KPI id
+    to_date: Literal["month", "quarter", "year"] | None = None
+    window_days: Literal[7, 28, 90] | None = None
+
+
+class PeriodOverPeriod(_Strict):
+    of: str
+    offset: Literal["previous_period", "same_period_last_year"] = "previous_period"
+
+
+class ChangelogEntry(_Strict):
+    version: str
+    date: dt.date | None = None
+    note: str
+
+
+class Kpi(_Strict):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name: str
+    description: str
+    area: str = ""  # filled from the file when omitted
+    owner: str
+    unit: Unit
+    currency: str | None = None
+    direction: Direction
+    format: str = ""
+    type: KpiType
+    measure: Measure | None = None
+    numerator: Measure | None = None
+    denominator: Measure | None = None
+    expr: str | None = None
+    cumulative: Cumulative | None = None
+    period_over_period: PeriodOverPeriod | None = None
+    dimensions: list[str] = Field(default_factory=list)
+    grains: list[Grain] = Field(default_factory=lambda: [Grain.day, Grain.week, Grain.month])
+    goal: str = ""
+    target: Target | None = None
+    benchmark: Benchmark | None = None
+    thresholds: Thresholds = Thresholds()
+    min_sample_size: int | None = Field(None, ge=1)
+    tags: list[str] = Field(default_factory=list)
+    version: str = "1"
+    changelog: list[ChangelogEntry] = Field(default_factory=list)
+
+    @property
+    def measures(self) -> list[tuple[str, Measure]]:
+        """The measures this KPI reads directly, by role."""
+        out = []
+        for role in ("measure", "numerator", "denominator"):
+            m = getattr(self, role)
+            if m is not None:
+                out.append((role, m))
+        return out
+
+    def referenced_kpis(self) -> list[str]:
+        """Other KPIs this one is computed from (derived, cumulative, period over period)."""
+        from kpi.expressions import referenced_names
+
+        if self.type == KpiType.derived and self.expr:
+            try:
+                return referenced_names(self.expr)
+            except ValueError:
+                return []
+        if self.type == KpiType.cumulative and self.cumulative:
+            return [self.cumulative.of]
+        if self.type == KpiType.period_over_period and self.period_over_period:
+            return [self.period_over_period.of]
+        return []
+
+
+class KpiFile(_Strict):
+    area: str
+    description: str = ""
+    kpis: list[Kpi]
+
+
+def definition_version(kpi: Kpi, dependencies: list[Kpi], sources: list[SourceSpec]) -> str:
+    """A short hash of everything that changes the numbers of ``kpi``.
+
+    Management fields (target, owner, description) are left out on purpose: changing a
+    target must not mark the history as computed by another definition.
+    """
+    numeric_fields = {"type", "measure", "numerator", "denominator", "expr", "cumulative"}
+    numeric_fields |= {"period_over_period", "dimensions"}
+    payload = {
+        "kpi": kpi.model_dump(mode="json", include=numeric_fields),
+        "deps": sorted(
+            (d.id, d.model_dump(mode="json", include=numeric_fields)) for d in dependencies
+        ),
+        "sources": sorted(s.model_dump_json() for s in sources),
+    }
+    blob = json.dumps(payload, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]

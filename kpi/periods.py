@@ -1,0 +1,145 @@
+"""Reporting periods: the calendar arithmetic behind every KPI row.
+
+All date logic lives here, in plain Python, and is written to the warehouse as a small
+``periods`` table (one row per grain and period). The compiled SQL only joins dates to
+the windows of that table, so week starts, fiscal years, to-date alignment and
+same-period-last-year are computed once, tested once, and identical on every warehouse.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+
+from kpi.models import GRAIN_ORDER, WEEKDAYS, Grain, Reporting
+
+ROLLING_WINDOWS = (7, 28, 90)
+
+
+@dataclass(frozen=True)
+class Period:
+    """One reporting period and the windows KPIs are evaluated over.
+
+    ``window_end`` is the last day with data in the period: the period's end, or the
+    as-of date for the open period. Comparison windows are aligned to it, so a partial
+    month is compared with the same days of the previous month.
+    """
+
+    grain: str
+    period_start: dt.date
+    period_end: dt.date
+    days_in_period: int
+    is_complete_period: bool
+    window_end: dt.date
+    elapsed_days: int
+    prev_period_start: dt.date
+    prev_window_end: dt.date
+    ly_period_start: dt.date
+    ly_window_end: dt.date
+    month_to_date_start: dt.date
+    quarter_to_date_start: dt.date
+    year_to_date_start: dt.date
+    rolling_7_start: dt.date
+    rolling_28_start: dt.date
+    rolling_90_start: dt.date
+
+    def as_row(self) -> dict:
+        return asdict(self)
+
+
+class Calendar:
+    """Period boundaries under a reporting configuration (week start, fiscal year)."""
+
+    def __init__(self, reporting: Reporting):
+        self.week_start = WEEKDAYS.index(reporting.week_start)
+        self.fiscal_month = reporting.fiscal_year_start_month
+
+    def start_of(self, day: dt.date, grain: Grain | str) -> dt.date:
+        grain = Grain(grain)
+        if grain == Grain.day:
+            return day
+        if grain == Grain.week:
+            return day - dt.timedelta(days=(day.weekday() - self.week_start) % 7)
+        if grain == Grain.month:
+            return day.replace(day=1)
+        months_per = 3 if grain == Grain.quarter else 12
+        # Months since the fiscal year's first month, floored to the quarter or year.
+        offset = (day.month - self.fiscal_month) % 12
+        back = offset % months_per
+        return _add_months(day.replace(day=1), -back)
+
+    def next_start(self, start: dt.date, grain: Grain | str) -> dt.date:
+        grain = Grain(grain)
+        if grain == Grain.day:
+            return start + dt.timedelta(days=1)
+        if grain == Grain.week:
+            return start + dt.timedelta(days=7)
+        return _add_months(start, {Grain.month: 1, Grain.quarter: 3, Grain.year: 12}[grain])
+
+    def end_of(self, start: dt.date, grain: Grain | str) -> dt.date:
+        return self.next_start(start, grain) - dt.timedelta(days=1)
+
+    def previous_start(self, start: dt.date, grain: Grain | str) -> dt.date:
+        grain = Grain(grain)
+        if grain == Grain.day:
+            return start - dt.timedelta(days=1)
+        if grain == Grain.week:
+            return start - dt.timedelta(days=7)
+        return _add_months(start, -{Grain.month: 1, Grain.quarter: 3, Grain.year: 12}[grain])
+
+    def same_period_last_year(self, start: dt.date, grain: Grain | str) -> dt.date:
+        # Days and weeks shift by 52 weeks so that weekdays line up; the rest by 12 months.
+        if Grain(grain) in (Grain.day, Grain.week):
+            return start - dt.timedelta(days=364)
+        return _add_months(start, -12)
+
+    def periods(
+        self, first_day: dt.date, as_of: dt.date, grains: list[Grain] | None = None
+    ) -> list[Period]:
+        """Every period of every grain that overlaps ``first_day .. as_of``."""
+        out: list[Period] = []
+        for grain in grains or GRAIN_ORDER:
+            start = self.start_of(first_day, grain)
+            while start <= as_of:
+                out.append(self._period(start, grain, first_day, as_of))
+                start = self.next_start(start, grain)
+        return out
+
+    def _period(self, start: dt.date, grain: Grain, first_day: dt.date, as_of: dt.date) -> Period:
+        end = self.end_of(start, grain)
+        window_end = min(end, as_of)
+        elapsed = (window_end - start).days + 1
+        complete = end <= as_of and start >= first_day
+        prev_start = self.previous_start(start, grain)
+        ly_start = self.same_period_last_year(start, grain)
+        return Period(
+            grain=str(grain),
+            period_start=start,
+            period_end=end,
+            days_in_period=(end - start).days + 1,
+            is_complete_period=complete,
+            window_end=window_end,
+            elapsed_days=elapsed,
+            prev_period_start=prev_start,
+            prev_window_end=self._aligned_end(prev_start, grain, elapsed, end <= as_of),
+            ly_period_start=ly_start,
+            ly_window_end=self._aligned_end(ly_start, grain, elapsed, end <= as_of),
+            month_to_date_start=self.start_of(window_end, Grain.month),
+            quarter_to_date_start=self.start_of(window_end, Grain.quarter),
+            year_to_date_start=self.start_of(window_end, Grain.year),
+            rolling_7_start=window_end - dt.timedelta(days=6),
+            rolling_28_start=window_end - dt.timedelta(days=27),
+            rolling_90_start=window_end - dt.timedelta(days=89),
+        )
+
+    def _aligned_end(self, start: dt.date, grain: Grain, elapsed: int, closed: bool) -> dt.date:
+        """End of a comparison window: the whole period, or the same number of days."""
+        full_end = self.end_of(start, grain)
+        if closed:
+            return full_end
+        return min(full_end, start + dt.timedelta(days=elapsed - 1))
+
+
+def _add_months(day: dt.date, months: int) -> dt.date:
+    index = day.year * 12 + (day.month - 1) + months
+    return day.replace(year=index // 12, month=index % 12 + 1, day=1)

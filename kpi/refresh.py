@@ -1,0 +1,152 @@
+"""Refreshing the KPI tables in a warehouse: periods, values, targets, comparisons.
+
+Each step replaces its rows in one transaction, computed by SQL inside the warehouse.
+The Dagster assets are thin wrappers around these functions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import sqlalchemy as sa
+
+from kpi.catalog import Catalog
+from kpi.comparisons import comparison_select, phase_targets
+from kpi.compiler import KpiCompiler
+from kpi.periods import Calendar, Period
+from kpi.schema import (
+    kpi_comparisons_table,
+    kpi_targets_table,
+    kpi_values_table,
+)
+from kpi.warehouse import Warehouse
+
+
+def default_as_of(catalog: Catalog, now: dt.datetime | None = None) -> dt.date:
+    """Yesterday in the reporting time zone: the last day that is complete."""
+    now = now or dt.datetime.now(dt.UTC)
+    return now.astimezone(ZoneInfo(catalog.reporting.time_zone)).date() - dt.timedelta(days=1)
+
+
+@dataclass
+class KpiTables:
+    """The KPI tables of one catalog, bound to SQLAlchemy metadata."""
+
+    compiler: KpiCompiler
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.compiler.catalog
+
+    @property
+    def periods(self) -> sa.Table:
+        return self.compiler.periods
+
+    @property
+    def values(self) -> sa.Table:
+        return kpi_values_table(self.compiler.metadata, self.catalog.dimensions)
+
+    @property
+    def targets(self) -> sa.Table:
+        return kpi_targets_table(self.compiler.metadata)
+
+    @property
+    def comparisons(self) -> sa.Table:
+        return kpi_comparisons_table(self.compiler.metadata, self.catalog.dimensions)
+
+    @property
+    def raw_tables(self) -> dict[str, sa.Table]:
+        return self.compiler.tables
+
+    def all_tables(self) -> list[sa.Table]:
+        return [
+            *self.raw_tables.values(),
+            self.periods,
+            self.values,
+            self.targets,
+            self.comparisons,
+        ]
+
+    @classmethod
+    def for_catalog(cls, catalog: Catalog) -> KpiTables:
+        tables = cls(KpiCompiler(catalog))
+        tables.all_tables()  # bind every table to the metadata
+        return tables
+
+
+def first_day_of_data(wh: Warehouse, tables: KpiTables) -> dt.date | None:
+    """The earliest local day in any source, or None when every source is empty."""
+    days = []
+    for name, table in tables.raw_tables.items():
+        src = tables.catalog.sources[name]
+        col = table.c[src.time.column]
+        value = wh.scalar(sa.select(sa.func.min(col)))
+        if value is None:
+            continue
+        if isinstance(value, dt.datetime):
+            zone = ZoneInfo(tables.catalog.reporting.time_zone)
+            aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+            value = aware.astimezone(zone).date()
+        days.append(value)
+    return min(days) if days else None
+
+
+def refresh_periods(wh: Warehouse, tables: KpiTables, as_of: dt.date) -> list[Period]:
+    """Rewrite the periods table for the data's range, through ``as_of``."""
+    first = first_day_of_data(wh, tables) or as_of
+    periods = Calendar(tables.catalog.reporting).periods(min(first, as_of), as_of)
+    frame = pd.DataFrame([p.as_row() for p in periods])
+    wh.replace_rows(tables.periods, None, frame)
+    return periods
+
+
+def refresh_kpi_values(
+    wh: Warehouse,
+    tables: KpiTables,
+    kpi_ids: list[str] | None = None,
+    computed_at: dt.datetime | None = None,
+) -> dict[str, int]:
+    """Recompute the values of ``kpi_ids`` (default: all) in the warehouse; rows per KPI."""
+    computed_at = computed_at or dt.datetime.now(dt.UTC)
+    counts: dict[str, int] = {}
+    values = tables.values
+    for kpi_id in kpi_ids or tables.catalog.evaluation_order():
+        selects = tables.compiler.compile_all(kpi_id, computed_at=computed_at)
+        _, inserted = wh.replace_from_select(values, values.c.kpi_id == kpi_id, selects)
+        counts[kpi_id] = inserted if inserted else wh.count(values, values.c.kpi_id == kpi_id)
+    return counts
+
+
+def refresh_targets(wh: Warehouse, tables: KpiTables, periods: list[Period]) -> int:
+    rows = phase_targets(tables.catalog, periods)
+    frame = pd.DataFrame([r.__dict__ for r in rows])
+    _, inserted = wh.replace_rows(tables.targets, None, frame)
+    return inserted
+
+
+def refresh_comparisons(
+    wh: Warehouse, tables: KpiTables, computed_at: dt.datetime | None = None
+) -> int:
+    """Recompute ``kpi_comparisons`` from ``kpi_values`` and ``kpi_targets``."""
+    computed_at = computed_at or dt.datetime.now(dt.UTC)
+    selects = []
+    for kpi_id in tables.catalog.evaluation_order():
+        kpi = tables.catalog.kpis[kpi_id]
+        for grain in kpi.grains:
+            for dims in tables.compiler.slices(kpi):
+                selects.append(
+                    comparison_select(
+                        tables.compiler,
+                        kpi,
+                        str(grain),
+                        dims,
+                        tables.values,
+                        tables.targets,
+                        computed_at,
+                    )
+                )
+    wh.replace_from_select(tables.comparisons, None, selects)
+    return wh.count(tables.comparisons)

@@ -1,0 +1,528 @@
+"""Validation rules for the KPI catalog, one small class per rule.
+
+Each rule returns every problem it finds, located by file, line and KPI, so that a data
+engineer fixes all of them in one pass. ``run_rules`` runs them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from kpi.catalog import Catalog, Problem
+from kpi.expressions import ExpressionError, did_you_mean, parse, referenced_names
+from kpi.models import GRAIN_ORDER, Additivity, Agg, Direction, Kpi, KpiType, Measure, Unit
+
+
+class Rule:
+    """A check over the whole catalog."""
+
+    name = "rule"
+
+    def check(self, catalog: Catalog) -> list[Problem]:
+        raise NotImplementedError
+
+
+def _at(catalog: Catalog, kpi: Kpi, *path: str | int, message: str) -> Problem:
+    file, line = catalog.kpi_locations[kpi.id].at(*path)
+    return Problem(file, line, message, kpi.id)
+
+
+def _measures(catalog: Catalog) -> Iterator[tuple[Kpi, str, Measure]]:
+    for kpi in catalog.kpis.values():
+        for role, measure in kpi.measures:
+            yield kpi, role, measure
+
+
+class SourceDeclarationRule(Rule):
+    """Time and dimension columns of each source exist; time zones are real IANA zones."""
+
+    name = "source_declaration"
+
+    def check(self, catalog: Catalog) -> list[Problem]:
+        problems = []
+        for name, src in catalog.sources.items():
+            loc = catalog.source_locations[name]
+            cols = list(src.columns)
+            if src.time.column not in src.columns:
+                file, line = loc.at("time", "column")
+                hint = did_you_mean(src.time.column, cols)
+                msg = f"source `{name}`: unknown time column `{src.time.column}`{hint}"
+                problems.append(Problem(file, line, msg))
+            for dim, mapping in src.dimensions.items():
+                if dim not in catalog.dimensions:
+                    file, line = loc.at("dimensions", dim)
+                    hint = did_you_mean(dim, catalog.dimensions)
+                    msg = f"source `{name}`: `{dim}` is not a conformed dimension{hint}"
+                    problems.append(Problem(file, line, msg))
+                if mapping.column not in src.columns:
+                    file, line = loc.at("dimensions", dim, "column")
+                    hint = did_you_mean(mapping.column, cols)
+                    msg = f"source `{name}`: unknown column `{mapping.column}`{hint}"
+                    problems.append(Problem(file, line, msg))
+            for zone, where in ((src.time.time_zone, ("time", "time_zone")),):
+                if not _is_zone(zone):
+                    file, line = loc.at(*where)
+                    problems.append(Problem(file, line, f"unknown time zone `{zone}`"))
+            if (
+                src.time.type == "date"
+                and _is_zone(src.time.time_zone)
+                and src.time.time_zone != catalog.reporting.time_zone
+            ):
+                file, line = loc.at("time", "time_zone")
+                problems.append(
+                    Problem(
+                        file,
+                        line,
+                        f"source `{name}` has calendar dates in {src.time.time_zone}, but "
+                        f"reporting is in {catalog.reporting.time_zone}: a date cannot be "
+                        "moved to another zone; load timestamps, or report in the source's zone",
+                    )
+                )
+        if not _is_zone(catalog.reporting.time_zone):
+            msg = f"unknown reporting time zone `{catalog.reporting.time_zone}`"
+            problems.append(
+                Problem(str(next(iter(catalog.source_locations.values())).doc.path), None, msg)
+            )
+        return problems
+
+
+class UnknownSourceRule(Rule):
+    name = "unknown_source"
+
+    def check(self, catalog: Catalog) -> list[Problem]:
+        return [
+            _at(
+                catalog,
+                kpi,
+                role,
+                "source",
+                message=f"{role}: unknown source `{m.source}`"
+                f"{did_you_mean(m.source, catalog.sources)}",
+            )
+            for kpi, role, m in _measures(catalog)
+            if m.source not in catalog.sources
+        ]
+
+
+class ExpressionRule(Rule):
+    """Expressions parse, use allowed functions, and name declared columns only."""
+
+    name = "expression"
+
+    def check(self, catalog: Catalog) -> list[Problem]:
+        problems = []
+        for kpi, role, m in _measures(catalog):
+            src = catalog.sources.get(m.source)
+            if src is None:
+                continue
+            if m.expr is None and m.agg != Agg.count:
+                problems.append(
+                    _at(catalog, kpi, role, message=f"{role}: `{m.agg}` needs an `expr`")
+                )
+            for field, allowed in (
+                ("expr", list(src.columns)),
+                ("filter", [*src.columns, *src.dimensions]),
+            ):
+                text = getattr(m, field)
+                if text is None:
+                    continue
+                try:
+                    names = referenced_names(text)
+                except ExpressionError as exc:
+                    problems.append(
+                        _at(catalog, kpi, role, field, message=f"{role}.{field}: {exc}")
+                    )
+                    continue
+                for n in names:
+                    if n not in allowed:
+                        problems.append(
+                            _at(
+                                catalog,
+                                kpi,
+                                role,
+                                field,
+                                message=f"{role}.{field}: unknown column `{n}` in source "
+                                f"`{m.source}`{did_you_mean(n, allowed)}",
+                            )
+                        )
+        return problems
+
+
+class KpiTypeFieldsRule(Rule):
+    """Each KPI type has exactly the fields it needs."""
+
+    name = "kpi_type_fields"
+    REQUIRED = {
+        KpiType.simple: {"measure"},
+        KpiType.ratio: {"numerator", "denominator"},
+        KpiType.derived: {"expr"},
+        KpiType.cumulative: {"cumulative"},
+        KpiType.period_over_period: {"period_over_period"},
+    }
+    ALL = {"measure", "numerator", "denominator", "expr", "cumulative", "period_over_period"}
+
+    def check(self, catalog: Catalog) -> list[Problem]:
+        problems = []
+        for kpi in catalog.kpis.values():
+            required = self.REQUIRED[kpi.type]
+            for f in sorted(required):
+                if getattr(kpi, f) is None:
+                    problems.append(
+                        _at(catalog, kpi, "type", message=f"a {kpi.type} KPI needs `{f}`")
+                    )
+            for f in sorted(self.ALL - required):
+                if getattr(kpi, f) is not None:
+                    problems.append(
+                        _at(
+                            catalog,
+                            kpi,
+                            f,
+                            message=f"`{f}` does not belong to a {kpi.type} KPI "
+                            f"(it takes {', '.join(sorted(required))})",
+                        )
+                    )
+        return problems
+
+
+class KpiReferenceRule(Rule):
+    """Derived, cumulative and period-over-period KPIs refer to KPIs that exist."""
+
+    name = "kpi_reference"
+
+    def check(self, catalog: Catalog) -> list[Problem]:
+        problems = []
+        for kpi in catalog.kpis.values():
+            if kpi.type == KpiType.derived and kpi.expr:
+                try:
+                    parse(kpi.expr)
+                except ExpressionError as exc:
+                    problems.append(_at(catalog, kpi, "expr", message=f"expr: {exc}"))
+                    continue
+            field = {
+                KpiType.derived: ("expr",),
+                KpiType.cumulative: ("cumulative", "of"),
+                KpiType.period_over_period: ("period_over_period", "of"),
+            }.get(kpi.type)
+            for ref in kpi.referenced_kpis():
+                if ref not in catalog.kpis:
+                    problems.append(
+                        _at(
+                            catalog,
+                            kpi,
+                            *(field or ()),
+                            message=f"unknown KPI `{ref}`{did_you_mean(ref, catalog.kpis)}",
+                        )
+                    )
+        return problems
+
+
+class CycleRule(Rule):
+    """No KPI may be computed, directly or not, from itself."""
+
+    name = "cycle"
+
+    def check(self, catalog: Catalog) -> list[Problem]:
+        problems, reported = [], set()
+        for start in catalog.kpis:
+            path = self._find_cycle(catalog, start, [start])
+            if path and frozenset(path) not in reported:
+                reported.add(frozenset(path))
+                kpi = catalog.kpis[start]
+                problems.append(
+                    _at(catalog, kpi, message="cycle between KPIs: " + " -> ".join(path))
+                )
+        return problems
+
+    def _find_cycle(self, catalog: Catalog, current: str, path: list[str]) -> list[str] | None:
+        for ref in catalog.kpis[current].referenced_kpis():
+            if ref == path[0]:
+                return [*path, ref]
+            if ref in catalog.kpis and ref not in path:
+                found = self._find_cycle(catalog, ref, [*path, ref])
+                if found:
+                    return found
+        return None
+
+
+class AdditivityRule(Rule):
+    """Non-additive measures are never summed; semi-additive ones roll up by `last`."""
+
+    name = "additivity"
+    SUMMING = {Agg.sum, Agg.average}
+
+    def check(self, catalog: Catalog) -> list[Problem]:
+        problems = []
+        for kpi, role, m in _measures(catalog):
+            src = catalog.sources.get(m.source)
+            if src is None or m.expr is None or m.agg not in self.SUMMING:
+                continue
+            try:
+                names = referenced_names(m.expr)
+            except ExpressionError:
+                continue
+            for n in names:
+                col = src.columns.get(n)
+                if col is None:
+                    continue
+                # A pre-aggregated source with one row per period (users by month, no
+                # breakdown) may be read as it is, at its own grain only.
+                at_own_grain = (
+                    src.grain != "day" and set(kpi.grains) == {src.grain} and not src.dimensions
+                )
+                if col.additivity == Additivity.non_additive and not at_own_grain:
+                    problems.append(
+                        _at(
+                            catalog,
+                            kpi,
+                            role,
+                            "agg",
+                            message=f"{role}: `{n}` is non-additive in `{m.source}` and cannot "
+                            f"be rolled up by {m.agg}; use count_distinct on row-level data, "
+                            "or read it from a source at the grain you need",
+                        )
+                    )
+                elif col.additivity == Additivity.semi_additive:
+                    problems.append(
+                        _at(
+                            catalog,
+                            kpi,
+                            role,
+                            "agg",
+                            message=f"{role}: `{n}` is semi-additive (a balance): use agg "
+                            "`last`, not " + str(m.agg),
+                        )
+                    )
+        return problems
+
+
+class GrainRule(Rule):
+    """KPIs are only computed at grains their sources can answer; ratio sides agree."""
+
+    name = "grain"
+
+    def check(self, catalog: Catalog) -> list[Problem]:
+        problems = []
+        for kpi in catalog.kpis.values():
+            grains = {
+                catalog.sources[m.source].grain
+                for _, m in kpi.measures
+                if m.source in catalog.sources
+            }
+            if kpi.type == KpiType.ratio and len(grains) > 1:
+                problems.append(
+                    _at(
+                        catalog,
+                        kpi,
+                        "denominator",
+                        message="numerator and denominator come from sources at different "
+                        f"grains ({', '.join(sorted(grains))}); both sides must be at the "
+                        "same grain before they are divided",
+                    )
+                )
+                continue
+            for g in grains:
+                if g == "day":
+                    continue
+                bad = [x for x in kpi.grains if x != g]
+                if bad:
+                    problems.append(
+                        _at(
+                            catalog,
+                            kpi,
+                            "grains",
+                            message=f"its source is pre-aggregated by {g}; it can only be "
+                            f"reported at grain {g}, not {', '.join(bad)}",
+                        )
+                    )
+        return problems
+
+
+class DimensionRule(Rule):
+    """A KPI is sliced only by conformed dimensions that every source it reads maps."""
+
+    name = "dimension"
+
+    def check(self, catalog: Catalog) -> list[Problem]:
+        problems = []
+        for kpi in catalog.kpis.values():
+            for i, dim in enumerate(kpi.dimensions):
+                if dim not in catalog.dimensions:
+                    problems.append(
+                        _at(
+                            catalog,
+                            kpi,
+                            "dimensions",
+                            i,
+                            message=f"unknown dimension `{dim}`"
+                            f"{did_you_mean(dim, catalog.dimensions)}",
+                        )
+                    )
+                    continue
+                for src in catalog.sources_of(kpi.id):
+                    if dim not in src.dimensions:
+                        name = next(n for n, s in catalog.sources.items() if s is src)
+                        problems.append(
+                            _at(
+                                catalog,
+                                kpi,
+                                "dimensions",
+                                i,
+                                message=f"source `{name}` does not map dimension `{dim}`",
+                            )
+                        )
+        return problems
+
+
+class CumulativeRule(Rule):
+    name = "cumulative"
+
+    def check(self, catalog: Catalog) -> list[Problem]:
+        problems = []
+        for kpi in catalog.kpis.values():
+            c = kpi.cumulative
+            if c is None:
+                continue
+            if (c.to_date is None) == (c.window_days is None):
+                problems.append(
+                    _at(
+                        catalog,
+                        kpi,
+                        "cumulative",
+                        message="a cumulative KPI takes exactly one of `to_date` "
+                        "(month, quarter, year) and `window_days` (7, 28, 90)",
+                    )
+                )
+            if c.to_date and GRAIN_ORDER.index(c.to_date) < max(
+                GRAIN_ORDER.index(g) for g in kpi.grains
+            ):
+                problems.append(
+                    _at(
+                        catalog,
+                        kpi,
+                        "grains",
+                        message=f"{c.to_date}-to-date cannot be reported at a grain coarser "
+                        f"than {c.to_date}",
+                    )
+                )
+        return problems
+
+
+class TargetRule(Rule):
+    """Targets and benchmarks agree with the KPI's unit and direction."""
+
+    name = "target"
+
+    def check(self, catalog: Catalog) -> list[Problem]:
+        problems = []
+        for kpi in catalog.kpis.values():
+            t = kpi.target
+            if t is not None:
+                if t.unit is not None and t.unit != kpi.unit:
+                    problems.append(
+                        _at(
+                            catalog,
+                            kpi,
+                            "target",
+                            "unit",
+                            message=f"target unit `{t.unit}` does not match the KPI's "
+                            f"unit `{kpi.unit}`",
+                        )
+                    )
+                if (
+                    kpi.unit == Unit.currency
+                    and t.currency is not None
+                    and t.currency != (kpi.currency or catalog.reporting.currency)
+                ):
+                    problems.append(
+                        _at(
+                            catalog,
+                            kpi,
+                            "target",
+                            "currency",
+                            message=f"target currency {t.currency} differs from the KPI's "
+                            f"{kpi.currency or catalog.reporting.currency}",
+                        )
+                    )
+                if kpi.direction == Direction.within_band and t.band is None:
+                    problems.append(
+                        _at(
+                            catalog,
+                            kpi,
+                            "target",
+                            message="a within_band KPI needs a target `band`",
+                        )
+                    )
+                if (
+                    kpi.direction != Direction.within_band
+                    and t.value is None
+                    and not (t.per_period)
+                ):
+                    problems.append(
+                        _at(
+                            catalog,
+                            kpi,
+                            "target",
+                            message="target needs a `value` or `per_period` values",
+                        )
+                    )
+                if t.grain not in kpi.grains:
+                    problems.append(
+                        _at(
+                            catalog,
+                            kpi,
+                            "target",
+                            "grain",
+                            message=f"target grain `{t.grain}` is not one of the KPI's grains "
+                            f"({', '.join(kpi.grains)})",
+                        )
+                    )
+            th = kpi.thresholds
+            if th.off_track_below > th.at_risk_below:
+                problems.append(
+                    _at(
+                        catalog,
+                        kpi,
+                        "thresholds",
+                        message="off_track_below must not be above at_risk_below",
+                    )
+                )
+            b = kpi.benchmark
+            if b is not None and (b.value is None) == (b.band is None):
+                problems.append(
+                    _at(
+                        catalog, kpi, "benchmark", message="a benchmark takes a `value` or a `band`"
+                    )
+                )
+        return problems
+
+
+RULES: list[Rule] = [
+    SourceDeclarationRule(),
+    UnknownSourceRule(),
+    ExpressionRule(),
+    KpiTypeFieldsRule(),
+    KpiReferenceRule(),
+    CycleRule(),
+    AdditivityRule(),
+    GrainRule(),
+    DimensionRule(),
+    CumulativeRule(),
+    TargetRule(),
+]
+
+
+def run_rules(catalog: Catalog) -> list[Problem]:
+    """Every problem every rule finds."""
+    problems: list[Problem] = []
+    for rule in RULES:
+        problems.extend(rule.check(catalog))
+    return problems
+
+
+def _is_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True

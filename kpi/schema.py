@@ -1,0 +1,164 @@
+"""Warehouse tables, declared once as SQLAlchemy metadata.
+
+Raw tables are derived from the source declarations in ``kpi_definitions/sources.yaml``
+(plus lineage columns), so the YAML is the one place a source's columns are written down.
+KPI tables have a fixed shape that BI tools read.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from kpi.models import SourceSpec
+
+RAW_SCHEMA = "raw"
+KPI_SCHEMA = "kpi"
+
+_TYPES: dict[str, type[sa.types.TypeEngine]] = {
+    "integer": sa.BigInteger,
+    "number": sa.Double,
+    "string": sa.String,
+    "date": sa.Date,
+    "timestamp": sa.DateTime,
+    "boolean": sa.Boolean,
+}
+
+LINEAGE_COLUMNS = ("_source_file", "_source_line", "_run_id", "_loaded_at")
+
+
+def source_table(name: str, spec: SourceSpec, metadata: sa.MetaData) -> sa.Table:
+    """The warehouse table of a declared source, with lineage columns."""
+    key = f"{spec.schema_name}.{spec.table_name}" if spec.schema_name else spec.table_name
+    if key in metadata.tables:
+        return metadata.tables[key]
+    columns = []
+    for col_name, col in spec.columns.items():
+        type_ = sa.DateTime(timezone=True) if col.type == "timestamp" else _TYPES[col.type]()
+        columns.append(sa.Column(col_name, type_, comment=col.description or None))
+    columns += [
+        sa.Column("_source_file", sa.String, comment="file or API report the row came from"),
+        sa.Column("_source_line", sa.BigInteger, comment="line in that file (1 = header)"),
+        sa.Column("_run_id", sa.String, comment="Dagster run that loaded the row"),
+        sa.Column("_loaded_at", sa.DateTime(timezone=True), comment="when the row was loaded"),
+    ]
+    return sa.Table(
+        spec.table_name,
+        metadata,
+        *columns,
+        schema=spec.schema_name,
+        comment=spec.description or f"raw source {name}",
+    )
+
+
+def periods_table(metadata: sa.MetaData, dimensions: list[str] | None = None) -> sa.Table:
+    """One row per grain and period, with every window the compiled SQL joins on."""
+    if f"{KPI_SCHEMA}.periods" in metadata.tables:
+        return metadata.tables[f"{KPI_SCHEMA}.periods"]
+    date_cols = [
+        "period_start",
+        "period_end",
+        "window_end",
+        "prev_period_start",
+        "prev_window_end",
+        "ly_period_start",
+        "ly_window_end",
+        "month_to_date_start",
+        "quarter_to_date_start",
+        "year_to_date_start",
+        "rolling_7_start",
+        "rolling_28_start",
+        "rolling_90_start",
+    ]
+    return sa.Table(
+        "periods",
+        metadata,
+        sa.Column("grain", sa.String, nullable=False),
+        *[sa.Column(c, sa.Date, nullable=False) for c in date_cols],
+        sa.Column("days_in_period", sa.Integer, nullable=False),
+        sa.Column("elapsed_days", sa.Integer, nullable=False),
+        sa.Column("is_complete_period", sa.Boolean, nullable=False),
+        schema=KPI_SCHEMA,
+        comment="Reporting periods in the reporting time zone, with comparison windows",
+    )
+
+
+def kpi_values_table(metadata: sa.MetaData, dimensions: list[str]) -> sa.Table:
+    """The long KPI table: one row per KPI, grain, period and dimension slice."""
+    if f"{KPI_SCHEMA}.kpi_values" in metadata.tables:
+        return metadata.tables[f"{KPI_SCHEMA}.kpi_values"]
+    return sa.Table(
+        "kpi_values",
+        metadata,
+        sa.Column("kpi_id", sa.String, nullable=False, comment="KPI id from kpi_definitions"),
+        sa.Column("grain", sa.String, nullable=False, comment="day, week, month, quarter, year"),
+        sa.Column("period_start", sa.Date, nullable=False, comment="first day of the period"),
+        sa.Column("period_end", sa.Date, nullable=False, comment="last day of the period"),
+        sa.Column(
+            "is_complete_period",
+            sa.Boolean,
+            nullable=False,
+            comment="false while the period is still open (to date)",
+        ),
+        *[
+            sa.Column(d, sa.String, comment=f"conformed dimension {d}; NULL means all")
+            for d in dimensions
+        ],
+        sa.Column("value", sa.Double, comment="the KPI value; NULL when undefined"),
+        sa.Column("numerator", sa.Double, comment="ratio numerator (sum), for re-division"),
+        sa.Column("denominator", sa.Double, comment="ratio denominator (sum)"),
+        sa.Column("sample_size", sa.BigInteger, comment="source rows behind the value"),
+        sa.Column("definition_version", sa.String, nullable=False, comment="definition hash"),
+        sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
+        schema=KPI_SCHEMA,
+        comment="KPI values computed from kpi_definitions",
+    )
+
+
+def kpi_targets_table(metadata: sa.MetaData) -> sa.Table:
+    if f"{KPI_SCHEMA}.kpi_targets" in metadata.tables:
+        return metadata.tables[f"{KPI_SCHEMA}.kpi_targets"]
+    return sa.Table(
+        "kpi_targets",
+        metadata,
+        sa.Column("kpi_id", sa.String, nullable=False),
+        sa.Column("grain", sa.String, nullable=False),
+        sa.Column("period_start", sa.Date, nullable=False),
+        sa.Column("target", sa.Double, comment="target for the whole period"),
+        sa.Column("target_to_date", sa.Double, comment="target for the days elapsed so far"),
+        sa.Column("band_min", sa.Double),
+        sa.Column("band_max", sa.Double),
+        sa.Column("is_example", sa.Boolean, nullable=False),
+        schema=KPI_SCHEMA,
+        comment="Targets phased per period from the KPI definitions",
+    )
+
+
+def kpi_comparisons_table(metadata: sa.MetaData, dimensions: list[str]) -> sa.Table:
+    if f"{KPI_SCHEMA}.kpi_comparisons" in metadata.tables:
+        return metadata.tables[f"{KPI_SCHEMA}.kpi_comparisons"]
+    return sa.Table(
+        "kpi_comparisons",
+        metadata,
+        sa.Column("kpi_id", sa.String, nullable=False),
+        sa.Column("kpi_name", sa.String, nullable=False),
+        sa.Column("area", sa.String, nullable=False),
+        sa.Column("direction", sa.String, nullable=False),
+        sa.Column("grain", sa.String, nullable=False),
+        sa.Column("period_start", sa.Date, nullable=False),
+        sa.Column("period_end", sa.Date, nullable=False),
+        sa.Column("is_complete_period", sa.Boolean, nullable=False),
+        *[sa.Column(d, sa.String) for d in dimensions],
+        sa.Column("actual", sa.Double),
+        sa.Column("target", sa.Double, comment="target for the days compared (to date)"),
+        sa.Column("attainment", sa.Double, comment="direction-aware: 1.0 = on target"),
+        sa.Column("variance", sa.Double, comment="actual - target"),
+        sa.Column("previous", sa.Double, comment="previous period, same days"),
+        sa.Column("change_abs", sa.Double),
+        sa.Column("change_rel", sa.Double),
+        sa.Column("sample_size", sa.BigInteger),
+        sa.Column("status", sa.String, nullable=False),
+        sa.Column("definition_version", sa.String, nullable=False),
+        sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
+        schema=KPI_SCHEMA,
+        comment="Each KPI value against its target and the previous period, with a status",
+    )

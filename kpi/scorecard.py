@@ -1,0 +1,100 @@
+"""The scorecard: the latest complete period of each KPI, as managers read it."""
+
+from __future__ import annotations
+
+import pandas as pd
+import sqlalchemy as sa
+
+from kpi.catalog import Catalog
+from kpi.models import Unit
+from kpi.warehouse import Warehouse
+
+STATUS_MARK = {
+    "on_track": "on track",
+    "at_risk": "AT RISK",
+    "off_track": "OFF TRACK",
+    "insufficient_data": "insufficient data",
+    "no_target": "no target",
+}
+
+
+def latest_scorecard(
+    wh: Warehouse, comparisons: sa.Table, dimensions: list[str], grain: str = "month"
+) -> pd.DataFrame:
+    """The total row of each KPI's latest complete period at ``grain``, sorted by area."""
+    c = comparisons
+    total = [c.c[d].is_(None) for d in dimensions]
+    latest = (
+        sa.select(c.c.kpi_id, sa.func.max(c.c.period_start).label("period_start"))
+        .where(c.c.grain == grain, c.c.is_complete_period, *total)
+        .group_by(c.c.kpi_id)
+        .subquery()
+    )
+    query = (
+        sa.select(
+            c.c.area,
+            c.c.kpi_id,
+            c.c.kpi_name,
+            c.c.period_start,
+            c.c.period_end,
+            c.c.actual,
+            c.c.target,
+            c.c.previous,
+            c.c.change_rel,
+            c.c.status,
+        )
+        .join(
+            latest,
+            sa.and_(latest.c.kpi_id == c.c.kpi_id, latest.c.period_start == c.c.period_start),
+        )
+        .where(c.c.grain == grain, *total)
+        .order_by(c.c.area, c.c.kpi_id)
+    )
+    return wh.read(query)
+
+
+def format_value(value: float | None, unit: Unit | str, currency: str = "EUR") -> str:
+    if value is None or pd.isna(value):
+        return "-"
+    unit = Unit(unit)
+    if unit == Unit.percent:
+        return f"{value * 100:.2f}%"
+    if unit == Unit.currency:
+        return f"{value:,.2f} {currency}"
+    if unit == Unit.count:
+        return f"{value:,.0f}"
+    if unit == Unit.seconds:
+        return f"{value:,.0f} s"
+    return f"{value:,.2f}"
+
+
+def render(frame: pd.DataFrame, catalog: Catalog) -> str:
+    """A plain-text table: KPI, period, value, target, previous, change, status."""
+    headers = ["area", "KPI", "period", "value", "target", "vs previous", "status"]
+    rows = []
+    for r in frame.itertuples():
+        kpi = catalog.kpis[r.kpi_id]
+        currency = kpi.currency or catalog.reporting.currency
+        change = "-" if pd.isna(r.change_rel) else f"{r.change_rel * 100:+.1f}%"
+        target = format_value(r.target, kpi.unit, currency)
+        if kpi.target is not None and kpi.target.band is not None:
+            band = kpi.target.band
+            target = f"{format_value(band.min, kpi.unit, currency)} .. " + format_value(
+                band.max, kpi.unit, currency
+            )
+        rows.append(
+            [
+                r.area,
+                kpi.name,
+                f"{r.period_start:%Y-%m}",
+                format_value(r.actual, kpi.unit, currency),
+                target,
+                change,
+                STATUS_MARK.get(r.status, r.status),
+            ]
+        )
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
+    line = "  ".join("-" * w for w in widths)
+    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)), line]
+    out += ["  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(out)

@@ -1,0 +1,128 @@
+"""Every write to the warehouse goes through here.
+
+Writes replace a slice of a table (a partition, a KPI) in one transaction: delete the
+slice, insert the new rows. Re-running a partition therefore never duplicates or loses
+rows, and a failed write leaves the previous rows in place.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql.elements import ColumnElement
+
+DEFAULT_WAREHOUSE_URL = "duckdb:///data/warehouse.duckdb"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; a DuckDB file's folder is created when missing."""
+    parsed = sa.make_url(url)
+    if parsed.drivername.startswith("duckdb") and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return sa.create_engine(parsed)
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password hidden, for logs and metadata."""
+    return sa.make_url(url).render_as_string(hide_password=True)
+
+
+class Warehouse:
+    """A SQL warehouse (DuckDB or PostgreSQL; the SQL is the same)."""
+
+    def __init__(self, url: str = DEFAULT_WAREHOUSE_URL, engine: Engine | None = None):
+        self.url = url
+        self.engine = engine if engine is not None else make_engine(url)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def ensure_tables(self, tables: Iterable[sa.Table]) -> None:
+        """Create missing schemas and tables; never drops or alters existing ones."""
+        tables = list(tables)
+        with self.engine.begin() as conn:
+            for schema in sorted({t.schema for t in tables if t.schema}):
+                conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
+            for table in tables:
+                table.create(conn, checkfirst=True)
+
+    def replace_rows(
+        self, table: sa.Table, where: ColumnElement | None, rows: pd.DataFrame
+    ) -> tuple[int, int]:
+        """Delete the rows matching ``where`` and insert ``rows``, in one transaction.
+
+        Returns (rows deleted, rows inserted).
+        """
+        with self.engine.begin() as conn:
+            deleted = self._delete(conn, table, where)
+            inserted = self._insert_frame(conn, table, rows)
+        return deleted, inserted
+
+    def replace_from_select(
+        self, table: sa.Table, where: ColumnElement | None, selects: list[sa.Select]
+    ) -> tuple[int, int]:
+        """Delete ``where`` and insert the result of ``selects``, computed in the warehouse."""
+        with self.engine.begin() as conn:
+            deleted = self._delete(conn, table, where)
+            inserted = 0
+            for select in selects:
+                names = [c.name for c in select.selected_columns]
+                result = conn.execute(table.insert().from_select(names, select))
+                inserted += max(result.rowcount, 0)
+        return deleted, inserted
+
+    def read(self, query: sa.Select | sa.TextClause, **params) -> pd.DataFrame:
+        with self.engine.connect() as conn:
+            result = conn.execute(query, params)
+            return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+    def scalar(self, query: sa.Select):
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar()
+
+    def count(self, table: sa.Table, where: ColumnElement | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(table)
+        if where is not None:
+            query = query.where(where)
+        return int(self.scalar(query) or 0)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- internals ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _delete(conn: Connection, table: sa.Table, where: ColumnElement | None) -> int:
+        stmt = table.delete() if where is None else table.delete().where(where)
+        return max(conn.execute(stmt).rowcount, 0)
+
+    def _insert_frame(self, conn: Connection, table: sa.Table, rows: pd.DataFrame) -> int:
+        if rows.empty:
+            return 0
+        columns = [c for c in rows.columns if c in table.c]
+        unknown = [c for c in rows.columns if c not in table.c]
+        if unknown:
+            raise ValueError(f"{table.fullname}: columns not in the table: {unknown}")
+        frame = rows[columns]
+        if self.dialect == "duckdb":
+            # DuckDB reads a registered DataFrame in bulk; row-by-row inserts are very slow.
+            view = f"frame_{uuid.uuid4().hex}"
+            raw = conn.connection.driver_connection
+            raw.register(view, frame)
+            try:
+                source = sa.table(view, *[sa.column(c) for c in columns])
+                conn.execute(table.insert().from_select(columns, sa.select(*source.c)))
+            finally:
+                raw.unregister(view)
+            return len(frame)
+        records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+        conn.execute(table.insert(), records)
+        return len(frame)

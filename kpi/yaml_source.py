@@ -1,0 +1,73 @@
+"""YAML loading that remembers where every value came from.
+
+Definition errors must name the file and line, so we keep a map from each value's path
+(``("kpis", 3, "numerator", "expr")``) to its line while we parse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass
+class LocatedYaml:
+    """A parsed YAML document plus the line (1-based) of every mapping key and list item."""
+
+    path: Path
+    data: Any
+    lines: dict[Path_, int] = field(default_factory=dict)
+
+    def line_of(self, location: Path_) -> int | None:
+        """The line of ``location``, or of its nearest ancestor that has one."""
+        loc = tuple(location)
+        while loc:
+            if loc in self.lines:
+                return self.lines[loc]
+            loc = loc[:-1]
+        return self.lines.get((), 1)
+
+
+# One loader turns scalar nodes into Python values; it never reads a stream itself.
+_SCALARS = yaml.SafeLoader("")
+
+
+class YamlSyntaxError(ValueError):
+    """The file is not valid YAML; the message names the file and line."""
+
+
+def load_located_yaml(path: Path) -> LocatedYaml:
+    """Parse ``path`` and record the line of every value."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise YamlSyntaxError(f"{where}: invalid YAML: {problem}") from exc
+    lines: dict[Path_, int] = {}
+    if node is None:
+        return LocatedYaml(path, None, lines)
+    data = _construct(node, (), lines)
+    return LocatedYaml(path, data, lines)
+
+
+def _construct(node: yaml.Node, location: Path_, lines: dict[Path_, int]) -> Any:
+    lines.setdefault(location, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = _SCALARS.construct_object(key_node)
+            child = (*location, key)
+            lines[child] = key_node.start_mark.line + 1
+            result[key] = _construct(value_node, child, lines)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(item, (*location, i), lines) for i, item in enumerate(node.value)]
+    return _SCALARS.construct_object(node)

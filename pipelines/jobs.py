@@ -1,0 +1,16 @@
+"""Jobs."""
+
+from __future__ import annotations
+
+from dagster import AssetSelection, define_asset_job
+
+# Everything, raw to scorecard. Raw assets are partitioned by day; the KPI tables are
+# recomputed whole in the warehouse after every load (they are cheap SQL).
+marketing_kpis_job = define_asset_job(
+    "marketing_kpis_job",
+    selection=AssetSelection.all(),
+    description="Extract GA4 and landing files for the run's days, validate them, and "
+    "recompute the KPI tables and the scorecard.",
+    # DuckDB allows one writer per file, so the steps of a run take turns.
+    config={"execution": {"config": {"in_process": {}}}},
+)

@@ -1,0 +1,39 @@
+"""Schedules."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+from dagster import RunRequest, ScheduleEvaluationContext, schedule
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+from assets.partitions import daily_partitions
+from assets.settings import catalog, lookback_days
+from pipelines.jobs import marketing_kpis_job
+
+
+def lookback_range(scheduled: dt.datetime, days: int) -> tuple[str, str]:
+    """Partition keys of the last ``days`` complete days before ``scheduled``."""
+    last = scheduled.date() - dt.timedelta(days=1)
+    first = last - dt.timedelta(days=days - 1)
+    return first.isoformat(), last.isoformat()
+
+
+@schedule(
+    job=marketing_kpis_job,
+    cron_schedule=f"0 {int(os.environ.get('KPI_DAILY_RUN_HOUR', '6'))} * * *",
+    execution_timezone=catalog().reporting.time_zone,
+    description="Every morning: re-pull the last GA4_LOOKBACK_DAYS days (GA4 revises recent "
+    "days for up to 48 h), reload files for those days, and recompute the KPIs.",
+)
+def daily_refresh_schedule(context: ScheduleEvaluationContext) -> RunRequest:
+    first, last = lookback_range(context.scheduled_execution_time, lookback_days())
+    first = max(first, daily_partitions.start.date().isoformat())
+    return RunRequest(
+        run_key=f"daily-{last}",
+        tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
+    )

@@ -1,0 +1,152 @@
+"""The whole pipeline in real Dagster runs: fake GA4 over gRPC, landing files, a real
+warehouse (DuckDB file and PostgreSQL), Great Expectations checks, KPI SQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+from dagster import AssetCheckSeverity, AssetKey, DagsterInstance
+
+from demo.generator import ga4_traffic
+from demo.landing import write_demo_landing
+from kpi.warehouse import Warehouse
+from tests.support import fake_ga4, run_pipeline, traffic_rows
+
+D = dt.date
+
+
+def _counts(url: str) -> dict[str, int]:
+    wh = Warehouse(url)
+    try:
+        tables = [
+            "raw.ga4_traffic",
+            "raw.ad_spend",
+            "raw.orders",
+            "raw.survey_answers",
+            "raw.fx_rates",
+            "kpi.periods",
+            "kpi.kpi_values",
+            "kpi.kpi_targets",
+            "kpi.kpi_comparisons",
+        ]
+        out = {}
+        for name in tables:
+            schema, table = name.split(".")
+            out[name] = wh.count(sa.table(table, schema=schema))
+        return out
+    finally:
+        wh.dispose()
+
+
+def test_whole_job_on_demo_data_is_idempotent(warehouse_url, tmp_path):
+    start, end = D(2026, 2, 1), D(2026, 3, 10)
+    landing = tmp_path / "landing"
+    write_demo_landing(landing, start, end)
+    with fake_ga4(ga4_traffic(start, end)) as server:
+        first = run_pipeline(warehouse_url, server.endpoint, landing, start, end)
+        assert first.success
+        counts = _counts(warehouse_url)
+        # 38 days of demo data: every raw table and every KPI table is filled.
+        assert all(n > 0 for n in counts.values()), counts
+        # Days, weeks (Mon 2026-01-26 .. Mon 2026-03-09), months, one quarter, one year.
+        assert counts["kpi.periods"] == 38 + 7 + 2 + 1 + 1
+
+        # Re-running the last three days (the daily lookback) changes no row count...
+        again = run_pipeline(warehouse_url, server.endpoint, landing, D(2026, 3, 8), end, end)
+        assert again.success
+        assert _counts(warehouse_url) == counts
+
+    checks = first.get_asset_check_evaluations()
+    assert {c.asset_key.to_user_string() for c in checks} == {
+        "ga4_traffic",
+        "ad_spend",
+        "orders",
+        "survey_answers",
+        "fx_rates",
+    }
+    assert all(c.passed for c in checks)
+
+
+def _month_values(url: str, kpi_id: str, month: dt.date) -> dict:
+    wh = Warehouse(url)
+    try:
+        frame = wh.read(
+            sa.text(
+                "select value, numerator, denominator, is_complete_period from kpi.kpi_values "
+                "where kpi_id = :k and grain = 'month' and period_start = :p and channel is null "
+                "and device is null and campaign is null"
+            ),
+            k=kpi_id,
+            p=month,
+        )
+    finally:
+        wh.dispose()
+    assert len(frame) == 1, frame
+    return frame.iloc[0].to_dict()
+
+
+def test_conversion_rate_and_aov_match_hand_computation(warehouse_url, tmp_path):
+    # January 2026, four rows on three days; worked out by hand:
+    #   sessions 10 + 100 + 300 + 50 = 460, transactions 0 + 1 + 9 + 5 = 15,
+    #   revenue 0 + 50 + 810 + 200 = 1060
+    #   conversion rate = 15 / 460 = 0.03261   (the mean of the daily rates would be
+    #   (0/10 + 10/400 + 5/50) / 3 = 0.04167: wrong)
+    #   AOV = 1060 / 15 = 70.667               (mean of daily AOVs: (86 + 40) / 2 = 63)
+    # The first row is on Jan 1, so the data covers the whole month: it is complete.
+    rows = traffic_rows(
+        [
+            (D(2026, 1, 1), "Organic Search", "mobile", 10, 5, 0, 0.0),
+            (D(2026, 1, 5), "Paid Search", "mobile", 100, 60, 1, 50.0),
+            (D(2026, 1, 5), "Direct", "desktop", 300, 210, 9, 810.0),
+            (D(2026, 1, 20), "Direct", "desktop", 50, 20, 5, 200.0),
+        ]
+    )
+    with fake_ga4(rows) as server:
+        result = run_pipeline(
+            warehouse_url, server.endpoint, tmp_path / "landing", D(2026, 1, 1), D(2026, 1, 31)
+        )
+    assert result.success
+    cr = _month_values(warehouse_url, "conversion_rate", D(2026, 1, 1))
+    assert cr["numerator"] == 15 and cr["denominator"] == 460
+    assert cr["value"] == pytest.approx(15 / 460, rel=1e-12)
+    assert bool(cr["is_complete_period"]) is True
+    aov = _month_values(warehouse_url, "average_order_value", D(2026, 1, 1))
+    assert aov["value"] == pytest.approx(1060 / 15, rel=1e-12)
+    sessions = _month_values(warehouse_url, "sessions", D(2026, 1, 1))
+    assert sessions["value"] == 460
+
+
+def test_broken_raw_row_fails_blocking_check_and_blocks_kpis(duckdb_url, tmp_path):
+    rows = traffic_rows(
+        [
+            (D(2026, 1, 5), "Direct", "desktop", 300, 210, 9, 810.0),
+            (D(2026, 1, 6), "Direct", "desktop", -40, 10, 1, 20.0),  # negative sessions
+        ]
+    )
+    instance = DagsterInstance.ephemeral()
+    with fake_ga4(rows) as server:
+        result = run_pipeline(
+            duckdb_url,
+            server.endpoint,
+            tmp_path / "landing",
+            D(2026, 1, 1),
+            D(2026, 1, 31),
+            instance=instance,
+            raise_on_error=False,
+        )
+    assert not result.success
+    ga4_check = next(
+        c for c in result.get_asset_check_evaluations() if c.asset_key == AssetKey("ga4_traffic")
+    )
+    assert not ga4_check.passed
+    assert ga4_check.severity == AssetCheckSeverity.ERROR
+    assert "between(sessions" in ga4_check.metadata["failures"].value
+    materialized = {
+        m.asset_key.to_user_string()
+        for m in result.get_asset_materialization_events()
+        for m in [m.event_specific_data.materialization]
+    }
+    assert "ga4_traffic" in materialized
+    assert not materialized & {"kpi_periods", "kpi_values", "kpi_targets", "kpi_comparisons"}
