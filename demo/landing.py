@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from demo.extra_sources import write_extra_landing
 from demo.generator import eur_usd_rate, write_landing_files
 
 
@@ -23,6 +24,7 @@ def write_demo_landing(folder: Path, start: dt.date, end: dt.date) -> dict[str, 
     path = target / "fx_rates.csv"
     rates.to_csv(path, index=False, lineterminator="\n")
     written["fx_rates"] = [path]
+    written.update(write_extra_landing(folder, start, end))
     return written
 
 

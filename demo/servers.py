@@ -10,9 +10,14 @@ from demo.window import parse_window
 def start_demo_ga4_server(start: str | None = None, end: str | None = None) -> FakeGA4Server:
     """Start a local GA4 server holding the demo property's traffic for the demo window."""
     first, last = parse_window(start, end)
+    rows = ga4_traffic(first, last)
+    # The generator has no user ids; the fake sums these per month (a real property counts
+    # distinct users), which is good enough for demo numbers.
+    rows["totalUsers"] = (rows["sessions"] * 0.78).round().astype("int64")
+    rows["activeUsers"] = (rows["engagedSessions"] * 0.95).round().astype("int64")
     prop = FakeProperty(
         property_id=DEMO_PROPERTY_ID,
-        rows=ga4_traffic(first, last),
+        rows=rows,
         time_zone=DEMO_TIME_ZONE,
         currency_code=DEMO_CURRENCY,
     )

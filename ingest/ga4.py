@@ -49,6 +49,7 @@ logger = logging.getLogger(__name__)
 MAX_DIMENSIONS = 9
 MAX_METRICS = 10
 MAX_PAGE_SIZE = 250_000
+TIME_DIMENSIONS = ("date", "yearMonth")
 OTHER_VALUE = "(other)"
 DAILY_QUOTA_TIME_ZONE = "America/Los_Angeles"
 
@@ -132,8 +133,11 @@ class ReportSpec:
             )
         if not self.metrics:
             found.append("at least one metric is required")
-        if "date" not in self.dimensions:
-            found.append("the 'date' dimension is required so loads can replace whole days")
+        if not set(self.dimensions) & set(TIME_DIMENSIONS):
+            found.append(
+                "a time dimension (date or yearMonth) is required so loads can replace whole "
+                "days or months"
+            )
         for kind, names in (("dimension", self.dimensions), ("metric", self.metrics)):
             duplicates = sorted({n for n in names if names.count(n) > 1})
             if duplicates:
@@ -145,6 +149,11 @@ class ReportSpec:
             found.append("'conversions' was renamed to 'keyEvents' in GA4; request 'keyEvents'")
         return found
 
+
+# Users are not additive across days: monthly counts come from a report at month grain.
+USERS_MONTHLY_REPORT = ReportSpec(
+    "users_monthly", ("yearMonth",), ("totalUsers", "newUsers", "activeUsers")
+)
 
 TRAFFIC_REPORT = ReportSpec(
     "traffic",
@@ -516,6 +525,16 @@ def _merge_quota(quota: dict[str, int | None], response: RunReportResponse) -> N
         quota[f"{bucket}_remaining"] = status.remaining
 
 
+def _parse_year_month(value: str) -> dt.date | None:
+    """``YYYYMM`` as the first day of the month; None for the (other) row."""
+    if value == OTHER_VALUE:
+        return None
+    try:
+        return dt.datetime.strptime(value, "%Y%m").date()
+    except ValueError:
+        raise GA4Error(f"unexpected GA4 'yearMonth' value {value!r}; expected YYYYMM") from None
+
+
 def _parse_date(value: str) -> dt.date | None:
     # Only the (other) row legitimately carries a non-date here; anything else is a real bug.
     if value == OTHER_VALUE:
@@ -538,13 +557,16 @@ def _response_frame(response: RunReportResponse) -> pd.DataFrame:
         raw = [values[i] for values in dim_values]
         if name == "date":
             data[snake_case(name)] = pd.Series([_parse_date(v) for v in raw], dtype=object)
+        elif name == "yearMonth":
+            data[snake_case(name)] = pd.Series([_parse_year_month(v) for v in raw], dtype=object)
         else:
             data[snake_case(name)] = pd.Series(raw, dtype="str")
     for i, header in enumerate(metric_headers):
         numbers = pd.to_numeric(pd.Series([values[i] for values in metric_values], dtype="str"))
         dtype = "Int64" if header.type_ in _INTEGER_TYPES else "float64"
         data[snake_case(header.name)] = numbers.astype(dtype)
-    date_index = dim_names.index("date") if "date" in dim_names else None
+    time_dims = [n for n in dim_names if n in TIME_DIMENSIONS]
+    date_index = dim_names.index(time_dims[0]) if time_dims else None
     data["is_other_row"] = pd.Series(
         [
             bool(values)

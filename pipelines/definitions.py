@@ -8,6 +8,7 @@ from dagster import Definitions, EnvVar
 
 from assets.files.sources import file_assets
 from assets.ga4.traffic import ga4_traffic
+from assets.ga4.users import ga4_users_monthly
 from assets.kpis.tables import kpi_comparisons, kpi_periods, kpi_targets, kpi_values
 from pipelines.jobs import marketing_kpis_job
 from pipelines.schedules import daily_refresh_schedule
@@ -52,7 +53,7 @@ def resources() -> dict:
 
 
 defs = Definitions(
-    assets=[ga4_traffic, *file_assets, kpi_periods, kpi_values, kpi_targets, kpi_comparisons],
+    assets=[ga4_traffic, ga4_users_monthly, *file_assets, kpi_periods, kpi_values, kpi_targets, kpi_comparisons],
     jobs=[marketing_kpis_job],
     schedules=[daily_refresh_schedule],
     resources=resources(),

@@ -21,6 +21,10 @@ FILE_SOURCES = {
     "ad_spend": "Ad platform spend by day, platform and campaign, in the reporting currency.",
     "orders": "Shop orders, one row per order, by order time.",
     "survey_answers": "Customer survey answers (CSAT 1-5, NPS 0-10).",
+    "donations": "Donations, one row per gift, by donation time.",
+    "volunteer_hours": "Volunteer shifts and their hours, from the volunteer log.",
+    "operations": "Output units and hours worked per team and working day.",
+    "market": "Revenue of the whole market per month, from an industry report.",
 }
 
 

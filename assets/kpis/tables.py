@@ -22,7 +22,7 @@ from kpi.refresh import (
 from kpi.scorecard import latest_scorecard, render
 from resources.warehouse import WarehouseResource
 
-RAW_ASSETS = ["ga4_traffic", *[n for n in FILE_SOURCES if n != "fx_rates"]]
+RAW_ASSETS = ["ga4_traffic", "ga4_users_monthly", *[n for n in FILE_SOURCES if n != "fx_rates"]]
 OWNERS = ["team:analytics-engineering"]
 
 
