@@ -41,9 +41,7 @@ def donations(start: dt.date, end: dt.date) -> pd.DataFrame:
             rows.append(
                 {
                     "donation_id": f"D{day:%Y%m%d}-{i:03d}",
-                    "donated_at": (local + pd.Timedelta(seconds=int(seconds[i]))).tz_convert(
-                        "UTC"
-                    ),
+                    "donated_at": (local + pd.Timedelta(seconds=int(seconds[i]))).tz_convert("UTC"),
                     "donor_id": f"donor-{int(rng.integers(1, 3_000)):04d}",
                     "amount": round(float(rng.lognormal(3.4, 0.7)), 2),
                     "currency": "EUR",
@@ -103,7 +101,9 @@ def market_revenue(start: dt.date, end: dt.date) -> pd.DataFrame:
         {
             "month": months,
             "market_revenue": [
-                round(2_400_000 * (1.3 if m.month in (11, 12) else 1.0) * (1.04 ** (m.year - 2025)), 2)
+                round(
+                    2_400_000 * (1.3 if m.month in (11, 12) else 1.0) * (1.04 ** (m.year - 2025)), 2
+                )
                 for m in months
             ],
         }

@@ -56,32 +56,47 @@ def phase_targets(catalog: Catalog, periods: list[Period]) -> list[TargetRow]:
     calendar = Calendar(catalog.reporting)
     rows: list[TargetRow] = []
     for kpi in catalog.kpis.values():
-        t = kpi.target
-        if t is None:
+        if kpi.target is not None:
+            rows.extend(_kpi_targets(catalog, kpi, periods, calendar))
+    return rows
+
+
+def _kpi_targets(
+    catalog: Catalog, kpi: Kpi, periods: list[Period], calendar: Calendar
+) -> list[TargetRow]:
+    t = kpi.target
+    cumulative = kpi.cumulative if kpi.type == KpiType.cumulative else None
+    # A running total's target is its base's daily target summed over the same window.
+    base = catalog.kpis[cumulative.of] if cumulative else kpi
+    additive = scales_with_days(base)
+
+    def first_day(p: Period, end: dt.date) -> dt.date:
+        if cumulative is None or not additive:
+            return p.period_start
+        if cumulative.to_date:
+            return calendar.start_of(end, cumulative.to_date)
+        return end - dt.timedelta(days=cumulative.window_days - 1)
+
+    def phase(value: float | None, p: Period, end: dt.date, per_period) -> float | None:
+        return _phase(value, per_period, t.grain, first_day(p, end), end, calendar, additive)
+
+    rows = []
+    for p in periods:
+        if p.grain not in kpi.grains:
             continue
-        additive = scales_with_days(kpi)
-        for p in periods:
-            if p.grain not in kpi.grains:
-                continue
-            whole = _phase(t.value, t.per_period, t.grain, p, p.period_end, calendar, additive)
-            to_date = _phase(t.value, t.per_period, t.grain, p, p.window_end, calendar, additive)
-            band = t.band
-            rows.append(
-                TargetRow(
-                    kpi_id=kpi.id,
-                    grain=p.grain,
-                    period_start=p.period_start,
-                    target=whole,
-                    target_to_date=to_date,
-                    band_min=_phase(band.min, {}, t.grain, p, p.window_end, calendar, additive)
-                    if band
-                    else None,
-                    band_max=_phase(band.max, {}, t.grain, p, p.window_end, calendar, additive)
-                    if band
-                    else None,
-                    is_example=t.example,
-                )
+        band = t.band
+        rows.append(
+            TargetRow(
+                kpi_id=kpi.id,
+                grain=p.grain,
+                period_start=p.period_start,
+                target=phase(t.value, p, p.period_end, t.per_period),
+                target_to_date=phase(t.value, p, p.window_end, t.per_period),
+                band_min=phase(band.min, p, p.window_end, {}) if band else None,
+                band_max=phase(band.max, p, p.window_end, {}) if band else None,
+                is_example=t.example,
             )
+        )
     return rows
 
 
@@ -89,18 +104,20 @@ def _phase(
     value: float | None,
     per_period: dict[dt.date, float],
     target_grain: Grain,
-    period: Period,
+    first: dt.date,
     until: dt.date,
     calendar: Calendar,
     additive: bool,
 ) -> float | None:
+    """The target over the days ``first..until``: summed per day when additive."""
+
     def value_for(day: dt.date) -> float | None:
         start = calendar.start_of(day, target_grain)
         return per_period.get(start, value)
 
     if not additive:
-        return value_for(period.period_start)
-    total, day = 0.0, period.period_start
+        return value_for(first)
+    total, day = 0.0, first
     while day <= until:
         v = value_for(day)
         if v is None:

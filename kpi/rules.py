@@ -327,8 +327,11 @@ class GrainRule(Rule):
                     allowed = {src.grain}
                 bad = [g for g in kpi.grains if g not in allowed]
                 if bad:
-                    side = " (both sides of a ratio must reach the same grain before they " \
-                        "are divided)" if kpi.type == KpiType.ratio else ""
+                    side = (
+                        " (both sides of a ratio must reach the same grain before they are divided)"
+                        if kpi.type == KpiType.ratio
+                        else ""
+                    )
                     problems.append(
                         _at(
                             catalog,

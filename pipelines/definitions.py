@@ -53,7 +53,15 @@ def resources() -> dict:
 
 
 defs = Definitions(
-    assets=[ga4_traffic, ga4_users_monthly, *file_assets, kpi_periods, kpi_values, kpi_targets, kpi_comparisons],
+    assets=[
+        ga4_traffic,
+        ga4_users_monthly,
+        *file_assets,
+        kpi_periods,
+        kpi_values,
+        kpi_targets,
+        kpi_comparisons,
+    ],
     jobs=[marketing_kpis_job],
     schedules=[daily_refresh_schedule],
     resources=resources(),

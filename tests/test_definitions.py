@@ -12,6 +12,19 @@ from dagster import AssetKey, DagsterInstance, build_schedule_context
 from pipelines.definitions import defs
 from pipelines.schedules import daily_refresh_schedule, lookback_range
 
+RAW = {
+    "ga4_traffic",
+    "ga4_users_monthly",
+    "fx_rates",
+    "ad_spend",
+    "orders",
+    "survey_answers",
+    "donations",
+    "volunteer_hours",
+    "operations",
+    "market",
+}
+
 
 def test_definitions_load_without_warnings_from_our_code():
     # A fresh interpreter, so module-level warnings are seen again.
@@ -26,17 +39,7 @@ def test_definitions_load_without_warnings_from_our_code():
 def test_every_asset_has_description_owner_group_and_kinds():
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {
-        "ga4_traffic",
-        "fx_rates",
-        "ad_spend",
-        "orders",
-        "survey_answers",
-        "kpi_periods",
-        "kpi_values",
-        "kpi_targets",
-        "kpi_comparisons",
-    }
+    assert keys == {*RAW, "kpi_periods", "kpi_values", "kpi_targets", "kpi_comparisons"}
     for spec in defs.resolve_all_asset_specs():
         assert spec.description and len(spec.description) > 40, spec.key
         assert spec.owners, spec.key
@@ -45,11 +48,13 @@ def test_every_asset_has_description_owner_group_and_kinds():
 
 
 def test_raw_assets_have_blocking_quality_checks_and_kpis_depend_on_them():
-    checks = {key.asset_key.to_user_string(): key for key in defs.resolve_asset_graph().asset_check_keys}
-    assert set(checks) == {"ga4_traffic", "fx_rates", "ad_spend", "orders", "survey_answers"}
+    checks = {
+        key.asset_key.to_user_string(): key for key in defs.resolve_asset_graph().asset_check_keys
+    }
+    assert set(checks) == RAW
     graph = defs.resolve_asset_graph()
     upstream = graph.get(AssetKey("kpi_periods")).parent_keys
-    assert {k.to_user_string() for k in upstream} >= {"ga4_traffic", "ad_spend", "orders"}
+    assert {k.to_user_string() for k in upstream} == RAW - {"fx_rates"}
     for spec in defs.resolve_all_asset_specs():
         if spec.key.to_user_string() in checks:
             check_spec = next(iter(defs.get_assets_def(spec.key).check_specs))
@@ -80,3 +85,28 @@ def test_daily_schedule_repulls_the_last_three_days():
     assert request.tags["dagster/asset_partition_range_start"] == "2026-03-07"
     assert request.tags["dagster/asset_partition_range_end"] == "2026-03-09"
     assert request.run_key == "daily-2026-03-09"
+
+
+def test_invalid_definitions_stop_the_code_location_from_loading(tmp_path):
+    import shutil
+
+    from assets.settings import PROJECT_ROOT
+
+    broken = tmp_path / "defs"
+    shutil.copytree(PROJECT_ROOT / "kpi_definitions", broken)
+    sales = broken / "sales.yaml"
+    text = sales.read_text().replace("expr: transactions}", "expr: transactionz}", 1)
+    sales.write_text(text)
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "transactionz" in t)
+    env = {**__import__("os").environ, "KPI_DEFINITIONS_DIR": str(broken)}
+    result = subprocess.run(
+        [sys.executable, "-c", "import pipelines.definitions"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode != 0
+    assert "DefinitionError" in result.stderr
+    assert f"sales.yaml:{line} [number_of_sales]" in result.stderr
+    assert "unknown column `transactionz`" in result.stderr
+    assert "did you mean `transactions`?" in result.stderr

@@ -31,6 +31,7 @@ def sql_of(text):
 
 def evaluate(text, **values):
     """Evaluate ``text`` in an in-memory DuckDB, with names bound to typed literals."""
+
     def bind(name):
         v = values[name]
         return sa.literal(v, sa.Double if isinstance(v, float) else None)

@@ -38,7 +38,7 @@ the quarter and year grains.
 from __future__ import annotations
 
 import datetime as dt
-import math
+import functools
 import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -145,7 +145,11 @@ _KPI_HEADER = """\
 """
 
 KPIS = {
-    "revenue": ("currency", GRAINS, "type: simple\nmeasure: {source: traffic, agg: sum, expr: revenue}"),
+    "revenue": (
+        "currency",
+        GRAINS,
+        "type: simple\nmeasure: {source: traffic, agg: sum, expr: revenue}",
+    ),
     "revenue_per_session": (
         "currency",
         GRAINS,
@@ -163,7 +167,11 @@ KPIS = {
         ("day", "week", "month"),
         "type: cumulative\ncumulative: {of: revenue, to_date: month}",
     ),
-    "revenue_ytd": ("currency", GRAINS, "type: cumulative\ncumulative: {of: revenue, to_date: year}"),
+    "revenue_ytd": (
+        "currency",
+        GRAINS,
+        "type: cumulative\ncumulative: {of: revenue, to_date: year}",
+    ),
     "revenue_per_session_7d": (
         "currency",
         GRAINS,
@@ -337,18 +345,20 @@ def _freq(grain: str, reporting: Reporting) -> str:
     return f"{'Q' if grain == 'quarter' else 'Y'}-{last_month}"
 
 
+@functools.lru_cache(maxsize=65_536)
 def ref_period(day: dt.date, grain: str, reporting: Reporting) -> tuple[dt.date, dt.date]:
     """(first day, last day) of the period of ``grain`` that contains ``day``."""
     period = pd.Period(pd.Timestamp(day), freq=_freq(grain, reporting))
     return period.start_time.date(), period.end_time.date()
 
 
-def local_days(orders: pd.DataFrame, zone: str) -> pd.Series:
-    return orders["ordered_at"].dt.tz_convert(zone).dt.date
+def local_days(orders: pd.DataFrame, zone: str) -> list[dt.date]:
+    """The calendar day of each order in ``zone``."""
+    return list(orders["ordered_at"].dt.tz_convert(zone).dt.date)
 
 
 def ref_first_day(ex: Example) -> dt.date:
-    days = list(ex.traffic["date"]) + list(local_days(ex.orders, ex.reporting.zone))
+    days = list(ex.traffic["date"]) + local_days(ex.orders, ex.reporting.zone)
     return min([*days, ex.as_of])
 
 
@@ -381,45 +391,50 @@ class Row:
     sample_size: int
 
 
-def _sum(values: pd.Series) -> float:
+def _sum(values: list) -> float:
     """SQL SUM with zero-filled gaps: NULLs are skipped, nothing at all gives 0."""
-    return float(sum(float(v) for v in values if not pd.isna(v)))
+    return float(sum(float(v) for v in values if v is not None and not pd.isna(v)))
+
+
+def _records(ex: Example, from_orders: bool) -> list[tuple]:
+    """Source rows as (local day, conformed channel, a, b) tuples."""
+    if from_orders:
+        days = local_days(ex.orders, ex.reporting.zone)
+        columns = [ex.orders["channel"], ex.orders["customer_id"], ex.orders["customer_id"]]
+    else:
+        days = list(ex.traffic["date"])
+        columns = [ex.traffic["channel"], ex.traffic["revenue"], ex.traffic["sessions"]]
+    out = []
+    for day, channel, a, b in zip(days, *[c.tolist() for c in columns], strict=True):
+        channel = NOT_SET if pd.isna(channel) else TRAFFIC_CHANNEL_MAP.get(channel, channel)
+        if from_orders:  # the orders source declares no channel map
+            channel = NOT_SET if pd.isna(a) and False else channel
+        out.append((day, channel, None if pd.isna(a) else a, None if pd.isna(b) else b))
+    return out
 
 
 def ref_values(ex: Example, kpi_id: str, grains: tuple[str, ...]) -> dict[tuple, Row]:
     """Expected ``kpi_values`` rows keyed by (kpi_id, grain, period_start, channel)."""
-    traffic = ex.traffic.assign(
-        channel=[
-            NOT_SET if pd.isna(c) else TRAFFIC_CHANNEL_MAP.get(c, c) for c in ex.traffic["channel"]
-        ]
-    )
-    orders = ex.orders.assign(
-        day=local_days(ex.orders, ex.reporting.zone),
-        channel=[NOT_SET if pd.isna(c) else c for c in ex.orders["channel"]],
-    )
     from_orders = kpi_id.startswith("customers")
-    source = orders if from_orders else traffic
-    day_col = "day" if from_orders else "date"
+    records = _records(ex, from_orders)
+    channels = [None, *sorted({r[1] for r in records})]  # the total, then each slice value
     first = ref_first_day(ex)
     out: dict[tuple, Row] = {}
     for grain in grains:
         for start, end in ref_periods(ex, grain):
             lo, hi = ref_window(kpi_id, end, start, ex)
-            in_window = source[(source[day_col] >= lo) & (source[day_col] <= hi)]
+            in_window = [r for r in records if lo <= r[0] <= hi]
             complete = end <= ex.as_of and start >= first
-            slices: list[tuple[str | None, pd.DataFrame]] = [(None, in_window)]
-            slices += [
-                (c, in_window[in_window["channel"] == c]) for c in sorted(set(source["channel"]))
-            ]
-            for channel, rows in slices:
+            for channel in channels:
+                rows = [r for r in in_window if channel is None or r[1] == channel]
                 num = den = None
                 if from_orders:
-                    value: float | None = float(rows["customer_id"].dropna().nunique())
+                    value: float | None = float(len({r[2] for r in rows if r[2] is not None}))
                 elif kpi_id.startswith("revenue_per_session"):
-                    num, den = _sum(rows["revenue"]), _sum(rows["sessions"])
+                    num, den = _sum([r[2] for r in rows]), _sum([r[3] for r in rows])
                     value = num / den if den != 0 else None
                 else:
-                    value = _sum(rows["revenue"])
+                    value = _sum([r[2] for r in rows])
                 out[(kpi_id, grain, start, channel)] = Row(
                     end, complete, value, num, den, len(rows)
                 )

@@ -23,9 +23,7 @@ def cal(week_start="monday", fiscal=1) -> Calendar:
 def period(calendar, grain, start, first_day, as_of):
     """The one period of ``grain`` starting at ``start`` among calendar.periods(...)."""
     found = [
-        p
-        for p in calendar.periods(first_day, as_of, [Grain(grain)])
-        if p.period_start == start
+        p for p in calendar.periods(first_day, as_of, [Grain(grain)]) if p.period_start == start
     ]
     assert len(found) == 1, found
     return found[0]

@@ -15,17 +15,25 @@ from kpi.warehouse import Warehouse
 from tests.support import fake_ga4, run_pipeline, traffic_rows
 
 D = dt.date
+RAW_TABLES = [
+    "ga4_traffic",
+    "ga4_users_monthly",
+    "ad_spend",
+    "orders",
+    "survey_answers",
+    "fx_rates",
+    "donations",
+    "volunteer_hours",
+    "operations",
+    "market",
+]
 
 
 def _counts(url: str) -> dict[str, int]:
     wh = Warehouse(url)
     try:
         tables = [
-            "raw.ga4_traffic",
-            "raw.ad_spend",
-            "raw.orders",
-            "raw.survey_answers",
-            "raw.fx_rates",
+            *(f"raw.{name}" for name in RAW_TABLES),
             "kpi.periods",
             "kpi.kpi_values",
             "kpi.kpi_targets",
@@ -59,13 +67,7 @@ def test_whole_job_on_demo_data_is_idempotent(warehouse_url, tmp_path):
         assert _counts(warehouse_url) == counts
 
     checks = first.get_asset_check_evaluations()
-    assert {c.asset_key.to_user_string() for c in checks} == {
-        "ga4_traffic",
-        "ad_spend",
-        "orders",
-        "survey_answers",
-        "fx_rates",
-    }
+    assert {c.asset_key.to_user_string() for c in checks} == set(RAW_TABLES)
     assert all(c.passed for c in checks)
 
 
