@@ -56,7 +56,9 @@ def ga4_users_monthly(
         rows = rows[[c for c in rows.columns if c in table.c]]
         months = (table.c.property_id == property_id) & table.c.month.between(month_start, end)
         deleted, inserted = wh.replace_rows(table, months, rows)
-        context.log.info(f"GA4 property {property_id}: {inserted} month(s) of users")
+        context.log.info(
+            f"GA4 property {property_id}: {inserted} month(s) of users (replaced {deleted})"
+        )
     window = table.c.month.between(month_start, end)
     return MaterializeResult(
         metadata={**table_metadata(wh, table, window), "months": f"{month_start}..{end}"},
