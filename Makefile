@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 $(DAGSTER_HOME):
-	@mkdir -p $(DAGSTER_HOME)
+	@mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
 
 ## run: demo data -> DuckDB (data/warehouse.duckdb) -> scorecard in the terminal
 run: $(STAMP) $(DAGSTER_HOME)
