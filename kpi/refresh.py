@@ -78,10 +78,15 @@ class KpiTables:
 
 
 def first_day_of_data(wh: Warehouse, tables: KpiTables) -> dt.date | None:
-    """The earliest local day in any source, or None when every source is empty."""
+    """The earliest local day in any daily source, or None when every source is empty.
+
+    Pre-aggregated sources are left out: their dates label a month, not a day with data.
+    """
     days = []
     for name, table in tables.raw_tables.items():
         src = tables.catalog.sources[name]
+        if src.grain != "day":
+            continue
         col = table.c[src.time.column]
         value = wh.scalar(sa.select(sa.func.min(col)))
         if value is None:

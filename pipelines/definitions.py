@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from dagster import Definitions, EnvVar
+from dagster import Definitions, EnvVar, in_process_executor
 
 from assets.files.sources import file_assets
 from assets.ga4.traffic import ga4_traffic
@@ -65,4 +65,7 @@ defs = Definitions(
     jobs=[marketing_kpis_job],
     schedules=[daily_refresh_schedule],
     resources=resources(),
+    # DuckDB allows one writer per file: the steps of a run (and runs launched from the UI
+    # on single assets) execute one after another in one process.
+    executor=in_process_executor,
 )

@@ -11,6 +11,4 @@ marketing_kpis_job = define_asset_job(
     selection=AssetSelection.all(),
     description="Extract GA4 and landing files for the run's days, validate them, and "
     "recompute the KPI tables and the scorecard.",
-    # DuckDB allows one writer per file, so the steps of a run take turns.
-    config={"execution": {"config": {"in_process": {}}}},
 )
