@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from kpi.expressions import did_you_mean
 from kpi.models import Kpi, KpiFile, Reporting, SourcesFile, SourceSpec, definition_version
 from kpi.yaml_source import LocatedYaml, YamlSyntaxError, load_located_yaml
 
@@ -62,6 +63,7 @@ class Catalog:
     kpis: dict[str, Kpi]
     kpi_locations: dict[str, Location] = field(default_factory=dict)
     source_locations: dict[str, Location] = field(default_factory=dict)
+    sources_location: Location | None = None
 
     def kpi(self, kpi_id: str) -> Kpi:
         return self.kpis[kpi_id]
@@ -145,6 +147,7 @@ def collect_catalog(folder: Path) -> tuple[Catalog | None, list[Problem]]:
         sources=dict(sources_file.sources),
         kpis={},
     )
+    catalog.sources_location = Location(sources_doc, ())
     for name in sources_file.sources:
         catalog.source_locations[name] = Location(sources_doc, ("sources", name))
 
@@ -194,10 +197,29 @@ def _load_kpi_file(doc: LocatedYaml, catalog: Catalog, problems: list[Problem]) 
 
 def _read(path: Path, problems: list[Problem]) -> LocatedYaml | None:
     try:
-        return load_located_yaml(path)
+        doc = load_located_yaml(path)
     except YamlSyntaxError as exc:
-        problems.append(Problem(str(path), None, str(exc).split(": ", 1)[-1]))
+        problems.append(Problem(str(path), exc.line, exc.problem))
         return None
+    for location, line in doc.duplicates:
+        kpi_id = None
+        if len(location) > 2 and location[0] == "kpis" and isinstance(doc.data, dict):
+            kpis = doc.data.get("kpis") or []
+            if isinstance(location[1], int) and location[1] < len(kpis):
+                kpi_id = (kpis[location[1]] or {}).get("id")
+        first = doc.lines.get(location)
+        shown = location[2:] if kpi_id else location
+        field_path = ".".join(str(p) for p in shown)
+        problems.append(
+            Problem(
+                str(path),
+                line,
+                f"{field_path}: duplicate key (first written on line {first}); "
+                "only one value is allowed",
+                kpi_id,
+            )
+        )
+    return doc
 
 
 def _validate(model, doc, base, problems, *, value=None, kpi_id=None):
@@ -212,8 +234,9 @@ def _validate(model, doc, base, problems, *, value=None, kpi_id=None):
             shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
             msg = err["msg"]
             if err["type"] == "extra_forbidden":
-                allowed = ", ".join(sorted(_allowed_fields(model, err["loc"][:-1])))
-                msg = f"unknown field; allowed fields here: {allowed}"
+                fields = sorted(_allowed_fields(model, err["loc"][:-1]))
+                hint = did_you_mean(str(err["loc"][-1]), fields)
+                msg = f"unknown field{hint}; allowed fields here: {', '.join(fields)}"
                 shown = ""
             problems.append(
                 Problem(str(doc.path), doc.line_of(loc), f"{field_path}: {msg}{shown}", kpi_id)

@@ -151,8 +151,11 @@ def status_expr(kpi: Kpi, actual, attainment, sample_size, has_target) -> Column
         whens.append(
             (sa.func.coalesce(sample_size, 0) < kpi.min_sample_size, sa.literal(INSUFFICIENT_DATA))
         )
+    whens.append((sa.not_(has_target), sa.literal(NO_TARGET)))
+    if kpi.direction == Direction.lower_is_better:
+        # Zero cost per acquisition beats any target: attainment is infinite, not unknown.
+        whens.append((actual == 0, sa.literal(ON_TRACK)))
     whens += [
-        (sa.not_(has_target), sa.literal(NO_TARGET)),
         (attainment.is_(None), sa.literal(INSUFFICIENT_DATA)),
         (attainment >= th.at_risk_below, sa.literal(ON_TRACK)),
         (attainment >= th.off_track_below, sa.literal(AT_RISK)),
@@ -178,11 +181,10 @@ def status_of(
     else:
         if target is None:
             return NO_TARGET
-        num, den = (
-            (actual, target) if kpi.direction == Direction.higher_is_better else (target, actual)
-        )
+        higher = kpi.direction == Direction.higher_is_better
+        num, den = (actual, target) if higher else (target, actual)
         if den == 0:
-            return INSUFFICIENT_DATA
+            return ON_TRACK if not higher and actual == 0 else INSUFFICIENT_DATA
         att = num / den
     if att >= kpi.thresholds.at_risk_below:
         return ON_TRACK
@@ -223,8 +225,9 @@ def comparison_select(
 
     actual = v.c.value
     target = sa.case((v.c.is_complete_period, t.c.target), else_=t.c.target_to_date)
-    # A to-date or growth KPI already looks back; its "previous period" has no meaning.
-    looks_back = kpi.type in (KpiType.cumulative, KpiType.period_over_period)
+    # A growth KPI already compares with the previous period; comparing the growth itself
+    # with the previous growth says nothing a manager can use.
+    looks_back = kpi.type == KpiType.period_over_period
     prev_value = sa.cast(sa.null() if looks_back else previous.c.value, sa.Double)
     attainment = attainment_expr(kpi.direction, actual, target, t.c.band_min, t.c.band_max)
     has_target = (
@@ -253,7 +256,7 @@ def comparison_select(
             v.c.sample_size,
             status_expr(kpi, actual, attainment, v.c.sample_size, has_target).label("status"),
             v.c.definition_version,
-            sa.literal(computed_at, sa.DateTime(timezone=True)).label("computed_at"),
+            sa.literal(computed_at, sa.TIMESTAMP(timezone=True)).label("computed_at"),
         )
         .select_from(v.outerjoin(previous, sa.and_(*prev_on)).outerjoin(t, sa.and_(*target_on)))
         .where(v.c.kpi_id == kpi.id, v.c.grain == grain, *slice_filter)

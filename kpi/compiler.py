@@ -37,21 +37,39 @@ ADDITIVE_AGGS = {Agg.sum, Agg.count, Agg.average, Agg.min, Agg.max}
 
 @dataclass(frozen=True)
 class Window:
-    """Which columns of the periods table bound the days a value covers."""
+    """Which columns of the periods table bound the days a value covers.
 
-    start: str = "period_start"
-    end: str = "window_end"
+    ``offset`` is "" for the period itself, "prev_" for the previous period and "ly_" for
+    the same period last year; the columns of each offset are named with that prefix.
+    """
+
+    offset: str = ""
+
+    @property
+    def start(self) -> str:
+        return f"{self.offset}period_start"
+
+    @property
+    def end(self) -> str:
+        return f"{self.offset}window_end"
+
+    def running(self, kind: str) -> RunningWindow:
+        """A running window (``month_to_date``, ``rolling_7``...) ending where this one does."""
+        return RunningWindow(self.offset, kind)
+
+
+@dataclass(frozen=True)
+class RunningWindow(Window):
+    kind: str = "month_to_date"
+
+    @property
+    def start(self) -> str:
+        return f"{self.offset}{self.kind}_start"
 
 
 CURRENT = Window()
-PREVIOUS = Window("prev_period_start", "prev_window_end")
-LAST_YEAR = Window("ly_period_start", "ly_window_end")
-TO_DATE = {
-    "month": Window("month_to_date_start"),
-    "quarter": Window("quarter_to_date_start"),
-    "year": Window("year_to_date_start"),
-}
-ROLLING = {n: Window(f"rolling_{n}_start") for n in (7, 28, 90)}
+PREVIOUS = Window("prev_")
+LAST_YEAR = Window("ly_")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,7 +170,8 @@ class KpiCompiler:
                 sa.cast(values.col("denominator"), sa.Double).label("denominator"),
                 sa.cast(values.col("sample_size"), sa.BigInteger).label("sample_size"),
                 sa.literal(self.catalog.versions[kpi.id], sa.String).label("definition_version"),
-                sa.cast(stamp, sa.DateTime(timezone=True)).label("computed_at"),
+                # TIMESTAMP, not DateTime: BigQuery's DATETIME has no time zone.
+                sa.cast(stamp, sa.TIMESTAMP(timezone=True)).label("computed_at"),
             )
             .select_from(
                 values.query.join(
@@ -210,8 +229,8 @@ class KpiCompiler:
         if kpi.type == KpiType.cumulative:
             c = kpi.cumulative
             base = self.catalog.kpis[c.of]
-            cum_window = TO_DATE[c.to_date] if c.to_date else ROLLING[c.window_days]
-            return self.evaluate(base, grain, dims, cum_window, slice_values)
+            kind = f"{c.to_date}_to_date" if c.to_date else f"rolling_{c.window_days}"
+            return self.evaluate(base, grain, dims, window.running(kind), slice_values)
         if kpi.type == KpiType.period_over_period:
             pop = kpi.period_over_period
             base = self.catalog.kpis[pop.of]
@@ -356,19 +375,24 @@ class KpiCompiler:
             else time_col
         )
 
-        def resolve(name: str) -> ColumnElement:
-            if name in table.c:
-                return table.c[name]
-            return self._dimension(src, table, name)
+        def column(name: str) -> ColumnElement:
+            return table.c[name]
 
-        x = to_sql(measure.expr, resolve) if measure.expr else sa.literal(1)
+        def dimension_or_column(name: str) -> ColumnElement:
+            # Filters speak the conformed vocabulary: `channel` means the mapped channel even
+            # when the source has a raw column of the same name in its own vocabulary.
+            if name in src.dimensions:
+                return self._dimension(src, table, name)
+            return table.c[name]
+
+        x = to_sql(measure.expr, column) if measure.expr else sa.literal(1)
         query = sa.select(
             day.label("day"),
             *[self._dimension(src, table, d).label(d) for d in dims],
             x.label("x"),
         )
         if measure.filter:
-            query = query.where(to_sql(measure.filter, resolve))
+            query = query.where(to_sql(measure.filter, dimension_or_column))
         return query.subquery()
 
     @staticmethod

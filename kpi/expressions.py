@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import ast
 import difflib
-import re
+import io
+import tokenize
 from collections.abc import Callable, Iterable
 
 import sqlalchemy as sa
@@ -38,9 +39,6 @@ _COMPARE = {
     ast.GtE: "__ge__",
 }
 
-# SQL-minded authors write `=` and `<>`; accept both without touching `==`, `<=`, `>=`, `!=`.
-_SINGLE_EQUALS = re.compile(r"(?<![=!<>])=(?!=)")
-
 
 class ExpressionError(ValueError):
     """An expression that is not valid in the KPI language."""
@@ -50,23 +48,62 @@ def parse(text: str) -> ast.expr:
     """Parse ``text`` into a checked AST; raise ExpressionError on anything not allowed."""
     if not isinstance(text, str) or not text.strip():
         raise ExpressionError("empty expression")
-    normalized = _SINGLE_EQUALS.sub("==", text.replace("<>", "!="))
     try:
-        tree = ast.parse(normalized.strip(), mode="eval")
+        tree = ast.parse(_sql_comparisons(text.strip()), mode="eval")
     except SyntaxError as exc:
         raise ExpressionError(f"cannot parse `{text}`: {exc.msg}") from None
     _check_nodes(tree.body, text)
     return tree.body
 
 
+def _sql_comparisons(text: str) -> str:
+    """Accept SQL's `=` and `<>` as `==` and `!=`, leaving string literals untouched.
+
+    A `=` right after `(name` or `, name` inside a call is a keyword argument: it is kept,
+    so the parser sees it and rejects it, instead of turning it into a comparison.
+    """
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    except (tokenize.TokenError, SyntaxError, IndentationError):
+        return text  # ast.parse reports the problem with a better message
+    out: list[tuple[int, str]] = []
+    depth = 0
+    for tok in tokens:
+        kind, value = tok.type, tok.string
+        if kind == tokenize.OP and value in "([":
+            depth += 1
+        elif kind == tokenize.OP and value in ")]":
+            depth -= 1
+        if kind == tokenize.OP and value == "=":
+            keyword = (
+                depth > 0
+                and len(out) >= 2
+                and out[-1][0] == tokenize.NAME
+                and out[-2][1] in ("(", ",")
+            )
+            out.append((tokenize.OP, "=" if keyword else "=="))
+        elif kind == tokenize.OP and value == ">" and out and out[-1][1] == "<":
+            out[-1] = (tokenize.OP, "!=")
+        else:
+            out.append((kind, value))
+    return tokenize.untokenize(out)
+
+
 def referenced_names(text: str) -> list[str]:
     """The column or KPI names an expression refers to, in order of first use."""
-    tree = parse(text)
-    callees = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
     names: list[str] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and id(node) not in callees and node.id not in names:
-            names.append(node.id)
+
+    class _Names(ast.NodeVisitor):
+        # NodeVisitor walks fields in source order (left before right), unlike ast.walk.
+        def visit_Call(self, node: ast.Call) -> None:
+            for arg in node.args:
+                self.visit(arg)
+
+        def visit_Name(self, node: ast.Name) -> None:
+            if node.id not in names:
+                names.append(node.id)
+
+    _Names().visit(parse(text))
     return names
 
 
@@ -121,7 +158,17 @@ def _check_nodes(node: ast.AST, text: str) -> None:
         ast.NotIn,
         *_COMPARE,
     )
+    # A list of constants is only meaningful on the right of `in`.
+    in_lists = {
+        id(comp)
+        for child in ast.walk(node)
+        if isinstance(child, ast.Compare)
+        for op, comp in zip(child.ops, child.comparators, strict=True)
+        if isinstance(op, ast.In | ast.NotIn)
+    }
     for child in ast.walk(node):
+        if isinstance(child, ast.Tuple | ast.List) and id(child) not in in_lists:
+            raise ExpressionError(f"`{text}`: a list is only allowed after `in`")
         if not isinstance(child, allowed):
             raise ExpressionError(f"`{text}`: {type(child).__name__} is not allowed here")
         if isinstance(child, ast.Constant) and not isinstance(
@@ -145,6 +192,9 @@ def _check_nodes(node: ast.AST, text: str) -> None:
             isinstance(op, ast.In | ast.NotIn) for op in child.ops
         ):
             for comp in child.comparators:
+                # `x in ('a')` is how SQL writes a one-item list; Python sees a plain string.
+                if isinstance(comp, ast.Constant) and isinstance(comp.value, str):
+                    continue
                 if not isinstance(comp, ast.Tuple | ast.List) or not all(
                     isinstance(e, ast.Constant) for e in comp.elts
                 ):
@@ -179,7 +229,8 @@ def _build(node: ast.expr, resolve: Callable[[str], ColumnElement]) -> ColumnEle
         left = _build(node.left, resolve)
         for op, comp in zip(node.ops, node.comparators, strict=True):
             if isinstance(op, ast.In | ast.NotIn):
-                values = [e.value for e in comp.elts]  # type: ignore[attr-defined]
+                elts = [comp] if isinstance(comp, ast.Constant) else comp.elts  # type: ignore[attr-defined]
+                values = [e.value for e in elts]
                 clause = left.in_(values) if isinstance(op, ast.In) else left.not_in(values)
                 clauses.append(clause)
                 continue

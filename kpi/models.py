@@ -13,7 +13,7 @@ import json
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Grain(StrEnum):
@@ -160,6 +160,12 @@ class Band(_Strict):
     min: float
     max: float
 
+    @model_validator(mode="after")
+    def _ordered(self) -> Band:
+        if self.min > self.max:
+            raise ValueError(f"band min {self.min} is above its max {self.max}")
+        return self
+
 
 class Target(_Strict):
     value: float | None = None
@@ -280,7 +286,17 @@ def definition_version(kpi: Kpi, dependencies: list[Kpi], sources: list[SourceSp
         "deps": sorted(
             (d.id, d.model_dump(mode="json", include=numeric_fields)) for d in dependencies
         ),
-        "sources": sorted(s.model_dump_json() for s in sources),
+        "sources": sorted(
+            json.dumps(_numeric_source_fields(s), sort_keys=True, default=str) for s in sources
+        ),
     }
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _numeric_source_fields(source: SourceSpec) -> dict:
+    """What of a source changes numbers: not descriptions, keys or landing folders."""
+    data = source.model_dump(mode="json", exclude={"description", "key", "landing"})
+    for column in data["columns"].values():
+        column.pop("description", None)
+    return data

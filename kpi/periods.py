@@ -42,6 +42,20 @@ class Period:
     rolling_7_start: dt.date
     rolling_28_start: dt.date
     rolling_90_start: dt.date
+    # The same running windows, ending at the comparison windows' ends, so a running total
+    # can be compared with the previous period or last year like for like.
+    prev_month_to_date_start: dt.date
+    prev_quarter_to_date_start: dt.date
+    prev_year_to_date_start: dt.date
+    prev_rolling_7_start: dt.date
+    prev_rolling_28_start: dt.date
+    prev_rolling_90_start: dt.date
+    ly_month_to_date_start: dt.date
+    ly_quarter_to_date_start: dt.date
+    ly_year_to_date_start: dt.date
+    ly_rolling_7_start: dt.date
+    ly_rolling_28_start: dt.date
+    ly_rolling_90_start: dt.date
 
     def as_row(self) -> dict:
         return asdict(self)
@@ -112,6 +126,16 @@ class Calendar:
         complete = end <= as_of and start >= first_day
         prev_start = self.previous_start(start, grain)
         ly_start = self.same_period_last_year(start, grain)
+        prev_end = self._aligned_end(prev_start, grain, elapsed, end <= as_of)
+        ly_end = self._aligned_end(ly_start, grain, elapsed, end <= as_of)
+        running = {}
+        for prefix, until in (("", window_end), ("prev_", prev_end), ("ly_", ly_end)):
+            for grain_to_date in ("month", "quarter", "year"):
+                running[f"{prefix}{grain_to_date}_to_date_start"] = self.start_of(
+                    until, grain_to_date
+                )
+            for days in ROLLING_WINDOWS:
+                running[f"{prefix}rolling_{days}_start"] = until - dt.timedelta(days=days - 1)
         return Period(
             grain=str(grain),
             period_start=start,
@@ -121,15 +145,10 @@ class Calendar:
             window_end=window_end,
             elapsed_days=elapsed,
             prev_period_start=prev_start,
-            prev_window_end=self._aligned_end(prev_start, grain, elapsed, end <= as_of),
+            prev_window_end=prev_end,
             ly_period_start=ly_start,
-            ly_window_end=self._aligned_end(ly_start, grain, elapsed, end <= as_of),
-            month_to_date_start=self.start_of(window_end, Grain.month),
-            quarter_to_date_start=self.start_of(window_end, Grain.quarter),
-            year_to_date_start=self.start_of(window_end, Grain.year),
-            rolling_7_start=window_end - dt.timedelta(days=6),
-            rolling_28_start=window_end - dt.timedelta(days=27),
-            rolling_90_start=window_end - dt.timedelta(days=89),
+            ly_window_end=ly_end,
+            **running,
         )
 
     def _aligned_end(self, start: dt.date, grain: Grain, elapsed: int, closed: bool) -> dt.date:

@@ -61,6 +61,31 @@ class SourceDeclarationRule(Rule):
                     hint = did_you_mean(mapping.column, cols)
                     msg = f"source `{name}`: unknown column `{mapping.column}`{hint}"
                     problems.append(Problem(file, line, msg))
+            conv = src.currency_conversion
+            if conv is not None and conv.amount not in src.columns:
+                file, line = loc.at("currency_conversion", "amount")
+                hint = did_you_mean(conv.amount, cols)
+                msg = (
+                    f"source `{name}`: currency_conversion.amount `{conv.amount}` is not a "
+                    f"declared column{hint}"
+                )
+                problems.append(Problem(file, line, msg))
+            if conv is not None:
+                derived = [
+                    c
+                    for c in (f"original_{conv.amount}", "original_currency", "fx_rate")
+                    if c not in src.columns
+                ]
+                if derived:
+                    file, line = loc.at("currency_conversion")
+                    problems.append(
+                        Problem(
+                            file,
+                            line,
+                            f"source `{name}`: converted money needs "
+                            f"the columns {', '.join(derived)} to be declared",
+                        )
+                    )
             for zone, where in ((src.time.time_zone, ("time", "time_zone")),):
                 if not _is_zone(zone):
                     file, line = loc.at(*where)
@@ -80,11 +105,10 @@ class SourceDeclarationRule(Rule):
                         "moved to another zone; load timestamps, or report in the source's zone",
                     )
                 )
-        if not _is_zone(catalog.reporting.time_zone):
+        if not _is_zone(catalog.reporting.time_zone) and catalog.sources_location is not None:
+            file, line = catalog.sources_location.at("reporting", "time_zone")
             msg = f"unknown reporting time zone `{catalog.reporting.time_zone}`"
-            problems.append(
-                Problem(str(next(iter(catalog.source_locations.values())).doc.path), None, msg)
-            )
+            problems.append(Problem(file, line, msg + "; expected an IANA zone like Europe/Paris"))
         return problems
 
 

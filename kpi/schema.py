@@ -62,12 +62,18 @@ def periods_table(metadata: sa.MetaData, dimensions: list[str] | None = None) ->
         "prev_window_end",
         "ly_period_start",
         "ly_window_end",
-        "month_to_date_start",
-        "quarter_to_date_start",
-        "year_to_date_start",
-        "rolling_7_start",
-        "rolling_28_start",
-        "rolling_90_start",
+        *(
+            f"{prefix}{kind}_start"
+            for prefix in ("", "prev_", "ly_")
+            for kind in (
+                "month_to_date",
+                "quarter_to_date",
+                "year_to_date",
+                "rolling_7",
+                "rolling_28",
+                "rolling_90",
+            )
+        ),
     ]
     return sa.Table(
         "periods",

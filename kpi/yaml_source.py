@@ -22,6 +22,8 @@ class LocatedYaml:
     path: Path
     data: Any
     lines: dict[Path_, int] = field(default_factory=dict)
+    # (location, line) of keys written twice in one mapping; the second value was ignored.
+    duplicates: list[tuple[Path_, int]] = field(default_factory=list)
 
     def line_of(self, location: Path_) -> int | None:
         """The line of ``location``, or of its nearest ancestor that has one."""
@@ -40,6 +42,11 @@ _SCALARS = yaml.SafeLoader("")
 class YamlSyntaxError(ValueError):
     """The file is not valid YAML; the message names the file and line."""
 
+    def __init__(self, path: Path, line: int | None, problem: str):
+        self.path, self.line, self.problem = path, line, problem
+        where = f"{path}:{line}" if line else str(path)
+        super().__init__(f"{where}: {problem}")
+
 
 def load_located_yaml(path: Path) -> LocatedYaml:
     """Parse ``path`` and record the line of every value."""
@@ -48,26 +55,30 @@ def load_located_yaml(path: Path) -> LocatedYaml:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(exc, "problem", None) or str(exc)
-        raise YamlSyntaxError(f"{where}: invalid YAML: {problem}") from exc
-    lines: dict[Path_, int] = {}
-    if node is None:
-        return LocatedYaml(path, None, lines)
-    data = _construct(node, (), lines)
-    return LocatedYaml(path, data, lines)
+        line = mark.line + 1 if mark is not None else None
+        raise YamlSyntaxError(path, line, f"invalid YAML: {problem}") from exc
+    doc = LocatedYaml(path, None)
+    if node is not None:
+        doc.data = _construct(node, (), doc)
+    return doc
 
 
-def _construct(node: yaml.Node, location: Path_, lines: dict[Path_, int]) -> Any:
-    lines.setdefault(location, node.start_mark.line + 1)
+def _construct(node: yaml.Node, location: Path_, doc: LocatedYaml) -> Any:
+    doc.lines.setdefault(location, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = _SCALARS.construct_object(key_node)
             child = (*location, key)
-            lines[child] = key_node.start_mark.line + 1
-            result[key] = _construct(value_node, child, lines)
+            line = key_node.start_mark.line + 1
+            if key in result:
+                # Plain YAML keeps the last value silently; a definition must not.
+                doc.duplicates.append((child, line))
+                continue
+            doc.lines[child] = line
+            result[key] = _construct(value_node, child, doc)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, (*location, i), lines) for i, item in enumerate(node.value)]
+        return [_construct(item, (*location, i), doc) for i, item in enumerate(node.value)]
     return _SCALARS.construct_object(node)

@@ -157,13 +157,6 @@ def test_zero_target_for_higher_is_better_is_not_a_division_error():
     assert status_of(HIGHER, 5, 0) == INSUFFICIENT_DATA
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a zero actual for a lower_is_better KPI (0 cost per acquisition, 0% bounce) "
-    "beats any positive target, but status_of (and the SQL: target / NULLIF(0, 0)) calls it "
-    "insufficient_data; the documented rule keeps insufficient_data for no value / small "
-    "samples",
-)
 def test_zero_actual_lower_is_better_is_on_track():
     assert status_of(LOWER, 0, 50) == ON_TRACK
 
@@ -487,13 +480,13 @@ def test_sql_status_by_hand(compared):
     a = out[(out.kpi_id == "sessions") & (out.grain == "day") & (out.channel == "a")]
     assert set(a.status) == {NO_TARGET}
     # CPA, target 10: 100/10 = 10 on track; 100/9 = 11.1 -> 0.9 at risk; 250/10 = 25 -> 0.4
-    # off track; 160/8 = 20 -> 0.5; 01-06: 0/0 -> NULL. (01-04, 0/5 = 0: see the xfail.)
+    # off track; 160/8 = 20 -> 0.5; 01-06: 0/0 -> NULL; 01-04: 0/5 = 0 beats any target.
     cpa = _status_table(compared, "cost_per_conversion")
-    del cpa[D(2026, 1, 4)]
     assert cpa == {
         D(2026, 1, 1): ON_TRACK,
         D(2026, 1, 2): AT_RISK,
         D(2026, 1, 3): OFF_TRACK,
+        D(2026, 1, 4): ON_TRACK,
         D(2026, 1, 5): OFF_TRACK,
         D(2026, 1, 6): INSUFFICIENT_DATA,
     }
@@ -542,11 +535,6 @@ def test_sql_status_agrees_with_status_of(compared):
     assert checked == 4 * 7 + 2 * 7
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: SQL attainment for lower_is_better is target / NULLIF(actual, 0), so a CPA "
-    "of 0 (cost 0, 5 conversions) gets status insufficient_data instead of on_track",
-)
 def test_sql_zero_actual_lower_is_better_is_on_track(compared):
     # 01-04: cost 0 / 5 conversions = CPA 0 against a target of 10.
     assert _status_table(compared, "cost_per_conversion")[D(2026, 1, 4)] == ON_TRACK

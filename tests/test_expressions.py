@@ -149,7 +149,7 @@ def test_in_list_is_one_bound_list():
         ("f'{a}'", "JoinedStr is not allowed"),
         ("[x for x in a]", "ListComp is not allowed"),
         ("{'k': a}", "Dict is not allowed"),
-        ("(a := 1)", "cannot parse"),  # `=` is rewritten first: `:==` is a syntax error
+        ("(a := 1)", "NamedExpr is not allowed"),
         ("a & b", "BitAnd is not allowed"),
         ("b'x'", "constant b'x' is not allowed"),
         ("", "empty expression"),
@@ -163,12 +163,6 @@ def test_rejected(text, message):
     assert message in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: keyword arguments are never seen as keywords: the `=` -> `==` rewrite turns "
-    "round(a, ndigits=2) into round(a, ndigits == 2), which parses (ndigits becomes a column "
-    "reference), so the keyword check in _check_nodes is dead code",
-)
 @pytest.mark.parametrize("text", ["round(a, ndigits=2)", "coalesce(a, default=0)"])
 def test_keyword_arguments_are_rejected(text):
     with pytest.raises(ExpressionError, match="positional arguments"):
@@ -185,11 +179,6 @@ def test_expression_error_is_a_value_error():
     assert issubclass(ExpressionError, ValueError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: parse() accepts a bare tuple/list outside `in`; it only fails later in "
-    "to_sql ('unsupported expression node Tuple'), so load_catalog accepts such an expr",
-)
 @pytest.mark.parametrize("text", ["(a, b)", "[a, 1]", "a + (1, 2)"])
 def test_tuple_outside_in_is_rejected_at_parse_time(text):
     with pytest.raises(ExpressionError):
@@ -271,11 +260,6 @@ def test_resolver_sees_only_names_not_text():
     assert sorted(seen) == ["cost", "revenue", "x"]  # function names are not resolved
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the `=`/`<>` rewrite in parse() also runs inside string constants, so "
-    "`campaign = 'utm=spring'` compares with 'utm==spring' and `'a<>b'` becomes 'a!=b'",
-)
 @pytest.mark.parametrize(
     ("text", "constant"),
     [
@@ -356,12 +340,6 @@ def test_referenced_names_exclude_function_names(text, names):
     assert referenced_names(text) == names
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (minor): referenced_names walks the AST breadth-first, so names come out "
-    "by depth, not 'in order of first use' as documented: x + coalesce(a, b) * y gives "
-    "[x, y, a, b]",
-)
 def test_referenced_names_in_order_of_first_use():
     assert referenced_names("x + coalesce(a, b) * y") == ["x", "a", "b", "y"]
 
