@@ -129,8 +129,8 @@ def to_sql(text: str, resolve: Callable[[str], ColumnElement]) -> ColumnElement:
 
 def safe_divide(numerator: ColumnElement, denominator: ColumnElement) -> ColumnElement:
     """Float division that yields NULL, not an error or infinity, on a zero denominator."""
-    den = sa.cast(denominator, sa.Double())
-    return sa.cast(numerator, sa.Double()) / sa.func.nullif(den, 0.0)
+    den = sa.func.nullif(sa.cast(denominator, sa.Double()), 0.0, type_=sa.Double())
+    return sa.cast(numerator, sa.Double()) / den
 
 
 def _check_nodes(node: ast.AST, text: str) -> None:

@@ -474,7 +474,14 @@ def test_compiled_duckdb_sql_runs_and_counts_orders_by_local_day(catalog, capsys
 VERSION = re.compile(r"'[0-9a-f]{12}' AS definition_version")
 
 
-@pytest.mark.parametrize(("kpi_id", "dialect", "grain"), [("order_revenue", "postgresql", "month")])
+@pytest.mark.parametrize(
+    ("kpi_id", "dialect", "grain"),
+    [
+        (kpi_id, dialect, "month")
+        for kpi_id in ("order_revenue", "conversion_rate")
+        for dialect in ("duckdb", "postgresql", "bigquery", "snowflake")
+    ],
+)
 def test_compiled_sql_matches_the_snapshot(capsys, kpi_id, dialect, grain):
     sql = compiled(capsys, kpi_id, "--dialect", dialect, "--grain", grain)
     sql = VERSION.sub("'<definition_version>' AS definition_version", sql)

@@ -1,0 +1,46 @@
+SELECT
+    'order_revenue' AS `kpi_id`,
+    'month' AS `grain`,
+    `p`.`period_start`,
+    `p`.`period_end`,
+    `p`.`is_complete_period`,
+    CAST(NULL AS STRING) AS `channel`,
+    CAST(NULL AS STRING) AS `device`,
+    CAST(NULL AS STRING) AS `campaign`,
+    CAST(`anon_1`.`value` AS FLOAT64) AS `value`,
+    CAST(`anon_1`.`numerator` AS FLOAT64) AS `numerator`,
+    CAST(`anon_1`.`denominator` AS FLOAT64) AS `denominator`,
+    CAST(`anon_1`.`sample_size` AS INT64) AS `sample_size`,
+    'ed59d9d4bad7' AS `definition_version`,
+    CAST(CURRENT_TIMESTAMP AS TIMESTAMP) AS `computed_at`
+FROM (
+    SELECT
+        `periods_1`.`period_start` AS `period_start`,
+        coalesce(sum(`anon_2`.`total`), 0) AS `value`,
+        NULL AS `numerator`,
+        NULL AS `denominator`,
+        coalesce(sum(`anon_2`.`n`), 0) AS `sample_size`
+    FROM `kpi`.`periods` AS `periods_1`
+    LEFT OUTER JOIN (
+        SELECT
+            `anon_3`.`day` AS `day`,
+            sum(`anon_3`.`x`) AS `total`,
+            count(`anon_3`.`x`) AS `nonnull`,
+            min(`anon_3`.`x`) AS `low`,
+            max(`anon_3`.`x`) AS `high`,
+            count(*) AS `n`
+        FROM (
+            SELECT
+                DATE(`orders`.`ordered_at`, 'Europe/Copenhagen') AS `day`,
+                `orders`.`revenue` AS `x`
+            FROM `raw`.`orders`
+        ) AS `anon_3`
+        GROUP BY `anon_3`.`day`
+    ) AS `anon_2` ON `periods_1`.`period_start` <= `anon_2`.`day`
+        AND `periods_1`.`window_end` >= `anon_2`.`day`
+    WHERE `periods_1`.`grain` = 'month'
+    GROUP BY `periods_1`.`period_start`
+) AS `anon_1`
+JOIN `kpi`.`periods` AS `p` ON `p`.`grain` = 'month'
+    AND `p`.`period_start` = `anon_1`.`period_start`
+ORDER BY `p`.`period_start`
