@@ -6,7 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import pandas as pd
-from dagster import DagsterInstance, ExecuteInProcessResult, materialize
+from dagster import DagsterInstance, Definitions, ExecuteInProcessResult
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
@@ -65,12 +65,6 @@ def fake_ga4(rows: pd.DataFrame, **kwargs) -> FakeGA4Server:
     return FakeGA4Server([prop], **kwargs)
 
 
-def pipeline_assets() -> list:
-    from pipelines.definitions import defs
-
-    return list(defs.assets)
-
-
 def run_pipeline(
     warehouse_url: str,
     ga4_endpoint: str,
@@ -81,7 +75,13 @@ def run_pipeline(
     instance: DagsterInstance | None = None,
     raise_on_error: bool = True,
 ) -> ExecuteInProcessResult:
-    """Materialize every asset for the days ``start..end`` with explicit resources."""
+    """Run ``marketing_kpis_job`` for the days ``start..end`` with these resources.
+
+    The project's own Definitions are rebuilt around test resources, so the job, assets,
+    checks and executor are exactly the ones ``dagster dev`` loads.
+    """
+    from pipelines import definitions
+
     resources = {
         "warehouse": WarehouseResource(url=warehouse_url),
         "ga4": GA4Resource(
@@ -89,9 +89,13 @@ def run_pipeline(
         ),
         "landing": LandingResource(root=str(landing)),
     }
-    return materialize(
-        pipeline_assets(),
+    defs = Definitions(
+        assets=list(definitions.defs.assets),
+        jobs=list(definitions.defs.jobs),
+        executor=definitions.defs.executor,
         resources=resources,
+    )
+    return defs.resolve_job_def("marketing_kpis_job").execute_in_process(
         instance=instance,
         tags={
             ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
