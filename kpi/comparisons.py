@@ -20,9 +20,9 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from kpi.catalog import Catalog
-from kpi.compiler import PREVIOUS, KpiCompiler
+from kpi.compiler import LAST_YEAR, PREVIOUS, KpiCompiler
 from kpi.expressions import safe_divide
-from kpi.models import Agg, Direction, Grain, Kpi, KpiType
+from kpi.models import Agg, Direction, Grain, Kpi, KpiType, Target
 from kpi.periods import Calendar, Period
 
 ON_TRACK, AT_RISK, OFF_TRACK = "on_track", "at_risk", "off_track"
@@ -41,8 +41,14 @@ class TargetRow:
     period_start: dt.date
     target: float | None
     target_to_date: float | None
-    band_min: float | None
+    band_min: float | None  # to date, like target_to_date
     band_max: float | None
+    band_min_full: float | None  # for the whole period, to judge the pace
+    band_max_full: float | None
+    benchmark_value: float | None  # to date
+    benchmark_min: float | None
+    benchmark_max: float | None
+    benchmark_source: str | None
     is_example: bool
 
 
@@ -56,7 +62,7 @@ def phase_targets(catalog: Catalog, periods: list[Period]) -> list[TargetRow]:
     calendar = Calendar(catalog.reporting)
     rows: list[TargetRow] = []
     for kpi in catalog.kpis.values():
-        if kpi.target is not None:
+        if kpi.target is not None or kpi.benchmark is not None:
             rows.extend(_kpi_targets(catalog, kpi, periods, calendar))
     return rows
 
@@ -64,7 +70,8 @@ def phase_targets(catalog: Catalog, periods: list[Period]) -> list[TargetRow]:
 def _kpi_targets(
     catalog: Catalog, kpi: Kpi, periods: list[Period], calendar: Calendar
 ) -> list[TargetRow]:
-    t = kpi.target
+    t = kpi.target or Target()
+    b = kpi.benchmark
     cumulative = kpi.cumulative if kpi.type == KpiType.cumulative else None
     # A running total's target is its base's daily target summed over the same window.
     base = catalog.kpis[cumulative.of] if cumulative else kpi
@@ -77,8 +84,19 @@ def _kpi_targets(
             return calendar.start_of(end, cumulative.to_date)
         return end - dt.timedelta(days=cumulative.window_days - 1)
 
-    def phase(value: float | None, p: Period, end: dt.date, per_period) -> float | None:
-        return _phase(value, per_period, t.grain, first_day(p, end), end, calendar, additive)
+    def phase(value, p: Period, end: dt.date, per_period=None, grain=None) -> float | None:
+        grain = grain or t.grain
+        per_period = per_period or {}
+        return _phase(value, per_period, grain, first_day(p, end), end, calendar, additive)
+
+    def benchmark(value, p: Period) -> float | None:
+        if b is None or value is None:
+            return None
+        if (b.valid_from and p.period_end < b.valid_from) or (
+            b.valid_to and p.period_start > b.valid_to
+        ):
+            return None
+        return phase(value, p, p.window_end, grain=b.grain)
 
     rows = []
     for p in periods:
@@ -92,9 +110,15 @@ def _kpi_targets(
                 period_start=p.period_start,
                 target=phase(t.value, p, p.period_end, t.per_period),
                 target_to_date=phase(t.value, p, p.window_end, t.per_period),
-                band_min=phase(band.min, p, p.window_end, {}) if band else None,
-                band_max=phase(band.max, p, p.window_end, {}) if band else None,
-                is_example=t.example,
+                band_min=phase(band.min, p, p.window_end) if band else None,
+                band_max=phase(band.max, p, p.window_end) if band else None,
+                band_min_full=phase(band.min, p, p.period_end) if band else None,
+                band_max_full=phase(band.max, p, p.period_end) if band else None,
+                benchmark_value=benchmark(b.value, p) if b else None,
+                benchmark_min=benchmark(b.band.min, p) if b and b.band else None,
+                benchmark_max=benchmark(b.band.max, p) if b and b.band else None,
+                benchmark_source=b.source if b else None,
+                is_example=t.example or bool(b and b.example),
             )
         )
     return rows
@@ -193,6 +217,22 @@ def status_of(
     return OFF_TRACK
 
 
+def benchmark_position(
+    actual: ColumnElement, value: ColumnElement, low: ColumnElement, high: ColumnElement
+) -> ColumnElement:
+    """Where the actual sits against the benchmark: below, within (a band), at, above."""
+    return sa.case(
+        (actual.is_(None), sa.null()),
+        (sa.and_(low.is_not(None), actual < low), sa.literal("below")),
+        (sa.and_(high.is_not(None), actual > high), sa.literal("above")),
+        (low.is_not(None), sa.literal("within")),
+        (value.is_(None), sa.null()),
+        (actual < value, sa.literal("below")),
+        (actual > value, sa.literal("above")),
+        else_=sa.literal("at"),
+    )
+
+
 def comparison_select(
     compiler: KpiCompiler,
     kpi: Kpi,
@@ -202,38 +242,63 @@ def comparison_select(
     targets: sa.Table,
     computed_at: dt.datetime,
 ) -> sa.Select:
-    """One KPI/grain/slice of ``kpi_comparisons``: values, previous period, target, status."""
+    """One KPI/grain/slice of ``kpi_comparisons``: the value against its target, benchmark,
+    previous period and same period last year, with status and pace."""
     catalog = compiler.catalog
     v = values.alias("v")
-    previous = compiler.evaluate(
-        kpi, Grain(grain), dims, PREVIOUS, compiler.slice_values(kpi, dims)
-    ).query.alias("prev")
+    slices = compiler.slice_values(kpi, dims)
+    previous = compiler.evaluate(kpi, Grain(grain), dims, PREVIOUS, slices).query.alias("prev")
+    last_year = compiler.evaluate(kpi, Grain(grain), dims, LAST_YEAR, slices).query.alias("ly")
     t = targets.alias("t")
+    p = compiler.periods.alias("p")
 
     slice_filter = [
         v.c[d].is_not(None) if d in dims else v.c[d].is_(None) for d in catalog.dimensions
     ]
-    prev_on = [previous.c.period_start == v.c.period_start]
-    prev_on += [previous.c[d] == v.c[d] for d in dims]
-    # Only the total row carries a target; slices are compared with the previous period.
+
+    def same_slice(other) -> list:
+        return [other.c.period_start == v.c.period_start, *[other.c[d] == v.c[d] for d in dims]]
+
+    # Only the total row carries a target; slices are compared with earlier periods.
     target_on = [
         t.c.kpi_id == v.c.kpi_id,
         t.c.grain == v.c.grain,
         t.c.period_start == v.c.period_start,
         sa.literal(not dims),
     ]
+    period_on = [p.c.grain == v.c.grain, p.c.period_start == v.c.period_start]
 
     actual = v.c.value
     target = sa.case((v.c.is_complete_period, t.c.target), else_=t.c.target_to_date)
-    # A growth KPI already compares with the previous period; comparing the growth itself
-    # with the previous growth says nothing a manager can use.
+    # A growth KPI already compares with an earlier period; comparing the growth itself
+    # with an earlier growth says nothing a manager can use.
     looks_back = kpi.type == KpiType.period_over_period
     prev_value = sa.cast(sa.null() if looks_back else previous.c.value, sa.Double)
+    ly_value = sa.cast(sa.null() if looks_back else last_year.c.value, sa.Double)
     attainment = attainment_expr(kpi.direction, actual, target, t.c.band_min, t.c.band_max)
     has_target = (
         sa.and_(t.c.band_min.is_not(None), t.c.band_max.is_not(None))
         if kpi.direction == Direction.within_band
         else target.is_not(None)
+    )
+    # Pace: an additive KPI is projected to the end of the open period at its daily rate
+    # so far; a rate is its own projection. A closed period is its own projection.
+    if scales_with_days(kpi):
+        projected = sa.case(
+            (v.c.is_complete_period, actual),
+            else_=actual * sa.cast(p.c.days_in_period, sa.Double) / p.c.elapsed_days,
+        )
+    else:
+        projected = actual
+    full_band = (t.c.band_min, t.c.band_max)
+    projected_attainment = attainment_expr(kpi.direction, projected, t.c.target, *full_band)
+    if kpi.direction == Direction.within_band:
+        projected_attainment = attainment_expr(
+            kpi.direction, projected, t.c.target, t.c.band_min_full, t.c.band_max_full
+        )
+    on_pace = sa.case(
+        (projected_attainment.is_(None), sa.null()),
+        else_=projected_attainment >= kpi.thresholds.at_risk_below,
     )
     return (
         sa.select(
@@ -248,16 +313,34 @@ def comparison_select(
             *[v.c[d] for d in catalog.dimensions],
             actual.label("actual"),
             target.label("target"),
+            t.c.target.label("target_full_period"),
             attainment.label("attainment"),
             (actual - target).label("variance"),
             prev_value.label("previous"),
             (actual - prev_value).label("change_abs"),
             safe_divide(actual - prev_value, prev_value).label("change_rel"),
+            ly_value.label("last_year"),
+            (actual - ly_value).label("change_ly_abs"),
+            safe_divide(actual - ly_value, ly_value).label("change_ly_rel"),
+            t.c.benchmark_value,
+            t.c.benchmark_min,
+            t.c.benchmark_max,
+            t.c.benchmark_source,
+            benchmark_position(
+                actual, t.c.benchmark_value, t.c.benchmark_min, t.c.benchmark_max
+            ).label("benchmark_position"),
+            projected.label("projected"),
+            on_pace.label("on_pace"),
             v.c.sample_size,
             status_expr(kpi, actual, attainment, v.c.sample_size, has_target).label("status"),
             v.c.definition_version,
             sa.literal(computed_at, sa.TIMESTAMP(timezone=True)).label("computed_at"),
         )
-        .select_from(v.outerjoin(previous, sa.and_(*prev_on)).outerjoin(t, sa.and_(*target_on)))
+        .select_from(
+            v.join(p, sa.and_(*period_on))
+            .outerjoin(previous, sa.and_(*same_slice(previous)))
+            .outerjoin(last_year, sa.and_(*same_slice(last_year)))
+            .outerjoin(t, sa.and_(*target_on))
+        )
         .where(v.c.kpi_id == kpi.id, v.c.grain == grain, *slice_filter)
     )

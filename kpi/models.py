@@ -183,6 +183,7 @@ class Target(_Strict):
 class Benchmark(_Strict):
     value: float | None = None
     band: Band | None = None
+    grain: Grain = Grain.month  # the period the value is for (spread by day when additive)
     source: str
     valid_from: dt.date | None = None
     valid_to: dt.date | None = None

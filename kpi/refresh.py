@@ -17,7 +17,10 @@ from kpi.catalog import Catalog
 from kpi.comparisons import comparison_select, phase_targets
 from kpi.compiler import KpiCompiler
 from kpi.periods import Calendar, Period
+from kpi.publication import catalog_rows, create_scorecard_view, record_changes
 from kpi.schema import (
+    kpi_catalog_table,
+    kpi_changes_table,
     kpi_comparisons_table,
     kpi_targets_table,
     kpi_values_table,
@@ -61,6 +64,14 @@ class KpiTables:
     def raw_tables(self) -> dict[str, sa.Table]:
         return self.compiler.tables
 
+    @property
+    def catalog_table(self) -> sa.Table:
+        return kpi_catalog_table(self.compiler.metadata)
+
+    @property
+    def changes(self) -> sa.Table:
+        return kpi_changes_table(self.compiler.metadata)
+
     def all_tables(self) -> list[sa.Table]:
         return [
             *self.raw_tables.values(),
@@ -68,6 +79,8 @@ class KpiTables:
             self.values,
             self.targets,
             self.comparisons,
+            self.catalog_table,
+            self.changes,
         ]
 
     @classmethod
@@ -155,3 +168,14 @@ def refresh_comparisons(
                 )
     wh.replace_from_select(tables.comparisons, None, selects)
     return wh.count(tables.comparisons)
+
+
+def refresh_catalog(wh: Warehouse, tables: KpiTables, now: dt.datetime | None = None) -> list[str]:
+    """Rewrite ``kpi_catalog`` and record definition versions; return the KPIs that changed."""
+    now = now or dt.datetime.now(dt.UTC)
+    wh.replace_rows(tables.catalog_table, None, catalog_rows(tables.catalog))
+    return record_changes(wh, tables.changes, tables.catalog, now)
+
+
+def refresh_scorecard_view(wh: Warehouse, tables: KpiTables) -> str:
+    return create_scorecard_view(wh, tables.comparisons, tables.catalog.dimensions)

@@ -131,9 +131,15 @@ def kpi_targets_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("period_start", sa.Date, nullable=False),
         sa.Column("target", sa.Double, comment="target for the whole period"),
         sa.Column("target_to_date", sa.Double, comment="target for the days elapsed so far"),
-        sa.Column("band_min", sa.Double),
-        sa.Column("band_max", sa.Double),
-        sa.Column("is_example", sa.Boolean, nullable=False),
+        sa.Column("band_min", sa.Double, comment="target band, to date"),
+        sa.Column("band_max", sa.Double, comment="target band, to date"),
+        sa.Column("band_min_full", sa.Double, comment="target band for the whole period"),
+        sa.Column("band_max_full", sa.Double, comment="target band for the whole period"),
+        sa.Column("benchmark_value", sa.Double, comment="benchmark, to date"),
+        sa.Column("benchmark_min", sa.Double, comment="benchmark band, to date"),
+        sa.Column("benchmark_max", sa.Double, comment="benchmark band, to date"),
+        sa.Column("benchmark_source", sa.String, comment="where the benchmark comes from"),
+        sa.Column("is_example", sa.Boolean, nullable=False, comment="example values, not real"),
         schema=KPI_SCHEMA,
         comment="Targets phased per period from the KPI definitions",
     )
@@ -154,17 +160,78 @@ def kpi_comparisons_table(metadata: sa.MetaData, dimensions: list[str]) -> sa.Ta
         sa.Column("period_end", sa.Date, nullable=False),
         sa.Column("is_complete_period", sa.Boolean, nullable=False),
         *[sa.Column(d, sa.String) for d in dimensions],
-        sa.Column("actual", sa.Double),
+        sa.Column("actual", sa.Double, comment="the KPI value (to date for an open period)"),
         sa.Column("target", sa.Double, comment="target for the days compared (to date)"),
+        sa.Column("target_full_period", sa.Double, comment="target for the whole period"),
         sa.Column("attainment", sa.Double, comment="direction-aware: 1.0 = on target"),
         sa.Column("variance", sa.Double, comment="actual - target"),
         sa.Column("previous", sa.Double, comment="previous period, same days"),
-        sa.Column("change_abs", sa.Double),
-        sa.Column("change_rel", sa.Double),
+        sa.Column("change_abs", sa.Double, comment="actual - previous"),
+        sa.Column("change_rel", sa.Double, comment="(actual - previous) / previous"),
+        sa.Column("last_year", sa.Double, comment="same period last year, same days"),
+        sa.Column("change_ly_abs", sa.Double, comment="actual - last_year"),
+        sa.Column("change_ly_rel", sa.Double, comment="(actual - last_year) / last_year"),
+        sa.Column("benchmark_value", sa.Double),
+        sa.Column("benchmark_min", sa.Double),
+        sa.Column("benchmark_max", sa.Double),
+        sa.Column("benchmark_source", sa.String),
+        sa.Column("benchmark_position", sa.String, comment="below, within, at or above"),
+        sa.Column("projected", sa.Double, comment="projected value at the end of the period"),
+        sa.Column("on_pace", sa.Boolean, comment="will the projection reach the target"),
         sa.Column("sample_size", sa.BigInteger),
         sa.Column("status", sa.String, nullable=False),
         sa.Column("definition_version", sa.String, nullable=False),
         sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
         schema=KPI_SCHEMA,
         comment="Each KPI value against its target and the previous period, with a status",
+    )
+
+
+def kpi_catalog_table(metadata: sa.MetaData) -> sa.Table:
+    """Every KPI's definition, for BI tools to show next to the numbers."""
+    if f"{KPI_SCHEMA}.kpi_catalog" in metadata.tables:
+        return metadata.tables[f"{KPI_SCHEMA}.kpi_catalog"]
+    return sa.Table(
+        "kpi_catalog",
+        metadata,
+        sa.Column("kpi_id", sa.String, nullable=False, comment="KPI id"),
+        sa.Column("name", sa.String, nullable=False, comment="display name"),
+        sa.Column("description", sa.String, comment="what the KPI measures"),
+        sa.Column("area", sa.String, nullable=False, comment="key area: marketing, sales, ..."),
+        sa.Column("owner", sa.String, nullable=False, comment="who answers for the KPI"),
+        sa.Column("unit", sa.String, nullable=False, comment="count, currency, percent, ..."),
+        sa.Column("currency", sa.String, comment="currency code, for currency KPIs"),
+        sa.Column("direction", sa.String, nullable=False, comment="which way is better"),
+        sa.Column("format", sa.String, comment="display format hint"),
+        sa.Column("kpi_type", sa.String, nullable=False, comment="simple, ratio, derived, ..."),
+        sa.Column("formula", sa.String, nullable=False, comment="how the value is computed"),
+        sa.Column("grains", sa.String, nullable=False, comment="grains it is reported at"),
+        sa.Column("dimensions", sa.String, comment="dimensions it is sliced by"),
+        sa.Column("goal", sa.String, comment="the SMART goal behind the KPI"),
+        sa.Column("target", sa.String, comment="target as declared"),
+        sa.Column("benchmark", sa.String, comment="benchmark as declared, with its source"),
+        sa.Column("min_sample_size", sa.Integer, comment="below it, status is insufficient_data"),
+        sa.Column("tags", sa.String, comment="comma-separated tags"),
+        sa.Column("version", sa.String, comment="the author's version label"),
+        sa.Column("definition_version", sa.String, nullable=False, comment="definition hash"),
+        schema=KPI_SCHEMA,
+        comment="KPI definitions from kpi_definitions/, one row per KPI",
+    )
+
+
+def kpi_changes_table(metadata: sa.MetaData) -> sa.Table:
+    """Each definition version of each KPI, and when it was first and last computed."""
+    if f"{KPI_SCHEMA}.kpi_changes" in metadata.tables:
+        return metadata.tables[f"{KPI_SCHEMA}.kpi_changes"]
+    return sa.Table(
+        "kpi_changes",
+        metadata,
+        sa.Column("kpi_id", sa.String, nullable=False),
+        sa.Column("definition_version", sa.String, nullable=False, comment="definition hash"),
+        sa.Column("version", sa.String, comment="the author's version label"),
+        sa.Column("changelog", sa.String, comment="the author's changelog entry, if any"),
+        sa.Column("first_seen_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False),
+        schema=KPI_SCHEMA,
+        comment="History of KPI definition versions; history is recomputed on every run",
     )

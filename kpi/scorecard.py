@@ -7,6 +7,7 @@ import sqlalchemy as sa
 
 from kpi.catalog import Catalog
 from kpi.models import Unit
+from kpi.publication import scorecard_select
 from kpi.warehouse import Warehouse
 
 STATUS_MARK = {
@@ -22,35 +23,7 @@ def latest_scorecard(
     wh: Warehouse, comparisons: sa.Table, dimensions: list[str], grain: str = "month"
 ) -> pd.DataFrame:
     """The total row of each KPI's latest complete period at ``grain``, sorted by area."""
-    c = comparisons
-    total = [c.c[d].is_(None) for d in dimensions]
-    latest = (
-        sa.select(c.c.kpi_id, sa.func.max(c.c.period_start).label("period_start"))
-        .where(c.c.grain == grain, c.c.is_complete_period, *total)
-        .group_by(c.c.kpi_id)
-        .subquery()
-    )
-    query = (
-        sa.select(
-            c.c.area,
-            c.c.kpi_id,
-            c.c.kpi_name,
-            c.c.period_start,
-            c.c.period_end,
-            c.c.actual,
-            c.c.target,
-            c.c.previous,
-            c.c.change_rel,
-            c.c.status,
-        )
-        .join(
-            latest,
-            sa.and_(latest.c.kpi_id == c.c.kpi_id, latest.c.period_start == c.c.period_start),
-        )
-        .where(c.c.grain == grain, *total)
-        .order_by(c.c.area, c.c.kpi_id)
-    )
-    return wh.read(query)
+    return wh.read(scorecard_select(comparisons, dimensions, grain))
 
 
 def format_value(value: float | None, unit: Unit | str, currency: str = "EUR") -> str:

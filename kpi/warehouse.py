@@ -46,13 +46,47 @@ class Warehouse:
         return self.engine.dialect.name
 
     def ensure_tables(self, tables: Iterable[sa.Table]) -> None:
-        """Create missing schemas and tables; never drops or alters existing ones."""
+        """Create missing schemas, tables and columns; never drops or changes existing ones.
+
+        A column added to a table's declaration (a new source column, a new KPI output) is
+        added to an existing table as a nullable column, so upgrading keeps the history.
+        """
         tables = list(tables)
         with self.engine.begin() as conn:
             for schema in sorted({t.schema for t in tables if t.schema}):
                 conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
             for table in tables:
                 table.create(conn, checkfirst=True)
+                self._add_missing_columns(conn, table)
+
+    @staticmethod
+    def _add_missing_columns(conn: Connection, table: sa.Table) -> None:
+        info = sa.table(
+            "columns",
+            sa.column("table_schema"),
+            sa.column("table_name"),
+            sa.column("column_name"),
+            schema="information_schema",
+        )
+        query = sa.select(info.c.column_name).where(
+            info.c.table_name == table.name,
+            info.c.table_schema == (table.schema or conn.dialect.default_schema_name),
+        )
+        existing = {row[0] for row in conn.execute(query)}
+        if not existing:
+            return
+        preparer = conn.dialect.identifier_preparer
+        for column in table.columns:
+            if column.name in existing:
+                continue
+            type_sql = column.type.compile(dialect=conn.dialect)
+            # Identifiers are quoted by the dialect and come from our own declarations.
+            conn.execute(
+                sa.text(
+                    f"ALTER TABLE {preparer.format_table(table)} "
+                    f"ADD COLUMN {preparer.format_column(column)} {type_sql}"
+                )
+            )
 
     def replace_rows(
         self, table: sa.Table, where: ColumnElement | None, rows: pd.DataFrame

@@ -9,7 +9,13 @@ from dagster import Definitions, EnvVar, in_process_executor
 from assets.files.sources import file_assets
 from assets.ga4.traffic import ga4_traffic
 from assets.ga4.users import ga4_users_monthly
-from assets.kpis.tables import kpi_comparisons, kpi_periods, kpi_targets, kpi_values
+from assets.kpis.tables import (
+    kpi_catalog,
+    kpi_comparisons,
+    kpi_periods,
+    kpi_targets,
+    kpi_values,
+)
 from pipelines.jobs import marketing_kpis_job
 from pipelines.schedules import daily_refresh_schedule
 from resources.ga4 import GA4Resource
@@ -57,6 +63,7 @@ defs = Definitions(
         ga4_traffic,
         ga4_users_monthly,
         *file_assets,
+        kpi_catalog,
         kpi_periods,
         kpi_values,
         kpi_targets,

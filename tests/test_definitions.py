@@ -12,6 +12,7 @@ from dagster import AssetKey, DagsterInstance, build_schedule_context
 from pipelines.definitions import defs
 from pipelines.schedules import daily_refresh_schedule, lookback_range
 
+KPI_ASSETS = {"kpi_catalog", "kpi_periods", "kpi_values", "kpi_targets", "kpi_comparisons"}
 RAW = {
     "ga4_traffic",
     "ga4_users_monthly",
@@ -39,7 +40,7 @@ def test_definitions_load_without_warnings_from_our_code():
 def test_every_asset_has_description_owner_group_and_kinds():
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {*RAW, "kpi_periods", "kpi_values", "kpi_targets", "kpi_comparisons"}
+    assert keys == {*RAW, *KPI_ASSETS}
     for spec in defs.resolve_all_asset_specs():
         assert spec.description and len(spec.description) > 40, spec.key
         assert spec.owners, spec.key

@@ -38,6 +38,9 @@ def _counts(url: str) -> dict[str, int]:
             "kpi.kpi_values",
             "kpi.kpi_targets",
             "kpi.kpi_comparisons",
+            "kpi.kpi_catalog",
+            "kpi.kpi_changes",
+            "kpi.kpi_scorecard",
         ]
         out = {}
         for name in tables:
@@ -152,3 +155,5 @@ def test_broken_raw_row_fails_blocking_check_and_blocks_kpis(duckdb_url, tmp_pat
     }
     assert "ga4_traffic" in materialized
     assert not materialized & {"kpi_periods", "kpi_values", "kpi_targets", "kpi_comparisons"}
+    # The catalog reads only the definitions, so it is refreshed even when data is bad.
+    assert "kpi_catalog" in materialized

@@ -11,12 +11,15 @@ from assets.files.sources import FILE_SOURCES
 from assets.metadata import markdown_table, table_metadata
 from assets.settings import catalog
 from kpi.periods import Period
+from kpi.publication import formula
 from kpi.refresh import (
     KpiTables,
     default_as_of,
+    refresh_catalog,
     refresh_comparisons,
     refresh_kpi_values,
     refresh_periods,
+    refresh_scorecard_view,
     refresh_targets,
 )
 from kpi.scorecard import latest_scorecard, render
@@ -46,30 +49,9 @@ def _catalog_markdown() -> str:
     for kpi in sorted(cat.kpis.values(), key=lambda k: (k.area, k.id)):
         rows.append(
             f"| {kpi.name} (`{kpi.id}`) | {kpi.area} | {kpi.owner} | {kpi.type} | "
-            f"{_formula(kpi)} | {', '.join(kpi.grains)} |"
+            f"{formula(kpi)} | {', '.join(kpi.grains)} |"
         )
     return "\n".join(rows)
-
-
-def _formula(kpi) -> str:
-    def m(x) -> str:
-        text = f"{x.agg}({x.expr or '*'}) of {x.source}"
-        return f"{text} where {x.filter}" if x.filter else text
-
-    if kpi.type == "simple":
-        return m(kpi.measure)
-    if kpi.type == "ratio":
-        return f"{m(kpi.numerator)} / {m(kpi.denominator)}"
-    if kpi.type == "derived":
-        return kpi.expr
-    if kpi.type == "cumulative":
-        c = kpi.cumulative
-        return (
-            f"{c.of}, {c.to_date}-to-date"
-            if c.to_date
-            else f"{c.of}, trailing {c.window_days} days"
-        )
-    return f"change of {kpi.period_over_period.of} vs {kpi.period_over_period.offset}"
 
 
 def _code_version() -> str:
@@ -104,7 +86,7 @@ def kpi_periods(
     group_name="kpis",
     owners=OWNERS,
     kinds={"sql"},
-    deps=[kpi_periods],
+    deps=["kpi_periods", "kpi_catalog"],
     code_version=_code_version(),
 )
 def kpi_values(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
@@ -152,13 +134,38 @@ def kpi_comparisons(
     tables = _tables()
     wh = warehouse.warehouse
     rows = refresh_comparisons(wh, tables)
+    view = refresh_scorecard_view(wh, tables)
     scorecard = latest_scorecard(wh, tables.comparisons, tables.catalog.dimensions)
     context.log.info("scorecard:\n" + render(scorecard, tables.catalog))
     return MaterializeResult(
         metadata={
             **table_metadata(wh, tables.comparisons),
             "rows": rows,
+            "scorecard_view": view,
             "scorecard": MetadataValue.md(markdown_table(scorecard, max_rows=100)),
             "status_counts": scorecard["status"].value_counts().to_dict(),
+        }
+    )
+
+
+@asset(group_name="kpis", owners=OWNERS, kinds={"sql"}, code_version=_code_version())
+def kpi_catalog(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
+    """Every KPI's definition (name, description, area, owner, unit, direction, formula,
+    target, benchmark and version) as a table BI tools can show beside the numbers, plus
+    `kpi_changes`, the history of definition versions. A changed definition recomputes the
+    KPI's whole history on the next run; `kpi_changes` says when it changed."""
+    tables = _tables()
+    wh = warehouse.warehouse
+    wh.ensure_tables(tables.all_tables())
+    changed = refresh_catalog(wh, tables)
+    if changed:
+        context.log.warning(
+            "definition changed, history recomputed with the new version: " + ", ".join(changed)
+        )
+    return MaterializeResult(
+        metadata={
+            **table_metadata(wh, tables.catalog_table),
+            "changed_definitions": changed,
+            "kpis": MetadataValue.md(_catalog_markdown()),
         }
     )

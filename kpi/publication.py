@@ -1,0 +1,167 @@
+"""What BI tools read beside the numbers: the KPI catalog, definition changes, the scorecard
+view. Kept in the warehouse so every BI tool shows the same definitions and status."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import sqlalchemy as sa
+
+from kpi.catalog import Catalog
+from kpi.models import Kpi, KpiType
+from kpi.warehouse import Warehouse
+
+
+def formula(kpi: Kpi) -> str:
+    """A one-line, human-readable formula of a KPI."""
+
+    def measure(m) -> str:
+        text = f"{m.agg}({m.expr or '*'}) of {m.source}"
+        return f"{text} where {m.filter}" if m.filter else text
+
+    if kpi.type == KpiType.simple:
+        return measure(kpi.measure)
+    if kpi.type == KpiType.ratio:
+        return f"{measure(kpi.numerator)} / {measure(kpi.denominator)}"
+    if kpi.type == KpiType.derived:
+        return kpi.expr
+    if kpi.type == KpiType.cumulative:
+        c = kpi.cumulative
+        return f"{c.of}, {c.to_date}-to-date" if c.to_date else f"{c.of}, last {c.window_days} days"
+    pop = kpi.period_over_period
+    return f"change of {pop.of} against the {pop.offset.replace('_', ' ')}"
+
+
+def catalog_rows(catalog: Catalog) -> pd.DataFrame:
+    rows = []
+    for kpi in sorted(catalog.kpis.values(), key=lambda k: (k.area, k.id)):
+        t, b = kpi.target, kpi.benchmark
+        rows.append(
+            {
+                "kpi_id": kpi.id,
+                "name": kpi.name,
+                "description": kpi.description,
+                "area": kpi.area,
+                "owner": kpi.owner,
+                "unit": str(kpi.unit),
+                "currency": kpi.currency
+                or (catalog.reporting.currency if kpi.unit == "currency" else None),
+                "direction": str(kpi.direction),
+                "format": kpi.format or None,
+                "kpi_type": str(kpi.type),
+                "formula": formula(kpi),
+                "grains": ", ".join(kpi.grains),
+                "dimensions": ", ".join(kpi.dimensions) or None,
+                "goal": kpi.goal or None,
+                "target": _describe(t.value, t.band, t.grain, t.example, t.deadline) if t else None,
+                "benchmark": (_describe(b.value, b.band, b.grain, b.example) + f" ({b.source})")
+                if b
+                else None,
+                "min_sample_size": kpi.min_sample_size,
+                "tags": ", ".join(kpi.tags) or None,
+                "version": kpi.version,
+                "definition_version": catalog.versions[kpi.id],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _describe(value, band, grain, example: bool, deadline: dt.date | None = None) -> str:
+    text = f"{band.min:g} .. {band.max:g}" if band else f"{value:g}"
+    text += f" per {grain}"
+    if deadline:
+        text += f" by {deadline}"
+    return text + (" (example)" if example else "")
+
+
+def record_changes(
+    wh: Warehouse, changes: sa.Table, catalog: Catalog, now: dt.datetime
+) -> list[str]:
+    """Record the current definition version of every KPI; return the KPIs whose version is
+    new since the last run (their whole history was recomputed with the new definition)."""
+    c = changes
+    with wh.engine.begin() as conn:
+        known = {
+            (r.kpi_id, r.definition_version)
+            for r in conn.execute(sa.select(c.c.kpi_id, c.c.definition_version))
+        }
+        seen_before = {kpi_id for kpi_id, _ in known}
+        changed = []
+        for kpi_id, version in catalog.versions.items():
+            kpi = catalog.kpis[kpi_id]
+            if (kpi_id, version) in known:
+                conn.execute(
+                    c.update()
+                    .where(c.c.kpi_id == kpi_id, c.c.definition_version == version)
+                    .values(last_seen_at=now)
+                )
+                continue
+            if kpi_id in seen_before:
+                changed.append(kpi_id)
+            note = next((e.note for e in kpi.changelog if e.version == kpi.version), None)
+            conn.execute(
+                c.insert().values(
+                    kpi_id=kpi_id,
+                    definition_version=version,
+                    version=kpi.version,
+                    changelog=note,
+                    first_seen_at=now,
+                    last_seen_at=now,
+                )
+            )
+    return changed
+
+
+def scorecard_select(comparisons: sa.Table, dimensions: list[str], grain: str = "month"):
+    """The latest complete period of each KPI at ``grain``, the total row, sorted by area."""
+    c = comparisons
+    total = [c.c[d].is_(None) for d in dimensions]
+    latest = (
+        sa.select(c.c.kpi_id, sa.func.max(c.c.period_start).label("period_start"))
+        .where(c.c.grain == grain, c.c.is_complete_period, *total)
+        .group_by(c.c.kpi_id)
+        .subquery()
+    )
+    return (
+        sa.select(
+            c.c.area,
+            c.c.kpi_id,
+            c.c.kpi_name,
+            c.c.grain,
+            c.c.period_start,
+            c.c.period_end,
+            c.c.actual,
+            c.c.target,
+            c.c.attainment,
+            c.c.status,
+            c.c.previous,
+            c.c.change_rel,
+            c.c.last_year,
+            c.c.change_ly_rel,
+            c.c.benchmark_value,
+            c.c.benchmark_min,
+            c.c.benchmark_max,
+            c.c.benchmark_position,
+            c.c.sample_size,
+            c.c.definition_version,
+        )
+        .join(
+            latest,
+            sa.and_(latest.c.kpi_id == c.c.kpi_id, latest.c.period_start == c.c.period_start),
+        )
+        .where(c.c.grain == grain, *total)
+        .order_by(c.c.area, c.c.kpi_id)
+    )
+
+
+def create_scorecard_view(wh: Warehouse, comparisons: sa.Table, dimensions: list[str]) -> str:
+    """(Re)create ``kpi.kpi_scorecard`` over the comparisons; return its qualified name."""
+    query = scorecard_select(comparisons, dimensions)
+    with wh.engine.begin() as conn:
+        preparer = conn.dialect.identifier_preparer
+        name = f"{preparer.quote_schema(comparisons.schema)}.{preparer.quote('kpi_scorecard')}"
+        body = query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+        # DDL takes no bound parameters; the literals come from our own code, not from input.
+        conn.execute(sa.text(f"CREATE OR REPLACE VIEW {name} AS {body}"))
+    return f"{comparisons.schema}.kpi_scorecard"
