@@ -13,12 +13,14 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import sqlalchemy as sa
 
+from kpi.anomalies import flag_anomalies
 from kpi.catalog import Catalog
 from kpi.comparisons import comparison_select, phase_targets
 from kpi.compiler import KpiCompiler
 from kpi.periods import Calendar, Period
 from kpi.publication import catalog_rows, create_scorecard_view, record_changes
 from kpi.schema import (
+    kpi_anomalies_table,
     kpi_catalog_table,
     kpi_changes_table,
     kpi_comparisons_table,
@@ -72,6 +74,10 @@ class KpiTables:
     def changes(self) -> sa.Table:
         return kpi_changes_table(self.compiler.metadata)
 
+    @property
+    def anomalies(self) -> sa.Table:
+        return kpi_anomalies_table(self.compiler.metadata)
+
     def all_tables(self) -> list[sa.Table]:
         return [
             *self.raw_tables.values(),
@@ -81,6 +87,7 @@ class KpiTables:
             self.comparisons,
             self.catalog_table,
             self.changes,
+            self.anomalies,
         ]
 
     @classmethod
@@ -179,3 +186,20 @@ def refresh_catalog(wh: Warehouse, tables: KpiTables, now: dt.datetime | None = 
 
 def refresh_scorecard_view(wh: Warehouse, tables: KpiTables) -> str:
     return create_scorecard_view(wh, tables.comparisons, tables.catalog.dimensions)
+
+
+def refresh_anomalies(wh: Warehouse, tables: KpiTables, threshold: float = 3.0) -> pd.DataFrame:
+    """Flag daily anomalies of every KPI's total row; return the flagged rows."""
+    v = tables.values
+    totals = [v.c[d].is_(None) for d in tables.catalog.dimensions]
+    # Only the total row of each KPI by day: a few hundred rows per KPI, fine in pandas.
+    daily = wh.read(
+        sa.select(v.c.kpi_id, v.c.period_start, v.c.value, v.c.definition_version).where(
+            v.c.grain == "day", *totals
+        )
+    )
+    flagged = flag_anomalies(daily[["kpi_id", "period_start", "value"]], threshold)
+    versions = dict(zip(daily["kpi_id"], daily["definition_version"], strict=False))
+    flagged["definition_version"] = flagged["kpi_id"].map(versions)
+    wh.replace_rows(tables.anomalies, None, flagged)
+    return flagged[flagged["is_anomaly"]]

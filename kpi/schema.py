@@ -235,3 +235,23 @@ def kpi_changes_table(metadata: sa.MetaData) -> sa.Table:
         schema=KPI_SCHEMA,
         comment="History of KPI definition versions; history is recomputed on every run",
     )
+
+
+def kpi_anomalies_table(metadata: sa.MetaData) -> sa.Table:
+    if f"{KPI_SCHEMA}.kpi_anomalies" in metadata.tables:
+        return metadata.tables[f"{KPI_SCHEMA}.kpi_anomalies"]
+    return sa.Table(
+        "kpi_anomalies",
+        metadata,
+        sa.Column("kpi_id", sa.String, nullable=False),
+        sa.Column("period_start", sa.Date, nullable=False, comment="the day"),
+        sa.Column("value", sa.Double),
+        sa.Column("baseline", sa.Double, comment="median of the same weekday, previous 28 days"),
+        sa.Column("robust_sd", sa.Double, comment="1.4826 x MAD of the previous 28 days"),
+        sa.Column("z_score", sa.Double, comment="(value - baseline) / robust_sd"),
+        sa.Column("is_anomaly", sa.Boolean, nullable=False),
+        sa.Column("kind", sa.String, comment="spike or drop"),
+        sa.Column("definition_version", sa.String, nullable=False),
+        schema=KPI_SCHEMA,
+        comment="Daily KPI values outside their weekday-aware control band (total rows only)",
+    )

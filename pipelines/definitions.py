@@ -10,6 +10,7 @@ from assets.files.sources import file_assets
 from assets.ga4.traffic import ga4_traffic
 from assets.ga4.users import ga4_users_monthly
 from assets.kpis.tables import (
+    kpi_anomalies,
     kpi_catalog,
     kpi_comparisons,
     kpi_periods,
@@ -68,6 +69,7 @@ defs = Definitions(
         kpi_values,
         kpi_targets,
         kpi_comparisons,
+        kpi_anomalies,
     ],
     jobs=[marketing_kpis_job],
     schedules=[daily_refresh_schedule],

@@ -12,7 +12,14 @@ from dagster import AssetKey, DagsterInstance, build_schedule_context
 from pipelines.definitions import defs
 from pipelines.schedules import daily_refresh_schedule, lookback_range
 
-KPI_ASSETS = {"kpi_catalog", "kpi_periods", "kpi_values", "kpi_targets", "kpi_comparisons"}
+KPI_ASSETS = {
+    "kpi_catalog",
+    "kpi_periods",
+    "kpi_values",
+    "kpi_targets",
+    "kpi_comparisons",
+    "kpi_anomalies",
+}
 RAW = {
     "ga4_traffic",
     "ga4_users_monthly",
@@ -52,7 +59,7 @@ def test_raw_assets_have_blocking_quality_checks_and_kpis_depend_on_them():
     checks = {
         key.asset_key.to_user_string(): key for key in defs.resolve_asset_graph().asset_check_keys
     }
-    assert set(checks) == RAW
+    assert set(checks) == RAW | {"kpi_anomalies"}
     graph = defs.resolve_asset_graph()
     upstream = graph.get(AssetKey("kpi_periods")).parent_keys
     assert {k.to_user_string() for k in upstream} == RAW - {"fx_rates"}

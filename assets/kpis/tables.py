@@ -4,7 +4,16 @@ import datetime as dt
 import hashlib
 
 import sqlalchemy as sa
-from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 from pydantic import Field
 
 from assets.files.sources import FILE_SOURCES
@@ -15,6 +24,7 @@ from kpi.publication import formula
 from kpi.refresh import (
     KpiTables,
     default_as_of,
+    refresh_anomalies,
     refresh_catalog,
     refresh_comparisons,
     refresh_kpi_values,
@@ -168,4 +178,57 @@ def kpi_catalog(context: AssetExecutionContext, warehouse: WarehouseResource) ->
             "changed_definitions": changed,
             "kpis": MetadataValue.md(_catalog_markdown()),
         }
+    )
+
+
+RECENT_DAYS = 7
+
+
+@asset(
+    group_name="kpis",
+    owners=OWNERS,
+    kinds={"sql", "pandas"},
+    deps=[kpi_values],
+    check_specs=[
+        AssetCheckSpec(
+            "no_recent_anomalies",
+            asset="kpi_anomalies",
+            description=f"Warns when a KPI's daily value in the last {RECENT_DAYS} days is "
+            "beyond 3 robust standard deviations of its weekday-aware 28-day band.",
+        )
+    ],
+)
+def kpi_anomalies(
+    context: AssetExecutionContext, warehouse: WarehouseResource
+) -> MaterializeResult:
+    """Daily KPI values outside their recent range, compared weekday with weekday: the median
+    of the same weekday over the previous 28 days, and 3 robust standard deviations (from the
+    median absolute deviation) around it. An early warning, kept apart from status: a
+    tracking outage or a campaign spike shows here before it moves a monthly figure."""
+    tables = _tables()
+    wh = warehouse.warehouse
+    flagged = refresh_anomalies(wh, tables)
+    last_day = wh.scalar(sa.select(sa.func.max(tables.periods.c.window_end)))
+    recent = flagged
+    if last_day is not None and not flagged.empty:
+        since = last_day - dt.timedelta(days=RECENT_DAYS - 1)
+        recent = flagged[flagged["period_start"] >= since]
+    shown = recent[["kpi_id", "period_start", "value", "baseline", "z_score", "kind"]]
+    return MaterializeResult(
+        metadata={
+            **table_metadata(wh, tables.anomalies, tables.anomalies.c.is_anomaly),
+            "anomalies": len(flagged),
+            "recent_anomalies": MetadataValue.md(markdown_table(shown)),
+        },
+        check_results=[
+            AssetCheckResult(
+                check_name="no_recent_anomalies",
+                passed=recent.empty,
+                severity=AssetCheckSeverity.WARN,
+                metadata={
+                    "recent_anomalies": len(recent),
+                    "details": MetadataValue.md(markdown_table(shown)),
+                },
+            )
+        ],
     )
