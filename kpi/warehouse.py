@@ -7,6 +7,7 @@ rows, and a failed write leaves the previous rows in place.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,6 +20,10 @@ from sqlalchemy.sql.elements import ColumnElement
 DEFAULT_WAREHOUSE_URL = "duckdb:///data/warehouse.duckdb"
 
 
+class WarehouseBusyError(RuntimeError):
+    """Another process holds the DuckDB file: DuckDB allows one writer at a time."""
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; a DuckDB file's folder is created when missing."""
     parsed = sa.make_url(url)
@@ -26,7 +31,27 @@ def make_engine(url: str) -> Engine:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
-    return sa.create_engine(parsed)
+    engine = sa.create_engine(parsed)
+    if parsed.drivername.startswith("duckdb"):
+        sa.event.listen(engine, "handle_error", _explain_duckdb_lock)
+    return engine
+
+
+def _explain_duckdb_lock(context) -> None:
+    message = str(context.original_exception)
+    if "Could not set lock" not in message and "Conflicting lock" not in message:
+        return
+    holder = (
+        message.split("Conflicting lock is held in", 1)[-1].strip()
+        if ("Conflicting lock is held in" in message)
+        else "another process"
+    )
+    raise WarehouseBusyError(
+        f"the DuckDB warehouse is in use by {holder}. DuckDB allows one writer per file: "
+        "wait for the other run (or `dagster dev`, or a SQL client) to finish, let runs queue "
+        "on the `marketing_kpis/duckdb_writer` tag (deploy/dagster.yaml), or use PostgreSQL "
+        "as the warehouse (WAREHOUSE_URL)."
+    ) from None
 
 
 def redact_url(url: str) -> str:
@@ -155,7 +180,10 @@ class Warehouse:
                 source = sa.table(view, *[sa.column(c) for c in columns])
                 conn.execute(table.insert().from_select(columns, sa.select(*source.c)))
             finally:
-                raw.unregister(view)
+                # After a failed insert DuckDB refuses everything until rollback; the view
+                # dies with the connection's transaction, and the insert's error must win.
+                with contextlib.suppress(Exception):
+                    raw.unregister(view)
             return len(frame)
         records = frame.astype(object).where(frame.notna(), None).to_dict("records")
         conn.execute(table.insert(), records)

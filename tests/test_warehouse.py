@@ -1,0 +1,87 @@
+"""The warehouse writer: transactional replaces, additive migrations, a clear lock error."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from kpi.warehouse import Warehouse, WarehouseBusyError, redact_url
+
+
+def _table(*extra: sa.Column) -> sa.Table:
+    return sa.Table(
+        "facts",
+        sa.MetaData(),
+        sa.Column("day", sa.Integer, nullable=False),
+        sa.Column("amount", sa.Double),
+        *extra,
+        schema="raw",
+    )
+
+
+def test_replace_is_atomic_and_idempotent(warehouse_url):
+    wh = Warehouse(warehouse_url)
+    table = _table()
+    wh.ensure_tables([table])
+    first = pd.DataFrame({"day": [1, 1, 2], "amount": [1.0, 2.0, 3.0]})
+    assert wh.replace_rows(table, table.c.day == 1, first) == (0, 3)
+    # The same replace again: same rows, nothing duplicated.
+    assert wh.replace_rows(table, table.c.day.in_([1, 2]), first) == (3, 3)
+    assert wh.count(table) == 3
+    # A failing insert (NULL into a NOT NULL column) rolls back the delete as well.
+    bad = pd.DataFrame({"day": [1, None], "amount": [9.0, 9.0]})
+    with pytest.raises(sa.exc.DBAPIError):
+        wh.replace_rows(table, table.c.day.in_([1, 2]), bad)
+    kept = wh.read(sa.select(table).order_by(table.c.day, table.c.amount))
+    assert kept["amount"].tolist() == [1.0, 2.0, 3.0]
+    wh.dispose()
+
+
+def test_new_columns_are_added_to_existing_tables(warehouse_url):
+    wh = Warehouse(warehouse_url)
+    wh.ensure_tables([_table()])
+    wh.replace_rows(_table(), None, pd.DataFrame({"day": [1], "amount": [5.0]}))
+    wider = _table(sa.Column("channel", sa.String))
+    wh.ensure_tables([wider])
+    wh.ensure_tables([wider])  # twice: nothing to add the second time
+    rows = wh.read(sa.select(wider))
+    assert rows.to_dict("records") == [{"day": 1, "amount": 5.0, "channel": None}]
+    wh.dispose()
+
+
+def test_a_locked_duckdb_file_gives_a_clear_error(tmp_path):
+    path = tmp_path / "w.duckdb"
+    holder = textwrap.dedent(
+        f"""
+        import time, duckdb
+        con = duckdb.connect({str(path)!r})
+        con.execute("create table t (a int)")
+        print("locked", flush=True)
+        time.sleep(30)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        wh = Warehouse(f"duckdb:///{path}")
+        with pytest.raises(WarehouseBusyError, match="one writer per file") as info:
+            wh.count(sa.table("t"))
+        assert f"PID {proc.pid}" in str(info.value)
+    finally:
+        proc.kill()
+        proc.wait()
+    time.sleep(0.1)
+    # Once the other process is gone the same warehouse works.
+    assert Warehouse(f"duckdb:///{path}").count(sa.table("t")) == 0
+
+
+def test_passwords_never_shown():
+    url = "postgresql://kpi:s3cret-pw@db.internal:5432/warehouse"
+    assert "s3cret-pw" not in redact_url(url)
+    assert "db.internal" in redact_url(url)
