@@ -64,9 +64,19 @@ def test_raw_assets_have_blocking_quality_checks_and_kpis_depend_on_them():
     upstream = graph.get(AssetKey("kpi_periods")).parent_keys
     assert {k.to_user_string() for k in upstream} == RAW - {"fx_rates"}
     for spec in defs.resolve_all_asset_specs():
-        if spec.key.to_user_string() in checks:
+        if spec.key.to_user_string() in RAW:
             check_spec = next(iter(defs.get_assets_def(spec.key).check_specs))
             assert check_spec.blocking
+    # Anomalies are an early warning, never a reason to stop the pipeline.
+    anomalies = next(iter(defs.get_assets_def(AssetKey("kpi_anomalies")).check_specs))
+    assert not anomalies.blocking
+
+
+def test_kpi_tables_have_a_freshness_policy():
+    for spec in defs.resolve_all_asset_specs():
+        if spec.group_name == "kpis":
+            assert spec.freshness_policy is not None, spec.key
+            assert spec.freshness_policy.fail_window.to_timedelta().total_seconds() == 30 * 3600
 
 
 def test_kpi_values_lists_every_kpi_with_owner_and_formula():

@@ -10,6 +10,7 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     Config,
+    FreshnessPolicy,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -34,6 +35,11 @@ from kpi.refresh import (
 )
 from kpi.scorecard import latest_scorecard, render
 from resources.warehouse import WarehouseResource
+
+# Analysts read these tables every morning: warn after 26 hours, fail after 30.
+KPI_FRESHNESS = FreshnessPolicy.time_window(
+    fail_window=dt.timedelta(hours=30), warn_window=dt.timedelta(hours=26)
+)
 
 RAW_ASSETS = ["ga4_traffic", "ga4_users_monthly", *[n for n in FILE_SOURCES if n != "fx_rates"]]
 OWNERS = ["team:analytics-engineering"]
@@ -70,6 +76,7 @@ def _code_version() -> str:
 
 
 @asset(
+    freshness_policy=KPI_FRESHNESS,
     group_name="kpis",
     owners=OWNERS,
     kinds={"sql"},
@@ -93,6 +100,7 @@ def kpi_periods(
 
 
 @asset(
+    freshness_policy=KPI_FRESHNESS,
     group_name="kpis",
     owners=OWNERS,
     kinds={"sql"},
@@ -120,7 +128,13 @@ def kpi_values(context: AssetExecutionContext, warehouse: WarehouseResource) -> 
 kpi_values.__doc__  # noqa: B018 - the docstring is the asset description
 
 
-@asset(group_name="kpis", owners=OWNERS, kinds={"sql"}, deps=[kpi_periods])
+@asset(
+    freshness_policy=KPI_FRESHNESS,
+    group_name="kpis",
+    owners=OWNERS,
+    kinds={"sql"},
+    deps=[kpi_periods],
+)
 def kpi_targets(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
     """Each KPI's target for every period of its grains, phased from the definitions:
     additive targets are spread over days (a partial period gets its days' share), rates
@@ -134,7 +148,13 @@ def kpi_targets(context: AssetExecutionContext, warehouse: WarehouseResource) ->
     return MaterializeResult(metadata=table_metadata(wh, tables.targets))
 
 
-@asset(group_name="kpis", owners=OWNERS, kinds={"sql"}, deps=[kpi_values, kpi_targets])
+@asset(
+    freshness_policy=KPI_FRESHNESS,
+    group_name="kpis",
+    owners=OWNERS,
+    kinds={"sql"},
+    deps=[kpi_values, kpi_targets],
+)
 def kpi_comparisons(
     context: AssetExecutionContext, warehouse: WarehouseResource
 ) -> MaterializeResult:
@@ -158,7 +178,13 @@ def kpi_comparisons(
     )
 
 
-@asset(group_name="kpis", owners=OWNERS, kinds={"sql"}, code_version=_code_version())
+@asset(
+    freshness_policy=KPI_FRESHNESS,
+    group_name="kpis",
+    owners=OWNERS,
+    kinds={"sql"},
+    code_version=_code_version(),
+)
 def kpi_catalog(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
     """Every KPI's definition (name, description, area, owner, unit, direction, formula,
     target, benchmark and version) as a table BI tools can show beside the numbers, plus
@@ -185,6 +211,7 @@ RECENT_DAYS = 7
 
 
 @asset(
+    freshness_policy=KPI_FRESHNESS,
     group_name="kpis",
     owners=OWNERS,
     kinds={"sql", "pandas"},
