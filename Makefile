@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 $(DAGSTER_HOME):
-	@mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
+	@mkdir -p $(DAGSTER_HOME)
+	@test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\nnux:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
 
 ## run: demo data -> DuckDB (data/warehouse.duckdb) -> scorecard in the terminal
 run: $(STAMP) $(DAGSTER_HOME)
