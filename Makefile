@@ -43,4 +43,4 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf data/warehouse.duckdb* data/landing data/dagster_home
+	rm -rf data/warehouse.duckdb* data/landing data/dagster_home data/reports

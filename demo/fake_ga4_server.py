@@ -8,8 +8,12 @@ Errors are raised with ``context.abort`` and therefore reach the client as the s
 
 It reproduces the behaviours an extractor must survive rather than the whole API: paging with
 ``limit``/``offset``/``row_count``, string-typed values with typed metric headers, omitted
-all-zero rows, the ``(other)`` row, sampling/thresholding metadata, token quotas and injected
-faults. Filters, cohorts, comparisons, pivots and metric aggregations are answered with
+all-zero rows, the ``(other)`` row, sampling/thresholding metadata, token quotas, injected
+faults, several properties in their own time zones, and data that changes between pulls
+(:meth:`FakeGA4Server.set_rows`). Dimension filters (string match, in-list, empty, and/or/not)
+are applied to the fixture rows before aggregation and metric filters (numeric comparison,
+between) after it, as GA4 does. Numeric filters on dimensions, filters on metrics that are not
+requested, cohorts, comparisons, pivots and metric aggregations are answered with
 ``UNIMPLEMENTED`` so a test never silently relies on something the fake ignores.
 
 Fidelity notes:
@@ -17,10 +21,13 @@ Fidelity notes:
   real API does not do; do not use the fake to test user de-duplication across days.
 - ``engagementRate``/``bounceRate`` are recomputed from ``engagedSessions``/``sessions``; other
   non-additive metrics (rates, averages) are averaged weighted by ``sessions``.
+- The ``(other)`` row is made after aggregation from the smallest rows of the answer; the real
+  service makes it from its pre-aggregated tables, so which rows end up in it differs.
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import re
 import threading
@@ -37,15 +44,14 @@ from google.analytics.data_v1beta.types import (
     BatchRunReportsRequest,
     BatchRunReportsResponse,
     DimensionHeader,
-    DimensionValue,
+    Filter,
+    FilterExpression,
     MetricHeader,
     MetricType,
-    MetricValue,
     OrderBy,
     PropertyQuota,
     QuotaStatus,
     ResponseMetaData,
-    Row,
     RunReportRequest,
     RunReportResponse,
     SamplingMetadata,
@@ -177,11 +183,19 @@ _DERIVED_DATE_DIMENSIONS = {
     "month": lambda d: f"{d.month:02d}",
     "day": lambda d: f"{d.day:02d}",
     "yearMonth": lambda d: f"{d.year:04d}{d.month:02d}",
-    # GA4 numbers weeks from Sunday, like strftime's %U.
-    "yearWeek": lambda d: d.strftime("%Y%U"),
+    # GA4 weeks start on Sunday and January 1st is always in week 01, so week 01 (and the last
+    # week of the year) is usually short. strftime's %U is the same count minus one whenever
+    # January 1st is not a Sunday (it calls the days before the first Sunday week 00).
+    "yearWeek": lambda d: f"{d.year:04d}{_ga4_week(d):02d}",
     "isoYearIsoWeek": lambda d: f"{d.isocalendar()[0]:04d}{d.isocalendar()[1]:02d}",
     "dayOfWeek": lambda d: str((d.weekday() + 1) % 7),
 }
+
+
+def _ga4_week(day: dt.date) -> int:
+    sunday_based = int(day.strftime("%U"))
+    return sunday_based if dt.date(day.year, 1, 1).weekday() == 6 else sunday_based + 1
+
 
 _PROPERTY_RE = re.compile(r"^properties/(\d+)$")
 _RELATIVE_DAYS_RE = re.compile(r"^(\d+)daysAgo$")
@@ -242,8 +256,18 @@ class _QuotaBucket:
 @dataclass
 class _PropertyState:
     prop: FakeProperty
-    frame: pd.DataFrame
+    frame: pd.DataFrame  # sorted by date (see _prepare_frame)
     quota: _QuotaBucket = field(default_factory=_QuotaBucket)
+    dates: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.dates = self.frame["date"].tolist()
+
+    def between(self, start: str, end: str) -> pd.DataFrame:
+        """The fixture rows dated ``start..end`` (``YYYYMMDD``, inclusive), by bisection."""
+        low = bisect.bisect_left(self.dates, start)
+        high = bisect.bisect_right(self.dates, end)
+        return self.frame.iloc[low:high]
 
 
 def _normalise_date(value: Any) -> str:
@@ -266,6 +290,8 @@ def _prepare_frame(rows: pd.DataFrame) -> pd.DataFrame:
         raise ValueError("fixture rows need a 'date' column")
     frame = rows.copy().reset_index(drop=True)
     frame["date"] = [_normalise_date(v) for v in frame["date"]]
+    # Sorted by day so a request's rows are found by bisection (see _PropertyState.between).
+    frame = frame.sort_values("date", kind="stable").reset_index(drop=True)
     for column in frame.columns:
         if column in METRIC_TYPES:
             frame[column] = pd.to_numeric(frame[column]).fillna(0)
@@ -368,6 +394,7 @@ class FakeGA4Server:
             state = self._properties[property_id]
             state.prop.rows = rows
             state.frame = frame
+            state.dates = frame["date"].tolist()
 
     def inject_faults(self, *codes: grpc.StatusCode, details: str = "") -> None:
         """Make the next ``len(codes)`` report calls abort with these status codes, in order.
@@ -476,8 +503,6 @@ class FakeGA4Server:
         unsupported = [
             name
             for name, present in (
-                ("dimension_filter", "dimension_filter" in request),
-                ("metric_filter", "metric_filter" in request),
                 ("cohort_spec", "cohort_spec" in request),
                 ("comparisons", bool(request.comparisons)),
                 ("metric_aggregations", bool(request.metric_aggregations)),
@@ -505,6 +530,10 @@ class FakeGA4Server:
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"Requests are limited to {MAX_METRICS} metrics; got {len(metrics)}.",
             )
+        if "dimension_filter" in request:
+            _check_filter(request.dimension_filter, "dimension", metrics)
+        if "metric_filter" in request:
+            _check_filter(request.metric_filter, "metric", metrics)
         if not dims and not metrics:
             raise _Abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "A request needs a dimension or a metric."
@@ -604,15 +633,20 @@ class FakeGA4Server:
 
         pieces = []
         for name, start, end in ranges:
-            frame = state.frame
-            piece = frame[(frame["date"] >= start) & (frame["date"] <= end)].copy()
+            piece = state.between(start, end).copy()
             piece["dateRange"] = name
             pieces.append(piece)
         selected = pd.concat(pieces, ignore_index=True) if pieces else state.frame.iloc[0:0]
+        if "dimension_filter" in request and not selected.empty:
+            # Dimension filters select events before aggregation, like GA4's.
+            selected = selected[_dimension_mask(selected, request.dimension_filter)]
 
         records = _aggregate(selected, dims, metrics)
         if not request.keep_empty_rows:
             records = [r for r in records if any(v != 0 for v in r[1])]
+        if "metric_filter" in request:
+            # Metric filters apply to the aggregated rows, like SQL HAVING.
+            records = [r for r in records if _metric_match(request.metric_filter, r, metrics)]
 
         other_row = False
         threshold = prop.other_row_threshold
@@ -643,20 +677,19 @@ class FakeGA4Server:
             metric_headers=[
                 MetricHeader(name=m, type_=kind) for m, kind in zip(metrics, types, strict=True)
             ],
-            rows=[
-                Row(
-                    dimension_values=[DimensionValue(value=v) for v in dim_values],
-                    metric_values=[
-                        MetricValue(value=_format_metric(v, kind))
-                        for v, kind in zip(metric_values, types, strict=True)
-                    ],
-                )
-                for dim_values, metric_values in page
-            ],
             row_count=row_count,
             metadata=metadata,
             kind="analyticsData#runReport",
         )
+        # Rows go straight into the underlying protobuf: building one proto-plus wrapper per
+        # value made the fake slower than the code under test.
+        raw_rows = RunReportResponse.pb(response).rows
+        for dim_values, metric_values in page:
+            raw_row = raw_rows.add()
+            for value in dim_values:
+                raw_row.dimension_values.add(value=value)
+            for value, kind in zip(metric_values, types, strict=True):
+                raw_row.metric_values.add(value=_format_metric(value, kind))
         if request.return_property_quota:
             response.property_quota = self._property_quota(state)
         return response
@@ -703,60 +736,62 @@ _Record = tuple[tuple[str, ...], tuple[float, ...]]
 
 
 def _aggregate(frame: pd.DataFrame, dims: Sequence[str], metrics: Sequence[str]) -> list[_Record]:
-    """Group ``frame`` by ``dims`` and compute each metric the way GA4 would roll it up."""
+    """Group ``frame`` by ``dims`` and compute each metric the way GA4 would roll it up.
+
+    Plain Python over column lists: a request usually selects a day or a few hundred rows, and
+    pandas' per-call overhead made the fake slower than the extractor it serves.
+    """
     if frame.empty:
         return []
-    work = frame.copy()
-    for name in dims:
-        if name in work.columns:
-            work[name] = work[name].astype(str)
-        elif name in _DERIVED_DATE_DIMENSIONS:
-            derive = _DERIVED_DATE_DIMENSIONS[name]
-            work[name] = [derive(dt.datetime.strptime(d, "%Y%m%d").date()) for d in work["date"]]
-        else:
-            work[name] = NOT_SET
+    size = len(frame)
+    key_columns = [_dimension_values(frame, name).tolist() for name in dims]
 
-    def column(name: str) -> pd.Series:
-        if name in work.columns:
-            return pd.to_numeric(work[name]).fillna(0).astype(float)
-        return pd.Series(0.0, index=work.index)
+    def numbers(name: str) -> list[float]:
+        if name in frame.columns:
+            return pd.to_numeric(frame[name]).fillna(0).astype(float).tolist()
+        return [0.0] * size
 
-    weight = column("sessions") if "sessions" in work.columns else pd.Series(1.0, index=work.index)
-    sums: dict[str, pd.Series] = {"__weight": weight}
+    weight = numbers("sessions") if "sessions" in frame.columns else [1.0] * size
+    # One summed slot per input: slot 0 is the weight; each metric adds one or two slots.
+    slots: list[list[float]] = [weight]
+    plan: list[tuple[str, int]] = []
     for name in metrics:
+        plan.append((name, len(slots)))
         if name in RATIO_METRICS:
             numerator, denominator, _ = RATIO_METRICS[name]
-            sums[f"__num_{name}"] = column(numerator)
-            sums[f"__den_{name}"] = column(denominator)
+            slots += [numbers(numerator), numbers(denominator)]
         elif name in ADDITIVE_METRICS or name not in METRIC_TYPES:
-            sums[f"__sum_{name}"] = column(name)
+            slots.append(numbers(name))
         else:
-            sums[f"__wsum_{name}"] = column(name) * weight
-    numeric = pd.DataFrame(sums)
-    if dims:
-        keys = work[list(dims)]
-        grouped = pd.concat([keys, numeric], axis=1).groupby(list(dims), sort=True).sum()
-        key_tuples = [k if isinstance(k, tuple) else (k,) for k in grouped.index]
-    else:
-        grouped = numeric.sum().to_frame().T
-        key_tuples = [()]
+            slots.append([v * w for v, w in zip(numbers(name), weight, strict=True)])
+
+    sums: dict[tuple[str, ...], list[float]] = {}
+    for row in range(size):
+        key = tuple(column[row] for column in key_columns)
+        total = sums.get(key)
+        if total is None:
+            total = sums[key] = [0.0] * len(slots)
+        for slot, values in enumerate(slots):
+            total[slot] += values[row]
 
     def ratio(num: float, den: float) -> float:
         return num / den if den else 0.0
 
     records: list[_Record] = []
-    for key, (_, agg) in zip(key_tuples, grouped.iterrows(), strict=True):
+    for key in sorted(sums):
+        total = sums[key]
         values = []
-        for name in metrics:
+        for name, slot in plan:
             if name in RATIO_METRICS:
-                _, _, complement = RATIO_METRICS[name]
-                rate = ratio(agg[f"__num_{name}"], agg[f"__den_{name}"])
-                values.append((1.0 - rate if agg[f"__den_{name}"] else 0.0) if complement else rate)
-            elif f"__sum_{name}" in agg.index:
-                values.append(float(agg[f"__sum_{name}"]))
+                complement = RATIO_METRICS[name][2]
+                num, den = total[slot], total[slot + 1]
+                rate = ratio(num, den)
+                values.append((1.0 - rate if den else 0.0) if complement else rate)
+            elif name in ADDITIVE_METRICS or name not in METRIC_TYPES:
+                values.append(total[slot])
             else:
-                values.append(ratio(agg[f"__wsum_{name}"], agg["__weight"]))
-        records.append((tuple(str(k) for k in key), tuple(values)))
+                values.append(ratio(total[slot], total[0]))
+        records.append((key, tuple(values)))
     return records
 
 
@@ -809,3 +844,152 @@ def _numeric_key(value: str) -> tuple[int, float]:
         return (0, float(value))
     except ValueError:
         return (1, 0.0)
+
+
+# -- filters ----------------------------------------------------------------------------------
+
+_STRING_MATCH = Filter.StringFilter.MatchType
+_NUMERIC_OP = Filter.NumericFilter.Operation
+
+
+def _check_filter(expr: FilterExpression, kind: str, metrics: Sequence[str]) -> None:
+    """Reject filters the real API rejects, and those this fake does not evaluate."""
+    if "and_group" in expr or "or_group" in expr:
+        group = expr.and_group if "and_group" in expr else expr.or_group
+        if not group.expressions:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "A filter group must not be empty.")
+        for item in group.expressions:
+            _check_filter(item, kind, metrics)
+        return
+    if "not_expression" in expr:
+        _check_filter(expr.not_expression, kind, metrics)
+        return
+    if "filter" not in expr:
+        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "A filter expression must not be empty.")
+    leaf = expr.filter
+    name = leaf.field_name
+    if not name:
+        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "A filter needs a field_name.")
+    string_kinds = ("string_filter", "in_list_filter", "empty_filter")
+    numeric_kinds = ("numeric_filter", "between_filter")
+    present = [k for k in (*string_kinds, *numeric_kinds) if k in leaf]
+    if not present:
+        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"The filter on {name} has no condition.")
+    if kind == "dimension":
+        if name in METRIC_TYPES:
+            raise _Abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Metric {name} cannot be used in a dimension filter.",
+            )
+        if present[0] in numeric_kinds:
+            raise _Abort(
+                grpc.StatusCode.UNIMPLEMENTED,
+                "FakeGA4Server implements string, in-list and empty filters on dimensions only",
+            )
+        if present[0] == "string_filter":
+            match = leaf.string_filter.match_type
+            if match == _STRING_MATCH.MATCH_TYPE_UNSPECIFIED:
+                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "A string filter needs match_type.")
+            if match in (_STRING_MATCH.FULL_REGEXP, _STRING_MATCH.PARTIAL_REGEXP):
+                try:
+                    re.compile(leaf.string_filter.value)
+                except re.error as error:
+                    raise _Abort(
+                        grpc.StatusCode.INVALID_ARGUMENT, f"Invalid regular expression: {error}"
+                    ) from None
+        return
+    if name in KNOWN_DIMENSIONS:
+        raise _Abort(
+            grpc.StatusCode.INVALID_ARGUMENT, f"Dimension {name} cannot be used in a metric filter."
+        )
+    if present[0] in string_kinds:
+        raise _Abort(
+            grpc.StatusCode.INVALID_ARGUMENT, f"Metric {name} takes a numeric or between filter."
+        )
+    if name not in metrics:
+        raise _Abort(
+            grpc.StatusCode.UNIMPLEMENTED,
+            f"FakeGA4Server filters only on requested metrics; {name} is not requested",
+        )
+    if "numeric_filter" in leaf and (
+        leaf.numeric_filter.operation == _NUMERIC_OP.OPERATION_UNSPECIFIED
+    ):
+        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "A numeric filter needs an operation.")
+
+
+def _dimension_values(frame: pd.DataFrame, name: str) -> pd.Series:
+    if name in frame.columns:
+        return frame[name].astype(str)
+    if name in _DERIVED_DATE_DIMENSIONS:
+        derive = _DERIVED_DATE_DIMENSIONS[name]
+        values = [derive(dt.datetime.strptime(d, "%Y%m%d").date()) for d in frame["date"]]
+        return pd.Series(values, index=frame.index, dtype=str)
+    return pd.Series(NOT_SET, index=frame.index, dtype=str)
+
+
+def _dimension_mask(frame: pd.DataFrame, expr: FilterExpression) -> pd.Series:
+    """Which fixture rows pass a (checked) dimension filter."""
+    if "and_group" in expr:
+        mask = pd.Series(True, index=frame.index)
+        for item in expr.and_group.expressions:
+            mask &= _dimension_mask(frame, item)
+        return mask
+    if "or_group" in expr:
+        mask = pd.Series(False, index=frame.index)
+        for item in expr.or_group.expressions:
+            mask |= _dimension_mask(frame, item)
+        return mask
+    if "not_expression" in expr:
+        return ~_dimension_mask(frame, expr.not_expression)
+    leaf = expr.filter
+    values = _dimension_values(frame, leaf.field_name)
+    if "empty_filter" in leaf:
+        return values.isin(["", NOT_SET])
+    if "in_list_filter" in leaf:
+        wanted = list(leaf.in_list_filter.values)
+        if leaf.in_list_filter.case_sensitive:
+            return values.isin(wanted)
+        return values.str.lower().isin([w.lower() for w in wanted])
+    string = leaf.string_filter
+    flags = 0 if string.case_sensitive else re.IGNORECASE
+    match = string.match_type
+    if match in (_STRING_MATCH.FULL_REGEXP, _STRING_MATCH.PARTIAL_REGEXP):
+        pattern = re.compile(string.value, flags)
+        test = pattern.fullmatch if match == _STRING_MATCH.FULL_REGEXP else pattern.search
+        return values.map(lambda v: test(v) is not None).astype(bool)
+    needle = string.value if string.case_sensitive else string.value.lower()
+    hay = values if string.case_sensitive else values.str.lower()
+    if match == _STRING_MATCH.EXACT:
+        return hay == needle
+    if match == _STRING_MATCH.BEGINS_WITH:
+        return hay.str.startswith(needle)
+    if match == _STRING_MATCH.ENDS_WITH:
+        return hay.str.endswith(needle)
+    return hay.str.contains(needle, regex=False)
+
+
+def _numeric(value: Any) -> float:
+    return float(value.int64_value if "int64_value" in value else value.double_value)
+
+
+def _metric_match(expr: FilterExpression, record: _Record, metrics: Sequence[str]) -> bool:
+    """Whether one aggregated row passes a (checked) metric filter."""
+    if "and_group" in expr:
+        return all(_metric_match(e, record, metrics) for e in expr.and_group.expressions)
+    if "or_group" in expr:
+        return any(_metric_match(e, record, metrics) for e in expr.or_group.expressions)
+    if "not_expression" in expr:
+        return not _metric_match(expr.not_expression, record, metrics)
+    leaf = expr.filter
+    value = record[1][metrics.index(leaf.field_name)]
+    if "between_filter" in leaf:
+        between = leaf.between_filter
+        return _numeric(between.from_value) <= value <= _numeric(between.to_value)
+    operand = _numeric(leaf.numeric_filter.value)
+    return {
+        _NUMERIC_OP.EQUAL: value == operand,
+        _NUMERIC_OP.LESS_THAN: value < operand,
+        _NUMERIC_OP.LESS_THAN_OR_EQUAL: value <= operand,
+        _NUMERIC_OP.GREATER_THAN: value > operand,
+        _NUMERIC_OP.GREATER_THAN_OR_EQUAL: value >= operand,
+    }[leaf.numeric_filter.operation]

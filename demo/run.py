@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"Scorecard: latest complete month, warehouse {redact_url(wh.url)}")
     print(render(card, tables.catalog))
+    reports = result.asset_materializations_for_node("kpi_report")
+    if reports:
+        print(f"\nreport: {reports[-1].metadata['path'].value}")
     print(f"\nrun {result.run_id} took {time.monotonic() - began:.1f} s")
     return 0
 

@@ -11,6 +11,9 @@ What it guarantees (see ``shared/notes/ga4.md`` for the underlying API facts):
 - sampling, thresholding, ``(other)`` data loss and quota usage travel with the rows;
 - bounded retries with exponential backoff and jitter for 429/500/503/504, no retry for
   400/401/403, and an immediate, explicit failure when the *daily* token quota is gone.
+
+Pulling one report per day (or week, or month) with ``BatchRunReports`` and a quota floor lives
+in :mod:`ingest.ga4_pull`; reports declared in YAML are read by :mod:`ingest.ga4_reports`.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import grpc
@@ -34,6 +37,8 @@ from google.analytics.data_v1beta.services.beta_analytics_data.transports import
     BetaAnalyticsDataGrpcTransport,
 )
 from google.analytics.data_v1beta.types import (
+    BatchRunReportsRequest,
+    BatchRunReportsResponse,
     DateRange,
     Dimension,
     Metric,
@@ -44,12 +49,30 @@ from google.analytics.data_v1beta.types import (
 )
 from google.api_core import exceptions as gexc
 
+from ingest.ga4_filters import (
+    DIMENSION_OPERATORS,
+    METRIC_OPERATORS,
+    ReportFilter,
+    field_names,
+    leaves,
+    to_proto,
+)
+
 logger = logging.getLogger(__name__)
 
 MAX_DIMENSIONS = 9
 MAX_METRICS = 10
 MAX_PAGE_SIZE = 250_000
-TIME_DIMENSIONS = ("date", "yearMonth")
+MAX_BATCH_REQUESTS = 5
+# Time dimensions a report can be keyed by, and the grain each one gives. ``yearWeek`` weeks
+# start on Sunday and restart at week 01 on January 1st (so the week spanning New Year comes
+# back as two partial rows); ``isoYearIsoWeek`` weeks are ISO weeks, Monday to Sunday.
+TIME_DIMENSIONS: dict[str, str] = {
+    "date": "day",
+    "isoYearIsoWeek": "week",
+    "yearWeek": "week",
+    "yearMonth": "month",
+}
 OTHER_VALUE = "(other)"
 DAILY_QUOTA_TIME_ZONE = "America/Los_Angeles"
 
@@ -107,46 +130,111 @@ class GA4RetriesExhaustedError(GA4Error):
 
 @dataclass(frozen=True)
 class ReportSpec:
-    """A named GA4 report: which dimensions and metrics to request.
+    """A named GA4 report: which dimensions and metrics to request, optionally filtered.
 
-    ``date`` must be among the dimensions, because loads replace data day by day.
+    Exactly one time dimension (``date``, ``isoYearIsoWeek``, ``yearWeek`` or ``yearMonth``)
+    must be among the dimensions, because loads replace data period by period.
     """
 
     name: str
     dimensions: tuple[str, ...]
     metrics: tuple[str, ...]
+    dimension_filter: ReportFilter | None = None
+    metric_filter: ReportFilter | None = None
+
+    @property
+    def time_dimension(self) -> str | None:
+        """The report's time dimension, or None when it has none (an invalid spec)."""
+        return next((d for d in self.dimensions if d in TIME_DIMENSIONS), None)
+
+    @property
+    def grain(self) -> str | None:
+        """``day``, ``week`` or ``month``: what one value of the time dimension covers."""
+        time_dimension = self.time_dimension
+        return TIME_DIMENSIONS[time_dimension] if time_dimension else None
 
     def problems(self) -> list[str]:
         """Return human-readable reasons the API would reject this spec (empty when fine)."""
-        found: list[str] = []
+        return [message for _, message in self.located_problems()]
+
+    def located_problems(self) -> list[tuple[str, str]]:
+        """Like :meth:`problems`, each paired with the field it is about (``name``,
+        ``dimensions``, ``metrics``, ``dimension_filter`` or ``metric_filter``), so a YAML
+        loader can point at the right line."""
+        found: list[tuple[str, str]] = []
         if not self.name:
-            found.append("report spec needs a name")
+            found.append(("name", "report spec needs a name"))
         if len(self.dimensions) > MAX_DIMENSIONS:
             found.append(
-                f"{len(self.dimensions)} dimensions requested; the GA4 Data API allows at most "
-                f"{MAX_DIMENSIONS} per report"
+                (
+                    "dimensions",
+                    f"{len(self.dimensions)} dimensions requested; the GA4 Data API allows at "
+                    f"most {MAX_DIMENSIONS} per report",
+                )
             )
         if len(self.metrics) > MAX_METRICS:
             found.append(
-                f"{len(self.metrics)} metrics requested; the GA4 Data API allows at most "
-                f"{MAX_METRICS} per report"
+                (
+                    "metrics",
+                    f"{len(self.metrics)} metrics requested; the GA4 Data API allows at most "
+                    f"{MAX_METRICS} per report",
+                )
             )
         if not self.metrics:
-            found.append("at least one metric is required")
-        if not set(self.dimensions) & set(TIME_DIMENSIONS):
+            found.append(("metrics", "at least one metric is required"))
+        time_dims = [d for d in self.dimensions if d in TIME_DIMENSIONS]
+        if not time_dims:
             found.append(
-                "a time dimension (date or yearMonth) is required so loads can replace whole "
-                "days or months"
+                (
+                    "dimensions",
+                    f"a time dimension ({', '.join(TIME_DIMENSIONS)}) is required so loads "
+                    "can replace whole days, weeks or months",
+                )
+            )
+        elif len(set(time_dims)) > 1:
+            found.append(
+                (
+                    "dimensions",
+                    f"only one time dimension per report, got {', '.join(time_dims)}: the "
+                    "report's grain must be clear so its rows replace whole periods",
+                )
             )
         for kind, names in (("dimension", self.dimensions), ("metric", self.metrics)):
             duplicates = sorted({n for n in names if names.count(n) > 1})
             if duplicates:
-                found.append(f"duplicate {kind} names: {', '.join(duplicates)}")
+                found.append((f"{kind}s", f"duplicate {kind} names: {', '.join(duplicates)}"))
         both = sorted(set(self.dimensions) & set(self.metrics))
         if both:
-            found.append(f"names used as both dimension and metric: {', '.join(both)}")
+            found.append(("metrics", f"names used as both dimension and metric: {', '.join(both)}"))
         if "conversions" in self.metrics:
-            found.append("'conversions' was renamed to 'keyEvents' in GA4; request 'keyEvents'")
+            found.append(
+                ("metrics", "'conversions' was renamed to 'keyEvents' in GA4; request 'keyEvents'")
+            )
+        found += self._filter_problems()
+        return found
+
+    def _filter_problems(self) -> list[tuple[str, str]]:
+        found: list[tuple[str, str]] = []
+        checks = (
+            ("dimension_filter", self.dimension_filter, DIMENSION_OPERATORS, self.metrics),
+            ("metric_filter", self.metric_filter, METRIC_OPERATORS, self.dimensions),
+        )
+        for where, expr, allowed, wrong_names in checks:
+            wrong_kind = "metric" if where == "dimension_filter" else "dimension"
+            if expr is None:
+                continue
+            bad_ops = sorted({leaf.op for leaf in leaves(expr)} - allowed)
+            if bad_ops:
+                found.append((where, f"{where} cannot use {', '.join(bad_ops)}"))
+            misplaced = [n for n in field_names(expr) if n in wrong_names]
+            if misplaced:
+                found.append(
+                    (
+                        where,
+                        f"{where} tests {', '.join(misplaced)}, which this report requests as "
+                        f"a {wrong_kind}; GA4 filters dimensions and metrics separately",
+                    )
+                )
         return found
 
 
@@ -191,10 +279,14 @@ class RetryPolicy:
 class ReportResult:
     """One report pulled for one property and date range, with its quality metadata.
 
-    ``rows`` columns are the snake_case GA4 names, ``date`` as ``datetime.date`` (``None`` on the
-    ``(other)`` row), metrics typed by their header (integer -> ``Int64``, everything else ->
-    ``float64``) and a boolean ``is_other_row``. ``quota`` sums ``*_consumed`` over every page
-    of this pull and keeps the last ``*_remaining`` seen; values are ``None`` when not returned.
+    ``rows`` columns are the snake_case GA4 names; the time dimension as ``datetime.date``
+    (``date`` itself, the Monday of an ``isoYearIsoWeek``, the first day of a ``yearWeek`` or
+    ``yearMonth``; ``None`` on the ``(other)`` row), metrics typed by their header (integer ->
+    ``Int64``, everything else -> ``float64``) and a boolean ``is_other_row``. ``quota`` sums
+    ``*_consumed`` over every page of this pull and keeps the last ``*_remaining`` seen; values
+    are ``None`` when not returned. ``sampling_ratio`` is the smallest
+    ``samples_read_count / sampling_space_size`` of any page (``None`` when not sampled).
+    ``requests`` counts attempts, retries included, that were spent on this pull alone.
     """
 
     rows: pd.DataFrame
@@ -208,6 +300,101 @@ class ReportResult:
     pages: int = 0
     requests: int = 0
     row_count: int = 0
+    sampling_ratio: float | None = None
+    start: dt.date | None = None
+    end: dt.date | None = None
+    requested_at: dt.datetime | None = None
+
+
+class ReportPull:
+    """Accumulates the pages of one report request (one property, one date range).
+
+    ``run_report`` drives one of these; ``ingest.ga4_pull`` drives several side by side, one per
+    request of a ``BatchRunReports`` call.
+    """
+
+    def __init__(
+        self, property_id: str, spec: ReportSpec, start: dt.date, end: dt.date, page_size: int
+    ) -> None:
+        self.property_id = property_id
+        self.spec = spec
+        self.start = start
+        self.end = end
+        self.page_size = page_size
+        self.offset = 0
+        self.pages = 0
+        self.requests = 0
+        self.row_count = 0
+        self.done = False
+        self.requested_at: dt.datetime | None = None
+        self._frames: list[pd.DataFrame] = []
+        self._first: RunReportResponse | None = None
+        self._sampled = self._thresholded = self._other_loss = False
+        self._ratio: float | None = None
+        self.quota: dict[str, int | None] = dict.fromkeys(_QUOTA_KEYS)
+
+    def next_request(self) -> RunReportRequest:
+        """The request for the next page."""
+        if self.requested_at is None:
+            self.requested_at = dt.datetime.now(dt.UTC)
+        return build_request(
+            self.property_id, self.spec, self.start, self.end, self.offset, self.page_size
+        )
+
+    def add(self, response: RunReportResponse) -> None:
+        """Take one page; sets ``done`` when every row has been received."""
+        self.pages += 1
+        self._first = self._first or response
+        self.row_count = response.row_count
+        metadata = response.metadata
+        self._sampled = self._sampled or bool(metadata.sampling_metadatas)
+        for sampling in metadata.sampling_metadatas:
+            if sampling.sampling_space_size:
+                ratio = sampling.samples_read_count / sampling.sampling_space_size
+                self._ratio = ratio if self._ratio is None else min(self._ratio, ratio)
+        self._thresholded = self._thresholded or metadata.subject_to_thresholding
+        self._other_loss = self._other_loss or metadata.data_loss_from_other_row
+        _merge_quota(self.quota, response)
+        self._frames.append(_response_frame(response))
+        received = len(response.rows)
+        self.offset += received
+        logger.info(
+            "GA4 %s property=%s %s..%s page=%d rows=%d offset=%d row_count=%d",
+            self.spec.name,
+            self.property_id,
+            self.start,
+            self.end,
+            self.pages,
+            received,
+            self.offset,
+            self.row_count,
+        )
+        # An empty page before row_count means the data shrank mid-pull; stop rather than spin.
+        self.done = self.offset >= self.row_count or received == 0
+
+    def result(self) -> ReportResult:
+        """The typed rows and metadata of every page taken."""
+        if self._first is None:
+            raise GA4Error("no page was received")
+        frames = self._frames
+        rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        return ReportResult(
+            rows=rows,
+            property_id=self.property_id,
+            time_zone=self._first.metadata.time_zone,
+            currency_code=self._first.metadata.currency_code,
+            sampled=self._sampled,
+            thresholded=self._thresholded,
+            data_loss_from_other_row=self._other_loss,
+            quota=self.quota,
+            pages=self.pages,
+            requests=self.requests,
+            row_count=self.row_count,
+            sampling_ratio=self._ratio,
+            start=self.start,
+            end=self.end,
+            requested_at=self.requested_at,
+        )
 
 
 def snake_case(name: str) -> str:
@@ -275,7 +462,7 @@ def build_request(
     property_id: str, spec: ReportSpec, start: dt.date, end: dt.date, offset: int, limit: int
 ) -> RunReportRequest:
     """The RunReport request for one page of ``spec``."""
-    return RunReportRequest(
+    request = RunReportRequest(
         property=f"properties/{property_id}",
         dimensions=[Dimension(name=d) for d in spec.dimensions],
         metrics=[Metric(name=m) for m in spec.metrics],
@@ -295,6 +482,11 @@ def build_request(
         keep_empty_rows=False,
         return_property_quota=True,
     )
+    if spec.dimension_filter is not None:
+        request.dimension_filter = to_proto(spec.dimension_filter)
+    if spec.metric_filter is not None:
+        request.metric_filter = to_proto(spec.metric_filter)
+    return request
 
 
 def run_report(
@@ -316,68 +508,68 @@ def run_report(
     :class:`GA4RetriesExhaustedError` when a retryable error outlasts ``retry.max_attempts``.
     """
     retry = retry or RetryPolicy()
-    _validate_inputs(property_id, spec, start, end, page_size, retry)
-
-    frames: list[pd.DataFrame] = []
-    quota: dict[str, int | None] = dict.fromkeys(_QUOTA_KEYS)
-    counters = {"requests": 0}
-    first: RunReportResponse | None = None
-    sampled = thresholded = other_loss = False
-    offset = 0
-    row_count = 0
-    pages = 0
-    while True:
-        request = build_request(property_id, spec, start, end, offset, page_size)
-        response = _call_with_retry(client, request, property_id, retry, sleep, timeout, counters)
-        pages += 1
-        first = first or response
-        row_count = response.row_count
-        metadata = response.metadata
-        sampled = sampled or bool(metadata.sampling_metadatas)
-        thresholded = thresholded or metadata.subject_to_thresholding
-        other_loss = other_loss or metadata.data_loss_from_other_row
-        _merge_quota(quota, response)
-        frames.append(_response_frame(response))
-        received = len(response.rows)
-        offset += received
-        logger.info(
-            "GA4 %s property=%s page=%d rows=%d offset=%d row_count=%d",
-            spec.name,
+    validate_inputs(property_id, spec, page_size, retry)
+    validate_range(start, end)
+    pull = ReportPull(property_id, spec, start, end, page_size)
+    while not pull.done:
+        request = pull.next_request()
+        response, attempts = call_with_retry(
+            lambda request=request: client.run_report(request=request, timeout=timeout),
             property_id,
-            pages,
-            received,
-            offset,
-            row_count,
+            retry,
+            sleep,
         )
-        # An empty page before row_count means the data shrank mid-pull; stop rather than spin.
-        if offset >= row_count or received == 0:
-            break
-
-    assert first is not None  # the loop always runs at least once
-    rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    return ReportResult(
-        rows=rows,
-        property_id=property_id,
-        time_zone=first.metadata.time_zone,
-        currency_code=first.metadata.currency_code,
-        sampled=sampled,
-        thresholded=thresholded,
-        data_loss_from_other_row=other_loss,
-        quota=quota,
-        pages=pages,
-        requests=counters["requests"],
-        row_count=row_count,
-    )
+        pull.requests += attempts
+        pull.add(response)
+    return pull.result()
 
 
-def _validate_inputs(
+def batch_run_reports(
+    client: BetaAnalyticsDataClient,
     property_id: str,
-    spec: ReportSpec,
-    start: dt.date,
-    end: dt.date,
-    page_size: int,
+    requests: list[RunReportRequest],
+    *,
     retry: RetryPolicy,
-) -> None:
+    sleep: Callable[[float], None] = time.sleep,
+    timeout: float = 60.0,
+) -> tuple[list[RunReportResponse], int]:
+    """Send ``requests`` (at most 5, one property) as one ``BatchRunReports`` call, retried
+    like ``RunReport``; returns the responses in request order and the attempts spent.
+
+    One request goes out as a plain ``RunReport``: same tokens, simpler errors.
+    """
+    if not 1 <= len(requests) <= MAX_BATCH_REQUESTS:
+        raise GA4RequestError(
+            f"a batch holds 1 to {MAX_BATCH_REQUESTS} requests, got {len(requests)}",
+            status="LOCAL",
+        )
+    if len(requests) == 1:
+        response, attempts = call_with_retry(
+            lambda: client.run_report(request=requests[0], timeout=timeout),
+            property_id,
+            retry,
+            sleep,
+        )
+        return [response], attempts
+    batch = BatchRunReportsRequest(property=f"properties/{property_id}", requests=requests)
+    answer, attempts = call_with_retry(
+        lambda: client.batch_run_reports(request=batch, timeout=timeout),
+        property_id,
+        retry,
+        sleep,
+        method="BatchRunReports",
+    )
+    reports = list(cast(BatchRunReportsResponse, answer).reports)
+    if len(reports) != len(requests):
+        raise GA4Error(
+            f"GA4 BatchRunReports for property {property_id} answered {len(reports)} reports "
+            f"for {len(requests)} requests"
+        )
+    return reports, attempts
+
+
+def validate_inputs(property_id: str, spec: ReportSpec, page_size: int, retry: RetryPolicy) -> None:
+    """Reject what the API would reject (or what would waste quota) before any call."""
     if not (isinstance(property_id, str) and property_id.isdigit()):
         hint = ""
         if isinstance(property_id, str) and property_id.upper().startswith("G-"):
@@ -393,8 +585,6 @@ def _validate_inputs(
         raise GA4RequestError(
             f"report spec {spec.name!r} is invalid: {'; '.join(problems)}", status="LOCAL"
         )
-    if start > end:
-        raise GA4RequestError(f"start {start} is after end {end}", status="LOCAL")
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise GA4RequestError(
             f"page_size must be between 1 and {MAX_PAGE_SIZE}, got {page_size}", status="LOCAL"
@@ -403,19 +593,29 @@ def _validate_inputs(
         raise GA4RequestError("retry.max_attempts must be at least 1", status="LOCAL")
 
 
-def _call_with_retry(
-    client: BetaAnalyticsDataClient,
-    request: RunReportRequest,
+def validate_range(start: dt.date, end: dt.date) -> None:
+    """``start`` must not be after ``end``."""
+    if start > end:
+        raise GA4RequestError(f"start {start} is after end {end}", status="LOCAL")
+
+
+def call_with_retry(
+    call: Callable[[], Any],
     property_id: str,
     retry: RetryPolicy,
     sleep: Callable[[float], None],
-    timeout: float,
-    counters: dict[str, int],
-) -> RunReportResponse:
+    *,
+    method: str = "RunReport",
+) -> tuple[Any, int]:
+    """Run ``call`` with bounded backoff on 429/500/503/504; returns (answer, attempts).
+
+    A daily-quota 429 and 400/401/403 are raised at once as :class:`GA4QuotaExhaustedError`
+    and :class:`GA4RequestError`; a retryable error that outlasts the policy becomes
+    :class:`GA4RetriesExhaustedError`.
+    """
     for attempt in range(1, retry.max_attempts + 1):
-        counters["requests"] += 1
         try:
-            return client.run_report(request=request, timeout=timeout)
+            return call(), attempt
         except _QUOTA_ERRORS as error:
             if _DAILY_QUOTA_RE.search(str(error.message)):
                 raise _daily_quota_error(property_id, error) from error
@@ -423,11 +623,11 @@ def _call_with_retry(
         except RETRYABLE_ERRORS as error:
             last = error
         except (gexc.BadRequest, gexc.Unauthorized, gexc.Forbidden) as error:
-            raise _request_error(property_id, error) from error
+            raise _request_error(property_id, error, method) from error
         except gexc.GoogleAPICallError as error:
             # Anything else (404, 409, 501...) is not transient either.
             raise GA4RequestError(
-                f"GA4 RunReport for property {property_id} failed: "
+                f"GA4 {method} for property {property_id} failed: "
                 f"{type(error).__name__}: {error.message}",
                 status=_status_name(error),
             ) from error
@@ -444,7 +644,7 @@ def _call_with_retry(
         )
         sleep(delay)
     raise GA4RetriesExhaustedError(
-        f"GA4 RunReport for property {property_id} still failing after {retry.max_attempts} "
+        f"GA4 {method} for property {property_id} still failing after {retry.max_attempts} "
         f"attempts: {type(last).__name__}: {getattr(last, 'message', last)}",
         attempts=retry.max_attempts,
     ) from last
@@ -457,7 +657,9 @@ def _status_name(error: gexc.GoogleAPICallError) -> str | None:
     return str(error.code) if error.code is not None else None
 
 
-def _request_error(property_id: str, error: gexc.GoogleAPICallError) -> GA4RequestError:
+def _request_error(
+    property_id: str, error: gexc.GoogleAPICallError, method: str = "RunReport"
+) -> GA4RequestError:
     detail = error.message
     if isinstance(error, gexc.Unauthorized):
         cause = (
@@ -478,7 +680,8 @@ def _request_error(property_id: str, error: gexc.GoogleAPICallError) -> GA4Reque
             "valid GA4 API name that can be combined with the others"
         )
     return GA4RequestError(
-        f"GA4 RunReport failed ({type(error).__name__}): {cause}. Server said: {detail}",
+        f"GA4 {method} failed for property {property_id} ({type(error).__name__}): {cause}. "
+        f"Server said: {detail}",
         status=_status_name(error),
     )
 
@@ -525,46 +728,85 @@ def _merge_quota(quota: dict[str, int | None], response: RunReportResponse) -> N
         quota[f"{bucket}_remaining"] = status.remaining
 
 
-def _parse_year_month(value: str) -> dt.date | None:
-    """``YYYYMM`` as the first day of the month; None for the (other) row."""
-    if value == OTHER_VALUE:
-        return None
-    try:
-        return dt.datetime.strptime(value, "%Y%m").date()
-    except ValueError:
-        raise GA4Error(f"unexpected GA4 'yearMonth' value {value!r}; expected YYYYMM") from None
+def next_quota_reset(now: dt.datetime | None = None) -> dt.datetime | None:
+    """When the daily token quota refills: the next midnight, Pacific time."""
+    return _next_pacific_midnight(now)
 
 
-def _parse_date(value: str) -> dt.date | None:
+def parse_time_value(name: str, value: str) -> dt.date | None:
+    """The first day of the period a time dimension value names; None for ``(other)``.
+
+    ``date`` is ``YYYYMMDD``; ``yearMonth`` is ``YYYYMM`` (its first day); ``isoYearIsoWeek``
+    is ``YYYYWW`` in ISO weeks (its Monday); ``yearWeek`` is ``YYYYWW`` in GA4 weeks, which
+    start on Sunday with week 01 holding January 1st (its first day, January 1st for week 01).
+    """
     # Only the (other) row legitimately carries a non-date here; anything else is a real bug.
     if value == OTHER_VALUE:
         return None
     try:
-        return dt.datetime.strptime(value, "%Y%m%d").date()
+        if name == "date":
+            return dt.datetime.strptime(value, "%Y%m%d").date()
+        if name == "yearMonth":
+            return dt.datetime.strptime(value, "%Y%m").date()
+        if len(value) != 6 or not value.isdigit():
+            raise ValueError(value)
+        year, week = int(value[:4]), int(value[4:])
+        if name == "isoYearIsoWeek":
+            return dt.date.fromisocalendar(year, week, 1)
+        if name == "yearWeek":
+            return _ga4_week_start(year, week)
     except ValueError:
-        raise GA4Error(f"unexpected GA4 'date' value {value!r}; expected YYYYMMDD") from None
+        expected = {"date": "YYYYMMDD", "yearMonth": "YYYYMM"}.get(name, "YYYYWW")
+        raise GA4Error(f"unexpected GA4 {name!r} value {value!r}; expected {expected}") from None
+    raise GA4Error(f"{name!r} is not a time dimension")
+
+
+def _ga4_week_start(year: int, week: int) -> dt.date:
+    jan1 = dt.date(year, 1, 1)
+    if week == 1:
+        return jan1
+    # Week 02 starts on the first Sunday after January 1st (isoweekday: Sunday is 7).
+    first_sunday = jan1 + dt.timedelta(days=7 - jan1.isoweekday() % 7)
+    start = first_sunday + dt.timedelta(weeks=week - 2)
+    if not 2 <= week <= 53 or start.year != year:
+        raise ValueError(f"week {week}")
+    return start
+
+
+def _typed_numbers(values: list[str], integer: bool) -> pd.Series:
+    """Metric strings as ``Int64`` (integer metrics) or ``float64`` (everything else)."""
+    try:
+        if integer:
+            return pd.Series(pd.array([int(v) for v in values], dtype="Int64"))
+        return pd.Series([float(v) for v in values], dtype="float64")
+    except ValueError:
+        # Not plain literals (an integer metric sent as "12.0"): let pandas parse them.
+        numbers = pd.to_numeric(pd.Series(values, dtype="str"))
+        return numbers.astype("Int64" if integer else "float64")
 
 
 def _response_frame(response: RunReportResponse) -> pd.DataFrame:
     """Typed DataFrame for one page."""
-    dim_names = [h.name for h in response.dimension_headers]
+    # The raw protobuf: proto-plus wraps every nested message on access, which made reading a
+    # large page take longer than fetching it.
+    raw_response = RunReportResponse.pb(response)
+    dim_names = [h.name for h in raw_response.dimension_headers]
     metric_headers = list(response.metric_headers)
-    dim_values = [[v.value for v in row.dimension_values] for row in response.rows]
-    metric_values = [[v.value for v in row.metric_values] for row in response.rows]
+    dim_values = [[v.value for v in row.dimension_values] for row in raw_response.rows]
+    metric_values = [[v.value for v in row.metric_values] for row in raw_response.rows]
 
     data: dict[str, Any] = {}
     for i, name in enumerate(dim_names):
         raw = [values[i] for values in dim_values]
-        if name == "date":
-            data[snake_case(name)] = pd.Series([_parse_date(v) for v in raw], dtype=object)
-        elif name == "yearMonth":
-            data[snake_case(name)] = pd.Series([_parse_year_month(v) for v in raw], dtype=object)
+        if name in TIME_DIMENSIONS:
+            # A page holds few distinct periods (one, when pulled period by period).
+            parsed = {v: parse_time_value(name, v) for v in set(raw)}
+            data[snake_case(name)] = pd.Series([parsed[v] for v in raw], dtype=object)
         else:
             data[snake_case(name)] = pd.Series(raw, dtype="str")
     for i, header in enumerate(metric_headers):
-        numbers = pd.to_numeric(pd.Series([values[i] for values in metric_values], dtype="str"))
-        dtype = "Int64" if header.type_ in _INTEGER_TYPES else "float64"
-        data[snake_case(header.name)] = numbers.astype(dtype)
+        integer = header.type_ in _INTEGER_TYPES
+        data[snake_case(header.name)] = _typed_numbers([v[i] for v in metric_values], integer)
     time_dims = [n for n in dim_names if n in TIME_DIMENSIONS]
     date_index = dim_names.index(time_dims[0]) if time_dims else None
     data["is_other_row"] = pd.Series(

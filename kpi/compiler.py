@@ -29,7 +29,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from kpi.catalog import Catalog
 from kpi.expressions import safe_divide, to_sql
 from kpi.models import Agg, Grain, Kpi, KpiType, Measure, SourceSpec
-from kpi.schema import periods_table, source_table
+from kpi.schema import day_periods_table, periods_table, source_table
 
 NOT_SET = "(not set)"
 ADDITIVE_AGGS = {Agg.sum, Agg.count, Agg.average, Agg.min, Agg.max}
@@ -125,13 +125,23 @@ class Evaluated:
 class KpiCompiler:
     """Turns catalog KPIs into SELECTs with the columns of ``kpi.kpi_values``."""
 
-    def __init__(self, catalog: Catalog, metadata: sa.MetaData | None = None):
+    def __init__(
+        self, catalog: Catalog, metadata: sa.MetaData | None = None, use_cubes: bool = False
+    ):
         self.catalog = catalog
         self.metadata = metadata if metadata is not None else sa.MetaData()
         self.periods = periods_table(self.metadata)
+        self.day_periods = day_periods_table(self.metadata)
         self.tables = {
             name: source_table(name, spec, self.metadata) for name, spec in catalog.sources.items()
         }
+        # With cubes, additive measures read a per-source daily rollup built once per
+        # refresh (see cube_select) instead of scanning the raw table once per KPI, grain
+        # and slice. Without, every query is self-contained (``kpi compile``).
+        self.use_cubes = use_cubes
+        self.cube_measures = self._collect_cube_measures()
+        self.cube_dims = self._collect_cube_dims()
+        self.cubes = {source: self._cube_table(source) for source in self.cube_measures}
 
     # -- public -----------------------------------------------------------------------------
 
@@ -286,6 +296,12 @@ class KpiCompiler:
         src = self.catalog.sources[measure.source]
         table = self.tables[measure.source]
         rows = self._rows(measure, src, table, dims)
+        cubed = self.use_cubes and measure.agg != Agg.count_distinct
+        daily_of = (
+            (lambda: self._cube_daily(measure, dims))
+            if cubed
+            else (lambda: self._daily(rows, dims))
+        )
         p = self.periods.alias()
         spine: FromClause = p
         if dims:
@@ -293,8 +309,8 @@ class KpiCompiler:
         dim_keys = [slice_values.c[d] for d in dims] if dims else []
 
         if measure.agg == Agg.count_distinct or measure.agg in ADDITIVE_AGGS:
-            data = rows if measure.agg == Agg.count_distinct else self._daily(rows, dims)
-            on = [data.c.day >= p.c[window.start], data.c.day <= p.c[window.end]]
+            data = rows if measure.agg == Agg.count_distinct else daily_of()
+            data, on = self._window_join(data, p, grain, window)
             on += [data.c[d] == slice_values.c[d] for d in dims]
             joined = spine.outerjoin(data, sa.and_(*on))
             num, den, value, n = self._aggregate(measure.agg, data)
@@ -314,8 +330,7 @@ class KpiCompiler:
             return Evaluated(query.subquery(), dims)
 
         # last: a balance takes the value of the latest day with data in the window.
-        daily = self._daily(rows, dims)
-        on = [daily.c.day >= p.c[window.start], daily.c.day <= p.c[window.end]]
+        daily, on = self._window_join(daily_of(), p, grain, window)
         on += [daily.c[d] == slice_values.c[d] for d in dims]
         rank = (
             sa.func.row_number()
@@ -343,6 +358,22 @@ class KpiCompiler:
             sa.func.coalesce(ranked.c.sample_size, 0).label("sample_size"),
         ).where(ranked.c.rank == 1)
         return Evaluated(query.subquery(), dims)
+
+    def _window_join(
+        self, data: FromClause, p: FromClause, grain: Grain, window: Window
+    ) -> tuple[FromClause, list]:
+        """``data`` (with a ``day`` column) and the condition that puts its days in ``p``'s
+        window. A period's own window is found by equality through day_periods (a hash
+        join); running and comparison windows overlap, so they need a range join."""
+        if window != CURRENT:
+            return data, [data.c.day >= p.c[window.start], data.c.day <= p.c[window.end]]
+        dp = self.day_periods
+        bucketed = (
+            sa.select(*data.c, dp.c.period_start.label("bucket"))
+            .select_from(data.join(dp, sa.and_(dp.c.day == data.c.day, dp.c.grain == str(grain))))
+            .subquery()
+        )
+        return bucketed, [bucketed.c.bucket == p.c.period_start]
 
     @staticmethod
     def _aggregate(agg: Agg, data: FromClause):
@@ -424,6 +455,10 @@ class KpiCompiler:
             return None
         selects = []
         for name in self._source_names(kpi):
+            if self.use_cubes and name in self.cubes:
+                cube = self.cubes[name]
+                selects.append(sa.select(*[cube.c[d] for d in dims]).distinct())
+                continue
             src, table = self.catalog.sources[name], self.tables[name]
             selects.append(
                 sa.select(*[self._dimension(src, table, d).label(d) for d in dims]).distinct()
@@ -437,3 +472,113 @@ class KpiCompiler:
                 if m.source not in names:
                     names.append(m.source)
         return names
+
+    # -- cubes: one daily rollup per source -------------------------------------------------
+
+    def _collect_cube_measures(self) -> dict[str, list[tuple[str | None, str | None]]]:
+        """Per source, every distinct (expr, filter) an additive or `last` measure reads."""
+        found: dict[str, list[tuple[str | None, str | None]]] = {}
+        for kpi in self.catalog.kpis.values():
+            for _, m in kpi.measures:
+                if m.agg == Agg.count_distinct or m.source not in self.catalog.sources:
+                    continue
+                key = (m.expr, m.filter)
+                found.setdefault(m.source, [])
+                if key not in found[m.source]:
+                    found[m.source].append(key)
+        return found
+
+    def _collect_cube_dims(self) -> dict[str, list[str]]:
+        """Per source, the dimensions some KPI reading it is sliced by: the cube keeps those
+        and no finer breakdown, so it stays small."""
+        found: dict[str, list[str]] = {name: [] for name in self.catalog.sources}
+        for kpi in self.catalog.kpis.values():
+            for name in self._source_names(kpi):
+                src = self.catalog.sources.get(name)
+                if src is None:
+                    continue
+                for dim in kpi.dimensions:
+                    if dim in src.dimensions and dim not in found[name]:
+                        found[name].append(dim)
+        return found
+
+    def _cube_table(self, source: str) -> sa.Table:
+        name = f"cube_{source}"
+        schema = self.periods.schema
+        if f"{schema}.{name}" in self.metadata.tables:
+            return self.metadata.tables[f"{schema}.{name}"]
+        columns = [sa.Column("day", sa.Date, nullable=False)]
+        columns += [sa.Column(d, sa.String, nullable=False) for d in self.cube_dims[source]]
+        for i, (expr, filter_) in enumerate(self.cube_measures[source]):
+            what = f"{expr or 'rows'}" + (f" where {filter_}" if filter_ else "")
+            columns += [
+                sa.Column(f"m{i}_total", sa.Double, comment=f"sum of {what}"),
+                sa.Column(f"m{i}_nonnull", sa.BigInteger, comment=f"non-null {what}"),
+                sa.Column(f"m{i}_low", sa.Double, comment=f"min of {what}"),
+                sa.Column(f"m{i}_high", sa.Double, comment=f"max of {what}"),
+                sa.Column(f"m{i}_n", sa.BigInteger, comment=f"rows of {what}"),
+            ]
+        return sa.Table(
+            name,
+            self.metadata,
+            *columns,
+            schema=schema,
+            comment=f"Daily rollup of {source} by the dimensions KPIs slice it by; rebuilt "
+            "from scratch on every run (it holds no history)",
+        )
+
+    def cube_select(self, source: str) -> sa.Select:
+        """The rollup of ``source``: one row per local day and dimension values, with the
+        sum, non-null count, min, max and row count of every measure the catalog reads."""
+        src, table = self.catalog.sources[source], self.tables[source]
+        time_col = table.c[src.time.column]
+        day = (
+            local_date(time_col, sa.literal(self.catalog.reporting.time_zone, sa.String))
+            if src.time.type == "timestamp"
+            else time_col
+        )
+        dims = [self._dimension(src, table, d).label(d) for d in self.cube_dims[source]]
+
+        def dimension_or_column(name: str) -> ColumnElement:
+            if name in src.dimensions:
+                return self._dimension(src, table, name)
+            return table.c[name]
+
+        aggregates = []
+        for i, (expr, filter_) in enumerate(self.cube_measures[source]):
+            x = to_sql(expr, lambda name: table.c[name]) if expr else sa.literal(1)
+            if filter_:
+                keep = to_sql(filter_, dimension_or_column)
+                x = sa.case((keep, x), else_=sa.null())
+                one = sa.case((keep, 1), else_=sa.null())
+            else:
+                one = sa.literal(1)
+            aggregates += [
+                sa.func.sum(x).label(f"m{i}_total"),
+                sa.func.count(x).label(f"m{i}_nonnull"),
+                sa.func.min(x).label(f"m{i}_low"),
+                sa.func.max(x).label(f"m{i}_high"),
+                sa.func.count(one).label(f"m{i}_n"),
+            ]
+        keys = [day.label("day"), *dims]
+        return sa.select(*keys, *aggregates).group_by(*[k.element for k in keys])
+
+    def _cube_daily(self, measure: Measure, dims: tuple[str, ...]) -> FromClause:
+        cube = self.cubes[measure.source]
+        i = self.cube_measures[measure.source].index((measure.expr, measure.filter))
+        keys = [cube.c.day, *[cube.c[d] for d in dims]]
+        n = sa.func.sum(cube.c[f"m{i}_n"])
+        return (
+            sa.select(
+                *keys,
+                sa.func.sum(cube.c[f"m{i}_total"]).label("total"),
+                sa.func.sum(cube.c[f"m{i}_nonnull"]).label("nonnull"),
+                sa.func.min(cube.c[f"m{i}_low"]).label("low"),
+                sa.func.max(cube.c[f"m{i}_high"]).label("high"),
+                n.label("n"),
+            )
+            .group_by(*keys)
+            # A day where the filter kept no row is no day of this measure, as on raw rows.
+            .having(n > 0)
+            .subquery()
+        )

@@ -10,10 +10,18 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    model_validator,
+)
 
 
 class Grain(StrEnum):
@@ -92,6 +100,13 @@ class ColumnSpec(_Strict):
     type: ColumnType
     description: str = ""
     additivity: Additivity | None = None  # set for measures; None for attributes
+    # Checked when a file is loaded (ingest.files). ``required``: a row without a value is
+    # refused; None means required for the key and time columns, optional otherwise.
+    # ``allowed``: the only values a string column may hold (a vocabulary, currency codes).
+    # They decide whether a file loads, never a number, so they are kept out of dumps and
+    # with that out of the definition version (``_numeric_source_fields``).
+    required: bool | None = Field(None, exclude=True)
+    allowed: tuple[str, ...] | None = Field(None, exclude=True)
 
 
 class TimeSpec(_Strict):
@@ -214,6 +229,90 @@ class ChangelogEntry(_Strict):
     note: str
 
 
+_DURATION = re.compile(r"(\d+)\s*([mhd])")
+_DURATION_UNITS = {"m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: object) -> dt.timedelta:
+    """A duration written as a whole number and a unit: ``30m``, ``12h`` or ``7d``."""
+    if isinstance(value, dt.timedelta):
+        return value
+    match = _DURATION.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        # ValueError: pydantic reports it at the field, with file and line, like any other.
+        raise ValueError("expected a duration such as 30m, 12h or 7d (minutes, hours, days)")
+    return dt.timedelta(seconds=int(match[1]) * _DURATION_UNITS[match[2]])
+
+
+def format_duration(value: dt.timedelta) -> str:
+    """The inverse of ``parse_duration``, so dumped definitions read as they were written."""
+    seconds = int(value.total_seconds())
+    for suffix in ("d", "h"):
+        if seconds and seconds % _DURATION_UNITS[suffix] == 0:
+            return f"{seconds // _DURATION_UNITS[suffix]}{suffix}"
+    return f"{seconds // 60}m"
+
+
+Duration = Annotated[
+    dt.timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+]
+AlertChannel = Literal["slack", "email"]
+
+
+class AlertRule(_Strict):
+    """When a KPI notifies people; evaluated by ``kpi.alerts`` after each refresh.
+
+    ``status_change``: the latest complete period at ``grain`` has status ``to`` and the one
+    before it did not. ``anomaly``: a day flagged in ``kpi_anomalies`` in the last few days.
+    ``consecutive_breaches``: the last ``count`` complete periods at ``grain`` are all
+    off_track. ``cooldown``: no second alert of the same rule for the KPI within this time
+    of the last one sent.
+    """
+
+    rule: Literal["status_change", "anomaly", "consecutive_breaches"]
+    to: Literal["on_track", "at_risk", "off_track"] | None = None  # status_change only
+    grain: Grain | None = None  # default month; anomalies are always daily
+    count: int | None = Field(None, ge=2, le=366)  # consecutive_breaches only
+    cooldown: Duration = dt.timedelta(days=1)
+    channels: tuple[AlertChannel, ...] = ("slack", "email")
+
+    @model_validator(mode="after")
+    def _fields_fit_the_rule(self) -> AlertRule:
+        if self.to is not None and self.rule != "status_change":
+            raise ValueError("`to` only applies to status_change rules")
+        if self.rule == "anomaly" and self.grain not in (None, Grain.day):
+            raise ValueError("anomaly rules read daily anomalies; leave out `grain`")
+        if self.rule == "consecutive_breaches" and self.count is None:
+            raise ValueError("consecutive_breaches needs `count` (periods in a row, 2 or more)")
+        if self.count is not None and self.rule != "consecutive_breaches":
+            raise ValueError("`count` only applies to consecutive_breaches rules")
+        if not self.channels:
+            raise ValueError("channels: name at least one of slack, email")
+        if len(set(self.channels)) != len(self.channels):
+            raise ValueError("channels: each channel may be named once")
+        return self
+
+    @property
+    def period_grain(self) -> Grain:
+        """The grain of the periods the rule looks at."""
+        return Grain.day if self.rule == "anomaly" else (self.grain or Grain.month)
+
+    @property
+    def to_status(self) -> str:
+        return self.to or "off_track"
+
+    @property
+    def label(self) -> str:
+        """Names the rule within its KPI: the cooldown and event keys are per label."""
+        if self.rule == "status_change":
+            return f"status_change:{self.period_grain}:{self.to_status}"
+        if self.rule == "consecutive_breaches":
+            return f"consecutive_breaches:{self.period_grain}:{self.count}"
+        return "anomaly"
+
+
 class Kpi(_Strict):
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     name: str
@@ -241,6 +340,7 @@ class Kpi(_Strict):
     tags: list[str] = Field(default_factory=list)
     version: str = "1"
     changelog: list[ChangelogEntry] = Field(default_factory=list)
+    alerts: list[AlertRule] = Field(default_factory=list)
 
     @property
     def measures(self) -> list[tuple[str, Measure]]:

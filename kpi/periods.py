@@ -162,3 +162,14 @@ class Calendar:
 def _add_months(day: dt.date, months: int) -> dt.date:
     index = day.year * 12 + (day.month - 1) + months
     return day.replace(year=index // 12, month=index % 12 + 1, day=1)
+
+
+def day_periods(periods: list[Period]) -> list[dict]:
+    """(grain, day, period_start) for every day of every period, up to its window end."""
+    rows = []
+    for p in periods:
+        day = p.period_start
+        while day <= p.window_end:
+            rows.append({"grain": p.grain, "day": day, "period_start": p.period_start})
+            day += dt.timedelta(days=1)
+    return rows

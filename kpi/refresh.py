@@ -17,7 +17,7 @@ from kpi.anomalies import flag_anomalies
 from kpi.catalog import Catalog
 from kpi.comparisons import comparison_select, phase_targets
 from kpi.compiler import KpiCompiler
-from kpi.periods import Calendar, Period
+from kpi.periods import Calendar, Period, day_periods
 from kpi.publication import catalog_rows, create_scorecard_view, record_changes
 from kpi.schema import (
     kpi_anomalies_table,
@@ -82,17 +82,20 @@ class KpiTables:
         return [
             *self.raw_tables.values(),
             self.periods,
+            self.compiler.day_periods,
             self.values,
             self.targets,
             self.comparisons,
             self.catalog_table,
             self.changes,
             self.anomalies,
+            *(self.compiler.cubes.values() if self.compiler.use_cubes else ()),
         ]
 
     @classmethod
-    def for_catalog(cls, catalog: Catalog) -> KpiTables:
-        tables = cls(KpiCompiler(catalog))
+    def for_catalog(cls, catalog: Catalog, use_cubes: bool = False) -> KpiTables:
+        """The tables of ``catalog``; ``use_cubes`` makes refreshes read daily rollups."""
+        tables = cls(KpiCompiler(catalog, use_cubes=use_cubes))
         tables.all_tables()  # bind every table to the metadata
         return tables
 
@@ -125,7 +128,21 @@ def refresh_periods(wh: Warehouse, tables: KpiTables, as_of: dt.date) -> list[Pe
     periods = Calendar(tables.catalog.reporting).periods(min(first, as_of), as_of)
     frame = pd.DataFrame([p.as_row() for p in periods])
     wh.replace_rows(tables.periods, None, frame)
+    wh.replace_rows(tables.compiler.day_periods, None, pd.DataFrame(day_periods(periods)))
     return periods
+
+
+def refresh_cubes(wh: Warehouse, tables: KpiTables) -> dict[str, int]:
+    """Rebuild the daily rollup of every source (one scan of each raw table); rows per cube."""
+    counts = {}
+    for source, cube in tables.compiler.cubes.items():
+        # A cube is scratch derived from the raw table: its columns follow the catalog, so
+        # it is dropped and rebuilt rather than migrated.
+        wh.recreate_table(cube)
+        select = tables.compiler.cube_select(source)
+        _, inserted = wh.replace_from_select(cube, None, [select])
+        counts[source] = inserted
+    return counts
 
 
 def refresh_kpi_values(
@@ -134,14 +151,24 @@ def refresh_kpi_values(
     kpi_ids: list[str] | None = None,
     computed_at: dt.datetime | None = None,
 ) -> dict[str, int]:
-    """Recompute the values of ``kpi_ids`` (default: all) in the warehouse; rows per KPI."""
+    """Recompute the values of ``kpi_ids`` (default: all) in the warehouse; rows per KPI.
+
+    Each KPI is one INSERT ... SELECT (all its grains and slices in a UNION ALL), replacing
+    its rows in one transaction.
+    """
     computed_at = computed_at or dt.datetime.now(dt.UTC)
+    if tables.compiler.use_cubes:
+        refresh_cubes(wh, tables)
     counts: dict[str, int] = {}
     values = tables.values
     for kpi_id in kpi_ids or tables.catalog.evaluation_order():
-        selects = tables.compiler.compile_all(kpi_id, computed_at=computed_at)
-        _, inserted = wh.replace_from_select(values, values.c.kpi_id == kpi_id, selects)
-        counts[kpi_id] = inserted if inserted else wh.count(values, values.c.kpi_id == kpi_id)
+        # Row order is for people reading one query; an INSERT needs none.
+        selects = [
+            q.order_by(None) for q in tables.compiler.compile_all(kpi_id, computed_at=computed_at)
+        ]
+        combined = sa.union_all(*selects) if len(selects) > 1 else selects[0]
+        wh.replace_from_select(values, values.c.kpi_id == kpi_id, [combined])
+        counts[kpi_id] = wh.count(values, values.c.kpi_id == kpi_id)
     return counts
 
 

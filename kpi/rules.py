@@ -556,6 +556,28 @@ class TargetRule(Rule):
         return problems
 
 
+class FileSourceDeclarationRule(Rule):
+    """File sources declare what a file must hold: a key, required and allowed values."""
+
+    name = "file_source"
+
+    def check(self, catalog: Catalog) -> list[Problem]:
+        from kpi.source_rules import FileSourceRule
+
+        return FileSourceRule().check(catalog)
+
+
+class AlertRulesRule(Rule):
+    """Alert rules can fire: a grain the KPI has, a target for status rules, no duplicates."""
+
+    name = "alerts"
+
+    def check(self, catalog: Catalog) -> list[Problem]:
+        from kpi.alerts import alert_problems
+
+        return alert_problems(catalog)
+
+
 RULES: list[Rule] = [
     SourceDeclarationRule(),
     UnknownSourceRule(),
@@ -568,6 +590,8 @@ RULES: list[Rule] = [
     DimensionRule(),
     CumulativeRule(),
     TargetRule(),
+    AlertRulesRule(),
+    FileSourceDeclarationRule(),
 ]
 
 

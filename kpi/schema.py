@@ -50,6 +50,25 @@ def source_table(name: str, spec: SourceSpec, metadata: sa.MetaData) -> sa.Table
     )
 
 
+def day_periods_table(metadata: sa.MetaData) -> sa.Table:
+    """Which period of each grain every day belongs to, up to the as-of date.
+
+    KPI queries join days to their period by equality on this table (a hash join) instead
+    of a date-range join, whenever the window is the period itself.
+    """
+    if f"{KPI_SCHEMA}.day_periods" in metadata.tables:
+        return metadata.tables[f"{KPI_SCHEMA}.day_periods"]
+    return sa.Table(
+        "day_periods",
+        metadata,
+        sa.Column("grain", sa.String, nullable=False),
+        sa.Column("day", sa.Date, nullable=False),
+        sa.Column("period_start", sa.Date, nullable=False),
+        schema=KPI_SCHEMA,
+        comment="Day to period, per grain, in the reporting calendar (through the as-of date)",
+    )
+
+
 def periods_table(metadata: sa.MetaData, dimensions: list[str] | None = None) -> sa.Table:
     """One row per grain and period, with every window the compiled SQL joins on."""
     if f"{KPI_SCHEMA}.periods" in metadata.tables:
@@ -254,4 +273,47 @@ def kpi_anomalies_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("definition_version", sa.String, nullable=False),
         schema=KPI_SCHEMA,
         comment="Daily KPI values outside their weekday-aware control band (total rows only)",
+    )
+
+
+def kpi_alerts_table(metadata: sa.MetaData) -> sa.Table:
+    """Every alert rule that fired, one row per attempt: the history that keeps an event from
+    being sent twice and holds each rule to its cooldown. Rows are only ever appended."""
+    if f"{KPI_SCHEMA}.kpi_alerts" in metadata.tables:
+        return metadata.tables[f"{KPI_SCHEMA}.kpi_alerts"]
+    return sa.Table(
+        "kpi_alerts",
+        metadata,
+        sa.Column("kpi_id", sa.String, nullable=False),
+        sa.Column("rule", sa.String, nullable=False, comment="e.g. status_change:month:off_track"),
+        sa.Column("event_key", sa.String, nullable=False, comment="kpi/rule/period: one event"),
+        sa.Column("grain", sa.String, nullable=False, comment="grain of the period"),
+        sa.Column("period_start", sa.Date, nullable=False, comment="the period that fired"),
+        sa.Column("period_end", sa.Date, nullable=False),
+        sa.Column("status", sa.String, comment="the period's status against its target"),
+        sa.Column("actual", sa.Double, comment="the KPI value of the period"),
+        sa.Column("target", sa.Double, comment="the target of the period"),
+        sa.Column("message", sa.String, nullable=False, comment="the plain-text alert"),
+        sa.Column("fired_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("channels", sa.String, nullable=False, comment="channels the rule names"),
+        sa.Column("slack", sa.String, comment="delivered, failed or skipped (not configured)"),
+        sa.Column("slack_error", sa.String, comment="why it failed or was skipped; no secrets"),
+        sa.Column("email", sa.String, comment="delivered, failed or skipped (not configured)"),
+        sa.Column("email_error", sa.String, comment="why it failed or was skipped; no secrets"),
+        sa.Column("delivered", sa.Boolean, nullable=False, comment="on at least one channel"),
+        sa.Column(
+            "suppressed_by_cooldown",
+            sa.Boolean,
+            nullable=False,
+            comment="fired within the rule's cooldown of the last alert sent: not sent",
+        ),
+        sa.Column(
+            "outcome",
+            sa.String,
+            nullable=False,
+            comment="sent, failed (retried next run), no_channel or suppressed",
+        ),
+        sa.Column("run_id", sa.String, comment="Dagster run that evaluated the rules"),
+        schema=KPI_SCHEMA,
+        comment="History of KPI alerts: what fired, when, and what each channel did",
     )

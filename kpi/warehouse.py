@@ -113,6 +113,14 @@ class Warehouse:
                 )
             )
 
+    def recreate_table(self, table: sa.Table) -> None:
+        """Drop and create ``table``: only for derived scratch tables that hold no history."""
+        with self.engine.begin() as conn:
+            if table.schema:
+                conn.execute(sa.schema.CreateSchema(table.schema, if_not_exists=True))
+            table.drop(conn, checkfirst=True)
+            table.create(conn)
+
     def replace_rows(
         self, table: sa.Table, where: ColumnElement | None, rows: pd.DataFrame
     ) -> tuple[int, int]:

@@ -7,8 +7,9 @@ import os
 from dagster import Definitions, EnvVar, in_process_executor
 
 from assets.files.sources import file_assets
-from assets.ga4.traffic import ga4_traffic
-from assets.ga4.users import ga4_users_monthly
+from assets.ga4.reports import ga4_assets
+from assets.kpis.alerts import kpi_alerts
+from assets.kpis.report import kpi_report
 from assets.kpis.tables import (
     kpi_anomalies,
     kpi_catalog,
@@ -19,8 +20,10 @@ from assets.kpis.tables import (
 )
 from pipelines.jobs import marketing_kpis_job
 from pipelines.schedules import daily_refresh_schedule
+from pipelines.sensors import landing_files_sensor
 from resources.ga4 import GA4Resource
 from resources.landing import LandingResource
+from resources.notifier import notifier_from_env
 from resources.warehouse import WarehouseResource
 
 
@@ -37,6 +40,7 @@ def ga4_resource() -> GA4Resource:
             property_ids=[p.strip() for p in ids.split(",") if p.strip()],
             credentials_json=_env("GA4_CREDENTIALS_JSON"),
             api_endpoint=_env("GA4_API_ENDPOINT"),
+            min_daily_tokens=int(os.environ.get("GA4_MIN_DAILY_TOKENS", "10000")),
         )
     from demo.generator import DEMO_PROPERTY_ID
 
@@ -56,13 +60,13 @@ def resources() -> dict:
         ),
         "ga4": ga4_resource(),
         "landing": LandingResource(root=_env("LANDING_ROOT", "data/landing")),
+        "notifier": notifier_from_env(),
     }
 
 
 defs = Definitions(
     assets=[
-        ga4_traffic,
-        ga4_users_monthly,
+        *ga4_assets,
         *file_assets,
         kpi_catalog,
         kpi_periods,
@@ -70,9 +74,12 @@ defs = Definitions(
         kpi_targets,
         kpi_comparisons,
         kpi_anomalies,
+        kpi_report,
+        kpi_alerts,
     ],
     jobs=[marketing_kpis_job],
     schedules=[daily_refresh_schedule],
+    sensors=[landing_files_sensor],
     resources=resources(),
     # DuckDB allows one writer per file: the steps of a run (and runs launched from the UI
     # on single assets) execute one after another in one process.

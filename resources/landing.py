@@ -7,12 +7,26 @@ from pathlib import Path
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from ingest.landing import Landing
+
 
 class LandingResource(ConfigurableResource):
-    """The landing folder (``LANDING_ROOT``); one sub-folder per declared source."""
+    """The landing folder (``LANDING_ROOT``); one sub-folder per declared source.
 
-    root: str = Field(default="data/landing", description="local folder of landing files")
+    ``root`` is a local path or any fsspec URL (``file://``, ``memory://``, ``s3://`` with
+    s3fs installed, which then reads its credentials the usual way, from the environment).
+    """
+
+    root: str = Field(
+        default="data/landing",
+        description="landing folder: a local path or an fsspec URL such as s3://bucket/landing",
+    )
 
     @property
     def path(self) -> Path:
+        """The root as a local path (only meaningful when it is one)."""
         return Path(self.root)
+
+    def landing(self) -> Landing:
+        """Listing and reading files under the root, whatever filesystem it is on."""
+        return Landing(self.root)

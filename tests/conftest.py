@@ -25,6 +25,12 @@ def _admin_url() -> sa.URL:
     return url
 
 
+@pytest.fixture(autouse=True)
+def _reports_in_tmp(tmp_path, monkeypatch):
+    """Pipeline runs in tests write their HTML report into the test's folder, not data/."""
+    monkeypatch.setenv("KPI_REPORT_DIR", str(tmp_path / "reports"))
+
+
 @pytest.fixture(scope="session")
 def postgres_admin() -> Iterator[sa.Engine]:
     engine = sa.create_engine(_admin_url(), isolation_level="AUTOCOMMIT")

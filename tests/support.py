@@ -15,6 +15,7 @@ from dagster._core.storage.tags import (
 from demo.fake_ga4_server import FakeGA4Server, FakeProperty
 from resources.ga4 import GA4Resource
 from resources.landing import LandingResource
+from resources.notifier import NotifierResource
 from resources.warehouse import WarehouseResource
 
 PROPERTY_ID = "123456789"
@@ -88,6 +89,7 @@ def run_pipeline(
             property_ids=[PROPERTY_ID], api_endpoint=ga4_endpoint, initial_backoff_s=0.0
         ),
         "landing": LandingResource(root=str(landing)),
+        "notifier": NotifierResource(),  # no channel configured: alerts are recorded only
     }
     defs = Definitions(
         assets=list(definitions.defs.assets),

@@ -23,7 +23,7 @@ from kpi.catalog import DEFAULT_DEFINITIONS_DIR, load_catalog
 from kpi.cli import compile_sql, format_sql, load_dialect, main
 from kpi.compiler import KpiCompiler
 from kpi.models import Grain
-from kpi.periods import Calendar
+from kpi.periods import Calendar, day_periods
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 DIALECTS = ("duckdb", "postgresql", "bigquery", "snowflake")
@@ -281,8 +281,9 @@ def test_compile_conversion_rate_by_month(capsys, catalog, dialect):
     # Sums of transactions and sessions, each from the daily rollup of GA4 traffic.
     assert "ga4_traffic.transactions AS x" in sql and "ga4_traffic.sessions AS x" in sql
     assert "FROM raw.ga4_traffic" in sql
-    # Each side is spread over the periods table's windows, then joined to the periods.
-    assert re.search(r"periods_\d+\.window_end >= anon_\d+\.day|anon_\d+\.day <= periods_", sql)
+    # Each day finds its period through day_periods (an equality join), then the periods.
+    assert re.search(r"JOIN `?kpi`?\.`?day_periods`? ON", sql, flags=re.IGNORECASE)
+    assert re.search(r"bucket`? = `?periods_\d+`?\.`?period_start", sql)
     assert "WHERE periods_1.grain = 'month'" in sql
     assert "JOIN kpi.periods AS p ON p.grain = 'month' AND p.period_start = " in sql
     assert sql.endswith("ORDER BY p.period_start")
@@ -448,6 +449,8 @@ def test_compiled_duckdb_sql_runs_and_counts_orders_by_local_day(catalog, capsys
         compiler.tables["orders"].create(conn)
         compiler.periods.create(conn)
         conn.execute(sa.insert(compiler.periods), [p.as_row() for p in periods])
+        compiler.day_periods.create(conn)
+        conn.execute(sa.insert(compiler.day_periods), day_periods(periods))
         conn.execute(
             sa.insert(compiler.tables["orders"]),
             [

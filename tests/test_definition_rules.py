@@ -1163,3 +1163,49 @@ def test_definition_version_ignores_source_descriptions(tmp_path):
     )
     (folder / "sources.yaml").write_text(sources, encoding="utf-8")
     assert load_catalog(folder).versions["order_revenue"] == before
+
+
+# ---------------------------------------------------------------------------------------------
+# AlertRulesRule
+# ---------------------------------------------------------------------------------------------
+
+
+def test_alert_rule_that_cannot_fire_is_located(tmp_path):
+    # A status rule needs a target to hold the KPI against, and a grain the KPI has.
+    text = area(
+        SESSIONS.replace(
+            "    grains: [day, week, month]\n",
+            "    grains: [day, week, month]\n"
+            "    alerts:\n"
+            "      - {rule: status_change, to: off_track, grain: quarter, cooldown: 1d}\n",
+        )
+    )
+    folder = write_definitions(tmp_path, {"test.yaml": text})
+    problems = problems_of(folder)
+    assert problems, "an alert rule that can never fire must be a problem"
+    for problem in problems:
+        assert_at(problem, folder / "test.yaml", problem.line, "sessions")
+        assert problem.line >= line_of(text, "alerts:")
+    messages = " ".join(p.message for p in problems)
+    assert "quarter" in messages
+    assert "target" in messages
+
+
+# ---------------------------------------------------------------------------------------------
+# FileSourceDeclarationRule
+# (each mistake it finds is tested in tests/test_files_declarations.py)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_file_source_rule_runs_when_definitions_load(tmp_path):
+    import shutil
+
+    from kpi.catalog import DEFAULT_DEFINITIONS_DIR
+
+    folder = tmp_path / "defs"
+    shutil.copytree(DEFAULT_DEFINITIONS_DIR, folder)
+    sources = folder / "sources.yaml"
+    text = sources.read_text().replace("    key: [shift_id]", "    key: [shift]", 1)
+    sources.write_text(text)
+    problem = find(problems_of(folder), "key column `shift` is not declared")
+    assert_at(problem, sources, line_of(text, "key: [shift]"), None)

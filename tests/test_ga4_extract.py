@@ -454,7 +454,7 @@ def test_spec_limit_problems() -> None:
 
     assert any("at most 9" in p for p in too_wide.problems())
     assert any("at most 10" in p for p in too_many.problems())
-    assert any("time dimension (date or yearMonth) is required" in p for p in no_date.problems())
+    assert any("a time dimension (date, isoYearIsoWeek" in p for p in no_date.problems())
     assert USERS_MONTHLY_REPORT.problems() == []
     assert any("duplicate dimension names: date" in p for p in dupes.problems())
     assert any("keyEvents" in p for p in dupes.problems())

@@ -1,15 +1,32 @@
 """Raw tables loaded from landing files (CSV or Parquet), one asset per declared source."""
 
 import datetime as dt
+from collections.abc import Sequence
 
+import pandas as pd
 import sqlalchemy as sa
-from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetsDefinition,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 
-from assets.metadata import table_metadata
+from assets.metadata import markdown_table, table_metadata
 from assets.partitions import daily_partitions, monthly_chunks, partition_dates
 from assets.quality import quality_check_spec, run_quality_check
 from assets.settings import catalog
-from ingest.files import convert_currency, landing_files, read_source_files, rows_between
+from ingest.files import (
+    FileFormatError,
+    FileLoad,
+    RowProblem,
+    convert_currency,
+    read_source,
+    rows_between,
+)
+from ingest.load_registry import file_loads_table, first_loaded, record_loads
 from kpi.compiler import local_date
 from kpi.schema import source_table
 from kpi.warehouse import Warehouse
@@ -26,6 +43,7 @@ FILE_SOURCES = {
     "operations": "Output units and hours worked per team and working day.",
     "market": "Revenue of the whole market per month, from an industry report.",
 }
+PROBLEMS_SHOWN = 200
 
 
 def _day_of(table: sa.Table, name: str) -> sa.ColumnElement:
@@ -40,6 +58,39 @@ def _rates(wh: Warehouse) -> sa.Table:
     return source_table("fx_rates", catalog().sources["fx_rates"], sa.MetaData())
 
 
+def _failure(name: str, error: FileFormatError) -> Failure:
+    """The run failure for bad files, with every problem as a table in the UI."""
+    problems: Sequence[RowProblem] = error.problems
+    rows = [
+        {
+            "file": p.file,
+            "line": "" if p.line is None else p.line,
+            "field": p.field or "",
+            "value": "" if p.value is None else p.value,
+            "expected": p.expected,
+        }
+        for p in problems[:PROBLEMS_SHOWN]
+    ]
+    return Failure(
+        description=f"{name}: {error}",
+        metadata={
+            "problem_count": len(problems),
+            "files_with_problems": sorted({p.file for p in problems}),
+            "problems": MetadataValue.md(markdown_table(pd.DataFrame(rows), PROBLEMS_SHOWN)),
+        },
+    )
+
+
+def _file_summary(files: list[FileLoad]) -> str:
+    rows = [
+        f"| {f.path} | {f.status} | {f.rows} | {f.first_date or ''}..{f.last_date or ''} | "
+        f"{f.rows_superseded} | {f.format} | {f.note} |"
+        for f in files
+    ]
+    head = "| file | status | rows | dates | superseded | format | note |\n" + "|---" * 7 + "|"
+    return "\n".join([head, *rows]) if rows else "_no files_"
+
+
 def build_file_asset(name: str, description: str) -> AssetsDefinition:
     spec = catalog().sources[name]
     deps = ["fx_rates"] if spec.currency_conversion else []
@@ -47,7 +98,10 @@ def build_file_asset(name: str, description: str) -> AssetsDefinition:
     @asset(
         name=name,
         description=f"{description}\n\nLoaded from `{spec.landing}/` in the landing folder; "
-        "each run replaces the days of its partitions, so reloading never duplicates rows.",
+        "each run replaces the days of its partitions, so reloading never duplicates rows. "
+        "A business key found in several files takes the row of the latest delivery; a file "
+        "with the same bytes as another is read once. Every file is logged in "
+        "`raw.file_loads`.",
         partitions_def=daily_partitions,
         backfill_policy=monthly_chunks,
         group_name="raw_files",
@@ -60,30 +114,55 @@ def build_file_asset(name: str, description: str) -> AssetsDefinition:
         context: AssetExecutionContext, landing: LandingResource, warehouse: WarehouseResource
     ) -> MaterializeResult:
         cat = catalog()
+        zone = cat.reporting.time_zone
         table = source_table(name, spec, sa.MetaData())
+        loads_table = file_loads_table(sa.MetaData())
         wh = warehouse.warehouse
-        wh.ensure_tables([table])
+        wh.ensure_tables([table, loads_table])
         start, end = partition_dates(context)
-        files = landing_files(landing.path, spec)
-        frame = rows_between(
-            read_source_files(files, spec), spec, cat.reporting.time_zone, start, end
-        )
-        if spec.currency_conversion is not None:
-            rates_table = _rates(wh)
-            rates = wh.read(sa.select(rates_table).where(rates_table.c.date.between(start, end)))
-            frame = convert_currency(frame, spec, rates, cat.reporting.currency)
-        frame = frame.assign(_run_id=context.run.run_id, _loaded_at=dt.datetime.now(dt.UTC))
+        try:
+            batch = read_source(landing.landing(), spec, zone, first_loaded(wh, name))
+            frame = rows_between(batch.frame, spec, zone, start, end)
+            if spec.currency_conversion is not None:
+                rates_table = _rates(wh)
+                rates = wh.read(
+                    sa.select(rates_table).where(rates_table.c.date.between(start, end))
+                )
+                frame = convert_currency(frame, spec, rates, cat.reporting.currency, zone)
+        except FileFormatError as exc:
+            raise _failure(name, exc) from exc
+        for f in batch.files:
+            if f.note:
+                context.log.info(f"{name}: {f.path}: {f.note}")
+        if batch.rows_superseded:
+            context.log.info(
+                f"{name}: {batch.rows_superseded} row(s) replaced by later deliveries of the "
+                "same key"
+            )
+        loaded_at = dt.datetime.now(dt.UTC)
+        frame = frame.assign(_run_id=context.run.run_id, _loaded_at=loaded_at)
         window = _day_of(table, name).between(start, end)
         deleted, inserted = wh.replace_rows(table, window, frame)
-        context.log.info(f"{name}: {inserted} rows for {start}..{end} from {len(files)} file(s)")
+        per_file = frame["_source_file"].value_counts().to_dict() if not frame.empty else {}
+        record_loads(wh, name, batch.files, per_file, (start, end), context.run.run_id, loaded_at)
+        read = [f for f in batch.files if f.status != "duplicate"]
+        context.log.info(
+            f"{name}: {inserted} rows for {start}..{end} from {len(read)} file(s) "
+            f"({len(batch.files) - len(read)} duplicate(s) skipped)"
+        )
         check = run_quality_check(wh, table, window, name)
         return MaterializeResult(
             metadata={
                 **table_metadata(wh, table, window),
                 "window": f"{start}..{end}",
-                "files_read": len(files),
+                "files_found": len(batch.files),
+                "files_read": len(read),
+                "duplicate_files": [f.path for f in batch.files if f.status == "duplicate"],
+                "empty_files": [f.path for f in batch.files if f.status == "empty"],
+                "rows_superseded": batch.rows_superseded,
                 "rows_loaded": inserted,
                 "rows_replaced": deleted,
+                "files": MetadataValue.md(_file_summary(batch.files)),
             },
             check_results=[check],
         )

@@ -41,7 +41,13 @@ KPI_FRESHNESS = FreshnessPolicy.time_window(
     fail_window=dt.timedelta(hours=30), warn_window=dt.timedelta(hours=26)
 )
 
-RAW_ASSETS = ["ga4_traffic", "ga4_users_monthly", *[n for n in FILE_SOURCES if n != "fx_rates"]]
+RAW_ASSETS = [
+    "ga4_traffic",
+    "ga4_ecommerce",
+    "ga4_users_weekly",
+    "ga4_users_monthly",
+    *[n for n in FILE_SOURCES if n != "fx_rates"],
+]
 OWNERS = ["team:analytics-engineering"]
 
 
@@ -53,7 +59,8 @@ class PeriodsConfig(Config):
 
 
 def _tables() -> KpiTables:
-    return KpiTables.for_catalog(catalog())
+    # Refreshes read per-source daily rollups: one scan of each raw table per run.
+    return KpiTables.for_catalog(catalog(), use_cubes=True)
 
 
 def _catalog_markdown() -> str:

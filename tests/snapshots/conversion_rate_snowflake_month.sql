@@ -31,48 +31,70 @@ FROM (
         LEFT OUTER JOIN (
             SELECT
                 anon_5.day AS day,
-                sum(anon_5.x) AS total,
-                count(anon_5.x) AS nonnull,
-                min(anon_5.x) AS low,
-                max(anon_5.x) AS high,
-                count(*) AS n
+                anon_5.total AS total,
+                anon_5.nonnull AS nonnull,
+                anon_5.low AS low,
+                anon_5.high AS high,
+                anon_5.n AS n,
+                kpi.day_periods.period_start AS bucket
             FROM (
                 SELECT
-                    raw.ga4_traffic.date AS day,
-                    raw.ga4_traffic.transactions AS x
-                FROM raw.ga4_traffic
+                    anon_6.day AS day,
+                    sum(anon_6.x) AS total,
+                    count(anon_6.x) AS nonnull,
+                    min(anon_6.x) AS low,
+                    max(anon_6.x) AS high,
+                    count(*) AS n
+                FROM (
+                    SELECT
+                        raw.ga4_traffic.date AS day,
+                        raw.ga4_traffic.transactions AS x
+                    FROM raw.ga4_traffic
+                ) AS anon_6
+                GROUP BY anon_6.day
             ) AS anon_5
-            GROUP BY anon_5.day
-        ) AS anon_4 ON anon_4.day >= periods_1.period_start
-            AND anon_4.day <= periods_1.window_end
+            JOIN kpi.day_periods ON kpi.day_periods.day = anon_5.day
+                AND kpi.day_periods.grain = 'month'
+        ) AS anon_4 ON anon_4.bucket = periods_1.period_start
         WHERE periods_1.grain = 'month'
         GROUP BY periods_1.period_start
     ) AS anon_2
     JOIN (
         SELECT
             periods_2.period_start AS period_start,
-            coalesce(sum(anon_6.total), 0) AS value,
+            coalesce(sum(anon_7.total), 0) AS value,
             NULL AS numerator,
             NULL AS denominator,
-            coalesce(sum(anon_6.n), 0) AS sample_size
+            coalesce(sum(anon_7.n), 0) AS sample_size
         FROM kpi.periods AS periods_2
         LEFT OUTER JOIN (
             SELECT
-                anon_7.day AS day,
-                sum(anon_7.x) AS total,
-                count(anon_7.x) AS nonnull,
-                min(anon_7.x) AS low,
-                max(anon_7.x) AS high,
-                count(*) AS n
+                anon_8.day AS day,
+                anon_8.total AS total,
+                anon_8.nonnull AS nonnull,
+                anon_8.low AS low,
+                anon_8.high AS high,
+                anon_8.n AS n,
+                kpi.day_periods.period_start AS bucket
             FROM (
                 SELECT
-                    raw.ga4_traffic.date AS day,
-                    raw.ga4_traffic.sessions AS x
-                FROM raw.ga4_traffic
-            ) AS anon_7
-            GROUP BY anon_7.day
-        ) AS anon_6 ON anon_6.day >= periods_2.period_start
-            AND anon_6.day <= periods_2.window_end
+                    anon_9.day AS day,
+                    sum(anon_9.x) AS total,
+                    count(anon_9.x) AS nonnull,
+                    min(anon_9.x) AS low,
+                    max(anon_9.x) AS high,
+                    count(*) AS n
+                FROM (
+                    SELECT
+                        raw.ga4_traffic.date AS day,
+                        raw.ga4_traffic.sessions AS x
+                    FROM raw.ga4_traffic
+                ) AS anon_9
+                GROUP BY anon_9.day
+            ) AS anon_8
+            JOIN kpi.day_periods ON kpi.day_periods.day = anon_8.day
+                AND kpi.day_periods.grain = 'month'
+        ) AS anon_7 ON anon_7.bucket = periods_2.period_start
         WHERE periods_2.grain = 'month'
         GROUP BY periods_2.period_start
     ) AS anon_3 ON anon_3.period_start = anon_2.period_start

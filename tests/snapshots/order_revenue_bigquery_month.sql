@@ -24,20 +24,31 @@ FROM (
     LEFT OUTER JOIN (
         SELECT
             `anon_3`.`day` AS `day`,
-            sum(`anon_3`.`x`) AS `total`,
-            count(`anon_3`.`x`) AS `nonnull`,
-            min(`anon_3`.`x`) AS `low`,
-            max(`anon_3`.`x`) AS `high`,
-            count(*) AS `n`
+            `anon_3`.`total` AS `total`,
+            `anon_3`.`nonnull` AS `nonnull`,
+            `anon_3`.`low` AS `low`,
+            `anon_3`.`high` AS `high`,
+            `anon_3`.`n` AS `n`,
+            `day_periods`.`period_start` AS `bucket`
         FROM (
             SELECT
-                DATE(`orders`.`ordered_at`, 'Europe/Copenhagen') AS `day`,
-                `orders`.`revenue` AS `x`
-            FROM `raw`.`orders`
+                `anon_4`.`day` AS `day`,
+                sum(`anon_4`.`x`) AS `total`,
+                count(`anon_4`.`x`) AS `nonnull`,
+                min(`anon_4`.`x`) AS `low`,
+                max(`anon_4`.`x`) AS `high`,
+                count(*) AS `n`
+            FROM (
+                SELECT
+                    DATE(`orders`.`ordered_at`, 'Europe/Copenhagen') AS `day`,
+                    `orders`.`revenue` AS `x`
+                FROM `raw`.`orders`
+            ) AS `anon_4`
+            GROUP BY `anon_4`.`day`
         ) AS `anon_3`
-        GROUP BY `anon_3`.`day`
-    ) AS `anon_2` ON `periods_1`.`period_start` <= `anon_2`.`day`
-        AND `periods_1`.`window_end` >= `anon_2`.`day`
+        JOIN `kpi`.`day_periods` ON `day_periods`.`day` = `anon_3`.`day`
+            AND `day_periods`.`grain` = 'month'
+    ) AS `anon_2` ON `anon_2`.`bucket` = `periods_1`.`period_start`
     WHERE `periods_1`.`grain` = 'month'
     GROUP BY `periods_1`.`period_start`
 ) AS `anon_1`

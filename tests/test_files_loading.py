@@ -1,0 +1,277 @@
+"""Loading landing files into a real warehouse (DuckDB file and PostgreSQL) in real Dagster
+runs of the file assets: re-deliveries, bad files, missing exchange rates, Parquet and a
+Danish Excel export in a ``memory://`` landing folder."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import uuid
+from pathlib import Path
+
+import duckdb
+import fsspec
+import pytest
+import sqlalchemy as sa
+from dagster import DagsterInstance, ExecuteInProcessResult, materialize
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+from assets.files.sources import file_assets
+from kpi.warehouse import Warehouse
+from resources.landing import LandingResource
+from resources.warehouse import WarehouseResource
+
+D = dt.date
+JANUARY = (D(2026, 1, 1), D(2026, 1, 10))
+AD_HEADER = "date,platform,channel,campaign,impressions,clicks,cost,currency"
+FX = "date,currency,rate\n2026-01-05,USD,0.9\n2026-01-06,USD,0.8\n2026-01-07,USD,0.85\n"
+AD_ROWS = [
+    "2026-01-05,google_ads,search,brand,1000,50,100.00,EUR",
+    "2026-01-05,meta,social,spring,2000,20,50.50,USD",
+    "2026-01-06,google_ads,search,brand,1100,55,110.00,EUR",
+]
+
+
+def load(
+    url: str,
+    root: str | Path,
+    *,
+    raise_on_error: bool = True,
+    window=JANUARY,
+    names=("fx_rates", "ad_spend"),
+) -> ExecuteInProcessResult:
+    """A real run of the ``names`` file assets (fx_rates then ad_spend) for ``window``."""
+    assets = {a.key.to_user_string(): a for a in file_assets}
+    return materialize(
+        [assets[n] for n in names],
+        resources={
+            "landing": LandingResource(root=str(root)),
+            "warehouse": WarehouseResource(url=url),
+        },
+        instance=DagsterInstance.ephemeral(),
+        tags={
+            ASSET_PARTITION_RANGE_START_TAG: window[0].isoformat(),
+            ASSET_PARTITION_RANGE_END_TAG: window[1].isoformat(),
+        },
+        raise_on_error=raise_on_error,
+    )
+
+
+def query(url: str, sql: str) -> list[tuple]:
+    wh = Warehouse(url)
+    try:
+        frame = wh.read(sa.text(sql))
+        frame = frame.astype(object).where(frame.notna(), None)  # NULL, not NaN
+        return [tuple(r) for r in frame.itertuples(index=False)]
+    finally:
+        wh.dispose()
+
+
+def ad_rows(url: str) -> list[tuple]:
+    return query(
+        url,
+        "select date, platform, campaign, cost, original_cost, fx_rate, _source_file, "
+        "_source_line from raw.ad_spend order by date, platform, campaign",
+    )
+
+
+def metadata(result: ExecuteInProcessResult, asset: str) -> dict:
+    """The metadata of a run's materialization (one per partition day, all the same)."""
+    events = result.asset_materializations_for_node(asset)
+    assert events
+    return {k: v.value for k, v in events[0].metadata.items()}
+
+
+def write_landing(root: Path, ad_files: dict[str, str]) -> None:
+    (root / "fx_rates").mkdir(parents=True, exist_ok=True)
+    (root / "fx_rates" / "fx.csv").write_text(FX)
+    (root / "ad_spend").mkdir(parents=True, exist_ok=True)
+    for name, text in ad_files.items():
+        (root / "ad_spend" / name).write_text(text)
+
+
+def failure_message(result: ExecuteInProcessResult) -> tuple[str, dict]:
+    (event,) = result.get_step_failure_events()
+    data = event.step_failure_data
+    meta = {k: v.value for k, v in data.user_failure_data.metadata.items()}
+    return data.error.message, meta
+
+
+def test_redeliveries_never_duplicate_rows(warehouse_url, tmp_path):
+    root = tmp_path / "landing"
+    first = "\n".join([AD_HEADER, *AD_ROWS]) + "\n"
+    write_landing(root, {"a.csv": first, "empty.csv": "", "header_only.csv": AD_HEADER + "\n"})
+    a = str(root / "ad_spend" / "a.csv")
+
+    result = load(warehouse_url, root)
+    assert result.success
+    rows = ad_rows(warehouse_url)
+    assert rows == [
+        (D(2026, 1, 5), "google_ads", "brand", 100.0, 100.0, 1.0, a, 2),
+        (D(2026, 1, 5), "meta", "spring", 45.45, 50.5, 0.9, a, 3),
+        (D(2026, 1, 6), "google_ads", "brand", 110.0, 110.0, 1.0, a, 4),
+    ]
+    meta = metadata(result, "ad_spend")
+    assert meta["rows_loaded"] == 3
+    assert sorted(Path(p).name for p in meta["empty_files"]) == ["empty.csv", "header_only.csv"]
+
+    # The same file again, and the same bytes under another name: nothing changes.
+    shutil.copy(root / "ad_spend" / "a.csv", root / "ad_spend" / "a_resent.csv")
+    result = load(warehouse_url, root, names=["ad_spend"])
+    assert result.success
+    assert ad_rows(warehouse_url) == rows
+    meta = metadata(result, "ad_spend")
+    assert (meta["rows_loaded"], meta["rows_replaced"]) == (3, 3)
+    assert [Path(p).name for p in meta["duplicate_files"]] == ["a_resent.csv"]
+
+    # A corrected delivery under a new name replaces the rows of its keys, adds new ones.
+    fix = "\n".join(
+        [
+            AD_HEADER,
+            "2026-01-06,google_ads,search,brand,1100,55,130.00,EUR",
+            "2026-01-07,meta,social,spring,900,9,20.00,USD",
+        ]
+    )
+    write_landing(root, {"b_fix.csv": fix + "\n"})
+    b = str(root / "ad_spend" / "b_fix.csv")
+    result = load(warehouse_url, root, names=["ad_spend"])
+    assert result.success
+    assert ad_rows(warehouse_url) == [
+        (D(2026, 1, 5), "google_ads", "brand", 100.0, 100.0, 1.0, a, 2),
+        (D(2026, 1, 5), "meta", "spring", 45.45, 50.5, 0.9, a, 3),
+        (D(2026, 1, 6), "google_ads", "brand", 130.0, 130.0, 1.0, b, 2),
+        (D(2026, 1, 7), "meta", "spring", 17.0, 20.0, 0.85, b, 3),
+    ]
+    assert metadata(result, "ad_spend")["rows_superseded"] == 1
+
+    # The registry: one row per file per load, keyed by content; copies point at the original.
+    registry = query(
+        warehouse_url,
+        "select file_path, status, duplicate_of, rows_in_file, rows_loaded, rows_superseded, "
+        "first_date, last_date, run_id from raw.file_loads where source = 'ad_spend' "
+        "order by loaded_at, file_path",
+    )
+    last_run = [r[:-1] for r in registry if r[-1] == result.run_id]
+    empty = str(root / "ad_spend" / "empty.csv")
+    assert last_run == [
+        (a, "read", None, 3, 2, 1, D(2026, 1, 5), D(2026, 1, 6)),
+        (
+            str(root / "ad_spend" / "a_resent.csv"),
+            "duplicate",
+            a,
+            3,
+            0,
+            0,
+            D(2026, 1, 5),
+            D(2026, 1, 6),
+        ),
+        (b, "read", None, 2, 2, 0, D(2026, 1, 6), D(2026, 1, 7)),
+        (empty, "empty", None, 0, 0, 0, None, None),
+        (str(root / "ad_spend" / "header_only.csv"), "empty", None, 0, 0, 0, None, None),
+    ]
+    assert len({r[-1] for r in registry}) == 3  # three loads, nothing updated in place
+
+
+def test_a_bad_file_fails_the_load_and_changes_nothing(duckdb_url, tmp_path):
+    root = tmp_path / "landing"
+    write_landing(root, {"a.csv": "\n".join([AD_HEADER, *AD_ROWS]) + "\n"})
+    assert load(duckdb_url, root).success
+    before = query(duckdb_url, "select * from raw.ad_spend order by _source_line")
+
+    bad_rows = [
+        "2026-01-07,meta,social,x,10,1,2.00,EUR,surplus",  # malformed line
+        "2026-01-07,meta,social,y,lots,1,2.00,EUR",  # wrong type
+        "2026-01-07,meta,tv,z,10,1,2.00,EUR",  # unknown channel
+        "2026-01-07,,social,w,10,1,2.00,EUR",  # missing required platform
+    ]
+    write_landing(root, {"bad.csv": "\n".join([AD_HEADER, *bad_rows]) + "\n"})
+    result = load(duckdb_url, root, raise_on_error=False)
+
+    assert not result.success
+    message, meta = failure_message(result)
+    bad = root / "ad_spend" / "bad.csv"
+    assert meta["problem_count"] == 4
+    assert meta["files_with_problems"] == [str(bad)]
+    for expected in [
+        f"{bad}:2: value '{bad_rows[0]}': expected 8 fields separated by ',' as in the header, "
+        "found 9",
+        f"{bad}:3: field `impressions` value 'lots': expected a whole number like 1234",
+        f"{bad}:4: field `channel` value 'tv': expected one of search, social, display",
+        f"{bad}:5: field `platform` value '': expected a value: `platform` is part of the key",
+    ]:
+        assert expected in message
+    assert "ad_spend: 4 problem(s) in 1 landing file(s); the load stopped" in message
+    assert query(duckdb_url, "select * from raw.ad_spend order by _source_line") == before
+
+
+def test_missing_exchange_rate_names_file_line_currency_and_date(duckdb_url, tmp_path):
+    root = tmp_path / "landing"
+    rows = [AD_ROWS[0], "2026-01-06,meta,social,nordic,10,1,75.00,SEK"]
+    write_landing(root, {"a.csv": "\n".join([AD_HEADER, *rows]) + "\n"})
+    result = load(duckdb_url, root, raise_on_error=False)
+    assert not result.success
+    message, meta = failure_message(result)
+    assert meta["problem_count"] == 1
+    assert (
+        f"{root / 'ad_spend' / 'a.csv'}:3: field `currency` value 'SEK': expected an exchange "
+        "rate SEK -> EUR for 2026-01-06 in the fx_rates source" in message
+    )
+    # fx_rates itself loaded; ad_spend wrote nothing.
+    assert query(duckdb_url, "select count(*) from raw.fx_rates") == [(3,)]
+    assert query(duckdb_url, "select count(*) from raw.ad_spend") == [(0,)]
+
+
+def test_memory_landing_with_parquet_and_a_danish_excel_export(warehouse_url, tmp_path):
+    root = f"memory://landing-{uuid.uuid4().hex}"
+    fs = fsspec.filesystem("memory")
+    base = "/" + root.removeprefix("memory://")
+    fs.pipe(f"{base}/fx_rates/fx.csv", FX.encode())
+    parquet = tmp_path / "ad.parquet"
+    with duckdb.connect() as con:
+        con.execute(
+            "COPY (SELECT * FROM (VALUES "
+            "(DATE '2026-01-05', 'meta', 'social', 'p1', 10, 1, 12.5::DOUBLE, 'USD'), "
+            "(DATE '2026-01-06', 'meta', 'social', 'p2', 20, 2, 7.0::DOUBLE, 'EUR')) "
+            f"AS t({AD_HEADER})) TO '{parquet}' (FORMAT parquet)"
+        )
+    fs.pipe(f"{base}/ad_spend/ad.parquet", parquet.read_bytes())
+    danish = (
+        "\ufeffdate;platform;channel;campaign;impressions;clicks;cost;currency\r\n"
+        "07-01-2026;google_ads;search;forår;1.234;56;1.234,56;EUR\r\n"
+        "07-01-2026;google_ads;display;efterår;12;0;0,5;USD\r\n"
+    )
+    fs.pipe(f"{base}/ad_spend/dk.csv", danish.encode())
+    try:
+        result = load(warehouse_url, root)
+    finally:
+        fs.rm(base, recursive=True)
+    assert result.success
+    assert ad_rows(warehouse_url) == [
+        (D(2026, 1, 5), "meta", "p1", 11.25, 12.5, 0.9, f"{root}/ad_spend/ad.parquet", 1),
+        (D(2026, 1, 6), "meta", "p2", 7.0, 7.0, 1.0, f"{root}/ad_spend/ad.parquet", 2),
+        (D(2026, 1, 7), "google_ads", "efterår", 0.425, 0.5, 0.85, f"{root}/ad_spend/dk.csv", 3),
+        (D(2026, 1, 7), "google_ads", "forår", 1234.56, 1234.56, 1.0, f"{root}/ad_spend/dk.csv", 2),
+    ]
+    assert query(warehouse_url, "select impressions from raw.ad_spend order by impressions") == [
+        (10,),
+        (12,),
+        (20,),
+        (1234,),
+    ]
+    formats = query(
+        warehouse_url,
+        "select file_format from raw.file_loads where source = 'ad_spend' order by file_path",
+    )
+    assert formats == [("parquet",), ("csv delimiter ';' decimal ',' utf-8-sig CRLF",)]
+
+
+@pytest.fixture(autouse=True)
+def _quiet_beta_warnings():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
