@@ -19,6 +19,7 @@ from assets.kpis.tables import (
     kpi_values,
 )
 from pipelines.jobs import marketing_kpis_job
+from pipelines.run_alerts import run_failure_alert_sensor
 from pipelines.schedules import daily_refresh_schedule
 from pipelines.sensors import landing_files_sensor
 from resources.ga4 import GA4Resource
@@ -79,7 +80,7 @@ defs = Definitions(
     ],
     jobs=[marketing_kpis_job],
     schedules=[daily_refresh_schedule],
-    sensors=[landing_files_sensor],
+    sensors=[landing_files_sensor, run_failure_alert_sensor],
     resources=resources(),
     # DuckDB allows one writer per file: the steps of a run (and runs launched from the UI
     # on single assets) execute one after another in one process.

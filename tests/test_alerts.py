@@ -759,3 +759,39 @@ def test_dagster_run_of_kpi_alerts(
         _assert_no_secret(*(repr(e) for e in logs), _history(check_wh).to_csv())
     finally:
         check_wh.dispose()
+
+
+# ---------------------------------------------------------------------------------------------
+# Failed runs
+# ---------------------------------------------------------------------------------------------
+
+
+def test_failed_run_is_announced_through_the_notifier(webhook):
+    from dagster import (
+        DagsterEventType,
+        DagsterInstance,
+        asset,
+        build_run_status_sensor_context,
+        materialize,
+    )
+
+    from pipelines.run_alerts import run_failure_alert_sensor
+
+    @asset
+    def broken_asset() -> None:
+        raise ValueError("the warehouse said no")
+
+    instance = DagsterInstance.ephemeral()
+    result = materialize([broken_asset], instance=instance, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type == DagsterEventType.RUN_FAILURE)
+    context = build_run_status_sensor_context(
+        sensor_name="run_failure_alert_sensor",
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        dagster_event=failure,
+    ).for_run_failure()
+    run_failure_alert_sensor(context, notifier=NotifierResource(slack_webhook_url=webhook.url))
+    assert len(webhook.received) == 1
+    text = webhook.received[0]["json"]["text"]
+    assert "failed" in text and result.run_id[:8] in text

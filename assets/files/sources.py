@@ -14,6 +14,7 @@ from dagster import (
     asset,
 )
 
+from assets.freshness import DAILY_FRESHNESS
 from assets.metadata import markdown_table, table_metadata
 from assets.partitions import daily_partitions, monthly_chunks, partition_dates
 from assets.quality import quality_check_spec, run_quality_check
@@ -109,6 +110,7 @@ def build_file_asset(name: str, description: str) -> AssetsDefinition:
         kinds={"csv", "sql"},
         deps=deps,
         check_specs=[quality_check_spec(name)],
+        freshness_policy=DAILY_FRESHNESS,
     )
     def _load(
         context: AssetExecutionContext, landing: LandingResource, warehouse: WarehouseResource

@@ -38,6 +38,7 @@ from dagster import (
     asset,
 )
 
+from assets.freshness import DAILY_FRESHNESS
 from assets.metadata import markdown_table, table_metadata
 from assets.partitions import daily_partitions, monthly_chunks, partition_dates
 from assets.quality import quality_check_spec, run_quality_check
@@ -153,6 +154,9 @@ def build_ga4_asset(report: GA4Report) -> AssetsDefinition:
         kinds={"ga4", "sql"},
         check_specs=[quality_check_spec(report.source), flags_check_spec(report.source)],
         tags={"source": "ga4"},
+        # Steps calling the GA4 API share one concurrency pool across runs (deploy/dagster.yaml).
+        pool="ga4",
+        freshness_policy=DAILY_FRESHNESS,
         metadata={
             "ga4_report": report.name,
             "ga4_dimensions": ", ".join(report.spec.dimensions),

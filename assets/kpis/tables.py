@@ -10,7 +10,6 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     Config,
-    FreshnessPolicy,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -18,6 +17,7 @@ from dagster import (
 from pydantic import Field
 
 from assets.files.sources import FILE_SOURCES
+from assets.freshness import DAILY_FRESHNESS
 from assets.metadata import markdown_table, table_metadata
 from assets.settings import catalog
 from kpi.periods import Period
@@ -36,10 +36,7 @@ from kpi.refresh import (
 from kpi.scorecard import latest_scorecard, render
 from resources.warehouse import WarehouseResource
 
-# Analysts read these tables every morning: warn after 26 hours, fail after 30.
-KPI_FRESHNESS = FreshnessPolicy.time_window(
-    fail_window=dt.timedelta(hours=30), warn_window=dt.timedelta(hours=26)
-)
+KPI_FRESHNESS = DAILY_FRESHNESS
 
 RAW_ASSETS = [
     "ga4_traffic",
