@@ -29,3 +29,11 @@ def lookback_days() -> int:
 
 def suites_dir() -> Path:
     return Path(os.environ.get("KPI_DEFINITIONS_DIR", DEFAULT_DEFINITIONS_DIR)) / "quality"
+
+
+def source_code_version(source: str) -> str:
+    """A code version for a raw asset: changes when its declaration in sources.yaml does."""
+    import hashlib
+
+    spec = catalog().sources[source]
+    return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:12]

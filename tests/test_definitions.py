@@ -57,6 +57,8 @@ def test_every_asset_has_description_owner_group_and_kinds():
         assert spec.owners, spec.key
         assert spec.group_name, spec.key
         assert spec.kinds, spec.key
+        # Code versions follow the definitions: a changed KPI or source shows as changed.
+        assert spec.code_version, spec.key
 
 
 def test_raw_assets_have_blocking_quality_checks_and_kpis_depend_on_them():

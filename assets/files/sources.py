@@ -17,8 +17,8 @@ from dagster import (
 from assets.freshness import DAILY_FRESHNESS
 from assets.metadata import markdown_table, table_metadata
 from assets.partitions import daily_partitions, monthly_chunks, partition_dates
-from assets.quality import quality_check_spec, run_quality_check
-from assets.settings import catalog
+from assets.quality import quality_check_spec, run_quality_check, write_with_quarantine
+from assets.settings import catalog, source_code_version
 from ingest.files import (
     FileFormatError,
     FileLoad,
@@ -29,6 +29,7 @@ from ingest.files import (
 )
 from ingest.load_registry import file_loads_table, first_loaded, record_loads
 from kpi.compiler import local_date
+from kpi.models import SourceSpec
 from kpi.schema import source_table
 from kpi.warehouse import Warehouse
 from resources.landing import LandingResource
@@ -82,6 +83,37 @@ def _failure(name: str, error: FileFormatError) -> Failure:
     )
 
 
+def _row_days(frame: pd.DataFrame, spec: SourceSpec, zone: str) -> pd.Series:
+    """Each row's reporting-zone day (NaT-safe; the frame may mix typed and bare rows)."""
+    values = frame[spec.time.column] if spec.time.column in frame else pd.Series(None, frame.index)
+    if spec.time.type == "date":
+        return pd.to_datetime(values, errors="coerce").dt.date
+    return pd.to_datetime(values, errors="coerce", utc=True).dt.tz_convert(zone).dt.date
+
+
+def _rejected_between(
+    rejected: pd.DataFrame, spec: SourceSpec, zone: str, start: dt.date, end: dt.date
+) -> pd.DataFrame:
+    """Rows that failed parsing whose day (their own, else their file's first day, else the
+    window start) is in ``start..end``; named like the raw table's columns."""
+    if rejected.empty:
+        return rejected
+    days = _row_days(rejected, spec, zone).astype(object)
+    days = days.where(days.notna(), rejected["_file_day"]).where(lambda d: d.notna(), start)
+    out = rejected.assign(_partition_day=days)
+    out = out[(days >= start) & (days <= end)].reset_index(drop=True)
+    conv = spec.currency_conversion
+    if conv is not None:
+        # The quarantine table has the raw table's columns: money as received is "original_".
+        out = out.rename(
+            columns={
+                conv.amount: f"original_{conv.amount}",
+                conv.currency_column: "original_currency",
+            }
+        )
+    return out
+
+
 def _file_summary(files: list[FileLoad]) -> str:
     rows = [
         f"| {f.path} | {f.status} | {f.rows} | {f.first_date or ''}..{f.last_date or ''} | "
@@ -90,6 +122,25 @@ def _file_summary(files: list[FileLoad]) -> str:
     ]
     head = "| file | status | rows | dates | superseded | format | note |\n" + "|---" * 7 + "|"
     return "\n".join([head, *rows]) if rows else "_no files_"
+
+
+def _reject_fx(
+    frame: pd.DataFrame,
+    rejected: pd.DataFrame,
+    problems: list[RowProblem],
+    spec: SourceSpec,
+    zone: str,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Move rows without an exchange rate from ``frame`` to ``rejected``."""
+    reasons = {(p.file, p.line): f"parse: {p}" for p in problems}
+    keys = list(zip(frame["_source_file"], frame["_source_line"], strict=True))
+    mask = pd.Series([k in reasons for k in keys], index=frame.index)
+    bad = frame[mask].copy()
+    bad["_problem"] = [reasons[k] for k, m in zip(keys, mask, strict=True) if m]
+    bad["_partition_day"] = _row_days(bad, spec, zone)
+    bad = bad.drop(columns=["fx_rate"], errors="ignore")
+    moved = pd.concat([rejected, bad], ignore_index=True) if not rejected.empty else bad
+    return frame[~mask].reset_index(drop=True), moved.reset_index(drop=True)
 
 
 def build_file_asset(name: str, description: str) -> AssetsDefinition:
@@ -111,6 +162,7 @@ def build_file_asset(name: str, description: str) -> AssetsDefinition:
         deps=deps,
         check_specs=[quality_check_spec(name)],
         freshness_policy=DAILY_FRESHNESS,
+        code_version=source_code_version(name),
     )
     def _load(
         context: AssetExecutionContext, landing: LandingResource, warehouse: WarehouseResource
@@ -123,16 +175,21 @@ def build_file_asset(name: str, description: str) -> AssetsDefinition:
         wh.ensure_tables([table, loads_table])
         start, end = partition_dates(context)
         try:
-            batch = read_source(landing.landing(), spec, zone, first_loaded(wh, name))
-            frame = rows_between(batch.frame, spec, zone, start, end)
-            if spec.currency_conversion is not None:
-                rates_table = _rates(wh)
-                rates = wh.read(
-                    sa.select(rates_table).where(rates_table.c.date.between(start, end))
-                )
-                frame = convert_currency(frame, spec, rates, cat.reporting.currency, zone)
+            # Bad rows are quarantined below; only a file that cannot be read fails the run.
+            batch = read_source(landing.landing(), spec, zone, first_loaded(wh, name), strict=False)
         except FileFormatError as exc:
             raise _failure(name, exc) from exc
+        frame = rows_between(batch.frame, spec, zone, start, end)
+        rejected = _rejected_between(batch.rejected, spec, zone, start, end)
+        if spec.currency_conversion is not None:
+            rates_table = _rates(wh)
+            rates = wh.read(sa.select(rates_table).where(rates_table.c.date.between(start, end)))
+            fx_problems: list[RowProblem] = []
+            frame = convert_currency(
+                frame, spec, rates, cat.reporting.currency, zone, problems_out=fx_problems
+            )
+            if fx_problems:
+                frame, rejected = _reject_fx(frame, rejected, fx_problems, spec, zone)
         for f in batch.files:
             if f.note:
                 context.log.info(f"{name}: {f.path}: {f.note}")
@@ -144,7 +201,23 @@ def build_file_asset(name: str, description: str) -> AssetsDefinition:
         loaded_at = dt.datetime.now(dt.UTC)
         frame = frame.assign(_run_id=context.run.run_id, _loaded_at=loaded_at)
         window = _day_of(table, name).between(start, end)
-        deleted, inserted = wh.replace_rows(table, window, frame)
+        deleted, inserted, conservation = write_with_quarantine(
+            wh,
+            table,
+            window,
+            frame,
+            name,
+            context.run.run_id,
+            lambda rows: _row_days(rows, spec, zone),
+            lambda q: q.c._partition.between(start, end),
+            rejected,
+            (start, end),
+        )
+        if conservation.quarantined:
+            context.log.warning(
+                f"{name}: {conservation.quarantined} row(s) quarantined in "
+                f"{table.fullname}__quarantine"
+            )
         per_file = frame["_source_file"].value_counts().to_dict() if not frame.empty else {}
         record_loads(wh, name, batch.files, per_file, (start, end), context.run.run_id, loaded_at)
         read = [f for f in batch.files if f.status != "duplicate"]
@@ -152,7 +225,16 @@ def build_file_asset(name: str, description: str) -> AssetsDefinition:
             f"{name}: {inserted} rows for {start}..{end} from {len(read)} file(s) "
             f"({len(batch.files) - len(read)} duplicate(s) skipped)"
         )
-        check = run_quality_check(wh, table, window, name)
+        check = run_quality_check(
+            wh,
+            table,
+            window,
+            name,
+            conservation,
+            _day_of(table, name),
+            (start, end),
+            context.run.run_id,
+        )
         return MaterializeResult(
             metadata={
                 **table_metadata(wh, table, window),
@@ -162,7 +244,7 @@ def build_file_asset(name: str, description: str) -> AssetsDefinition:
                 "duplicate_files": [f.path for f in batch.files if f.status == "duplicate"],
                 "empty_files": [f.path for f in batch.files if f.status == "empty"],
                 "rows_superseded": batch.rows_superseded,
-                "rows_loaded": inserted,
+                **conservation.to_metadata(),
                 "rows_replaced": deleted,
                 "files": MetadataValue.md(_file_summary(batch.files)),
             },

@@ -41,8 +41,12 @@ from dagster import (
 from assets.freshness import DAILY_FRESHNESS
 from assets.metadata import markdown_table, table_metadata
 from assets.partitions import daily_partitions, monthly_chunks, partition_dates
-from assets.quality import quality_check_spec, run_quality_check
-from assets.settings import catalog
+from assets.quality import (
+    quality_check_spec,
+    run_quality_check,
+    write_with_quarantine,
+)
+from assets.settings import catalog, source_code_version
 from ingest.ga4 import GA4Error, GA4QuotaExhaustedError
 from ingest.ga4_load_log import (
     STATUS_DEFERRED,
@@ -59,6 +63,7 @@ from kpi.catalog import DEFAULT_DEFINITIONS_DIR, Catalog
 from kpi.models import Reporting
 from kpi.schema import source_table
 from kpi.warehouse import Warehouse
+from quality.quarantine import Conservation
 from resources.ga4 import GA4Resource
 from resources.warehouse import WarehouseResource
 
@@ -157,6 +162,7 @@ def build_ga4_asset(report: GA4Report) -> AssetsDefinition:
         # Steps calling the GA4 API share one concurrency pool across runs (deploy/dagster.yaml).
         pool="ga4",
         freshness_policy=DAILY_FRESHNESS,
+        code_version=source_code_version(report.source),
         metadata={
             "ga4_report": report.name,
             "ga4_dimensions": ", ".join(report.spec.dimensions),
@@ -191,6 +197,7 @@ def load_report(
     loaded_at = dt.datetime.now(dt.UTC)
 
     log: list[dict] = []
+    received = loaded = quarantined = 0
     failures: dict[str, tuple[GA4Error, list[Bucket], list[Bucket]]] = {}
     for property_id in ga4.property_ids:
         done: list[Bucket] = []
@@ -200,7 +207,24 @@ def load_report(
                 frame = frame.assign(_run_id=run_id, _loaded_at=loaded_at)
                 keys = [item.bucket.key for item in batch]
                 where = (table.c.property_id == property_id) & time_column.in_(keys)
-                wh.replace_rows(table, where, frame)
+                # Rows failing a row-level expectation are quarantined; the rest load.
+                prefix = f"ga4:properties/{property_id}/{report.name}/"
+                _, _, kept = write_with_quarantine(
+                    wh,
+                    table,
+                    where,
+                    frame,
+                    report.source,
+                    run_id,
+                    lambda rows: rows[spec.time.column],
+                    lambda q, keys=keys, prefix=prefix: (
+                        q.c._partition.in_(keys) & q.c._source_file.startswith(prefix)
+                    ),
+                    partition=(min(keys), max(keys)),
+                )
+                received += kept.received
+                loaded += kept.loaded
+                quarantined += kept.quarantined
                 log += loaded_rows(
                     run_id,
                     report.name,
@@ -245,13 +269,24 @@ def load_report(
 
     keys = [b.key for b in buckets]
     window = time_column.between(min(keys), max(keys))
-    check = run_quality_check(wh, table, window, report.source)
+    conservation = Conservation(received, loaded, quarantined)
+    check = run_quality_check(
+        wh,
+        table,
+        window,
+        report.source,
+        conservation,
+        time_column,
+        (min(keys), max(keys)),
+        run_id,
+    )
     return MaterializeResult(
         metadata={
             **table_metadata(wh, table, window, order_by=[time_column]),
             "window": f"{first}..{last}",
             "periods": f"{len(buckets)} {report.grain}(s) {buckets[0].start}..{buckets[-1].end}",
             "properties": list(ga4.property_ids),
+            **conservation.to_metadata(),
             "ga4_load_log": MetadataValue.md(log_markdown),
         },
         check_results=[check, flags_result(report, frame, cat.reporting)],

@@ -14,7 +14,13 @@ from dagster import (
 )
 from sqlalchemy import MetaData
 
-from assets.kpis.tables import KPI_FRESHNESS, OWNERS, kpi_anomalies, kpi_comparisons
+from assets.kpis.tables import (
+    KPI_FRESHNESS,
+    OWNERS,
+    catalog_code_version,
+    kpi_anomalies,
+    kpi_comparisons,
+)
 from assets.metadata import markdown_table, table_metadata
 from assets.settings import catalog
 from kpi.alerts import AlertRun, run_alerts
@@ -43,6 +49,7 @@ def _summary(run: AlertRun, suppressed: bool = False) -> pd.DataFrame:
 
 
 @asset(
+    code_version=catalog_code_version(),
     freshness_policy=KPI_FRESHNESS,
     group_name="kpis",
     owners=OWNERS,

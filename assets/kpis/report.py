@@ -3,7 +3,7 @@
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
-from assets.kpis.tables import KPI_FRESHNESS, OWNERS
+from assets.kpis.tables import KPI_FRESHNESS, OWNERS, catalog_code_version
 from assets.metadata import markdown_table
 from assets.settings import catalog
 from kpi.refresh import KpiTables
@@ -32,6 +32,7 @@ class ReportConfig(Config):
 
 
 @asset(
+    code_version=catalog_code_version(),
     group_name="kpis",
     owners=OWNERS,
     kinds={"html"},

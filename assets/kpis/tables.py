@@ -34,6 +34,7 @@ from kpi.refresh import (
     refresh_targets,
 )
 from kpi.scorecard import latest_scorecard, render
+from quality.kpi_outputs import kpi_output_problems
 from resources.warehouse import WarehouseResource
 
 KPI_FRESHNESS = DAILY_FRESHNESS
@@ -74,12 +75,13 @@ def _catalog_markdown() -> str:
     return "\n".join(rows)
 
 
-def _code_version() -> str:
+def catalog_code_version() -> str:
     blob = "".join(f"{k}:{v}" for k, v in sorted(catalog().versions.items()))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 @asset(
+    code_version=catalog_code_version(),
     freshness_policy=KPI_FRESHNESS,
     group_name="kpis",
     owners=OWNERS,
@@ -109,7 +111,16 @@ def kpi_periods(
     owners=OWNERS,
     kinds={"sql"},
     deps=["kpi_periods", "kpi_catalog"],
-    code_version=_code_version(),
+    code_version=catalog_code_version(),
+    check_specs=[
+        AssetCheckSpec(
+            "output_sanity",
+            asset="kpi_values",
+            blocking=False,
+            description="Percent KPIs within 0..1, no NULL value with a positive denominator, "
+            "and dimension slices of additive KPIs adding up to the total row (warns only).",
+        )
+    ],
 )
 def kpi_values(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
     """Every KPI of `kpi_definitions/` at each of its grains and dimension slices, compiled to
@@ -119,13 +130,28 @@ def kpi_values(context: AssetExecutionContext, warehouse: WarehouseResource) -> 
     wh = warehouse.warehouse
     counts = refresh_kpi_values(wh, tables)
     context.log.info(f"computed {len(counts)} KPIs, {sum(counts.values())} rows")
+    problems = kpi_output_problems(wh, tables.values, catalog())
+    failing = {name: rows for name, rows in problems.items() if not rows.empty}
+    sanity = AssetCheckResult(
+        check_name="output_sanity",
+        passed=not failing,
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "failed_checks": sorted(failing),
+            "details": MetadataValue.md(
+                "\n\n".join(f"**{n}**\n\n{markdown_table(r)}" for n, r in failing.items())
+                or "_none_"
+            ),
+        },
+    )
     return MaterializeResult(
+        check_results=[sanity],
         metadata={
             **table_metadata(wh, tables.values, order_by=[tables.values.c.kpi_id]),
             "rows_per_kpi": counts,
             "kpis": MetadataValue.md(_catalog_markdown()),
             "definition_versions": catalog().versions,
-        }
+        },
     )
 
 
@@ -133,6 +159,7 @@ kpi_values.__doc__  # noqa: B018 - the docstring is the asset description
 
 
 @asset(
+    code_version=catalog_code_version(),
     freshness_policy=KPI_FRESHNESS,
     group_name="kpis",
     owners=OWNERS,
@@ -153,6 +180,7 @@ def kpi_targets(context: AssetExecutionContext, warehouse: WarehouseResource) ->
 
 
 @asset(
+    code_version=catalog_code_version(),
     freshness_policy=KPI_FRESHNESS,
     group_name="kpis",
     owners=OWNERS,
@@ -187,7 +215,7 @@ def kpi_comparisons(
     group_name="kpis",
     owners=OWNERS,
     kinds={"sql"},
-    code_version=_code_version(),
+    code_version=catalog_code_version(),
 )
 def kpi_catalog(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
     """Every KPI's definition (name, description, area, owner, unit, direction, formula,
@@ -215,6 +243,7 @@ RECENT_DAYS = 7
 
 
 @asset(
+    code_version=catalog_code_version(),
     freshness_policy=KPI_FRESHNESS,
     group_name="kpis",
     owners=OWNERS,
