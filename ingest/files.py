@@ -199,6 +199,9 @@ class ParsedFile:
     problems: list[RowProblem]
     format: str  # how it was read, e.g. "csv delimiter ';' decimal ',' utf-8-sig CRLF"
     note: str = ""  # why it has no rows, when it has none: "empty file (0 bytes)", ...
+    # False when the file as a whole cannot be read (bad header, encoding, broken quoting):
+    # such problems fail the load even when row problems are quarantined.
+    usable: bool = True
 
     @property
     def rows(self) -> int:
@@ -233,6 +236,9 @@ def parse_file(data: bytes, path: str, spec: SourceSpec) -> ParsedFile:
         problems=problems,
         format=cells.format,
         note=note,
+        usable=cells.text is not None
+        # Broken quoting hides every later row, so it is not one bad row.
+        and not any(p.expected.startswith("well-formed CSV") for p in problems),
     )
 
 
@@ -559,6 +565,10 @@ class SourceBatch:
 
     frame: pd.DataFrame
     files: list[FileLoad]
+    # With ``strict=False``: the rows (or bare lines) that had problems, the file columns plus
+    # _source_file, _source_line, _problem (why) and _file_day (the file's first date, for
+    # lines whose own date could not be read). Empty otherwise.
+    rejected: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def rows_superseded(self) -> int:
@@ -596,10 +606,13 @@ def read_source(
     spec: SourceSpec,
     time_zone: str,
     first_loaded: Mapping[str, dt.datetime] | None = None,
+    strict: bool = True,
 ) -> SourceBatch:
     """Read every landing file of ``spec``: one row per business key, latest delivery wins.
 
     Raises FileFormatError listing every problem of every file; then nothing is loaded.
+    With ``strict=False`` only unusable files raise; rows with problems are returned in
+    ``SourceBatch.rejected`` (for quarantine) and the other rows load.
     """
     listed = landing.files(spec.landing)
     # One file's bytes in memory at a time; identical bytes are parsed once.
@@ -648,12 +661,20 @@ def read_source(
             )
 
     problems = [problem for p in parsed for problem in p.problems]
-    if problems:
+    rejected = pd.DataFrame()
+    if problems and strict:
         raise FileFormatError(problems)
+    if problems:
+        structural = [pr for p in parsed if not p.usable for pr in p.problems] + [
+            pr for pr in problems if pr.line is None
+        ]
+        if structural:
+            raise FileFormatError(structural)
+        rejected = _reject_problem_rows(parsed, loads)
 
     frames = [p.frame for p in parsed if not p.frame.empty]
     if not frames:
-        return SourceBatch(_empty(spec), [loads[f.path] for f in listed])
+        return SourceBatch(_empty(spec), [loads[f.path] for f in listed], rejected)
     combined = pd.concat(frames, ignore_index=True)  # earliest delivery first
     key = [k for k in spec.key if k in combined.columns]
     if key:
@@ -661,7 +682,34 @@ def read_source(
         for path, count in combined.loc[superseded, "_source_file"].value_counts().items():
             loads[str(path)].rows_superseded = int(count)
         combined = combined[~superseded].reset_index(drop=True)
-    return SourceBatch(combined, [loads[f.path] for f in listed])
+    return SourceBatch(combined, [loads[f.path] for f in listed], rejected)
+
+
+def _reject_problem_rows(parsed: list[ParsedFile], loads: dict[str, FileLoad]) -> pd.DataFrame:
+    """Take the rows named by problems out of each file's frame (in place) and return them.
+
+    They are removed before keys are deduplicated so that a row with an unreadable key can
+    never supersede, or be superseded by, another row. Lines that never became a row (a
+    wrong number of fields) are returned with only their file and line.
+    """
+    out = []
+    for p in parsed:
+        reasons: dict[int, list[str]] = {}
+        for problem in p.problems:
+            reasons.setdefault(int(problem.line), []).append(f"parse: {problem}")
+        if not reasons:
+            continue
+        in_frame = p.frame["_source_line"].isin(list(reasons)) if not p.frame.empty else None
+        bad = p.frame[in_frame] if in_frame is not None else p.frame.iloc[0:0]
+        if in_frame is not None:
+            p.frame = p.frame[~in_frame].reset_index(drop=True)
+        missing = sorted(set(reasons) - set(bad["_source_line"].astype(int)))
+        bare = pd.DataFrame({"_source_file": p.path, "_source_line": missing})
+        rows = pd.concat([bad, bare], ignore_index=True) if missing else bad.copy()
+        rows["_problem"] = [" | ".join(reasons[int(n)]) for n in rows["_source_line"]]
+        rows["_file_day"] = loads[p.path].first_date
+        out.append(rows)
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -705,12 +753,14 @@ def convert_currency(
     rates: pd.DataFrame,
     reporting_currency: str,
     time_zone: str = "UTC",
+    problems_out: list[RowProblem] | None = None,
 ) -> pd.DataFrame:
     """Convert the source's money column to the reporting currency with daily rates.
 
     ``rates`` has columns date, currency, rate (reporting currency per unit). A row whose
     currency has no rate for its (reporting-zone) date stops the load with a RowProblem
-    naming the file, line, currency and date.
+    naming the file, line, currency and date; given ``problems_out`` the problems are
+    appended there instead (the row keeps a null rate) so the caller can quarantine them.
     """
     conv = spec.currency_conversion
     if conv is None or frame.empty:
@@ -740,8 +790,10 @@ def convert_currency(
                     "fx_rates source (none is loaded for that day)",
                 )
             )
-    if problems:
+    if problems and problems_out is None:
         raise FileFormatError(problems)
+    if problems_out is not None:
+        problems_out.extend(problems)
     out["fx_rate"] = fx
     out[conv.amount] = (out[f"original_{conv.amount}"] * out["fx_rate"]).round(6)
     return out

@@ -50,12 +50,16 @@ __all__ = [
     "Between",
     "ColumnType",
     "ColumnsPresent",
+    "DateInPartition",
     "Expectation",
+    "Freshness",
     "InSet",
     "NotNull",
+    "RowCount",
     "Suite",
     "SuiteError",
     "Unique",
+    "Volume",
     "load_suite",
     "parse_suite",
 ]
@@ -253,15 +257,101 @@ class ColumnType(_Base):
         return f"column_type({self.column}: {self.dtype})"
 
 
-Expectation = ColumnsPresent | NotNull | Between | Unique | InSet | ColumnType
+class RowCount(_Base):
+    """The frame holds at least ``min`` rows: for sources that must deliver every partition
+    (a source with legitimate gaps simply does not declare it)."""
+
+    ROW_LEVEL_DEFAULT: ClassVar[bool] = False
+    type: Literal["row_count"]
+    min: Annotated[int, Field(ge=0)] = 1
+
+    @property
+    def columns_used(self) -> list[str]:
+        return []
+
+    def default_name(self) -> str:
+        return f"row_count(min={self.min})"
+
+
+class Volume(_Base):
+    """Each day's row count (or sum of ``column``) is at least ``1 - max_drop`` times the
+    median of the trailing ``lookback_days`` days already in the warehouse.
+
+    It needs the warehouse history, so :func:`quality.validate.validate_frame` skips it and
+    :mod:`assets.quality` evaluates it after the write.
+    """
+
+    ROW_LEVEL_DEFAULT: ClassVar[bool] = False
+    type: Literal["volume"]
+    column: ColumnName | None = None
+    max_drop: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    lookback_days: Annotated[int, Field(ge=7)] = 28
+
+    @property
+    def columns_used(self) -> list[str]:
+        return [] if self.column is None else [self.column]
+
+    def default_name(self) -> str:
+        what = "rows" if self.column is None else f"sum({self.column})"
+        return f"volume({what}, max_drop={self.max_drop}, lookback_days={self.lookback_days})"
+
+
+class DateInPartition(_Base):
+    """Non-null dates of ``column`` lie inside the partition window being loaded and not
+    after today. Without a window (e.g. on replay) only "not in the future" is checked."""
+
+    type: Literal["date_in_partition"]
+    column: ColumnName
+
+    @property
+    def columns_used(self) -> list[str]:
+        return [self.column]
+
+    def default_name(self) -> str:
+        return f"date_in_partition({self.column})"
+
+
+class Freshness(_Base):
+    """The latest date of ``column`` in the load is at most ``max_lag_days`` before the end
+    of the partition window; evaluated by :mod:`assets.quality`, which knows the window."""
+
+    ROW_LEVEL_DEFAULT: ClassVar[bool] = False
+    type: Literal["freshness"]
+    column: ColumnName
+    max_lag_days: Annotated[int, Field(ge=0)] = 0
+
+    @property
+    def columns_used(self) -> list[str]:
+        return [self.column]
+
+    def default_name(self) -> str:
+        return f"freshness({self.column}, max_lag_days={self.max_lag_days})"
+
+
+Expectation = (
+    ColumnsPresent
+    | NotNull
+    | Between
+    | Unique
+    | InSet
+    | ColumnType
+    | RowCount
+    | Volume
+    | DateInPartition
+    | Freshness
+)
 
 _KINDS: dict[str, type[_Base]] = {
     "between": Between,
     "column_type": ColumnType,
+    "date_in_partition": DateInPartition,
+    "freshness": Freshness,
     "columns_present": ColumnsPresent,
     "in_set": InSet,
     "not_null": NotNull,
+    "row_count": RowCount,
     "unique": Unique,
+    "volume": Volume,
 }
 
 

@@ -29,6 +29,7 @@ def _admin_url() -> sa.URL:
 def _reports_in_tmp(tmp_path, monkeypatch):
     """Pipeline runs in tests write their HTML report into the test's folder, not data/."""
     monkeypatch.setenv("KPI_REPORT_DIR", str(tmp_path / "reports"))
+    monkeypatch.setenv("KPI_QUALITY_DIR", str(tmp_path / "quality"))
 
 
 @pytest.fixture(scope="session")

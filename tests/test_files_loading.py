@@ -175,53 +175,103 @@ def test_redeliveries_never_duplicate_rows(warehouse_url, tmp_path):
     assert len({r[-1] for r in registry}) == 3  # three loads, nothing updated in place
 
 
-def test_a_bad_file_fails_the_load_and_changes_nothing(duckdb_url, tmp_path):
+def quarantined(url: str) -> list[tuple]:
+    return query(
+        url,
+        "select _source_line, campaign, _failed_expectations, _partition "
+        "from raw.ad_spend__quarantine order by _source_line",
+    )
+
+
+def test_bad_rows_are_quarantined_with_reasons_and_good_rows_load(duckdb_url, tmp_path):
     root = tmp_path / "landing"
     write_landing(root, {"a.csv": "\n".join([AD_HEADER, *AD_ROWS]) + "\n"})
     assert load(duckdb_url, root).success
-    before = query(duckdb_url, "select * from raw.ad_spend order by _source_line")
 
     bad_rows = [
         "2026-01-07,meta,social,x,10,1,2.00,EUR,surplus",  # malformed line
         "2026-01-07,meta,social,y,lots,1,2.00,EUR",  # wrong type
         "2026-01-07,meta,tv,z,10,1,2.00,EUR",  # unknown channel
         "2026-01-07,,social,w,10,1,2.00,EUR",  # missing required platform
+        "2026-01-07,meta,social,neg,10,1,-2.00,EUR",  # suite: between(cost, min=0)
+        "2026-01-07,meta,social,good,10,1,2.00,EUR",
     ]
     write_landing(root, {"bad.csv": "\n".join([AD_HEADER, *bad_rows]) + "\n"})
-    result = load(duckdb_url, root, raise_on_error=False)
+    result = load(duckdb_url, root)
 
+    assert result.success  # row problems no longer stop the load
+    bad = root / "ad_spend" / "bad.csv"
+    rows = quarantined(duckdb_url)
+    day = D(2026, 1, 7)
+    assert [(r[0], r[1], r[3]) for r in rows] == [
+        (2, None, day),  # never became a row: only its file and line are known
+        (3, "y", day),
+        (4, "z", day),
+        (5, "w", day),
+        (6, "neg", day),
+    ]
+    reasons = [r[2] for r in rows]
+    assert reasons[0] == (
+        f"parse: {bad}:2: value '{bad_rows[0]}': expected 8 fields separated by ',' as in "
+        "the header, found 9"
+    )
+    assert (
+        reasons[1]
+        == f"parse: {bad}:3: field `impressions` value 'lots': expected a whole number like 1234"
+    )
+    assert "field `channel` value 'tv': expected one of search, social, display" in reasons[2]
+    assert "field `platform` value '': expected a value" in reasons[3]
+    assert reasons[4] == "between(cost, min=0)"
+    assert query(duckdb_url, "select campaign from raw.ad_spend where date = '2026-01-07'") == [
+        ("good",)
+    ]
+    meta = result.asset_materializations_for_node("ad_spend")[0].metadata
+    # Conservation over the window: 3 + 6 received = 4 loaded + 5 quarantined.
+    assert (meta["rows_received"].value, meta["rows_loaded"].value) == (9, 4)
+    assert (meta["rows_quarantined"].value, meta["rows_conserved"].value) == (5, True)
+    check = next(
+        c for c in result.get_asset_check_evaluations() if c.asset_key.path == ["ad_spend"]
+    )
+    assert check.passed and check.metadata["rows_quarantined"].value == 5
+    assert Path(check.metadata["data_docs"].value).read_text().count("<tr class=") >= 5
+
+    # Loading again replaces the window's quarantine rows: never duplicated.
+    assert load(duckdb_url, root).success
+    assert [r[0] for r in quarantined(duckdb_url)] == [2, 3, 4, 5, 6]
+
+
+def test_a_file_with_a_missing_column_fails_the_load_and_changes_nothing(duckdb_url, tmp_path):
+    root = tmp_path / "landing"
+    write_landing(root, {"a.csv": "\n".join([AD_HEADER, *AD_ROWS]) + "\n"})
+    assert load(duckdb_url, root).success
+    before = query(duckdb_url, "select * from raw.ad_spend order by _source_line")
+    header = AD_HEADER.replace(",clicks", "")
+    write_landing(root, {"bad.csv": header + "\n2026-01-07,meta,social,x,10,2.00,EUR\n"})
+    result = load(duckdb_url, root, raise_on_error=False)
     assert not result.success
     message, meta = failure_message(result)
-    bad = root / "ad_spend" / "bad.csv"
-    assert meta["problem_count"] == 4
-    assert meta["files_with_problems"] == [str(bad)]
-    for expected in [
-        f"{bad}:2: value '{bad_rows[0]}': expected 8 fields separated by ',' as in the header, "
-        "found 9",
-        f"{bad}:3: field `impressions` value 'lots': expected a whole number like 1234",
-        f"{bad}:4: field `channel` value 'tv': expected one of search, social, display",
-        f"{bad}:5: field `platform` value '': expected a value: `platform` is part of the key",
-    ]:
-        assert expected in message
-    assert "ad_spend: 4 problem(s) in 1 landing file(s); the load stopped" in message
+    assert meta["files_with_problems"] == [str(root / "ad_spend" / "bad.csv")]
+    assert "clicks" in message
     assert query(duckdb_url, "select * from raw.ad_spend order by _source_line") == before
 
 
-def test_missing_exchange_rate_names_file_line_currency_and_date(duckdb_url, tmp_path):
+def test_missing_exchange_rate_quarantines_the_row(duckdb_url, tmp_path):
     root = tmp_path / "landing"
     rows = [AD_ROWS[0], "2026-01-06,meta,social,nordic,10,1,75.00,SEK"]
     write_landing(root, {"a.csv": "\n".join([AD_HEADER, *rows]) + "\n"})
-    result = load(duckdb_url, root, raise_on_error=False)
-    assert not result.success
-    message, meta = failure_message(result)
-    assert meta["problem_count"] == 1
+    result = load(duckdb_url, root)
+    assert result.success
+    ((line, campaign, reason, day),) = quarantined(duckdb_url)
+    assert (line, campaign, day) == (3, "nordic", D(2026, 1, 6))
     assert (
         f"{root / 'ad_spend' / 'a.csv'}:3: field `currency` value 'SEK': expected an exchange "
-        "rate SEK -> EUR for 2026-01-06 in the fx_rates source" in message
+        "rate SEK -> EUR for 2026-01-06 in the fx_rates source" in reason
     )
-    # fx_rates itself loaded; ad_spend wrote nothing.
     assert query(duckdb_url, "select count(*) from raw.fx_rates") == [(3,)]
-    assert query(duckdb_url, "select count(*) from raw.ad_spend") == [(0,)]
+    assert query(duckdb_url, "select count(*) from raw.ad_spend") == [(1,)]
+    assert query(
+        duckdb_url, "select original_currency, original_cost from raw.ad_spend__quarantine"
+    ) == [("SEK", 75.0)]
 
 
 def test_memory_landing_with_parquet_and_a_danish_excel_export(warehouse_url, tmp_path):

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from dagster import AssetCheckSeverity, AssetKey, DagsterInstance
 
-from demo.generator import ga4_traffic
+from demo.generator import ga4_traffic, outage_day
 from demo.landing import write_demo_landing
 from kpi.warehouse import Warehouse
 from tests.support import fake_ga4, run_pipeline, traffic_rows
@@ -126,15 +127,69 @@ def test_conversion_rate_and_aov_match_hand_computation(warehouse_url, tmp_path)
     assert sessions["value"] == 460
 
 
-def test_broken_raw_row_fails_blocking_check_and_blocks_kpis(duckdb_url, tmp_path):
-    rows = traffic_rows(
-        [
-            (D(2026, 1, 5), "Direct", "desktop", 300, 210, 9, 810.0),
-            (D(2026, 1, 6), "Direct", "desktop", -40, 10, 1, 20.0),  # negative sessions
-        ]
-    )
+def _materialized(result) -> set[str]:
+    return {
+        m.asset_key.to_user_string()
+        for m in result.get_asset_materialization_events()
+        for m in [m.event_specific_data.materialization]
+    }
+
+
+KPI_ASSETS = {"kpi_periods", "kpi_values", "kpi_targets", "kpi_comparisons"}
+
+
+def test_broken_raw_row_is_quarantined_and_outage_day_warns_while_kpis_run(duckdb_url, tmp_path):
+    # Demo traffic ending 2026-03-10 has its tracking outage (-80 % sessions) on 2026-01-29;
+    # the run covers nine days before it, enough history for the volume comparison.
+    outage = outage_day(D(2026, 3, 10))
+    assert outage == D(2026, 1, 29)
+    broken = traffic_rows([(D(2026, 1, 22), "Direct", "desktop", -40, 10, 1, 20.0)])
+    broken["sessionCampaignName"] = "broken-tag"  # its own key: only between() fails
+    rows = pd.concat([ga4_traffic(D(2026, 1, 20), D(2026, 3, 10)), broken], ignore_index=True)
     instance = DagsterInstance.ephemeral()
     with fake_ga4(rows) as server:
+        result = run_pipeline(
+            duckdb_url,
+            server.endpoint,
+            tmp_path / "landing",
+            D(2026, 1, 20),
+            D(2026, 1, 31),
+            instance=instance,
+        )
+    assert result.success
+    ga4_check = next(
+        c
+        for c in result.get_asset_check_evaluations()
+        if c.asset_key == AssetKey("ga4_traffic") and c.check_name == "quality_suite"
+    )
+    # The outage is a warning: visible, not blocking.
+    assert not ga4_check.passed
+    assert ga4_check.severity == AssetCheckSeverity.WARN
+    anomalies = ga4_check.metadata["volume_anomalies"].value
+    assert [a.split(":")[0] for a in anomalies] == ["2026-01-29"]
+    assert "volume(sum(sessions)" in ga4_check.metadata["failures"].value
+    assert ga4_check.metadata["rows_quarantined"].value == 1
+    assert ga4_check.metadata["rows_conserved"].value is True
+    received = ga4_check.metadata["rows_received"].value
+    assert received == ga4_check.metadata["rows_loaded"].value + 1
+
+    wh = Warehouse(duckdb_url)
+    try:
+        quarantined = wh.read(
+            sa.text("select date, sessions, _failed_expectations from raw.ga4_traffic__quarantine")
+        )
+        negative = wh.count(sa.table("ga4_traffic", schema="raw"), sa.text("sessions < 0"))
+    finally:
+        wh.dispose()
+    assert quarantined.values.tolist() == [[D(2026, 1, 22), -40, "between(sessions, min=0)"]]
+    assert negative == 0
+    assert _materialized(result) >= KPI_ASSETS
+
+
+def test_table_level_failure_fails_blocking_check_and_blocks_kpis(duckdb_url, tmp_path):
+    # No traffic at all for the window: ga4_traffic's row_count(min=1) fails.
+    instance = DagsterInstance.ephemeral()
+    with fake_ga4(traffic_rows([])) as server:
         result = run_pipeline(
             duckdb_url,
             server.endpoint,
@@ -146,17 +201,15 @@ def test_broken_raw_row_fails_blocking_check_and_blocks_kpis(duckdb_url, tmp_pat
         )
     assert not result.success
     ga4_check = next(
-        c for c in result.get_asset_check_evaluations() if c.asset_key == AssetKey("ga4_traffic")
+        c
+        for c in result.get_asset_check_evaluations()
+        if c.asset_key == AssetKey("ga4_traffic") and c.check_name == "quality_suite"
     )
     assert not ga4_check.passed
     assert ga4_check.severity == AssetCheckSeverity.ERROR
-    assert "between(sessions" in ga4_check.metadata["failures"].value
-    materialized = {
-        m.asset_key.to_user_string()
-        for m in result.get_asset_materialization_events()
-        for m in [m.event_specific_data.materialization]
-    }
+    assert "row_count(min=1)" in ga4_check.metadata["failures"].value
+    materialized = _materialized(result)
     assert "ga4_traffic" in materialized
-    assert not materialized & {"kpi_periods", "kpi_values", "kpi_targets", "kpi_comparisons"}
+    assert not materialized & KPI_ASSETS
     # The catalog reads only the definitions, so it is refreshed even when data is bad.
     assert "kpi_catalog" in materialized

@@ -15,7 +15,10 @@ from quality import SuiteError, load_suite, parse_suite, validate_frame
 from quality.suites import Between, ColumnType, NotNull, Unique
 from quality.validate import ExpectationOutcome, ValidationReport, _gx_context
 
-KINDS = "between, column_type, columns_present, in_set, not_null, unique"
+KINDS = (
+    "between, column_type, columns_present, date_in_partition, freshness, in_set, not_null, "
+    "row_count, unique, volume"
+)
 
 
 def suite_of(*expectations: dict[str, Any], name: str = "t") -> Any:

@@ -1,0 +1,98 @@
+"""Sanity checks on the computed KPI values (``kpi.kpi_values``), in warehouse SQL.
+
+* percent KPIs lie within 0..1 (they are stored as fractions);
+* a value is never NULL where the denominator is positive;
+* for additive KPIs (simple sums and counts) the slices of each dimension add up to the total
+  row (the row whose dimensions are all NULL) of the same KPI, grain and period.
+
+Each returns the offending rows; the asset turns them into a non-blocking WARN check: a bad
+output is worth a look, but the tables are already written and the inputs passed their gate.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import sqlalchemy as sa
+
+from kpi.catalog import Catalog
+from kpi.models import Agg, KpiType, Unit
+from kpi.warehouse import Warehouse
+
+__all__ = ["kpi_output_problems"]
+
+# Sums of floats computed in different orders differ in the last bits.
+TOLERANCE = 1e-6
+SAMPLE = 5
+
+
+def _additive(cat: Catalog) -> list[str]:
+    return sorted(
+        k.id
+        for k in cat.kpis.values()
+        if k.type == KpiType.simple
+        and k.measure is not None
+        and k.measure.agg in (Agg.sum, Agg.count)
+    )
+
+
+def kpi_output_problems(wh: Warehouse, values: sa.Table, cat: Catalog) -> dict[str, pd.DataFrame]:
+    """Check name -> offending rows (empty frames when all is well)."""
+    v = values
+    dims = [d for d in cat.dimensions if d in v.c]
+    percent = sorted(k.id for k in cat.kpis.values() if k.unit == Unit.percent)
+    out: dict[str, pd.DataFrame] = {}
+    out["percent_within_0_1"] = wh.read(
+        sa.select(v.c.kpi_id, v.c.grain, v.c.period_start, v.c.value)
+        .where(v.c.kpi_id.in_(percent), sa.or_(v.c.value < 0, v.c.value > 1))
+        .limit(SAMPLE)
+    )
+    out["no_null_with_positive_denominator"] = wh.read(
+        sa.select(v.c.kpi_id, v.c.grain, v.c.period_start, v.c.denominator)
+        .where(v.c.value.is_(None), v.c.denominator > 0)
+        .limit(SAMPLE)
+    )
+    totals = v.alias("totals")
+    mismatches = []
+    additive = _additive(cat)
+    for dim in dims:
+        others = [v.c[d].is_(None) for d in dims if d != dim]
+        slices = (
+            sa.select(
+                v.c.kpi_id,
+                v.c.grain,
+                v.c.period_start,
+                sa.func.sum(v.c.value).label("slices"),
+            )
+            .where(v.c.kpi_id.in_(additive), v.c[dim].is_not(None), *others)
+            .group_by(v.c.kpi_id, v.c.grain, v.c.period_start)
+            .subquery()
+        )
+        query = (
+            sa.select(
+                slices.c.kpi_id,
+                slices.c.grain,
+                slices.c.period_start,
+                sa.literal(dim).label("dimension"),
+                slices.c.slices,
+                totals.c.value.label("total"),
+            )
+            .join(
+                totals,
+                sa.and_(
+                    totals.c.kpi_id == slices.c.kpi_id,
+                    totals.c.grain == slices.c.grain,
+                    totals.c.period_start == slices.c.period_start,
+                    *[totals.c[d].is_(None) for d in dims],
+                ),
+            )
+            .where(
+                sa.func.abs(slices.c.slices - sa.func.coalesce(totals.c.value, 0))
+                > TOLERANCE * (1 + sa.func.abs(sa.func.coalesce(totals.c.value, 0)))
+            )
+            .limit(SAMPLE)
+        )
+        mismatches.append(wh.read(query))
+    out["dimension_totals_match"] = (
+        pd.concat(mismatches, ignore_index=True) if mismatches else (pd.DataFrame())
+    )
+    return out

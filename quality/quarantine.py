@@ -1,0 +1,131 @@
+"""Quarantine: rows that fail a row-level expectation are set aside with the reason.
+
+For a raw source, :func:`split_rows` validates the frame about to be written and separates
+the rows failing a row-level expectation of severity ``error`` (not_null, between, in_set,
+unique, ...) from the good ones. The bad rows go to ``raw.<source>__quarantine``
+(:func:`quarantine_table`) with the expectations they failed, the run id and the time,
+replaced per partition window exactly like the raw rows, so a re-run never duplicates them.
+
+Row conservation: every received row is either loaded or quarantined; :class:`Conservation`
+records the three counts. No Dagster here: the assets and ``python -m quality.replay`` share
+this module.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+import pandas as pd
+import sqlalchemy as sa
+
+from quality.suites import Suite
+from quality.validate import ValidationReport, validate_frame
+
+__all__ = [
+    "META_COLUMNS",
+    "PARSE_PREFIX",
+    "Conservation",
+    "quarantine_frame",
+    "quarantine_table",
+    "split_rows",
+]
+
+# Reasons of rows that could not even be parsed start with this; replay skips them because
+# their bad value was never stored (only a corrected file can bring them back).
+PARSE_PREFIX = "parse: "
+META_COLUMNS = (
+    "_quarantine_id",
+    "_failed_expectations",
+    "_partition",
+    "_run_id",
+    "_quarantined_at",
+    "_source_file",
+    "_source_line",
+)
+
+
+def quarantine_table(raw: sa.Table, metadata: sa.MetaData) -> sa.Table:
+    """``<schema>.<table>__quarantine``: the raw table's columns, all nullable, plus why."""
+    name = f"{raw.name}__quarantine"
+    key = f"{raw.schema}.{name}" if raw.schema else name
+    if key in metadata.tables:
+        return metadata.tables[key]
+    data = [
+        sa.Column(c.name, c.type, nullable=True) for c in raw.columns if not c.name.startswith("_")
+    ]
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("_quarantine_id", sa.String, nullable=False, comment="unique id of the row"),
+        *data,
+        sa.Column("_failed_expectations", sa.Text, comment="expectations or parse problems"),
+        sa.Column("_partition", sa.Date, comment="day of the row (or of its file)"),
+        sa.Column("_run_id", sa.String, comment="Dagster run that quarantined the row"),
+        sa.Column("_quarantined_at", sa.DateTime(timezone=True)),
+        sa.Column("_source_file", sa.String, comment="file or API report the row came from"),
+        sa.Column("_source_line", sa.BigInteger, comment="line in that file (1 = header)"),
+        schema=raw.schema,
+        comment=f"rows of {raw.fullname} that failed validation, with the reason",
+    )
+
+
+@dataclass(frozen=True)
+class Conservation:
+    """received = loaded + quarantined, for one load."""
+
+    received: int
+    loaded: int
+    quarantined: int
+
+    @property
+    def holds(self) -> bool:
+        return self.received == self.loaded + self.quarantined
+
+    def to_metadata(self) -> dict[str, int | bool]:
+        return {
+            "rows_received": self.received,
+            "rows_loaded": self.loaded,
+            "rows_quarantined": self.quarantined,
+            "rows_conserved": self.holds,
+        }
+
+
+def split_rows(
+    frame: pd.DataFrame, suite: Suite, partition: tuple[dt.date, dt.date] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, ValidationReport]:
+    """(good rows, bad rows with ``_failed_expectations``, the validation report).
+
+    Only row-level expectations of severity ``error`` quarantine a row; warnings flag but
+    keep it, and table-level failures (a missing column) are left to the blocking check.
+    """
+    report = validate_frame(frame.reset_index(drop=True), suite, partition)
+    quarantining = {
+        o.name for o in report.outcomes if o.row_level and o.severity == "error" and not o.success
+    }
+    reasons = {
+        row: [n for n in names if n in quarantining] for row, names in report.failing_rows().items()
+    }
+    reasons = {row: names for row, names in reasons.items() if names}
+    frame = frame.reset_index(drop=True)
+    bad_mask = frame.index.isin(list(reasons))
+    bad = frame[bad_mask].copy()
+    bad["_failed_expectations"] = ["; ".join(reasons[i]) for i in bad.index]
+    return frame[~bad_mask].reset_index(drop=True), bad.reset_index(drop=True), report
+
+
+def quarantine_frame(
+    bad: pd.DataFrame,
+    table: sa.Table,
+    run_id: str,
+    days: pd.Series | None,
+    at: dt.datetime | None = None,
+) -> pd.DataFrame:
+    """``bad`` shaped for ``table``: only its columns, plus ids, partition day and run."""
+    out = bad[[c for c in bad.columns if c in table.c]].copy()
+    out["_quarantine_id"] = [uuid.uuid4().hex for _ in range(len(out))]
+    out["_partition"] = list(days) if days is not None else None
+    out["_run_id"] = run_id
+    out["_quarantined_at"] = at or dt.datetime.now(dt.UTC)
+    return out.reset_index(drop=True)

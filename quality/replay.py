@@ -1,0 +1,96 @@
+"""Replay quarantined rows after a fix: ``python -m quality.replay SOURCE [--warehouse URL]``.
+
+Every quarantined row of ``SOURCE`` is validated again with the current suite (say, once an
+allowed value was added to the YAML). The rows that now pass move to the raw table, replacing
+any raw row with the same business key so a replay never duplicates, and leave quarantine; all
+in one transaction. Rows quarantined for a parse problem stay: their bad value was never
+stored, so only a corrected file (reloaded by the normal run) can bring them back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from kpi.catalog import DEFAULT_DEFINITIONS_DIR, load_catalog
+from kpi.schema import source_table
+from kpi.warehouse import DEFAULT_WAREHOUSE_URL, Warehouse
+from quality.quarantine import PARSE_PREFIX, quarantine_table, split_rows
+from quality.suites import load_suite
+
+__all__ = ["ReplayResult", "main", "replay"]
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """What a replay did."""
+
+    replayed: int
+    still_failing: int
+    needs_file: int
+
+
+def replay(source: str, wh: Warehouse, definitions: Path | None = None) -> ReplayResult:
+    """Move the quarantined rows of ``source`` that pass its suite now into the raw table."""
+    folder = definitions or Path(os.environ.get("KPI_DEFINITIONS_DIR", DEFAULT_DEFINITIONS_DIR))
+    spec = load_catalog(folder).sources[source]
+    suite = load_suite(folder / "quality" / f"{source}.yaml")
+    metadata = sa.MetaData()
+    table = source_table(source, spec, metadata)
+    qtable = quarantine_table(table, metadata)
+    wh.ensure_tables([table, qtable])
+    rows = wh.read(sa.select(qtable))
+    parse = rows["_failed_expectations"].fillna("").str.startswith(PARSE_PREFIX)
+    candidates = rows[~parse]
+    if candidates.empty:
+        return ReplayResult(0, 0, int(parse.sum()))
+    data = [c.name for c in table.columns if not c.name.startswith("_")]
+    frame = candidates[[*data, "_source_file", "_source_line", "_quarantine_id"]]
+    good, bad, _ = split_rows(frame, suite)
+    if not good.empty:
+        ids = good["_quarantine_id"].tolist()
+        loaded = good.drop(columns=["_quarantine_id"]).assign(
+            _run_id=f"replay-{uuid.uuid4().hex[:12]}", _loaded_at=dt.datetime.now(dt.UTC)
+        )
+        with wh.engine.begin() as conn:
+            for record in good[list(spec.key)].itertuples(index=False):
+                match = [
+                    table.c[k].is_(None) if v is None else table.c[k] == v
+                    for k, v in zip(spec.key, record, strict=True)
+                ]
+                conn.execute(table.delete().where(sa.and_(*match)))
+            wh._insert_frame(conn, table, loaded)
+            conn.execute(qtable.delete().where(qtable.c._quarantine_id.in_(ids)))
+    return ReplayResult(len(good), len(bad), int(parse.sum()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m quality.replay", description=__doc__)
+    parser.add_argument("source", help="source name, e.g. ad_spend")
+    parser.add_argument(
+        "--warehouse",
+        default=os.environ.get("WAREHOUSE_URL", DEFAULT_WAREHOUSE_URL),
+        help="SQLAlchemy URL (default: $WAREHOUSE_URL or the demo DuckDB file)",
+    )
+    args = parser.parse_args(argv)
+    wh = Warehouse(args.warehouse)
+    try:
+        result = replay(args.source, wh)
+    finally:
+        wh.dispose()
+    print(
+        f"{args.source}: {result.replayed} row(s) replayed into the raw table, "
+        f"{result.still_failing} still failing, {result.needs_file} need a corrected file"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

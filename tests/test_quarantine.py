@@ -1,0 +1,200 @@
+"""Quarantine and table-level expectations: one violating input per built-in expectation,
+the rows it quarantines or the check it fails, volume anomalies against the warehouse
+history, and replay after a suite fix (DuckDB and PostgreSQL)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+
+import pandas as pd
+import sqlalchemy as sa
+
+from assets.quality import volume_outcome
+from kpi.warehouse import Warehouse
+from quality.quarantine import Conservation, split_rows
+from quality.replay import main as replay_main
+from quality.suites import Volume, parse_suite
+from quality.validate import validate_frame
+from tests.test_files_loading import AD_HEADER, AD_ROWS, load, query, write_landing
+
+D = dt.date
+SUITE = parse_suite(
+    {
+        "suite": "t",
+        "expectations": [
+            {"type": "columns_present", "columns": ["id", "channel", "sessions"]},
+            {"type": "not_null", "column": "id"},
+            {"type": "between", "column": "sessions", "min": 0},
+            {"type": "between", "column": "rate", "min": 0, "max": 1, "severity": "warn"},
+            {"type": "in_set", "column": "channel", "values": ["search", "social"]},
+            {"type": "unique", "columns": ["id"]},
+            {"type": "column_type", "column": "sessions", "dtype": "integer"},
+            {"type": "row_count", "min": 1},
+        ],
+    },
+    "test",
+)
+
+
+def test_each_row_level_expectation_quarantines_its_violating_rows():
+    frame = pd.DataFrame(
+        {
+            "id": [1, None, 3, 4, 5, 5, 7],
+            "channel": ["search", "search", "search", "tv", "social", "social", "search"],
+            "sessions": [10, 1, -1, 2, 3, 4, 5],
+            "rate": [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 1.5],  # warn only: flagged, kept
+        }
+    )
+    good, bad, report = split_rows(frame, SUITE)
+    assert good["id"].tolist() == [1, 7]
+    assert bad["_failed_expectations"].tolist() == [
+        "not_null(id)",
+        "between(sessions, min=0)",
+        "in_set(channel)",
+        "unique(id)",
+        "unique(id)",  # every row of a duplicated key: which one is right is unknown
+    ]
+    assert not report.success
+    warned = next(o for o in report.outcomes if o.name.startswith("between(rate"))
+    assert not warned.success and warned.failing_rows == [6]
+    assert Conservation(len(frame), len(good), len(bad)).holds
+
+
+def test_table_level_expectations_fail_without_quarantining():
+    # A missing column and a wrong column type are about the table, not a row.
+    frame = pd.DataFrame({"id": [1, 2], "sessions": ["ten", "eleven"]})
+    _good, bad, report = split_rows(frame, SUITE)
+    assert bad.empty
+    failed = {o.name for o in report.failed}
+    # Expectations on the missing column fail too, but without rows to quarantine.
+    assert {"columns_present(id, channel, sessions)", "column_type(sessions: integer)"} <= failed
+    # An empty partition where data is expected.
+    empty = validate_frame(frame.assign(channel="search", rate=0.5, sessions=1).iloc[:0], SUITE)
+    assert [o.name for o in empty.failed] == ["row_count(min=1)"]
+    assert empty.failed[0].sample_values == [0]
+
+
+def test_volume_flags_a_day_far_below_its_trailing_median(warehouse_url):
+    wh = Warehouse(warehouse_url)
+    table = sa.Table(
+        "volume_t", sa.MetaData(), sa.Column("day", sa.Date), sa.Column("sessions", sa.Integer)
+    )
+    days = [D(2026, 1, 1) + dt.timedelta(days=i) for i in range(12)]
+    sessions = [100] * 12
+    sessions[10] = 20  # -80 %
+    try:
+        wh.ensure_tables([table])
+        wh.replace_rows(table, None, pd.DataFrame({"day": days, "sessions": sessions}))
+        exp = Volume(type="volume", column="sessions", severity="warn")
+        outcome = volume_outcome(wh, table, table.c.day, exp, "v", days[0], days[-1])
+        assert not outcome.success and outcome.severity == "warn"
+        assert outcome.sample_values == ["2026-01-11: 20 vs median 100"]
+        rows = Volume(type="volume", max_drop=0.9)  # row counts: one per day, no drop
+        assert volume_outcome(wh, table, table.c.day, rows, "r", days[0], days[-1]).success
+    finally:
+        wh.dispose()
+
+
+def test_replay_moves_rows_that_pass_a_fixed_suite_without_duplicating(
+    warehouse_url, tmp_path, monkeypatch, capsys
+):
+    root = tmp_path / "landing"
+    rows = [*AD_ROWS, "2026-01-07,meta,social,refund,10,1,-2.00,EUR"]
+    write_landing(root, {"a.csv": "\n".join([AD_HEADER, *rows]) + "\n"})
+    assert load(warehouse_url, root).success
+    assert query(warehouse_url, "select campaign from raw.ad_spend__quarantine") == [("refund",)]
+
+    # The fix: refunds are allowed now.
+    definitions = tmp_path / "definitions"
+    shutil.copytree("kpi_definitions", definitions)
+    suite = definitions / "quality" / "ad_spend.yaml"
+    suite.write_text(
+        suite.read_text().replace(
+            "{type: between, column: cost, min: 0}", "{type: not_null, column: cost}"
+        )
+    )
+    monkeypatch.setenv("KPI_DEFINITIONS_DIR", str(definitions))
+
+    assert replay_main(["ad_spend", "--warehouse", warehouse_url]) == 0
+    assert "1 row(s) replayed" in capsys.readouterr().out
+    assert replay_main(["ad_spend", "--warehouse", warehouse_url]) == 0
+    assert "0 row(s) replayed" in capsys.readouterr().out
+    assert query(warehouse_url, "select count(*) from raw.ad_spend__quarantine") == [(0,)]
+    assert query(
+        warehouse_url, "select campaign, cost from raw.ad_spend where date = '2026-01-07'"
+    ) == [("refund", -2.0)]
+    assert query(warehouse_url, "select count(*) from raw.ad_spend") == [(4,)]
+
+
+def test_kpi_output_checks_find_bad_rates_nulls_and_totals(warehouse_url):
+    from assets.settings import catalog
+    from kpi.schema import kpi_values_table
+    from quality.kpi_outputs import kpi_output_problems
+
+    cat = catalog()
+    table = kpi_values_table(sa.MetaData(), cat.dimensions)
+    month = D(2026, 1, 1)
+    base = {
+        "grain": "month",
+        "period_start": month,
+        "period_end": D(2026, 1, 31),
+        "is_complete_period": True,
+        "definition_version": "v",
+        "computed_at": dt.datetime(2026, 2, 1, tzinfo=dt.UTC),
+    }
+    rows = [
+        {**base, "kpi_id": "conversion_rate", "value": 1.5, "denominator": 10.0},  # > 100 %
+        {
+            **base,
+            "kpi_id": "conversion_rate",
+            "device": "mobile",
+            "value": None,
+            "denominator": 4.0,
+        },
+        {**base, "kpi_id": "sessions", "value": 100.0},  # total row
+        {**base, "kpi_id": "sessions", "channel": "Direct", "value": 60.0},
+        {**base, "kpi_id": "sessions", "channel": "Paid Search", "value": 30.0},  # 90 != 100
+        {**base, "kpi_id": "sessions", "device": "mobile", "value": 100.0},  # adds up
+    ]
+    wh = Warehouse(warehouse_url)
+    try:
+        wh.ensure_tables([table])
+        wh.replace_rows(table, None, pd.DataFrame(rows))
+        problems = kpi_output_problems(wh, table, cat)
+    finally:
+        wh.dispose()
+    assert problems["percent_within_0_1"]["value"].tolist() == [1.5]
+    assert problems["no_null_with_positive_denominator"]["denominator"].tolist() == [4.0]
+    totals = problems["dimension_totals_match"]
+    assert totals[["kpi_id", "dimension", "slices", "total"]].values.tolist() == [
+        ["sessions", "channel", 90.0, 100.0]
+    ]
+
+
+def test_dates_outside_the_partition_or_in_the_future_are_quarantined():
+    suite = parse_suite(
+        {"suite": "d", "expectations": [{"type": "date_in_partition", "column": "date"}]}, "d"
+    )
+    tomorrow = dt.date.today() + dt.timedelta(days=1)
+    frame = pd.DataFrame({"date": [D(2026, 1, 4), D(2026, 1, 5), D(2026, 1, 9), tomorrow]})
+    good, bad, _ = split_rows(frame, suite, (D(2026, 1, 5), D(2026, 1, 8)))
+    assert good["date"].tolist() == [D(2026, 1, 5)]
+    assert bad["date"].tolist() == [D(2026, 1, 4), D(2026, 1, 9), tomorrow]
+    assert set(bad["_failed_expectations"]) == {"date_in_partition(date)"}
+    # Without a window (replay) only the future is refused.
+    good, bad, _ = split_rows(frame, suite)
+    assert bad["date"].tolist() == [tomorrow]
+
+
+def test_freshness_fails_when_the_latest_date_lags_the_partition_end():
+    from assets.quality import freshness_outcome
+    from quality.suites import Freshness
+
+    exp = Freshness(type="freshness", column="date", max_lag_days=1)
+    frame = pd.DataFrame({"date": [D(2026, 1, 5), D(2026, 1, 6)]})
+    assert freshness_outcome(frame, exp, "f", D(2026, 1, 7)).success
+    stale = freshness_outcome(frame, exp, "f", D(2026, 1, 8))
+    assert not stale.success
+    assert stale.sample_values == ["latest 2026-01-06 for a window ending 2026-01-08"]
+    assert not freshness_outcome(frame.iloc[:0], exp, "f", D(2026, 1, 8)).success
