@@ -50,6 +50,7 @@ from kpi.report import (
     write_report,
 )
 from kpi.warehouse import Warehouse
+from tests.browser import FLAGS
 
 D = dt.date
 # Three complete months and an open one: enough for trends, movers and a partial month.
@@ -200,19 +201,7 @@ def browser() -> str:
 
 def run_browser(binary: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     """Chromium with no network, no profile and no background work: only the page."""
-    command = [
-        binary,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        *args,
-    ]
+    command = [binary, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=90, check=False)
 
 
