@@ -1,11 +1,13 @@
 """Great Expectations suites run as blocking asset checks on what was just written.
 
 Before the write, :func:`write_with_quarantine` moves rows failing a row-level expectation
-(or that could not be parsed) to the source's quarantine table, so the good rows flow on.
+(or that could not be parsed) to the source's quarantine table, so the good rows flow on;
+the raw rows and the quarantined rows of a partition are written in one transaction.
 After the write, :func:`run_quality_check` validates the rows written: table-level failures
-(a missing column, an empty partition, a volume drop declared with severity ``error``) fail
-the blocking check with severity ERROR and stop the KPIs that read the source; warnings
-(e.g. the GA4 sessions volume anomaly of a tracking outage) pass with severity WARN.
+(a missing column, an empty partition, a volume drop declared with severity ``error``, as
+the file sources do) fail the blocking check with severity ERROR and stop the KPIs that
+read the source; warnings (e.g. the GA4 sessions volume anomaly of a tracking outage, or
+stale data) fail it with severity WARN, which does not block.
 """
 
 from __future__ import annotations
@@ -42,6 +44,15 @@ def quality_check_spec(asset_name: str) -> AssetCheckSpec:
     )
 
 
+def _inside(day: object, partition: tuple[dt.date, dt.date]) -> bool:
+    # No day (NaT, None) is outside too: no partition's replace would ever remove the row.
+    if day is None or pd.isna(day):
+        return False
+    if isinstance(day, dt.datetime):
+        day = day.date()
+    return isinstance(day, dt.date) and partition[0] <= day <= partition[1]
+
+
 def write_with_quarantine(
     wh: Warehouse,
     table: sa.Table,
@@ -53,16 +64,30 @@ def write_with_quarantine(
     quarantine_where: Callable[[sa.Table], ColumnElement],
     rejected: pd.DataFrame | None = None,
     partition: tuple[dt.date, dt.date] | None = None,
+    time_zone: str | None = None,
 ) -> tuple[int, int, Conservation]:
     """Split ``frame`` with the asset's suite, write good rows over ``where`` and bad rows
     (plus already ``rejected`` ones, carrying ``_problem``) over ``quarantine_where``.
 
-    ``day_of`` gives each row's partition day; ``partition`` bounds ``date_in_partition``.
-    Returns (rows deleted, rows inserted,
-    conservation).
+    Both writes are one transaction: if either fails, neither table changes, so a partition
+    never has raw rows without their quarantine (or the reverse), and re-running it replaces
+    both. ``day_of`` gives each row's partition day; ``partition`` bounds
+    ``date_in_partition`` (timestamps by their day in ``time_zone``), and a row outside it
+    is quarantined even if the suite does not declare ``date_in_partition``: ``where`` would
+    not replace it on a re-run, so it would be loaded twice. Returns (rows deleted, rows
+    inserted, conservation).
     """
     suite = load_suite(suites_dir() / f"{asset_name}.yaml")
-    good, bad, _ = split_rows(frame, suite, partition)
+    good, bad, _ = split_rows(frame, suite, partition, time_zone)
+    if partition is not None and not good.empty:
+        days = pd.Series(list(day_of(good)), index=good.index, dtype=object)
+        outside = ~days.map(lambda day: _inside(day, partition))
+        if outside.any():
+            strays = good[outside].assign(
+                _failed_expectations=f"outside the partition window {partition[0]}..{partition[1]}"
+            )
+            good = good[~outside].reset_index(drop=True)
+            bad = pd.concat([bad, strays], ignore_index=True)
     qtable = quarantine_table(table, sa.MetaData())
     wh.ensure_tables([qtable])
     at = dt.datetime.now(dt.UTC)
@@ -71,8 +96,9 @@ def write_with_quarantine(
         rejected = rejected.rename(columns={"_problem": "_failed_expectations"})
         parts.append(quarantine_frame(rejected, qtable, run_id, rejected["_partition_day"], at))
     quarantined = pd.concat([p for p in parts if not p.empty] or [parts[0]], ignore_index=True)
-    deleted, inserted = wh.replace_rows(table, where, good)
-    wh.replace_rows(qtable, quarantine_where(qtable), quarantined)
+    (deleted, inserted), _ = wh.replace_rows_together(
+        [(table, where, good), (qtable, quarantine_where(qtable), quarantined)]
+    )
     received = len(frame) + (0 if rejected is None else len(rejected))
     return deleted, inserted, Conservation(received, inserted, len(quarantined))
 
@@ -88,33 +114,57 @@ def volume_outcome(
 ) -> ExpectationOutcome:
     """Compare each day of ``start..end`` with the median of its trailing days in the table.
 
-    Days with fewer than :data:`MIN_HISTORY_DAYS` days of history, or a zero median, are not
-    judged: a new source has no baseline yet.
+    With ``exp.period_days`` > 1 the values compared are totals of that many days ending on
+    each day; with ``exp.same_weekday`` the median is of the same weekday only. Days with
+    fewer than :data:`MIN_HISTORY_DAYS` days of history (a new source has no baseline yet)
+    are not judged, and the outcome's ``note`` says so; nor are days whose median is zero.
     """
     measure = sa.func.count() if exp.column is None else sa.func.sum(table.c[exp.column])
-    since = start - dt.timedelta(days=exp.lookback_days)
+    since = start - dt.timedelta(days=exp.lookback_days + exp.period_days - 1)
     query = (
         sa.select(day_expr.label("day"), measure.label("value"))
         .where(day_expr.between(since, end))
         .group_by(day_expr)
     )
     values = {pd.Timestamp(r.day).date(): float(r.value or 0) for r in wh.read(query).itertuples()}
-    anomalies = []
+    anomalies: list[str] = []
+    unjudged: list[dt.date] = []
+    first = min(values) if values else None
+
+    def total(day: dt.date) -> float | None:
+        # The period ending on ``day``; None while it reaches back before the first day seen.
+        if first is None or (day - first).days < exp.period_days - 1:
+            return None
+        return sum(values.get(day - dt.timedelta(days=i), 0.0) for i in range(exp.period_days))
+
     if values:
-        first = min(values)
-        day = max(start, first)
+        day = max(start, min(values))
         while day <= min(end, max(values)):
-            history = [
-                values.get(first + dt.timedelta(days=i), 0.0)
-                for i in range((day - first).days)
-                if (day - (first + dt.timedelta(days=i))).days <= exp.lookback_days
-            ]
-            if len(history) >= MIN_HISTORY_DAYS:
+            current = total(day)
+            back = range(1, exp.lookback_days + 1)
+            history = [t for i in back if (t := total(day - dt.timedelta(days=i))) is not None]
+            if current is None or len(history) < MIN_HISTORY_DAYS:
+                unjudged.append(day)
+            else:
+                if exp.same_weekday:
+                    history = [
+                        t
+                        for i in back
+                        if i % 7 == 0 and (t := total(day - dt.timedelta(days=i))) is not None
+                    ]
                 base = median(history)
-                value = values.get(day, 0.0)
-                if base > 0 and value < (1 - exp.max_drop) * base:
-                    anomalies.append(f"{day}: {value:g} vs median {base:g}")
+                if base > 0 and current < (1 - exp.max_drop) * base:
+                    anomalies.append(f"{day}: {current:g} vs median {base:g}")
             day += dt.timedelta(days=1)
+    note = None
+    if unjudged:
+        note = (
+            f"{len(unjudged)} day(s) not judged ({unjudged[0]}..{unjudged[-1]}): the warehouse "
+            f"holds fewer than {MIN_HISTORY_DAYS + exp.period_days - 1} days before them to "
+            "compare with"
+        )
+    elif not values:
+        note = "no rows in the window or its trailing days: nothing to compare"
     return ExpectationOutcome(
         name=name,
         gx_type="volume vs trailing median (warehouse)",
@@ -124,15 +174,13 @@ def volume_outcome(
         unexpected_percent=None,
         sample_values=anomalies[:5],
         row_level=False,
+        note=note,
     )
 
 
-def freshness_outcome(
-    frame: pd.DataFrame, exp: Freshness, name: str, end: dt.date
+def _freshness(
+    latest: dt.date | None, exp: Freshness, name: str, end: dt.date
 ) -> ExpectationOutcome:
-    """The latest date loaded is no more than ``max_lag_days`` before the window's end."""
-    values = pd.to_datetime(frame[exp.column], errors="coerce", utc=True).dropna()
-    latest = values.max().date() if not values.empty else None
     fresh = latest is not None and latest >= end - dt.timedelta(days=exp.max_lag_days)
     return ExpectationOutcome(
         name=name,
@@ -146,6 +194,26 @@ def freshness_outcome(
     )
 
 
+def freshness_outcome(
+    frame: pd.DataFrame, exp: Freshness, name: str, end: dt.date
+) -> ExpectationOutcome:
+    """The latest date of ``frame`` is no more than ``max_lag_days`` before the window's end."""
+    values = pd.to_datetime(frame[exp.column], errors="coerce", utc=True).dropna()
+    return _freshness(values.max().date() if not values.empty else None, exp, name, end)
+
+
+def warehouse_freshness_outcome(
+    wh: Warehouse, day_expr: ColumnElement, exp: Freshness, name: str, end: dt.date
+) -> ExpectationOutcome:
+    """The latest day loaded up to ``end`` is no more than ``max_lag_days`` before it.
+
+    Read from the table, not from the window's rows: a window that is legitimately empty
+    (a Sunday of a working-day source) is fresh if the last working day is loaded.
+    """
+    latest = wh.scalar(sa.select(sa.func.max(day_expr)).where(day_expr <= end))
+    return _freshness(None if latest is None else pd.Timestamp(latest).date(), exp, name, end)
+
+
 def run_quality_check(
     wh: Warehouse,
     table,
@@ -155,18 +223,21 @@ def run_quality_check(
     day_expr: ColumnElement | None = None,
     window: tuple[dt.date, dt.date] | None = None,
     run_id: str = "run",
+    time_zone: str | None = None,
 ) -> AssetCheckResult:
     """Validate the rows of ``table`` selected by ``where`` with the asset's suite.
 
-    ``day_expr`` and ``window`` enable the suite's ``volume`` expectations; a broken
-    ``conservation`` (rows neither loaded nor quarantined) fails the check.
+    ``day_expr`` (each row's partition day) and ``window`` enable the suite's ``volume``
+    and ``freshness`` expectations; ``time_zone`` is the zone whose days timestamps are
+    judged by. A broken ``conservation`` (rows neither loaded nor quarantined) fails the
+    check.
     """
     suite = load_suite(suites_dir() / f"{asset_name}.yaml")
     query = sa.select(table)
     if where is not None:
         query = query.where(where)
     frame = wh.read(query)
-    report = validate_frame(frame, suite, window)
+    report = validate_frame(frame, suite, window, time_zone)
     if day_expr is not None and window is not None:
         for exp, name in zip(suite.expectations, suite.names(), strict=True):
             if isinstance(exp, Volume):
@@ -174,7 +245,9 @@ def run_quality_check(
                     volume_outcome(wh, table, day_expr, exp, name, window[0], window[1])
                 )
             elif isinstance(exp, Freshness):
-                report.outcomes.append(freshness_outcome(frame, exp, name, window[1]))
+                report.outcomes.append(
+                    warehouse_freshness_outcome(wh, day_expr, exp, name, window[1])
+                )
         report.success = all(o.success for o in report.outcomes if o.severity == "error")
     conserved = conservation is None or conservation.holds
     failed_error = [o for o in report.failed if o.severity == "error"] or ([] if conserved else [1])

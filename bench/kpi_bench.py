@@ -3,8 +3,9 @@
 Contenders, each in a fresh subprocess (so wall time and the RSS high-water mark of one do
 not leak into another), all on the same DuckDB file:
 
-1. ``ours``: ``refresh_periods`` + ``refresh_kpi_values`` from ``kpi.refresh``, i.e. the
-   compiled SQLAlchemy SQL running inside DuckDB and writing ``kpi.kpi_values``;
+1. ``ours``: ``load_catalog`` + ``refresh_periods`` + ``refresh_kpi_values`` from
+   ``kpi.refresh``, i.e. the compiled SQLAlchemy SQL running inside DuckDB (daily cubes,
+   period rollups, one fused INSERT for the plain KPIs) and writing ``kpi.kpi_values``;
 2. ``floor``: hand-written DuckDB SQL, one scan per source into daily aggregates, then one
    query per KPI family (GROUP BY date_trunc / GROUPING SETS); the baseline;
 3. ``pandas``: the raw columns read into pandas (duckdb ``.df()``) and ``groupby``.

@@ -66,7 +66,6 @@ __all__ = [
     "local_dates",
     "parse_file",
     "read_source",
-    "rows_between",
 ]
 
 MAX_ERRORS_SHOWN = 20
@@ -735,16 +734,6 @@ def date_range(
     if days.empty:
         return None, None
     return min(days), max(days)
-
-
-def rows_between(
-    frame: pd.DataFrame, spec: SourceSpec, time_zone: str, start: dt.date, end: dt.date
-) -> pd.DataFrame:
-    """Rows whose local date falls in ``start..end`` (inclusive)."""
-    if frame.empty:
-        return frame
-    days = local_dates(frame, spec, time_zone)
-    return frame[(days >= start) & (days <= end)].reset_index(drop=True)
 
 
 def convert_currency(

@@ -27,12 +27,29 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from kpi.catalog import Catalog
-from kpi.expressions import safe_divide, to_sql
+from kpi.expressions import referenced_names, safe_divide, to_sql
 from kpi.models import Agg, Grain, Kpi, KpiType, Measure, SourceSpec
 from kpi.schema import day_periods_table, periods_table, source_table
 
 NOT_SET = "(not set)"
 ADDITIVE_AGGS = {Agg.sum, Agg.count, Agg.average, Agg.min, Agg.max}
+# The daily aggregates a cube keeps per measure (besides its row count ``n``), by the
+# aggregation that reads them.
+CUBE_PARTS = {
+    Agg.sum: {"total"},
+    Agg.count: {"nonnull"},
+    Agg.average: {"total", "nonnull"},
+    Agg.min: {"low"},
+    Agg.max: {"high"},
+    Agg.last: {"total"},
+}
+CUBE_COLUMNS = {
+    "total": (sa.Double, "sum of"),
+    "nonnull": (sa.BigInteger, "non-null"),
+    "low": (sa.Double, "min of"),
+    "high": (sa.Double, "max of"),
+    "n": (sa.BigInteger, "rows of"),
+}
 
 
 @dataclass(frozen=True)
@@ -141,6 +158,7 @@ class KpiCompiler:
         self.use_cubes = use_cubes
         self.cube_measures = self._collect_cube_measures()
         self.cube_dims = self._collect_cube_dims()
+        self._collect_cube_storage()
         self.cubes = {source: self._cube_table(source) for source in self.cube_measures}
 
     # -- public -----------------------------------------------------------------------------
@@ -454,7 +472,7 @@ class KpiCompiler:
         if not dims:
             return None
         selects = []
-        for name in self._source_names(kpi):
+        for name in self.source_names(kpi):
             if self.use_cubes and name in self.cubes:
                 cube = self.cubes[name]
                 selects.append(sa.select(*[cube.c[d] for d in dims]).distinct())
@@ -465,7 +483,8 @@ class KpiCompiler:
             )
         return sa.union(*selects).subquery() if len(selects) > 1 else selects[0].subquery()
 
-    def _source_names(self, kpi: Kpi) -> list[str]:
+    def source_names(self, kpi: Kpi) -> list[str]:
+        """The sources ``kpi`` reads, itself or through the KPIs it is built on."""
         names: list[str] = []
         for k in [kpi, *self.catalog.dependencies(kpi.id)]:
             for _, m in k.measures:
@@ -474,6 +493,14 @@ class KpiCompiler:
         return names
 
     # -- cubes: one daily rollup per source -------------------------------------------------
+    #
+    # A cube has one row per local day and value combination of the dimensions KPIs slice
+    # the source by, a row count ``n``, and per *stored* measure (an expression, with the
+    # part of its filter that needs raw columns) the daily aggregates some KPI needs:
+    # ``s{j}_total`` (sum), ``s{j}_nonnull``, ``s{j}_low`` (min), ``s{j}_high`` (max) and,
+    # for a filtered one, ``s{j}_n``. A filter that speaks only of dimensions the cube keeps
+    # (``channel in ('Paid Search', ...)``) is applied to cube rows, not raw rows, so
+    # revenue and paid revenue are one column of the scan, not two.
 
     def _collect_cube_measures(self) -> dict[str, list[tuple[str | None, str | None]]]:
         """Per source, every distinct (expr, filter) an additive or `last` measure reads."""
@@ -482,18 +509,62 @@ class KpiCompiler:
             for _, m in kpi.measures:
                 if m.agg == Agg.count_distinct or m.source not in self.catalog.sources:
                     continue
-                key = (m.expr, m.filter)
                 found.setdefault(m.source, [])
-                if key not in found[m.source]:
-                    found[m.source].append(key)
+                if (m.expr, m.filter) not in found[m.source]:
+                    found[m.source].append((m.expr, m.filter))
         return found
+
+    def _collect_cube_storage(self) -> None:
+        """Which measures each cube stores (``cube_stored``), with which parts, and how each
+        measure KPIs read maps onto them (``cube_reads``: stored index, filter on cube rows)."""
+        self.cube_stored: dict[str, list[tuple[str | None, str | None]]] = {}
+        self.cube_parts: dict[tuple[str, int], set[str]] = {}
+        self.cube_reads: dict[tuple[str, tuple[str | None, str | None]], tuple[int, str | None]]
+        self.cube_reads = {}
+        for kpi in self.catalog.kpis.values():
+            for _, m in kpi.measures:
+                if m.agg == Agg.count_distinct or m.source not in self.cube_measures:
+                    continue
+                names = set(referenced_names(m.filter)) if m.filter else set()
+                on_cube = bool(names) and names <= set(self.cube_dims[m.source])
+                stored_key = (m.expr, None if on_cube else m.filter)
+                stored = self.cube_stored.setdefault(m.source, [])
+                if stored_key not in stored:
+                    stored.append(stored_key)
+                j = stored.index(stored_key)
+                self.cube_reads[(m.source, (m.expr, m.filter))] = (j, m.filter if on_cube else None)
+                parts = self.cube_parts.setdefault((m.source, j), set())
+                parts.update(CUBE_PARTS[m.agg])
+                if stored_key[1]:
+                    parts.add("n")
+
+    def cube_measure_index(self, measure: Measure) -> int:
+        """The ``i`` of ``measure`` among the source's cube measures (``cube_measures``)."""
+        return self.cube_measures[measure.source].index((measure.expr, measure.filter))
+
+    def cube_part(
+        self, cube: FromClause, source: str, key: tuple[str | None, str | None], part: str
+    ) -> ColumnElement | None:
+        """One daily aggregate (``total``, ``nonnull``, ``low``, ``high``, ``n``) of the
+        measure ``key`` on a cube row, or None when no KPI needs that part."""
+        j, cube_filter = self.cube_reads[(source, key)]
+        if part == "n":
+            column = cube.c.get(f"s{j}_n", cube.c.n)
+        elif f"s{j}_{part}" in cube.c:
+            column = cube.c[f"s{j}_{part}"]
+        else:
+            return None
+        if cube_filter is None:
+            return column
+        keep = to_sql(cube_filter, lambda name: cube.c[name])
+        return sa.case((keep, column), else_=sa.null())
 
     def _collect_cube_dims(self) -> dict[str, list[str]]:
         """Per source, the dimensions some KPI reading it is sliced by: the cube keeps those
         and no finer breakdown, so it stays small."""
         found: dict[str, list[str]] = {name: [] for name in self.catalog.sources}
         for kpi in self.catalog.kpis.values():
-            for name in self._source_names(kpi):
+            for name in self.source_names(kpi):
                 src = self.catalog.sources.get(name)
                 if src is None:
                     continue
@@ -509,14 +580,14 @@ class KpiCompiler:
             return self.metadata.tables[f"{schema}.{name}"]
         columns = [sa.Column("day", sa.Date, nullable=False)]
         columns += [sa.Column(d, sa.String, nullable=False) for d in self.cube_dims[source]]
-        for i, (expr, filter_) in enumerate(self.cube_measures[source]):
+        columns += [sa.Column("n", sa.BigInteger, nullable=False, comment="source rows")]
+        for j, (expr, filter_) in enumerate(self.cube_stored.get(source, [])):
             what = f"{expr or 'rows'}" + (f" where {filter_}" if filter_ else "")
+            parts = self.cube_parts[(source, j)]
             columns += [
-                sa.Column(f"m{i}_total", sa.Double, comment=f"sum of {what}"),
-                sa.Column(f"m{i}_nonnull", sa.BigInteger, comment=f"non-null {what}"),
-                sa.Column(f"m{i}_low", sa.Double, comment=f"min of {what}"),
-                sa.Column(f"m{i}_high", sa.Double, comment=f"max of {what}"),
-                sa.Column(f"m{i}_n", sa.BigInteger, comment=f"rows of {what}"),
+                sa.Column(f"s{j}_{part}", type_, comment=f"{label} {what}")
+                for part, (type_, label) in CUBE_COLUMNS.items()
+                if part in parts
             ]
         return sa.Table(
             name,
@@ -529,7 +600,7 @@ class KpiCompiler:
 
     def cube_select(self, source: str) -> sa.Select:
         """The rollup of ``source``: one row per local day and dimension values, with the
-        sum, non-null count, min, max and row count of every measure the catalog reads."""
+        row count and the daily aggregates of every measure the cube stores."""
         src, table = self.catalog.sources[source], self.tables[source]
         time_col = table.c[src.time.column]
         day = (
@@ -544,8 +615,8 @@ class KpiCompiler:
                 return self._dimension(src, table, name)
             return table.c[name]
 
-        aggregates = []
-        for i, (expr, filter_) in enumerate(self.cube_measures[source]):
+        aggregates = [sa.func.count().label("n")]
+        for j, (expr, filter_) in enumerate(self.cube_stored.get(source, [])):
             x = to_sql(expr, lambda name: table.c[name]) if expr else sa.literal(1)
             if filter_:
                 keep = to_sql(filter_, dimension_or_column)
@@ -553,28 +624,35 @@ class KpiCompiler:
                 one = sa.case((keep, 1), else_=sa.null())
             else:
                 one = sa.literal(1)
-            aggregates += [
-                sa.func.sum(x).label(f"m{i}_total"),
-                sa.func.count(x).label(f"m{i}_nonnull"),
-                sa.func.min(x).label(f"m{i}_low"),
-                sa.func.max(x).label(f"m{i}_high"),
-                sa.func.count(one).label(f"m{i}_n"),
-            ]
+            of_part = {
+                "total": sa.func.sum(x),
+                "nonnull": sa.func.count(x),
+                "low": sa.func.min(x),
+                "high": sa.func.max(x),
+                "n": sa.func.count(one),
+            }
+            parts = self.cube_parts[(source, j)]
+            aggregates += [of_part[p].label(f"s{j}_{p}") for p in CUBE_COLUMNS if p in parts]
         keys = [day.label("day"), *dims]
         return sa.select(*keys, *aggregates).group_by(*[k.element for k in keys])
 
     def _cube_daily(self, measure: Measure, dims: tuple[str, ...]) -> FromClause:
         cube = self.cubes[measure.source]
-        i = self.cube_measures[measure.source].index((measure.expr, measure.filter))
+        key = (measure.expr, measure.filter)
         keys = [cube.c.day, *[cube.c[d] for d in dims]]
-        n = sa.func.sum(cube.c[f"m{i}_n"])
+        n = sa.func.sum(self.cube_part(cube, measure.source, key, "n"))
+
+        def part(name: str, agg) -> ColumnElement:
+            column = self.cube_part(cube, measure.source, key, name)
+            return (agg(column) if column is not None else sa.null()).label(name)
+
         return (
             sa.select(
                 *keys,
-                sa.func.sum(cube.c[f"m{i}_total"]).label("total"),
-                sa.func.sum(cube.c[f"m{i}_nonnull"]).label("nonnull"),
-                sa.func.min(cube.c[f"m{i}_low"]).label("low"),
-                sa.func.max(cube.c[f"m{i}_high"]).label("high"),
+                part("total", sa.func.sum),
+                part("nonnull", sa.func.sum),
+                part("low", sa.func.min),
+                part("high", sa.func.max),
                 n.label("n"),
             )
             .group_by(*keys)

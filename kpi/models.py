@@ -188,9 +188,14 @@ class Target(_Strict):
     grain: Grain = Grain.month
     unit: Unit | None = None
     currency: str | None = None
-    # linear: spread evenly by day; per_period: given explicitly; seasonal: by last year's shape.
+    # linear: spread evenly by day; per_period: given explicitly; seasonal: by last year's
+    # daily values of the KPI 52 weeks (364 days) earlier, so weekdays line up (additive KPIs
+    # reported by day only; a target period last year does not cover is spread linearly,
+    # and its rows say so).
     phasing: Literal["linear", "per_period", "seasonal"] = "linear"
     per_period: dict[dt.date, float] = Field(default_factory=dict)
+    # The goal's deadline: the goal runs from the start of the (fiscal) year holding it, and
+    # kpi_comparisons projects the KPI to it (kpi.comparisons).
     deadline: dt.date | None = None
     example: bool = False
 

@@ -7,6 +7,7 @@ import datetime as dt
 
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from kpi.catalog import Catalog
 from kpi.models import Kpi, KpiType
@@ -79,7 +80,12 @@ def record_changes(
     wh: Warehouse, changes: sa.Table, catalog: Catalog, now: dt.datetime
 ) -> list[str]:
     """Record the current definition version of every KPI; return the KPIs whose version is
-    new since the last run (their whole history was recomputed with the new definition)."""
+    new since the last run (their whole history was recomputed with the new definition).
+
+    One transaction; a version is only inserted when no row holds it yet, checked by the
+    INSERT itself (another run may have inserted it since this one read the table), and on
+    PostgreSQL the primary key of (kpi_id, definition_version) turns a concurrent insert of
+    the same version into nothing rather than an error."""
     c = changes
     with wh.engine.begin() as conn:
         known = {
@@ -100,21 +106,42 @@ def record_changes(
             if kpi_id in seen_before:
                 changed.append(kpi_id)
             note = next((e.note for e in kpi.changelog if e.version == kpi.version), None)
-            conn.execute(
-                c.insert().values(
-                    kpi_id=kpi_id,
-                    definition_version=version,
-                    version=kpi.version,
-                    changelog=note,
-                    first_seen_at=now,
-                    last_seen_at=now,
-                )
-            )
+            row = {
+                "kpi_id": kpi_id,
+                "definition_version": version,
+                "version": kpi.version,
+                "changelog": note,
+                "first_seen_at": now,
+                "last_seen_at": now,
+            }
+            conn.execute(_insert_missing(conn, c, row))
     return changed
 
 
+def _insert_missing(conn: sa.Connection, changes: sa.Table, row: dict):
+    """INSERT ``row`` into ``changes`` unless its (kpi_id, definition_version) is there."""
+    c = changes
+    present = (
+        sa.select(sa.literal(1))
+        .select_from(c)
+        .where(c.c.kpi_id == row["kpi_id"], c.c.definition_version == row["definition_version"])
+    )
+    values = sa.select(
+        *[sa.cast(sa.literal(value, c.c[name].type), c.c[name].type) for name, value in row.items()]
+    ).where(~present.exists())
+    if conn.dialect.name == "postgresql":
+        # A version inserted by a concurrent run after our check: skip, don't fail. (DuckDB
+        # has one writer per file, and refuses ON CONFLICT on a table without the key.)
+        return postgresql.insert(c).from_select(list(row), values).on_conflict_do_nothing()
+    return c.insert().from_select(list(row), values)
+
+
 def scorecard_select(comparisons: sa.Table, dimensions: list[str], grain: str = "month"):
-    """The latest complete period of each KPI at ``grain``, the total row, sorted by area."""
+    """The latest complete period of each KPI at ``grain``, the total row, sorted by area.
+
+    ``history_recomputed`` tells a reader that the previous period or last year it is
+    compared with was restated under a definition that changed after those days; the goal
+    columns project the KPI to its target's deadline as of the period's last day."""
     c = comparisons
     total = [c.c[d].is_(None) for d in dimensions]
     latest = (
@@ -145,6 +172,14 @@ def scorecard_select(comparisons: sa.Table, dimensions: list[str], grain: str = 
             c.c.benchmark_position,
             c.c.sample_size,
             c.c.definition_version,
+            # Appended, never inserted: PostgreSQL's CREATE OR REPLACE VIEW only adds columns
+            # at the end of an existing view.
+            c.c.history_recomputed,
+            c.c.definition_changed_at,
+            c.c.goal_deadline,
+            c.c.goal_target_value,
+            c.c.goal_projected_value,
+            c.c.goal_will_reach,
         )
         .join(
             latest,

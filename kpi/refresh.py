@@ -7,6 +7,7 @@ The Dagster assets are thin wrappers around these functions.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -15,10 +16,11 @@ import sqlalchemy as sa
 
 from kpi.anomalies import flag_anomalies
 from kpi.catalog import Catalog
-from kpi.comparisons import comparison_select, phase_targets
+from kpi.comparisons import comparison_select, daily_history, phase_targets
 from kpi.compiler import KpiCompiler
 from kpi.periods import Calendar, Period, day_periods
 from kpi.publication import catalog_rows, create_scorecard_view, record_changes
+from kpi.rollups import PeriodRollups
 from kpi.schema import (
     kpi_anomalies_table,
     kpi_catalog_table,
@@ -61,6 +63,10 @@ class KpiTables:
     @property
     def comparisons(self) -> sa.Table:
         return kpi_comparisons_table(self.compiler.metadata, self.catalog.dimensions)
+
+    @functools.cached_property
+    def rollups(self) -> PeriodRollups:
+        return PeriodRollups(self.compiler)
 
     @property
     def raw_tables(self) -> dict[str, sa.Table]:
@@ -132,17 +138,18 @@ def refresh_periods(wh: Warehouse, tables: KpiTables, as_of: dt.date) -> list[Pe
     return periods
 
 
-def refresh_cubes(wh: Warehouse, tables: KpiTables) -> dict[str, int]:
-    """Rebuild the daily rollup of every source (one scan of each raw table); rows per cube."""
-    counts = {}
-    for source, cube in tables.compiler.cubes.items():
-        # A cube is scratch derived from the raw table: its columns follow the catalog, so
-        # it is dropped and rebuilt rather than migrated.
-        wh.recreate_table(cube)
-        select = tables.compiler.cube_select(source)
-        _, inserted = wh.replace_from_select(cube, None, [select])
-        counts[source] = inserted
-    return counts
+def refresh_cubes(
+    wh: Warehouse, tables: KpiTables, sources: list[str] | None = None
+) -> dict[str, int]:
+    """Rebuild the daily cube of ``sources`` (default: every source with one; one scan of
+    each raw table), then its period rollup (see kpi.rollups), in one transaction; rows per
+    cube."""
+    compiler, rollups = tables.compiler, tables.rollups
+    names = [s for s in compiler.cubes if sources is None or s in sources]
+    builds = [(compiler.cubes[s], compiler.cube_select(s)) for s in names]
+    builds += [(rollups.tables[s], rollups.rollup_select(s)) for s in names]
+    counts = wh.rebuild_tables(builds)
+    return {s: counts[compiler.cubes[s].name] for s in names}
 
 
 def refresh_kpi_values(
@@ -153,27 +160,45 @@ def refresh_kpi_values(
 ) -> dict[str, int]:
     """Recompute the values of ``kpi_ids`` (default: all) in the warehouse; rows per KPI.
 
-    Each KPI is one INSERT ... SELECT (all its grains and slices in a UNION ALL), replacing
-    its rows in one transaction.
+    With cubes, every KPI that is a function of its period's sums comes from the period
+    rollups in one INSERT (kpi.rollups); each other KPI is one INSERT ... SELECT of all its
+    grains and slices. Each INSERT replaces its KPIs' rows in one transaction.
     """
     computed_at = computed_at or dt.datetime.now(dt.UTC)
+    kpi_ids = kpi_ids or tables.catalog.evaluation_order()
+    fused: list[str] = []
     if tables.compiler.use_cubes:
-        refresh_cubes(wh, tables)
-    counts: dict[str, int] = {}
+        # Only the cubes these KPIs read: a refresh of one area rescans none of the others.
+        read = {s for k in kpi_ids for s in tables.compiler.source_names(tables.catalog.kpis[k])}
+        refresh_cubes(wh, tables, sorted(read))
+        fused = [k for k in kpi_ids if tables.rollups.fusable(tables.catalog.kpis[k])]
     values = tables.values
-    for kpi_id in kpi_ids or tables.catalog.evaluation_order():
+    if fused:
+        select = tables.rollups.values_select(fused, computed_at)
+        wh.replace_from_select(values, values.c.kpi_id.in_(fused), [select])
+    for kpi_id in kpi_ids:
+        if kpi_id in fused:
+            continue
         # Row order is for people reading one query; an INSERT needs none.
         selects = [
             q.order_by(None) for q in tables.compiler.compile_all(kpi_id, computed_at=computed_at)
         ]
         combined = sa.union_all(*selects) if len(selects) > 1 else selects[0]
         wh.replace_from_select(values, values.c.kpi_id == kpi_id, [combined])
-        counts[kpi_id] = wh.count(values, values.c.kpi_id == kpi_id)
-    return counts
+    counted = wh.read(
+        sa.select(values.c.kpi_id, sa.func.count().label("n"))
+        .where(values.c.kpi_id.in_(kpi_ids))
+        .group_by(values.c.kpi_id)
+    )
+    found = dict(zip(counted["kpi_id"], counted["n"], strict=True))
+    return {kpi_id: int(found.get(kpi_id, 0)) for kpi_id in kpi_ids}
 
 
 def refresh_targets(wh: Warehouse, tables: KpiTables, periods: list[Period]) -> int:
-    rows = phase_targets(tables.catalog, periods)
+    """Rewrite ``kpi_targets``. Seasonal phasing reads last year's daily values from
+    ``kpi_values``, so refresh those first (without them it falls back to linear, and says so)."""
+    history = daily_history(wh, tables.values, tables.catalog)
+    rows = phase_targets(tables.catalog, periods, history)
     frame = pd.DataFrame([r.__dict__ for r in rows])
     _, inserted = wh.replace_rows(tables.targets, None, frame)
     return inserted
@@ -182,7 +207,7 @@ def refresh_targets(wh: Warehouse, tables: KpiTables, periods: list[Period]) -> 
 def refresh_comparisons(
     wh: Warehouse, tables: KpiTables, computed_at: dt.datetime | None = None
 ) -> int:
-    """Recompute ``kpi_comparisons`` from ``kpi_values`` and ``kpi_targets``."""
+    """Recompute ``kpi_comparisons`` from ``kpi_values``, ``kpi_targets`` and ``kpi_changes``."""
     computed_at = computed_at or dt.datetime.now(dt.UTC)
     selects = []
     for kpi_id in tables.catalog.evaluation_order():
@@ -198,6 +223,7 @@ def refresh_comparisons(
                         tables.values,
                         tables.targets,
                         computed_at,
+                        changes=tables.changes,
                     )
                 )
     wh.replace_from_select(tables.comparisons, None, selects)

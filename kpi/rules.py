@@ -12,7 +12,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from kpi.catalog import Catalog, Problem
 from kpi.expressions import ExpressionError, did_you_mean, parse, referenced_names
-from kpi.models import GRAIN_ORDER, Additivity, Agg, Direction, Kpi, KpiType, Measure, Unit
+from kpi.models import (
+    GRAIN_ORDER,
+    Additivity,
+    Agg,
+    Direction,
+    Grain,
+    Kpi,
+    KpiType,
+    Measure,
+    Unit,
+)
 
 
 class Rule:
@@ -556,6 +566,72 @@ class TargetRule(Rule):
         return problems
 
 
+class SeasonalPhasingRule(Rule):
+    """Seasonal phasing spreads a target over days by last year's daily values, so the KPI
+    must add up over days (a sum or a count, or a running total of one) and the KPI whose
+    days give the shape must be reported by day."""
+
+    name = "seasonal_phasing"
+
+    def check(self, catalog: Catalog) -> list[Problem]:
+        from kpi.comparisons import scales_with_days, shape_kpi
+
+        problems = []
+        for kpi in catalog.kpis.values():
+            if kpi.target is None or kpi.target.phasing != "seasonal":
+                continue
+            base = shape_kpi(catalog, kpi)
+            if base is kpi and kpi.type == KpiType.cumulative:
+                continue  # its base is unknown: KpiReferenceRule says so
+            if not scales_with_days(base):
+                problems.append(
+                    _at(
+                        catalog,
+                        kpi,
+                        "target",
+                        "phasing",
+                        message=f"seasonal phasing spreads a target over days, but `{base.id}` "
+                        "does not add up over days (a rate, an average or a distinct count "
+                        "keeps its target at every grain): use linear or per_period",
+                    )
+                )
+            elif Grain.day not in base.grains:
+                problems.append(
+                    _at(
+                        catalog,
+                        kpi,
+                        "target",
+                        "phasing",
+                        message=f"seasonal phasing reads last year's daily values of "
+                        f"`{base.id}`, which is not reported by day: add `day` to its grains",
+                    )
+                )
+        return problems
+
+
+class GoalDeadlineRule(Rule):
+    """A target's deadline is projected to: a running total has no single value to project."""
+
+    name = "goal_deadline"
+
+    def check(self, catalog: Catalog) -> list[Problem]:
+        return [
+            _at(
+                catalog,
+                kpi,
+                "target",
+                "deadline",
+                message="a running total cannot be projected to a deadline: put the deadline "
+                f"on `{kpi.cumulative.of}`, the KPI it accumulates",
+            )
+            for kpi in catalog.kpis.values()
+            if kpi.target is not None
+            and kpi.target.deadline is not None
+            and kpi.type == KpiType.cumulative
+            and kpi.cumulative is not None
+        ]
+
+
 class FileSourceDeclarationRule(Rule):
     """File sources declare what a file must hold: a key, required and allowed values."""
 
@@ -590,6 +666,8 @@ RULES: list[Rule] = [
     DimensionRule(),
     CumulativeRule(),
     TargetRule(),
+    SeasonalPhasingRule(),
+    GoalDeadlineRule(),
     AlertRulesRule(),
     FileSourceDeclarationRule(),
 ]

@@ -159,8 +159,40 @@ def kpi_targets_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("benchmark_max", sa.Double, comment="benchmark band, to date"),
         sa.Column("benchmark_source", sa.String, comment="where the benchmark comes from"),
         sa.Column("is_example", sa.Boolean, nullable=False, comment="example values, not real"),
+        sa.Column(
+            "phasing",
+            sa.String,
+            comment="how the target was spread over days: linear, per_period, seasonal (by "
+            "last year's daily values, 364 days back: same weekdays) or "
+            "seasonal_fallback_linear (last year unknown)",
+        ),
+        sa.Column("goal_start", sa.Date, comment="first day of the goal: its (fiscal) year"),
+        sa.Column("goal_deadline", sa.Date, comment="the target's deadline"),
+        sa.Column(
+            "goal_target",
+            sa.Double,
+            comment="the goal: the target summed from goal_start to the deadline when "
+            "additive, else the target at the deadline",
+        ),
+        sa.Column("goal_band_min", sa.Double, comment="the goal's band, like goal_target"),
+        sa.Column("goal_band_max", sa.Double, comment="the goal's band, like goal_target"),
+        sa.Column(
+            "goal_elapsed_share",
+            sa.Double,
+            comment="additive goals: share of the goal planned through the period's last "
+            "day (the target phased from goal_start to that day, over goal_target); the "
+            "share of the goal's days when goal_target is unknown or zero",
+        ),
+        sa.Column(
+            "goal_projection",
+            sa.String,
+            comment="run_rate (linear or per_period), seasonal, seasonal_fallback_run_rate "
+            "(seasonal, but part of the goal had no last-year shape and is spread by days) "
+            "or current_value (rates)",
+        ),
         schema=KPI_SCHEMA,
-        comment="Targets phased per period from the KPI definitions",
+        comment="Targets phased per period from the KPI definitions, and the goal of each "
+        "target with a deadline (on the periods that end within the goal)",
     )
 
 
@@ -195,12 +227,89 @@ def kpi_comparisons_table(metadata: sa.MetaData, dimensions: list[str]) -> sa.Ta
         sa.Column("benchmark_max", sa.Double),
         sa.Column("benchmark_source", sa.String),
         sa.Column("benchmark_position", sa.String, comment="below, within, at or above"),
-        sa.Column("projected", sa.Double, comment="projected value at the end of the period"),
+        sa.Column(
+            "projected",
+            sa.Double,
+            comment="projected value at the end of the period: at the daily rate so far, or "
+            "along last year's shape when the target is phased seasonally",
+        ),
         sa.Column("on_pace", sa.Boolean, comment="will the projection reach the target"),
         sa.Column("sample_size", sa.BigInteger),
         sa.Column("status", sa.String, nullable=False),
-        sa.Column("definition_version", sa.String, nullable=False),
+        sa.Column(
+            "definition_version",
+            sa.String,
+            nullable=False,
+            comment="definition hash the actual was computed under",
+        ),
         sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column(
+            "phasing",
+            sa.String,
+            comment="how the target was spread over days: linear, per_period, seasonal or "
+            "seasonal_fallback_linear (last year did not cover the target period)",
+        ),
+        sa.Column(
+            "goal_start",
+            sa.Date,
+            comment="first day of the goal (the (fiscal) year of its deadline); goal_* "
+            "columns are set on total rows whose last day is within the goal",
+        ),
+        sa.Column("goal_deadline", sa.Date, comment="the deadline of the KPI's target"),
+        sa.Column(
+            "goal_target_value",
+            sa.Double,
+            comment="the goal: target summed from goal_start to the deadline (additive "
+            "KPIs) or the target at the deadline (rates); NULL for a band",
+        ),
+        sa.Column(
+            "goal_actual_to_date",
+            sa.Double,
+            comment="additive KPIs: actual from goal_start through the row's last day",
+        ),
+        sa.Column(
+            "goal_projected_value",
+            sa.Double,
+            comment="projected value at the deadline, as of the row's last day: "
+            "goal_actual_to_date / the share of the goal planned by then (NULL while "
+            "nothing is planned yet); a rate's current value",
+        ),
+        sa.Column(
+            "goal_projection",
+            sa.String,
+            comment="how goal_projected_value was found: actual to date over the share of "
+            "the goal planned so far, phased run_rate (linear, per_period), seasonal (last "
+            "year's shape) or seasonal_fallback_run_rate (part of the goal's span had no "
+            "last-year shape and is spread by days); current_value (rates)",
+        ),
+        sa.Column(
+            "goal_will_reach",
+            sa.Boolean,
+            comment="will the projection meet the goal (direction-aware, like on_pace)",
+        ),
+        sa.Column(
+            "previous_definition_version",
+            sa.String,
+            comment="definition version of the previous-period value compared with",
+        ),
+        sa.Column(
+            "last_year_definition_version",
+            sa.String,
+            comment="definition version of the last-year value compared with",
+        ),
+        sa.Column(
+            "definition_changed_at",
+            sa.DateTime(timezone=True),
+            comment="when this row's definition version replaced an earlier one "
+            "(kpi_changes); NULL if the KPI never changed",
+        ),
+        sa.Column(
+            "history_recomputed",
+            sa.Boolean,
+            comment="true: the history compared with was restated under the current "
+            "definition, which appeared after those days ended; false: computed under the "
+            "definition of its time (an older one when its version differs)",
+        ),
         schema=KPI_SCHEMA,
         comment="Each KPI value against its target and the previous period, with a status",
     )
@@ -251,6 +360,10 @@ def kpi_changes_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("changelog", sa.String, comment="the author's changelog entry, if any"),
         sa.Column("first_seen_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False),
+        # One row per version. Only tables created from this declaration have it
+        # (ensure_tables adds no constraints); record_changes never inserts a duplicate and
+        # the comparisons read older tables' duplicates as one.
+        sa.PrimaryKeyConstraint("kpi_id", "definition_version"),
         schema=KPI_SCHEMA,
         comment="History of KPI definition versions; history is recomputed on every run",
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -78,14 +78,22 @@ class Warehouse:
         """
         tables = list(tables)
         with self.engine.begin() as conn:
-            for schema in sorted({t.schema for t in tables if t.schema}):
+            default = conn.dialect.default_schema_name
+            schemas = sorted({t.schema for t in tables if t.schema})
+            for schema in schemas:
                 conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
+            # One catalogue query for every table, rather than two per table.
+            existing = self._existing_columns(conn, [*schemas, default])
             for table in tables:
-                table.create(conn, checkfirst=True)
-                self._add_missing_columns(conn, table)
+                have = existing.get((table.schema or default, table.name))
+                if have:
+                    self._add_missing_columns(conn, table, have)
+                else:
+                    table.create(conn, checkfirst=True)
 
     @staticmethod
-    def _add_missing_columns(conn: Connection, table: sa.Table) -> None:
+    def _existing_columns(conn: Connection, schemas: list[str]) -> dict[tuple, set[str]]:
+        """(schema, table) -> column names, for every table of ``schemas``."""
         info = sa.table(
             "columns",
             sa.column("table_schema"),
@@ -93,13 +101,16 @@ class Warehouse:
             sa.column("column_name"),
             schema="information_schema",
         )
-        query = sa.select(info.c.column_name).where(
-            info.c.table_name == table.name,
-            info.c.table_schema == (table.schema or conn.dialect.default_schema_name),
+        query = sa.select(info.c.table_schema, info.c.table_name, info.c.column_name).where(
+            info.c.table_schema.in_(schemas)
         )
-        existing = {row[0] for row in conn.execute(query)}
-        if not existing:
-            return
+        found: dict[tuple, set[str]] = {}
+        for schema, table, column in conn.execute(query):
+            found.setdefault((schema, table), set()).add(column)
+        return found
+
+    @staticmethod
+    def _add_missing_columns(conn: Connection, table: sa.Table, existing: set[str]) -> None:
         preparer = conn.dialect.identifier_preparer
         for column in table.columns:
             if column.name in existing:
@@ -112,6 +123,9 @@ class Warehouse:
                     f"ADD COLUMN {preparer.format_column(column)} {type_sql}"
                 )
             )
+            # A fresh table gets its comments from CREATE TABLE; an added column needs its own.
+            if column.comment and conn.dialect.supports_comments:
+                conn.execute(sa.schema.SetColumnComment(column))
 
     def recreate_table(self, table: sa.Table) -> None:
         """Drop and create ``table``: only for derived scratch tables that hold no history."""
@@ -120,6 +134,26 @@ class Warehouse:
                 conn.execute(sa.schema.CreateSchema(table.schema, if_not_exists=True))
             table.drop(conn, checkfirst=True)
             table.create(conn)
+
+    def rebuild_tables(self, builds: list[tuple[sa.Table, sa.Select]]) -> dict[str, int]:
+        """Drop, create and fill each (table, select) in one transaction; rows per table.
+
+        Only for derived scratch tables that hold no history (cubes, rollups): their columns
+        follow the catalogue, so they are rebuilt rather than migrated. One transaction for
+        all of them, so a reader never sees a cube of this run beside a rollup of the last.
+        """
+        counts = {}
+        with self.engine.begin() as conn:
+            for schema in sorted({t.schema for t, _ in builds if t.schema}):
+                conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
+            for table, _ in reversed(builds):
+                conn.execute(sa.schema.DropTable(table, if_exists=True))
+            for table, select in builds:
+                conn.execute(sa.schema.CreateTable(table))
+                names = [c.name for c in select.selected_columns]
+                result = conn.execute(table.insert().from_select(names, select))
+                counts[table.name] = max(result.rowcount, 0)
+        return counts
 
     def replace_rows(
         self, table: sa.Table, where: ColumnElement | None, rows: pd.DataFrame
@@ -132,6 +166,22 @@ class Warehouse:
             deleted = self._delete(conn, table, where)
             inserted = self._insert_frame(conn, table, rows)
         return deleted, inserted
+
+    def replace_rows_together(
+        self, replacements: Sequence[tuple[sa.Table, ColumnElement | None, pd.DataFrame]]
+    ) -> list[tuple[int, int]]:
+        """``replace_rows`` for several ``(table, where, rows)`` in one transaction.
+
+        For writes that belong together (a partition's raw rows and its quarantined rows):
+        if any of them fails, none of the tables changes. Returns (rows deleted, rows
+        inserted) per replacement, in order.
+        """
+        counts = []
+        with self.engine.begin() as conn:
+            for table, where, rows in replacements:
+                deleted = self._delete(conn, table, where)
+                counts.append((deleted, self._insert_frame(conn, table, rows)))
+        return counts
 
     def replace_from_select(
         self, table: sa.Table, where: ColumnElement | None, selects: list[sa.Select]

@@ -37,6 +37,8 @@ class LocatedYaml:
 
 # One loader turns scalar nodes into Python values; it never reads a stream itself.
 _SCALARS = yaml.SafeLoader("")
+# libyaml's parser when PyYAML has it (it keeps the same marks), ~10x faster than Python's.
+_COMPOSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class YamlSyntaxError(ValueError):
@@ -52,7 +54,7 @@ def load_located_yaml(path: Path) -> LocatedYaml:
     """Parse ``path`` and record the line of every value."""
     text = path.read_text(encoding="utf-8")
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_COMPOSER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)

@@ -44,7 +44,9 @@ def write_data_docs(
             ok="passed" if o.success else "FAILED",
             count=_cell(o.unexpected_count),
             pct=_cell(None if o.unexpected_percent is None else f"{o.unexpected_percent:.2f}%"),
-            samples=_cell(o.error or ", ".join(map(str, o.sample_values))),
+            samples=_cell(
+                "; ".join(t for t in (o.error or ", ".join(map(str, o.sample_values)), o.note) if t)
+            ),
         )
         for o in report.outcomes
     )

@@ -4,7 +4,9 @@ For a raw source, :func:`split_rows` validates the frame about to be written and
 the rows failing a row-level expectation of severity ``error`` (not_null, between, in_set,
 unique, ...) from the good ones. The bad rows go to ``raw.<source>__quarantine``
 (:func:`quarantine_table`) with the expectations they failed, the run id and the time,
-replaced per partition window exactly like the raw rows, so a re-run never duplicates them.
+replaced per partition window exactly like the raw rows, and in the same transaction as
+them (``assets.quality.write_with_quarantine``), so a re-run never duplicates them and a
+failed write never leaves raw rows without their quarantine, or the reverse.
 
 Row conservation: every received row is either loaded or quarantined; :class:`Conservation`
 records the three counts. No Dagster here: the assets and ``python -m quality.replay`` share
@@ -93,14 +95,18 @@ class Conservation:
 
 
 def split_rows(
-    frame: pd.DataFrame, suite: Suite, partition: tuple[dt.date, dt.date] | None = None
+    frame: pd.DataFrame,
+    suite: Suite,
+    partition: tuple[dt.date, dt.date] | None = None,
+    time_zone: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, ValidationReport]:
     """(good rows, bad rows with ``_failed_expectations``, the validation report).
 
     Only row-level expectations of severity ``error`` quarantine a row; warnings flag but
     keep it, and table-level failures (a missing column) are left to the blocking check.
+    ``partition`` and ``time_zone`` are those of :func:`quality.validate.validate_frame`.
     """
-    report = validate_frame(frame.reset_index(drop=True), suite, partition)
+    report = validate_frame(frame.reset_index(drop=True), suite, partition, time_zone)
     quarantining = {
         o.name for o in report.outcomes if o.row_level and o.severity == "error" and not o.success
     }

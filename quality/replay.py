@@ -40,7 +40,8 @@ class ReplayResult:
 def replay(source: str, wh: Warehouse, definitions: Path | None = None) -> ReplayResult:
     """Move the quarantined rows of ``source`` that pass its suite now into the raw table."""
     folder = definitions or Path(os.environ.get("KPI_DEFINITIONS_DIR", DEFAULT_DEFINITIONS_DIR))
-    spec = load_catalog(folder).sources[source]
+    cat = load_catalog(folder)
+    spec = cat.sources[source]
     suite = load_suite(folder / "quality" / f"{source}.yaml")
     metadata = sa.MetaData()
     table = source_table(source, spec, metadata)
@@ -53,7 +54,9 @@ def replay(source: str, wh: Warehouse, definitions: Path | None = None) -> Repla
         return ReplayResult(0, 0, int(parse.sum()))
     data = [c.name for c in table.columns if not c.name.startswith("_")]
     frame = candidates[[*data, "_source_file", "_source_line", "_quarantine_id"]]
-    good, bad, _ = split_rows(frame, suite)
+    # No partition window: date_in_partition only refuses days after today (in the zone
+    # the partitions are days of).
+    good, bad, _ = split_rows(frame, suite, None, cat.reporting.time_zone)
     if not good.empty:
         ids = good["_quarantine_id"].tolist()
         loaded = good.drop(columns=["_quarantine_id"]).assign(

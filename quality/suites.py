@@ -277,8 +277,15 @@ class Volume(_Base):
     """Each day's row count (or sum of ``column``) is at least ``1 - max_drop`` times the
     median of the trailing ``lookback_days`` days already in the warehouse.
 
+    ``period_days`` > 1 compares totals of that many days ending on each day instead of
+    single days: for sources whose daily counts are too small or noisy for a single day to
+    mean anything (a handful of survey answers or volunteer shifts a day). ``same_weekday``
+    takes the baseline from the same weekday only: for sources that legitimately have no
+    rows on some weekdays (no operations output at weekends).
+
     It needs the warehouse history, so :func:`quality.validate.validate_frame` skips it and
-    :mod:`assets.quality` evaluates it after the write.
+    :mod:`assets.quality` evaluates it after the write. Days with too little history to
+    compare with are not judged, and the outcome says so.
     """
 
     ROW_LEVEL_DEFAULT: ClassVar[bool] = False
@@ -286,6 +293,15 @@ class Volume(_Base):
     column: ColumnName | None = None
     max_drop: Annotated[float, Field(gt=0, lt=1)] = 0.5
     lookback_days: Annotated[int, Field(ge=7)] = 28
+    period_days: Annotated[int, Field(ge=1, le=28)] = 1
+    same_weekday: StrictBool = False
+
+    @model_validator(mode="after")
+    def _check_period(self) -> Volume:
+        if self.same_weekday and self.period_days > 1:
+            # A total over several days mixes weekdays: there is no "same weekday" to use.
+            raise ValueError("same_weekday compares single days; it needs period_days: 1")
+        return self
 
     @property
     def columns_used(self) -> list[str]:
@@ -293,12 +309,20 @@ class Volume(_Base):
 
     def default_name(self) -> str:
         what = "rows" if self.column is None else f"sum({self.column})"
-        return f"volume({what}, max_drop={self.max_drop}, lookback_days={self.lookback_days})"
+        extra = f", period_days={self.period_days}" if self.period_days > 1 else ""
+        extra += ", same_weekday" if self.same_weekday else ""
+        return (
+            f"volume({what}, max_drop={self.max_drop}, lookback_days={self.lookback_days}{extra})"
+        )
 
 
 class DateInPartition(_Base):
     """Non-null dates of ``column`` lie inside the partition window being loaded and not
-    after today. Without a window (e.g. on replay) only "not in the future" is checked."""
+    after today. Without a window (e.g. on replay) only "not in the future" is checked.
+
+    Timestamps are judged by their calendar day in the reporting time zone (the zone the
+    partitions are days of), which the caller passes to the validation.
+    """
 
     type: Literal["date_in_partition"]
     column: ColumnName
@@ -312,8 +336,9 @@ class DateInPartition(_Base):
 
 
 class Freshness(_Base):
-    """The latest date of ``column`` in the load is at most ``max_lag_days`` before the end
-    of the partition window; evaluated by :mod:`assets.quality`, which knows the window."""
+    """The latest day loaded (in the warehouse, up to the end of the partition window) is
+    at most ``max_lag_days`` before the end of the window; evaluated by
+    :mod:`assets.quality`, which knows the window."""
 
     ROW_LEVEL_DEFAULT: ClassVar[bool] = False
     type: Literal["freshness"]

@@ -23,6 +23,7 @@ What GX is not given, and why (checked against GX 1.24.1 with pandas 3.1):
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import threading
 import uuid
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -93,6 +95,8 @@ class ExpectationOutcome:
     row_level: bool = True
     # Set when the expectation could not be evaluated (missing column, GX raised).
     error: str | None = None
+    # What a passing outcome did not judge, and why (e.g. days without enough history).
+    note: str | None = None
 
 
 @dataclass
@@ -131,8 +135,9 @@ class ValidationReport:
             f"**{self.suite}** {status}: {len(self.outcomes) - len(self.failed)}/"
             f"{len(self.outcomes)} expectations passed on {self.row_count} rows"
         )
+        notes = [f"- {_md_escape(o.name)}: {_md_escape(o.note)}" for o in self.outcomes if o.note]
         if not self.failed:
-            return head + "\n"
+            return "\n".join([head, "", *notes]) + "\n" if notes else head + "\n"
         lines = [
             head,
             "",
@@ -147,6 +152,8 @@ class ValidationReport:
                 f"| {_md_escape(o.name)} | {o.severity} | {o.unexpected_count} "
                 f"| {_md_escape(samples)} |"
             )
+        if notes:
+            lines += ["", *notes]
         return "\n".join(lines) + "\n"
 
     def to_metadata(self) -> dict[str, Any]:
@@ -234,8 +241,56 @@ def _adapt_bound(bound: Any, series: pd.Series) -> Any:
     return bound
 
 
+def _partition_bounds(
+    series: pd.Series, partition: tuple[date, date] | None, time_zone: str | None
+) -> dict[str, Any]:
+    """GX ``between`` arguments for "inside the partition days and not in the future".
+
+    Dates compare with the first and last day. Timestamps compare with the instants those
+    days start and end in ``time_zone`` (the partitions are days there; UTC without it), so
+    an order at 00:30 local time on the first day is inside even though it is still the
+    previous day in UTC; and with now, not midnight, since today's rows so far are not in
+    the future.
+    """
+    zone = ZoneInfo(time_zone) if time_zone else None
+    today = dt.datetime.now(zone).date() if zone else date.today()
+    low, high = partition if partition is not None else (None, today)
+    high = min(high, today)
+    dtype = series.dtype
+    first = series.first_valid_index()
+    sample = None if first is None else series.loc[first]
+    if isinstance(dtype, pd.DatetimeTZDtype) or (
+        isinstance(sample, datetime) and sample.tzinfo is not None
+    ):
+        column_zone = dtype.tz if isinstance(dtype, pd.DatetimeTZDtype) else sample.tzinfo
+        day_zone = zone or dt.UTC
+
+        def start_of(day: date) -> pd.Timestamp:
+            return pd.Timestamp(day).tz_localize(day_zone).tz_convert(column_zone)
+
+        end = start_of(high + dt.timedelta(days=1))
+        now = pd.Timestamp.now(tz=column_zone)
+        return {
+            "min_value": None if low is None else start_of(low),
+            "max_value": min(end, now),
+            # The end instant is the next day's first: it is outside, now is not.
+            "strict_max": end <= now,
+        }
+    if pd.api.types.is_datetime64_any_dtype(dtype) or isinstance(sample, datetime):
+        return {
+            "min_value": None if low is None else pd.Timestamp(low),
+            "max_value": pd.Timestamp(high + dt.timedelta(days=1)),
+            "strict_max": True,
+        }
+    return {"min_value": low, "max_value": high}
+
+
 def _to_gx(
-    exp: Any, df: pd.DataFrame, index: int, partition: tuple[date, date] | None = None
+    exp: Any,
+    df: pd.DataFrame,
+    index: int,
+    partition: tuple[date, date] | None = None,
+    time_zone: str | None = None,
 ) -> GxExpectation:
     """The GX expectation for ``exp``; ``df`` is the caller's frame (original dtypes)."""
     import great_expectations as gx
@@ -268,13 +323,8 @@ def _to_gx(
             column_list=list(exp.columns), **common
         )
     if isinstance(exp, DateInPartition):
-        today = date.today()
-        low, high = partition if partition is not None else (None, today)
         return gx.expectations.ExpectColumnValuesToBeBetween(
-            column=exp.column,
-            min_value=_adapt_bound(low, df[exp.column]),
-            max_value=_adapt_bound(min(high, today), df[exp.column]),
-            **common,
+            column=exp.column, **_partition_bounds(df[exp.column], partition, time_zone), **common
         )
     if isinstance(exp, RowCount):
         return gx.expectations.ExpectTableRowCountToBeBetween(min_value=exp.min, **common)
@@ -416,12 +466,16 @@ def _missing_columns_outcome(
 
 
 def validate_frame(
-    df: pd.DataFrame, suite: Suite, partition: tuple[date, date] | None = None
+    df: pd.DataFrame,
+    suite: Suite,
+    partition: tuple[date, date] | None = None,
+    time_zone: str | None = None,
 ) -> ValidationReport:
     """Validate ``df`` against ``suite`` with Great Expectations and summarise the result.
 
     ``failing_rows`` are positions in ``df`` (``df.iloc``), whatever its index. The frame is
-    not modified. ``partition`` (first, last day) bounds ``date_in_partition``. Raises
+    not modified. ``partition`` (first, last day) bounds ``date_in_partition``, whose
+    timestamps are judged by their day in ``time_zone`` (UTC without it). Raises
     ``ValueError`` if ``df`` has duplicate column names, or if a column
     the suite uses collides by case with another frame column (GX could check the wrong one).
     """
@@ -458,7 +512,7 @@ def validate_frame(
         if missing:
             outcomes[i] = _missing_columns_outcome(names[i], exp, missing, near)
         else:
-            gx_expectations.append(_to_gx(exp, df, i, partition))
+            gx_expectations.append(_to_gx(exp, df, i, partition, time_zone))
 
     if gx_expectations:
         with _LOCK:

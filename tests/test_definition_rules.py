@@ -1075,6 +1075,142 @@ def test_band_with_min_above_max(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
+# SeasonalPhasingRule
+# ---------------------------------------------------------------------------------------------
+
+
+def test_seasonal_phasing_of_a_rate_is_rejected(tmp_path):
+    rate = kpi(
+        "conversion_rate",
+        """
+        type: ratio
+        numerator: {source: traffic, agg: sum, expr: transactions}
+        denominator: {source: traffic, agg: sum, expr: sessions}
+        grains: [day, week, month]
+        target:
+          value: 0.02
+          phasing: seasonal
+        """,
+        unit="percent",
+    )
+    text = area(rate)
+    folder = write_definitions(tmp_path, {"test.yaml": text})
+    problem = only(problems_of(folder))
+    assert_at(problem, folder / "test.yaml", line_of(text, "phasing: seasonal"), "conversion_rate")
+    assert problem.message == (
+        "seasonal phasing spreads a target over days, but `conversion_rate` does not add up "
+        "over days (a rate, an average or a distinct count keeps its target at every grain): "
+        "use linear or per_period"
+    )
+
+
+def test_seasonal_phasing_of_an_average_and_of_a_running_total_of_one(tmp_path):
+    average = kpi(
+        "average_order",
+        """
+        type: simple
+        measure: {source: orders, agg: average, expr: revenue}
+        grains: [day, month]
+        target: {value: 70, phasing: seasonal}
+        """,
+        unit="currency",
+    )
+    running = kpi(
+        "running_average_order",
+        """
+        type: cumulative
+        cumulative: {of: average_order, to_date: month}
+        grains: [day, month]
+        target: {value: 70, phasing: seasonal}
+        """,
+        unit="currency",
+    )
+    text = area(average, running)
+    folder = write_definitions(tmp_path, {"test.yaml": text})
+    problems = problems_of(folder)
+    assert len(problems) == 2, shown(problems)
+    for kpi_id in ("average_order", "running_average_order"):
+        problem = next(p for p in problems if p.kpi_id == kpi_id)
+        line = line_of(text, "phasing: seasonal", after=f"id: {kpi_id}")
+        assert_at(problem, folder / "test.yaml", line, kpi_id)
+        assert "`average_order` does not add up over days" in problem.message
+
+
+def test_seasonal_phasing_needs_daily_values(tmp_path):
+    weekly = kpi(
+        "weekly_sessions",
+        """
+        type: simple
+        measure: {source: traffic, agg: sum, expr: sessions}
+        grains: [week, month]
+        target: {value: 1000, phasing: seasonal}
+        """,
+    )
+    text = area(weekly)
+    folder = write_definitions(tmp_path, {"test.yaml": text})
+    problem = only(problems_of(folder))
+    assert_at(problem, folder / "test.yaml", line_of(text, "phasing: seasonal"), "weekly_sessions")
+    assert problem.message == (
+        "seasonal phasing reads last year's daily values of `weekly_sessions`, which is not "
+        "reported by day: add `day` to its grains"
+    )
+
+
+def test_seasonal_phasing_of_a_sum_and_of_its_running_total_is_fine(tmp_path):
+    running = kpi(
+        "sessions_mtd",
+        """
+        type: cumulative
+        cumulative: {of: sessions, to_date: month}
+        grains: [day, month]
+        target: {value: 1000, phasing: seasonal}
+        """,
+    )
+    sessions = SESSIONS.replace(
+        "    grains: [day, week, month]\n",
+        "    grains: [day, week, month]\n    target: {value: 1000, phasing: seasonal}\n",
+    )
+    folder = write_definitions(tmp_path, {"test.yaml": area(sessions, running)})
+    assert set(load_catalog(folder).kpis) == {"sessions", "sessions_mtd"}
+
+
+# ---------------------------------------------------------------------------------------------
+# GoalDeadlineRule
+# ---------------------------------------------------------------------------------------------
+
+
+def test_deadline_on_a_running_total_is_rejected(tmp_path):
+    running = kpi(
+        "sessions_ytd",
+        """
+        type: cumulative
+        cumulative: {of: sessions, to_date: month}
+        grains: [day, month]
+        target:
+          value: 1000
+          deadline: 2026-12-31
+        """,
+    )
+    text = area(SESSIONS, running)
+    folder = write_definitions(tmp_path, {"test.yaml": text})
+    problem = only(problems_of(folder))
+    assert_at(problem, folder / "test.yaml", line_of(text, "deadline: 2026-12-31"), "sessions_ytd")
+    assert problem.message == (
+        "a running total cannot be projected to a deadline: put the deadline on `sessions`, "
+        "the KPI it accumulates"
+    )
+
+
+def test_deadline_on_a_sum_or_a_rate_is_fine(tmp_path):
+    sessions = SESSIONS.replace(
+        "    grains: [day, week, month]\n",
+        "    grains: [day, week, month]\n    target: {value: 1000, deadline: 2026-12-31}\n",
+    )
+    folder = write_definitions(tmp_path, {"test.yaml": area(sessions)})
+    assert load_catalog(folder).kpis["sessions"].target.deadline.isoformat() == "2026-12-31"
+
+
+# ---------------------------------------------------------------------------------------------
 # Loader: duplicates, and all problems at once
 # ---------------------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import subprocess
 import sys
@@ -78,6 +79,15 @@ def test_raw_assets_have_blocking_quality_checks_and_kpis_depend_on_them():
     assert not anomalies.blocking
 
 
+def test_targets_are_phased_after_the_values_they_read():
+    # Seasonal phasing spreads a target by last year's daily values in kpi_values.
+    graph = defs.resolve_asset_graph()
+    parents = {k.to_user_string() for k in graph.get(AssetKey("kpi_targets")).parent_keys}
+    assert {"kpi_values", "kpi_periods"} <= parents
+    comparisons = graph.get(AssetKey("kpi_comparisons")).parent_keys
+    assert {"kpi_values", "kpi_targets"} <= {k.to_user_string() for k in comparisons}
+
+
 def test_kpi_tables_have_a_freshness_policy():
     for spec in defs.resolve_all_asset_specs():
         if spec.group_name == "kpis":
@@ -134,3 +144,19 @@ def test_invalid_definitions_stop_the_code_location_from_loading(tmp_path):
     assert f"sales.yaml:{line} [number_of_sales]" in result.stderr
     assert "unknown column `transactionz`" in result.stderr
     assert "did you mean `transactions`?" in result.stderr
+
+
+def test_a_new_target_makes_targets_and_comparisons_stale_but_not_values(monkeypatch):
+    from assets.kpis import tables as kpi_assets
+    from assets.settings import catalog
+
+    shipped = catalog()
+    before = (kpi_assets.catalog_code_version(), kpi_assets.goals_code_version())
+    kpi = shipped.kpis["sessions"]
+    target = kpi.target.model_copy(update={"value": (kpi.target.value or 0) + 1})
+    kpis = {**shipped.kpis, "sessions": kpi.model_copy(update={"target": target})}
+    changed = dataclasses.replace(shipped, kpis=kpis)
+    monkeypatch.setattr(kpi_assets, "catalog", lambda: changed)
+    after = (kpi_assets.catalog_code_version(), kpi_assets.goals_code_version())
+    assert after[0] == before[0]  # the values do not depend on targets
+    assert after[1] != before[1]  # kpi_targets, kpi_comparisons and kpi_catalog do

@@ -26,6 +26,10 @@ from resources.warehouse import WarehouseResource
 
 D = dt.date
 JANUARY = (D(2026, 1, 1), D(2026, 1, 10))
+# The days AD_ROWS and FX (and the rows the tests add) cover: a test that expects the quality
+# check to pass loads exactly these, since ad_spend's freshness rightly warns when a window
+# ends days after the last row delivered.
+FIXTURE_DAYS = (D(2026, 1, 5), D(2026, 1, 7))
 AD_HEADER = "date,platform,channel,campaign,impressions,clicks,cost,currency"
 FX = "date,currency,rate\n2026-01-05,USD,0.9\n2026-01-06,USD,0.8\n2026-01-07,USD,0.85\n"
 AD_ROWS = [
@@ -186,7 +190,7 @@ def quarantined(url: str) -> list[tuple]:
 def test_bad_rows_are_quarantined_with_reasons_and_good_rows_load(duckdb_url, tmp_path):
     root = tmp_path / "landing"
     write_landing(root, {"a.csv": "\n".join([AD_HEADER, *AD_ROWS]) + "\n"})
-    assert load(duckdb_url, root).success
+    assert load(duckdb_url, root, window=FIXTURE_DAYS).success
 
     bad_rows = [
         "2026-01-07,meta,social,x,10,1,2.00,EUR,surplus",  # malformed line
@@ -197,7 +201,7 @@ def test_bad_rows_are_quarantined_with_reasons_and_good_rows_load(duckdb_url, tm
         "2026-01-07,meta,social,good,10,1,2.00,EUR",
     ]
     write_landing(root, {"bad.csv": "\n".join([AD_HEADER, *bad_rows]) + "\n"})
-    result = load(duckdb_url, root)
+    result = load(duckdb_url, root, window=FIXTURE_DAYS)
 
     assert result.success  # row problems no longer stop the load
     bad = root / "ad_spend" / "bad.csv"
@@ -236,7 +240,7 @@ def test_bad_rows_are_quarantined_with_reasons_and_good_rows_load(duckdb_url, tm
     assert Path(check.metadata["data_docs"].value).read_text().count("<tr class=") >= 5
 
     # Loading again replaces the window's quarantine rows: never duplicated.
-    assert load(duckdb_url, root).success
+    assert load(duckdb_url, root, window=FIXTURE_DAYS).success
     assert [r[0] for r in quarantined(duckdb_url)] == [2, 3, 4, 5, 6]
 
 

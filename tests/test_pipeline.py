@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -12,6 +13,8 @@ from dagster import AssetCheckSeverity, AssetKey, DagsterInstance
 
 from demo.generator import ga4_traffic, outage_day
 from demo.landing import write_demo_landing
+from kpi.catalog import load_catalog
+from kpi.refresh import KpiTables
 from kpi.warehouse import Warehouse
 from tests.support import fake_ga4, run_pipeline, traffic_rows
 
@@ -72,10 +75,43 @@ def test_whole_job_on_demo_data_is_idempotent(warehouse_url, tmp_path):
         assert again.success
         assert _counts(warehouse_url) == counts
 
+        _assert_stored_values_match_self_contained_queries(warehouse_url)
+
     checks = first.get_asset_check_evaluations()
     raw_checks = [c for c in checks if c.asset_key.to_user_string() in RAW_TABLES]
     assert {c.asset_key.to_user_string() for c in raw_checks} == set(RAW_TABLES)
     assert all(c.passed for c in raw_checks if c.check_name == "quality_suite")
+
+
+def _assert_stored_values_match_self_contained_queries(url: str) -> None:
+    """Every row the run wrote (daily cubes, period rollups, one fused statement for the
+    plain KPIs) equals the row of the self-contained query ``kpi compile`` prints for that
+    KPI, grain and slice: the two paths agree on the whole shipped catalogue."""
+    tables = KpiTables.for_catalog(load_catalog())  # without cubes: self-contained queries
+    v = tables.values
+    keys = ["kpi_id", "grain", "period_start", *tables.catalog.dimensions]
+    numbers = ["value", "numerator", "denominator", "sample_size"]
+    wh = Warehouse(url)
+    try:
+        stored = wh.read(sa.select(*[v.c[c] for c in keys + numbers]))
+        queries = [q for k in tables.catalog.kpis for q in tables.compiler.compile_all(k)]
+        expected = pd.concat([wh.read(q)[keys + numbers] for q in queries], ignore_index=True)
+    finally:
+        wh.dispose()
+    assert len(stored) == len(expected) > 0
+    both = stored.fillna({d: "*" for d in tables.catalog.dimensions}).merge(
+        expected.fillna({d: "*" for d in tables.catalog.dimensions}),
+        on=keys,
+        how="outer",
+        suffixes=("_stored", "_query"),
+        indicator=True,
+    )
+    assert (both["_merge"] == "both").all(), both[both["_merge"] != "both"].head()
+    for column in numbers:
+        a = both[f"{column}_stored"].astype(float)
+        b = both[f"{column}_query"].astype(float)
+        same = np.isclose(a, b, rtol=1e-9, atol=0) | (a.isna() & b.isna())
+        assert same.all(), both.loc[~same, [*keys, f"{column}_stored", f"{column}_query"]]
 
 
 def _month_values(url: str, kpi_id: str, month: dt.date) -> dict:
@@ -112,9 +148,13 @@ def test_conversion_rate_and_aov_match_hand_computation(warehouse_url, tmp_path)
             (D(2026, 1, 20), "Direct", "desktop", 50, 20, 5, 200.0),
         ]
     )
+    # The file sources deliver every day (an empty one would rightly block the KPIs); none
+    # of them feeds the KPIs checked here.
+    landing = tmp_path / "landing"
+    write_demo_landing(landing, D(2026, 1, 1), D(2026, 1, 31))
     with fake_ga4(rows) as server:
         result = run_pipeline(
-            warehouse_url, server.endpoint, tmp_path / "landing", D(2026, 1, 1), D(2026, 1, 31)
+            warehouse_url, server.endpoint, landing, D(2026, 1, 1), D(2026, 1, 31)
         )
     assert result.success
     cr = _month_values(warehouse_url, "conversion_rate", D(2026, 1, 1))
@@ -146,12 +186,14 @@ def test_broken_raw_row_is_quarantined_and_outage_day_warns_while_kpis_run(duckd
     broken = traffic_rows([(D(2026, 1, 22), "Direct", "desktop", -40, 10, 1, 20.0)])
     broken["sessionCampaignName"] = "broken-tag"  # its own key: only between() fails
     rows = pd.concat([ga4_traffic(D(2026, 1, 20), D(2026, 3, 10)), broken], ignore_index=True)
+    landing = tmp_path / "landing"
+    write_demo_landing(landing, D(2026, 1, 20), D(2026, 1, 31))  # files are not the point here
     instance = DagsterInstance.ephemeral()
     with fake_ga4(rows) as server:
         result = run_pipeline(
             duckdb_url,
             server.endpoint,
-            tmp_path / "landing",
+            landing,
             D(2026, 1, 20),
             D(2026, 1, 31),
             instance=instance,
@@ -187,13 +229,16 @@ def test_broken_raw_row_is_quarantined_and_outage_day_warns_while_kpis_run(duckd
 
 
 def test_table_level_failure_fails_blocking_check_and_blocks_kpis(duckdb_url, tmp_path):
-    # No traffic at all for the window: ga4_traffic's row_count(min=1) fails.
+    # No traffic at all for the window: ga4_traffic's row_count(min=1) fails. The files are
+    # all there, so GA4 is what blocks.
+    landing = tmp_path / "landing"
+    write_demo_landing(landing, D(2026, 1, 1), D(2026, 1, 31))
     instance = DagsterInstance.ephemeral()
     with fake_ga4(traffic_rows([])) as server:
         result = run_pipeline(
             duckdb_url,
             server.endpoint,
-            tmp_path / "landing",
+            landing,
             D(2026, 1, 1),
             D(2026, 1, 31),
             instance=instance,

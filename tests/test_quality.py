@@ -442,3 +442,27 @@ def test_duplicate_keys_and_bad_yaml_name_the_line(tmp_path: Path) -> None:
     assert _error(tmp_path, "suite: s\n") == (
         "suites/ga4.yaml: expectations: expected a non-empty list of expectations; got None"
     )
+
+
+def test_notes_of_passing_outcomes_show_in_the_markdown() -> None:
+    # E.g. a volume check that could not judge some days: it passes, and says why.
+    report = ValidationReport(
+        "s",
+        3,
+        [
+            ExpectationOutcome(
+                "volume(rows)", "volume", True, "error", 0, None, note="2 day(s) not judged"
+            ),
+            ExpectationOutcome("not_null(a)", "x", False, "error", 1, 33.3, sample_values=[None]),
+        ],
+        success=False,
+    )
+    md = report.markdown()
+    assert "| not_null(a) | error | 1 | null |" in md
+    assert md.endswith("\n- volume(rows): 2 day(s) not judged\n")
+    passing = ValidationReport("s", 3, report.outcomes[:1], success=True).markdown()
+    assert passing.splitlines() == [
+        "**s** passed: 1/1 expectations passed on 3 rows",
+        "",
+        "- volume(rows): 2 day(s) not judged",
+    ]

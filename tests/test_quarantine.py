@@ -198,3 +198,145 @@ def test_freshness_fails_when_the_latest_date_lags_the_partition_end():
     assert not stale.success
     assert stale.sample_values == ["latest 2026-01-06 for a window ending 2026-01-08"]
     assert not freshness_outcome(frame.iloc[:0], exp, "f", D(2026, 1, 8)).success
+
+
+# -- time-based expectations: the building blocks every source's suite uses ------------------
+
+
+def _day_table(wh: Warehouse, days: list[dt.date]) -> sa.Table:
+    """A table with one row per entry of ``days`` (so a day's row count is its frequency)."""
+    table = sa.Table("days_t", sa.MetaData(), sa.Column("day", sa.Date))
+    wh.ensure_tables([table])
+    wh.replace_rows(table, None, pd.DataFrame({"day": days}))
+    return table
+
+
+def test_volume_does_not_judge_days_without_enough_history_and_says_so(warehouse_url):
+    # Six days of history before the drop: too few to tell a drop from a new source.
+    days = [D(2026, 1, 1) + dt.timedelta(days=i) for i in range(7)]
+    rows = [d for d in days for _ in range(10 if d < days[-1] else 2)]  # -80 % on day 7
+    wh = Warehouse(warehouse_url)
+    try:
+        table = _day_table(wh, rows)
+        outcome = volume_outcome(wh, table, table.c.day, Volume(type="volume"), "v", *days[::6])
+        assert outcome.success
+        assert outcome.note == (
+            "7 day(s) not judged (2026-01-01..2026-01-07): the warehouse holds fewer than 7 "
+            "days before them to compare with"
+        )
+        # One more day of history and the same drop is judged, and flagged.
+        table = _day_table(wh, [D(2025, 12, 31)] * 10 + rows)
+        outcome = volume_outcome(
+            wh, table, table.c.day, Volume(type="volume"), "v", days[-1], days[-1]
+        )
+        assert not outcome.success
+        assert outcome.sample_values == ["2026-01-07: 2 vs median 10"]
+    finally:
+        wh.dispose()
+
+
+def test_volume_over_7_day_totals_ignores_a_quiet_day_but_flags_a_quiet_week(warehouse_url):
+    start = D(2026, 1, 1)
+    counts = [4] * 40
+    counts[20] = 0  # one day without rows: normal for a small source
+    counts[30:37] = [1] * 7  # a week at 25 %: the export broke
+    rows = [start + dt.timedelta(days=i) for i, n in enumerate(counts) for _ in range(n)]
+    exp = Volume(type="volume", max_drop=0.7, period_days=7)
+    wh = Warehouse(warehouse_url)
+    try:
+        table = _day_table(wh, rows)
+        daily = volume_outcome(
+            wh, table, table.c.day, Volume(type="volume"), "d", start, D(2026, 2, 9)
+        )
+        weekly = volume_outcome(wh, table, table.c.day, exp, "w", start, D(2026, 2, 9))
+    finally:
+        wh.dispose()
+    # Day by day, the quiet day and every day of the quiet week are anomalies.
+    assert daily.unexpected_count == 8 and daily.sample_values[0].startswith("2026-01-21: 0")
+    # Over 7-day totals only the week is: its total (7 rows, ending 2026-02-06) is below
+    # 30 % of the median of 28; the quiet day only took a 28 down to 24.
+    assert weekly.sample_values == ["2026-02-06: 7 vs median 28"]
+    assert weekly.name == "w" and weekly.note.startswith("13 day(s) not judged")
+
+
+def test_volume_on_the_same_weekday_leaves_weekends_alone(warehouse_url):
+    start = D(2026, 1, 5)  # a Monday; two rows per working day, none at weekends
+    days = [start + dt.timedelta(days=i) for i in range(35)]
+    rows = [d for d in days if d.weekday() < 5 and d != D(2026, 2, 4) for _ in range(2)]
+    plain = Volume(type="volume")
+    weekday = Volume(type="volume", same_weekday=True)
+    wh = Warehouse(warehouse_url)
+    try:
+        table = _day_table(wh, rows)
+        assert not volume_outcome(wh, table, table.c.day, plain, "p", days[0], days[-1]).success
+        outcome = volume_outcome(wh, table, table.c.day, weekday, "w", days[0], days[-1])
+    finally:
+        wh.dispose()
+    # Only the missing Wednesday, not the Saturdays and Sundays.
+    assert outcome.sample_values == ["2026-02-04: 0 vs median 2"]
+
+
+def test_volume_options_are_validated():
+    from quality.suites import DateInPartition, Freshness
+
+    # Volume and freshness are about the table; a date outside the partition is a row's.
+    assert not Volume(type="volume").row_level
+    assert not Freshness(type="freshness", column="d").row_level
+    assert DateInPartition(type="date_in_partition", column="d").row_level
+    assert Volume(type="volume", period_days=7).display_name == (
+        "volume(rows, max_drop=0.5, lookback_days=28, period_days=7)"
+    )
+    try:
+        Volume(type="volume", period_days=7, same_weekday=True)
+    except ValueError as exc:
+        assert "same_weekday compares single days" in str(exc)
+    else:
+        raise AssertionError("same_weekday with period_days > 1 was accepted")
+
+
+def test_timestamps_are_in_the_partition_by_their_local_day():
+    suite = parse_suite(
+        {"suite": "t", "expectations": [{"type": "date_in_partition", "column": "at"}]}, "t"
+    )
+    at = pd.to_datetime(
+        [
+            "2026-01-04T22:59:00Z",  # 23:59 on Jan 4 in Copenhagen: the day before
+            "2026-01-04T23:30:00Z",  # 00:30 on Jan 5 in Copenhagen: the first day
+            "2026-01-08T22:30:00Z",  # 23:30 on Jan 8: the last day
+            "2026-01-08T23:00:00Z",  # midnight starting Jan 9: the day after
+        ],
+        utc=True,
+    )
+    frame = pd.DataFrame({"at": at})
+    window = (D(2026, 1, 5), D(2026, 1, 8))
+    good, bad, _ = split_rows(frame, suite, window, "Europe/Copenhagen")
+    assert good["at"].tolist() == list(at[1:3])
+    assert bad["at"].tolist() == [at[0], at[3]]
+    # A timestamp later today is not in the future; one tomorrow is.
+    now = pd.Timestamp.now(tz="UTC")
+    frame = pd.DataFrame({"at": [now - pd.Timedelta(minutes=1), now + pd.Timedelta(days=1)]})
+    good, bad, _ = split_rows(frame, suite, None, "Europe/Copenhagen")
+    assert (len(good), len(bad)) == (1, 1)
+
+
+def test_freshness_reads_the_latest_day_loaded_up_to_the_window_end(warehouse_url):
+    from assets.quality import warehouse_freshness_outcome
+    from quality.suites import Freshness
+
+    exp = Freshness(type="freshness", column="day", max_lag_days=2)
+    wh = Warehouse(warehouse_url)
+    try:
+        # Friday loaded, nothing at the weekend, and a later Monday loaded by another run.
+        table = _day_table(wh, [D(2026, 1, 9), D(2026, 1, 12)])
+        sunday = warehouse_freshness_outcome(wh, table.c.day, exp, "f", D(2026, 1, 11))
+        stale = warehouse_freshness_outcome(wh, table.c.day, exp, "f", D(2026, 1, 15))
+        empty = _day_table(wh, [])
+        never = warehouse_freshness_outcome(wh, empty.c.day, exp, "f", D(2026, 1, 11))
+    finally:
+        wh.dispose()
+    assert sunday.success  # an empty weekend window is fresh: Friday is two days back
+    assert not stale.success  # the Monday is three days before Thursday's end
+    assert stale.sample_values == ["latest 2026-01-12 for a window ending 2026-01-15"]
+    assert not never.success and never.sample_values == [
+        "latest None for a window ending 2026-01-11"
+    ]

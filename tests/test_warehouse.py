@@ -47,11 +47,25 @@ def test_new_columns_are_added_to_existing_tables(warehouse_url):
     wh = Warehouse(warehouse_url)
     wh.ensure_tables([_table()])
     wh.replace_rows(_table(), None, pd.DataFrame({"day": [1], "amount": [5.0]}))
-    wider = _table(sa.Column("channel", sa.String))
+    wider = _table(sa.Column("channel", sa.String, comment="the conformed channel"))
     wh.ensure_tables([wider])
     wh.ensure_tables([wider])  # twice: nothing to add the second time
     rows = wh.read(sa.select(wider))
     assert rows.to_dict("records") == [{"day": 1, "amount": 5.0, "channel": None}]
+    # BI tools show column comments: an added column gets its comment too.
+    if wh.dialect == "duckdb":  # duckdb_engine's inspector cannot read comments
+        comment = wh.read(
+            sa.text(
+                "select comment from duckdb_columns() where schema_name = :s "
+                "and table_name = :t and column_name = 'channel'"
+            ),
+            s=wider.schema,
+            t=wider.name,
+        ).iloc[0, 0]
+    else:
+        columns = sa.inspect(wh.engine).get_columns(wider.name, schema=wider.schema)
+        comment = next(c.get("comment") for c in columns if c["name"] == "channel")
+    assert comment == "the conformed channel"
     wh.dispose()
 
 

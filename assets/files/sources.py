@@ -2,6 +2,8 @@
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import sqlalchemy as sa
@@ -18,14 +20,14 @@ from assets.freshness import DAILY_FRESHNESS
 from assets.metadata import markdown_table, table_metadata
 from assets.partitions import daily_partitions, monthly_chunks, partition_dates
 from assets.quality import quality_check_spec, run_quality_check, write_with_quarantine
-from assets.settings import catalog, source_code_version
+from assets.settings import catalog, history_start, source_code_version
 from ingest.files import (
     FileFormatError,
     FileLoad,
     RowProblem,
     convert_currency,
+    local_dates,
     read_source,
-    rows_between,
 )
 from ingest.load_registry import file_loads_table, first_loaded, record_loads
 from kpi.compiler import local_date
@@ -54,6 +56,21 @@ def _day_of(table: sa.Table, name: str) -> sa.ColumnElement:
     if spec.time.type == "date":
         return col
     return local_date(col, sa.literal(catalog().reporting.time_zone))
+
+
+def _today(zone: str) -> dt.date:
+    return dt.datetime.now(ZoneInfo(zone)).date()
+
+
+def _loaded_per_file(wh: Warehouse, table: sa.Table, window: sa.ColumnElement) -> dict[str, int]:
+    """Rows of the window in the raw table per landing file: what this run loaded from each
+    (quarantined rows are not loaded)."""
+    query = (
+        sa.select(table.c._source_file.label("file"), sa.func.count().label("n"))
+        .where(window)
+        .group_by(table.c._source_file)
+    )
+    return {str(r.file): int(r.n) for r in wh.read(query).itertuples(index=False)}
 
 
 def _rates(wh: Warehouse) -> sa.Table:
@@ -91,27 +108,111 @@ def _row_days(frame: pd.DataFrame, spec: SourceSpec, zone: str) -> pd.Series:
     return pd.to_datetime(values, errors="coerce", utc=True).dt.tz_convert(zone).dt.date
 
 
+@dataclass(frozen=True)
+class _Reach:
+    """The days whose rows a run reads: its window, plus the days no partition holds.
+
+    A row dated after today (a typo, a clock in the wrong zone) or before the first
+    partition would otherwise never be read by any run, so it would vanish without trace.
+    The run whose window reaches the last partition (yesterday) takes the rows after today,
+    the run reaching the first partition those before it, and both quarantine them under
+    their own day, which that run's quarantine replace covers: a re-run never duplicates
+    them, and once a future day becomes a partition its own run takes the row over.
+    """
+
+    start: dt.date
+    end: dt.date
+    first_day: dt.date
+    today: dt.date
+
+    @property
+    def takes_future(self) -> bool:
+        return self.end >= self.today - dt.timedelta(days=1)
+
+    @property
+    def takes_past(self) -> bool:
+        return self.start <= self.first_day
+
+    def in_window(self, days: pd.Series) -> pd.Series:
+        return days.map(
+            lambda d: (d := _day(d)) is not None and self.start <= d <= self.end
+        ).astype(bool)
+
+    def stray(self, days: pd.Series) -> pd.Series:
+        """Rows of no partition that this run takes."""
+
+        def taken(day: dt.date | None) -> bool:
+            if day is None:
+                return False
+            return (self.takes_future and day > self.today) or (
+                self.takes_past and day < self.first_day
+            )
+
+        return days.map(lambda d: taken(_day(d))).astype(bool)
+
+    def reason(self, column: str, day: dt.date) -> str:
+        where = (
+            f"after today ({self.today})"
+            if day > self.today
+            else f"before the first partition ({self.first_day})"
+        )
+        return f"date_in_partition({column}): {day} is {where}; no partition holds it"
+
+    def quarantine_slice(self, q: sa.Table) -> sa.ColumnElement:
+        cond = q.c._partition.between(self.start, self.end)
+        if self.takes_future:
+            cond = cond | (q.c._partition > self.today)
+        if self.takes_past:
+            cond = cond | (q.c._partition < self.first_day)
+        return cond
+
+
+def _day(value: object) -> dt.date | None:
+    """A plain date from a date, a timestamp (Parquet dates) or a missing value."""
+    if value is None or pd.isna(value):
+        return None
+    if isinstance(value, dt.datetime):
+        return value.date()
+    return value if isinstance(value, dt.date) else None
+
+
+def _as_quarantined(out: pd.DataFrame, spec: SourceSpec) -> pd.DataFrame:
+    conv = spec.currency_conversion
+    if conv is None:
+        return out
+    # The quarantine table has the raw table's columns: money as received is "original_".
+    return out.rename(
+        columns={conv.amount: f"original_{conv.amount}", conv.currency_column: "original_currency"}
+    )
+
+
 def _rejected_between(
-    rejected: pd.DataFrame, spec: SourceSpec, zone: str, start: dt.date, end: dt.date
+    rejected: pd.DataFrame, spec: SourceSpec, zone: str, reach: _Reach
 ) -> pd.DataFrame:
     """Rows that failed parsing whose day (their own, else their file's first day, else the
-    window start) is in ``start..end``; named like the raw table's columns."""
+    window start) is in the run's window, or is a day no partition holds that this run
+    takes; named like the raw table's columns."""
     if rejected.empty:
         return rejected
     days = _row_days(rejected, spec, zone).astype(object)
-    days = days.where(days.notna(), rejected["_file_day"]).where(lambda d: d.notna(), start)
+    days = days.where(days.notna(), rejected["_file_day"]).where(lambda d: d.notna(), reach.start)
     out = rejected.assign(_partition_day=days)
-    out = out[(days >= start) & (days <= end)].reset_index(drop=True)
-    conv = spec.currency_conversion
-    if conv is not None:
-        # The quarantine table has the raw table's columns: money as received is "original_".
-        out = out.rename(
-            columns={
-                conv.amount: f"original_{conv.amount}",
-                conv.currency_column: "original_currency",
-            }
-        )
-    return out
+    out = out[reach.in_window(days) | reach.stray(days)].reset_index(drop=True)
+    return _as_quarantined(out, spec)
+
+
+def _split_strays(
+    frame: pd.DataFrame, spec: SourceSpec, zone: str, reach: _Reach
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows of the window, rows of no partition this run takes, as rejected rows)."""
+    if frame.empty:
+        return frame, pd.DataFrame()
+    days = pd.Series(list(local_dates(frame, spec, zone)), index=frame.index, dtype=object)
+    stray = reach.stray(days)
+    strays = frame[stray].assign(_partition_day=days[stray].map(_day))
+    strays["_problem"] = [reach.reason(spec.time.column, d) for d in strays["_partition_day"]]
+    inside = frame[reach.in_window(days)].reset_index(drop=True)
+    return inside, _as_quarantined(strays.reset_index(drop=True), spec)
 
 
 def _file_summary(files: list[FileLoad]) -> str:
@@ -179,8 +280,11 @@ def build_file_asset(name: str, description: str) -> AssetsDefinition:
             batch = read_source(landing.landing(), spec, zone, first_loaded(wh, name), strict=False)
         except FileFormatError as exc:
             raise _failure(name, exc) from exc
-        frame = rows_between(batch.frame, spec, zone, start, end)
-        rejected = _rejected_between(batch.rejected, spec, zone, start, end)
+        reach = _Reach(start, end, dt.date.fromisoformat(history_start()), _today(zone))
+        frame, strays = _split_strays(batch.frame, spec, zone, reach)
+        rejected = _rejected_between(batch.rejected, spec, zone, reach)
+        if not strays.empty:
+            rejected = pd.concat([rejected, strays], ignore_index=True)
         if spec.currency_conversion is not None:
             rates_table = _rates(wh)
             rates = wh.read(sa.select(rates_table).where(rates_table.c.date.between(start, end)))
@@ -209,16 +313,17 @@ def build_file_asset(name: str, description: str) -> AssetsDefinition:
             name,
             context.run.run_id,
             lambda rows: _row_days(rows, spec, zone),
-            lambda q: q.c._partition.between(start, end),
+            reach.quarantine_slice,
             rejected,
             (start, end),
+            zone,
         )
         if conservation.quarantined:
             context.log.warning(
                 f"{name}: {conservation.quarantined} row(s) quarantined in "
                 f"{table.fullname}__quarantine"
             )
-        per_file = frame["_source_file"].value_counts().to_dict() if not frame.empty else {}
+        per_file = _loaded_per_file(wh, table, window)
         record_loads(wh, name, batch.files, per_file, (start, end), context.run.run_id, loaded_at)
         read = [f for f in batch.files if f.status != "duplicate"]
         context.log.info(
@@ -234,6 +339,7 @@ def build_file_asset(name: str, description: str) -> AssetsDefinition:
             _day_of(table, name),
             (start, end),
             context.run.run_id,
+            zone,
         )
         return MaterializeResult(
             metadata={

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import hashlib
+import json
 
 import sqlalchemy as sa
 from dagster import (
@@ -20,6 +21,7 @@ from assets.files.sources import FILE_SOURCES
 from assets.freshness import DAILY_FRESHNESS
 from assets.metadata import markdown_table, table_metadata
 from assets.settings import catalog
+from kpi.comparisons import SEASONAL, SEASONAL_FALLBACK
 from kpi.periods import Period
 from kpi.publication import formula
 from kpi.refresh import (
@@ -77,6 +79,22 @@ def _catalog_markdown() -> str:
 
 def catalog_code_version() -> str:
     blob = "".join(f"{k}:{v}" for k, v in sorted(catalog().versions.items()))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def goals_code_version() -> str:
+    """The definitions plus every target, benchmark and threshold: a KPI's definition
+    version leaves them out (a new target does not change its values), but the targets
+    and comparisons computed from them must show as stale when they change."""
+    goals = {
+        k: [
+            kpi.target.model_dump(mode="json") if kpi.target else None,
+            kpi.benchmark.model_dump(mode="json") if kpi.benchmark else None,
+            kpi.thresholds.model_dump(mode="json"),
+        ]
+        for k, kpi in sorted(catalog().kpis.items())
+    }
+    blob = catalog_code_version() + json.dumps(goals, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -159,28 +177,43 @@ kpi_values.__doc__  # noqa: B018 - the docstring is the asset description
 
 
 @asset(
-    code_version=catalog_code_version(),
+    code_version=goals_code_version(),
     freshness_policy=KPI_FRESHNESS,
     group_name="kpis",
     owners=OWNERS,
     kinds={"sql"},
-    deps=[kpi_periods],
+    # Seasonal phasing reads last year's daily values: the values come first.
+    deps=[kpi_periods, kpi_values],
 )
 def kpi_targets(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
     """Each KPI's target for every period of its grains, phased from the definitions:
-    additive targets are spread over days (a partial period gets its days' share), rates
-    keep the same target at every grain. Targets marked as examples say so."""
+    additive targets are spread over days (a partial period gets its days' share), evenly or,
+    with seasonal phasing, by last year's daily values from `kpi_values` (linear where last
+    year is not known, marked `seasonal_fallback_linear`); rates keep the same target at every
+    grain. A target with a deadline also gets its goal. Examples say so."""
     tables = _tables()
     wh = warehouse.warehouse
     frame = wh.read(sa.select(tables.periods))
     periods = [Period(**row) for row in frame.to_dict("records")]
     inserted = refresh_targets(wh, tables, periods)
+    t = tables.targets
+    phasing = wh.read(
+        sa.select(t.c.kpi_id, t.c.phasing, sa.func.count().label("periods"))
+        .where(t.c.phasing.in_([SEASONAL, SEASONAL_FALLBACK]))
+        .group_by(t.c.kpi_id, t.c.phasing)
+        .order_by(t.c.kpi_id, t.c.phasing)
+    )
     context.log.info(f"{inserted} target rows")
-    return MaterializeResult(metadata=table_metadata(wh, tables.targets))
+    return MaterializeResult(
+        metadata={
+            **table_metadata(wh, tables.targets),
+            "seasonal_phasing": MetadataValue.md(markdown_table(phasing)),
+        }
+    )
 
 
 @asset(
-    code_version=catalog_code_version(),
+    code_version=goals_code_version(),
     freshness_policy=KPI_FRESHNESS,
     group_name="kpis",
     owners=OWNERS,
@@ -215,7 +248,7 @@ def kpi_comparisons(
     group_name="kpis",
     owners=OWNERS,
     kinds={"sql"},
-    code_version=catalog_code_version(),
+    code_version=goals_code_version(),
 )
 def kpi_catalog(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
     """Every KPI's definition (name, description, area, owner, unit, direction, formula,

@@ -1,0 +1,81 @@
+"""The refresh path: daily cubes, period rollups and the fused statement (kpi/rollups.py).
+
+The numbers of this path are checked elsewhere, against hand-worked rows
+(tests/kpi_cases, path "refresh"), against a pandas reference on random data
+(tests/test_kpi_properties.py) and against the self-contained queries on the whole shipped
+catalogue after a real run (tests/test_pipeline.py). This file checks its shape: which
+KPIs it takes, what the cubes store, and that its SQL compiles for every dialect.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from kpi.catalog import load_catalog
+from kpi.cli import DIALECTS, load_dialect
+from kpi.models import Agg, KpiType
+from kpi.refresh import KpiTables
+
+COMPUTED_AT = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def tables() -> KpiTables:
+    return KpiTables.for_catalog(load_catalog(), use_cubes=True)
+
+
+def test_plain_kpis_are_fused_and_the_others_are_not(tables):
+    catalog = tables.catalog
+    fused = {k for k, kpi in catalog.kpis.items() if tables.rollups.fusable(kpi)}
+    # Sums, ratios and derived KPIs over them: one statement.
+    assert {"sessions", "conversion_rate", "roas", "bounce_rate", "average_order_value"} <= fused
+    # Running windows, offsets and distinct counts need days or rows, not period sums.
+    for kpi_id, kpi in catalog.kpis.items():
+        needs_days = kpi.type in (KpiType.cumulative, KpiType.period_over_period) or any(
+            m.agg in (Agg.count_distinct, Agg.last) for _, m in kpi.measures
+        )
+        if needs_days:
+            assert kpi_id not in fused, kpi_id
+    assert "revenue_month_to_date" not in fused
+    assert "revenue_growth_mom" not in fused
+    assert len(fused) >= 20, sorted(fused)
+
+
+def test_a_filter_on_a_cube_dimension_reads_the_unfiltered_column(tables):
+    # ROAS and CPA read paid revenue and paid transactions: `channel in (...)` is applied to
+    # cube rows, so the GA4 scan sums revenue and transactions once, not twice.
+    compiler = tables.compiler
+    read = compiler.cube_measures["ga4_traffic"]
+    stored = compiler.cube_stored["ga4_traffic"]
+    assert any(f and "channel" in f for _, f in read)
+    assert all(f is None for _, f in stored), stored
+    assert len(stored) < len(read)
+    columns = {c.name for c in compiler.cubes["ga4_traffic"].columns}
+    # Only the parts some KPI needs: sums need no min, max or non-null count.
+    assert not {c for c in columns if c.endswith(("_low", "_high"))}, columns
+
+
+def test_a_filter_on_a_raw_column_is_applied_while_scanning(tables):
+    compiler = tables.compiler
+    stored = compiler.cube_stored["survey_answers"]
+    assert (None, "csat_score >= 4") in stored
+    j = stored.index((None, "csat_score >= 4"))
+    assert f"s{j}_n" in compiler.cubes["survey_answers"].c
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_refresh_statements_compile_for_every_dialect(tables, dialect):
+    compiled_dialect, _ = load_dialect(dialect)
+    compiler, rollups = tables.compiler, tables.rollups
+    fused = [k for k, kpi in tables.catalog.kpis.items() if rollups.fusable(kpi)]
+    statements = [compiler.cube_select(s) for s in compiler.cubes]
+    statements += [rollups.rollup_select(s) for s in compiler.cubes]
+    statements.append(rollups.values_select(fused, COMPUTED_AT))
+    for statement in statements:
+        sql = str(
+            statement.compile(dialect=compiled_dialect, compile_kwargs={"literal_binds": True})
+        )
+        assert sql.lstrip().startswith("SELECT"), sql[:200]
+    assert "'roas' AS kpi_id" in sql.replace("`", "").replace('"', "")
