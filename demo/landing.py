@@ -32,9 +32,9 @@ def main() -> None:
     """Write the demo landing files for the demo window into LANDING_ROOT (for `make dev`)."""
     import os
 
-    from demo.window import demo_window
+    from demo.window import parse_window
 
-    start, end = demo_window()
+    start, end = parse_window(os.environ.get("DEMO_START"), os.environ.get("DEMO_END"))
     folder = Path(os.environ.get("LANDING_ROOT", "data/landing"))
     written = write_demo_landing(folder, start, end)
     print(f"demo landing files for {start}..{end}: {sum(map(len, written.values()))} in {folder}/")

@@ -23,7 +23,7 @@ from dagster._core.storage.tags import (
 )
 
 from demo.landing import write_demo_landing
-from demo.window import demo_window
+from demo.window import parse_window
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=None, help="only the last N days")
     args = parser.parse_args(argv)
 
-    start, end = demo_window()
+    # DEMO_START / DEMO_END narrow the window (README); the GA4 fake serves the same one.
+    start, end = parse_window(os.environ.get("DEMO_START"), os.environ.get("DEMO_END"))
     if args.days:
         start = max(start, end - dt.timedelta(days=args.days - 1))
     os.environ.setdefault("DEMO_START", start.isoformat())
