@@ -257,11 +257,25 @@ def generate(db: Path, rows: int, days: int) -> dict[str, int]:
 # ---------------------------------------------------------------------------------------------
 
 
-def run_ours(db: Path) -> int:
-    """Refresh the periods and the bench KPIs with kpi.refresh; rows written."""
+def run_ours(db: Path, phases: dict[str, float] | None = None) -> int:
+    """Refresh the periods and the bench KPIs with kpi.refresh; rows written.
+
+    ``phases`` receives the seconds of each step: the definitions (parse and validate), the
+    calendar (schema check and the periods tables) and the KPI SQL (refresh_kpi_values, the
+    step the pipeline's kpi_values asset runs; it includes closing the database).
+    """
     from kpi.catalog import load_catalog
     from kpi.refresh import KpiTables, refresh_kpi_values, refresh_periods
     from kpi.warehouse import Warehouse
+
+    phases = phases if phases is not None else {}
+    lap = time.perf_counter()
+
+    def done(phase: str) -> None:
+        nonlocal lap
+        now = time.perf_counter()
+        phases[phase] = now - lap
+        lap = now
 
     catalog = load_catalog()
     missing = [k for k in BENCH_KPIS if k not in catalog.kpis]
@@ -274,13 +288,16 @@ def run_ours(db: Path) -> int:
             update={"grains": [g for g in kpi.grains if str(g) in GRAINS]}
         )
     tables = KpiTables.for_catalog(catalog, use_cubes=True)  # as the pipeline runs it
+    done("definitions")
     wh = Warehouse(f"duckdb:///{db}")
     wh.ensure_tables(tables.all_tables())  # sources added to the catalogue since: empty
     refresh_periods(wh, tables, AS_OF)
+    done("calendar")
     counts = refresh_kpi_values(
         wh, tables, list(BENCH_KPIS), computed_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     )
     wh.dispose()
+    done("KPI SQL")
     return sum(counts.values())
 
 
@@ -663,12 +680,15 @@ def worker(contender: str, db: Path) -> dict:
     if contender in ("ours", "pandas"):
         import pandas  # noqa: F401
     if contender == "ours":
+        import duckdb_engine  # noqa: F401  (SQLAlchemy would import it on first connect)
+
         import kpi.refresh  # noqa: F401
     baseline = _max_rss_mb()
     start = time.perf_counter()
     frame = None
+    phases: dict[str, float] = {}
     if contender == "ours":
-        rows = run_ours(db)
+        rows = run_ours(db, phases)
     elif contender == "floor":
         rows = run_floor(db)
     else:
@@ -683,7 +703,13 @@ def worker(contender: str, db: Path) -> dict:
             f"CREATE OR REPLACE TABLE {RESULTS}.pandas_values AS SELECT * FROM pandas_result"
         )
         con.close()
-    return {"wall_s": wall, "baseline_mb": baseline, "peak_mb": peak, "rows": rows}
+    return {
+        "wall_s": wall,
+        "baseline_mb": baseline,
+        "peak_mb": peak,
+        "rows": rows,
+        "phases": phases,
+    }
 
 
 @dataclass
@@ -705,6 +731,7 @@ def measure(contender: str, db: Path, rows_in: int) -> Result:
         sys.stderr.write(proc.stderr[-4000:])
         return Result(contender, rows_in, note=f"FAILED (exit {proc.returncode})")
     data = json.loads(proc.stdout.strip().splitlines()[-1])
+    note = " + ".join(f"{name} {sec:.2f}" for name, sec in data.get("phases", {}).items())
     return Result(
         contender,
         rows_in,
@@ -712,6 +739,7 @@ def measure(contender: str, db: Path, rows_in: int) -> Result:
         data["baseline_mb"],
         data["peak_mb"],
         data["rows"],
+        note=f"s: {note}" if note else "",
     )
 
 
@@ -923,7 +951,7 @@ def main(argv: list[str] | None = None) -> int:
             counts = generate(small, rows, args.days)
             print(f"running ours on {rows:,} rows ...", flush=True)
             result = measure("ours", small, counts["ga4_traffic"] + counts["ad_spend"])
-            result.note = "scaling run"
+            result.note = f"scaling run; {result.note}".rstrip("; ")
             results.append(result)
             if not args.keep:
                 small.unlink(missing_ok=True)
