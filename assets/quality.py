@@ -100,7 +100,11 @@ def write_with_quarantine(
         [(table, where, good), (qtable, quarantine_where(qtable), quarantined)]
     )
     received = len(frame) + (0 if rejected is None else len(rejected))
-    return deleted, inserted, Conservation(received, inserted, len(quarantined))
+    # Counted in the warehouse after the write, not from the frames written: a write that
+    # lost or doubled rows shows as received != loaded + quarantined.
+    loaded = wh.count(table, where)
+    held = wh.count(qtable, quarantine_where(qtable))
+    return deleted, inserted, Conservation(received, loaded, held)
 
 
 def volume_outcome(
@@ -138,8 +142,10 @@ def volume_outcome(
         return sum(values.get(day - dt.timedelta(days=i), 0.0) for i in range(exp.period_days))
 
     if values:
+        # Every day of the window, up to its end: a day without rows is a value of 0, and
+        # an empty last day (an export that never came) is the case this check is for.
         day = max(start, min(values))
-        while day <= min(end, max(values)):
+        while day <= end:
             current = total(day)
             back = range(1, exp.lookback_days + 1)
             history = [t for i in back if (t := total(day - dt.timedelta(days=i))) is not None]

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import sqlalchemy as sa
 
 from assets.quality import volume_outcome
+from assets.settings import catalog
+from kpi.schema import source_table
 from kpi.warehouse import Warehouse
-from quality.quarantine import Conservation, split_rows
+from quality.quarantine import Conservation, quarantine_table, split_rows
 from quality.replay import main as replay_main
 from quality.suites import Volume, parse_suite
 from quality.validate import validate_frame
@@ -125,6 +128,77 @@ def test_replay_moves_rows_that_pass_a_fixed_suite_without_duplicating(
         warehouse_url, "select campaign, cost from raw.ad_spend where date = '2026-01-07'"
     ) == [("refund", -2.0)]
     assert query(warehouse_url, "select count(*) from raw.ad_spend") == [(4,)]
+
+
+def test_replay_leaves_rows_no_partition_holds_to_the_runs(
+    warehouse_url, tmp_path, monkeypatch, capsys
+):
+    # A row quarantined because its day is before the first partition passes every other
+    # expectation: moved to raw, it would sit in a slice no run replaces, and the next run of
+    # the first partition would quarantine it again - in both tables at once.
+    root = tmp_path / "landing"
+    rows = [*AD_ROWS, "2026-01-07,meta,social,refund,10,1,2.00,EUR"]
+    write_landing(root, {"a.csv": "\n".join([AD_HEADER, *rows]) + "\n"})
+    assert load(warehouse_url, root).success
+    before = query(warehouse_url, "select count(*) from raw.ad_spend")
+    wh = Warehouse(warehouse_url)
+    try:
+        q = quarantine_table(
+            source_table("ad_spend", catalog().sources["ad_spend"], sa.MetaData()), sa.MetaData()
+        )
+        stray = {
+            "date": D(2023, 12, 31),
+            "platform": "meta",
+            "channel": "social",
+            "campaign": "old",
+            "impressions": 10,
+            "clicks": 1,
+            "cost": 2.0,
+            "original_cost": 2.0,
+            "original_currency": "EUR",
+            "fx_rate": 1.0,
+            "_failed_expectations": "date_in_partition(date): 2023-12-31 is before the first "
+            "partition (2024-01-01); no partition holds it",
+            "_quarantine_id": "stray-1",
+            "_partition": D(2023, 12, 31),
+            "_run_id": "r",
+            "_quarantined_at": dt.datetime(2026, 1, 8, tzinfo=dt.UTC),
+        }
+        wh.replace_rows(q, None, pd.DataFrame([{k: v for k, v in stray.items() if k in q.c}]))
+    finally:
+        wh.dispose()
+
+    assert replay_main(["ad_spend", "--warehouse", warehouse_url]) == 0
+    assert "0 row(s) replayed into the raw table, 1 still failing" in capsys.readouterr().out
+    assert query(warehouse_url, "select count(*) from raw.ad_spend") == before
+    assert query(warehouse_url, "select campaign from raw.ad_spend__quarantine") == [("old",)]
+
+
+def test_a_row_without_any_date_is_quarantined_once_on_the_day_its_file_arrived(
+    duckdb_url, tmp_path
+):
+    # A file whose only line has no readable date: no day of its own, none of its file. It
+    # is held by the day the file arrived (today, so the last partition, yesterday): the run
+    # of an older window leaves it, the run of yesterday quarantines it, and a re-run of a
+    # window that includes yesterday replaces it rather than adding a copy.
+    from assets.settings import catalog as settings_catalog
+
+    zone = settings_catalog().reporting.time_zone
+    yesterday = dt.datetime.now(ZoneInfo(zone)).date() - dt.timedelta(days=1)
+    root = tmp_path / "landing"
+    write_landing(root, {"bad.csv": f"{AD_HEADER}\nsoon,meta,social,c,10,1,2.00,EUR\n"})
+    assert load(duckdb_url, root, names=("fx_rates",)).success  # ad spend reads its table
+    older = (yesterday - dt.timedelta(days=5), yesterday - dt.timedelta(days=3))
+    sql = "select _partition, _failed_expectations from raw.ad_spend__quarantine"
+    for window, expected in [
+        (older, 0),
+        ((yesterday, yesterday), 1),
+        ((yesterday - dt.timedelta(days=5), yesterday), 1),
+    ]:
+        load(duckdb_url, root, raise_on_error=False, window=window, names=("ad_spend",))
+        held = query(duckdb_url, sql)
+        assert len(held) == expected, (window, held)
+    assert held[0][0] == yesterday and held[0][1].startswith("parse: ")
 
 
 def test_kpi_output_checks_find_bad_rates_nulls_and_totals(warehouse_url):
@@ -274,6 +348,26 @@ def test_volume_on_the_same_weekday_leaves_weekends_alone(warehouse_url):
         wh.dispose()
     # Only the missing Wednesday, not the Saturdays and Sundays.
     assert outcome.sample_values == ["2026-02-04: 0 vs median 2"]
+
+
+def test_volume_judges_an_empty_last_day_of_the_window(warehouse_url):
+    # Working days with two rows each; the last Wednesday's export never came. The days with
+    # rows end on Tuesday, but the window ends on Wednesday: that day is judged (as 0), both
+    # in a backfill window and in the daily run of that day alone.
+    start = D(2026, 1, 5)  # a Monday
+    wednesday = D(2026, 2, 4)
+    days = [start + dt.timedelta(days=i) for i in range((wednesday - start).days + 1)]
+    rows = [d for d in days if d.weekday() < 5 and d != wednesday for _ in range(2)]
+    weekday = Volume(type="volume", same_weekday=True)
+    wh = Warehouse(warehouse_url)
+    try:
+        table = _day_table(wh, rows)
+        window = volume_outcome(wh, table, table.c.day, weekday, "w", days[0], wednesday)
+        daily = volume_outcome(wh, table, table.c.day, weekday, "w", wednesday, wednesday)
+    finally:
+        wh.dispose()
+    assert window.sample_values == ["2026-02-04: 0 vs median 2"]
+    assert daily.sample_values == ["2026-02-04: 0 vs median 2"] and not daily.success
 
 
 def test_volume_options_are_validated():

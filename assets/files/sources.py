@@ -186,23 +186,49 @@ def _as_quarantined(out: pd.DataFrame, spec: SourceSpec) -> pd.DataFrame:
     )
 
 
+def _arrival_days(
+    files: list[FileLoad], loaded: dict[str, dt.datetime], zone: str, reach: _Reach
+) -> dict[str, dt.date]:
+    """The partition day of each file's undated rows: the day the file first arrived (today
+    for a new one), within the partitions (first partition .. yesterday). Fixed once the file
+    is in the load registry, so every run puts those rows in the same day's quarantine."""
+    last = reach.today - dt.timedelta(days=1)
+    days = {}
+    for f in files:
+        at = loaded.get(f.sha256)
+        day = at.astimezone(ZoneInfo(zone)).date() if at is not None else reach.today
+        days[f.path] = min(max(day, reach.first_day), last)
+    return days
+
+
 def _rejected_between(
-    rejected: pd.DataFrame, spec: SourceSpec, zone: str, reach: _Reach
+    rejected: pd.DataFrame,
+    spec: SourceSpec,
+    zone: str,
+    reach: _Reach,
+    arrival: dict[str, dt.date],
 ) -> pd.DataFrame:
     """Rows that failed parsing whose day (their own, else their file's first day, else the
-    window start) is in the run's window, or is a day no partition holds that this run
-    takes; named like the raw table's columns."""
+    day their file arrived) is in the run's window, or is a day no partition holds that this
+    run takes; named like the raw table's columns."""
     if rejected.empty:
         return rejected
     days = _row_days(rejected, spec, zone).astype(object)
-    days = days.where(days.notna(), rejected["_file_day"]).where(lambda d: d.notna(), reach.start)
+    # Without a day of its own or of its file, a row takes its file's arrival day: a fixed
+    # day, so one run quarantines it, not every run once more under its own window.
+    days = days.where(days.notna(), rejected["_file_day"])
+    days = days.where(days.notna(), rejected["_source_file"].map(arrival))
     out = rejected.assign(_partition_day=days)
     out = out[reach.in_window(days) | reach.stray(days)].reset_index(drop=True)
     return _as_quarantined(out, spec)
 
 
 def _split_strays(
-    frame: pd.DataFrame, spec: SourceSpec, zone: str, reach: _Reach
+    frame: pd.DataFrame,
+    spec: SourceSpec,
+    zone: str,
+    reach: _Reach,
+    arrival: dict[str, dt.date],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(rows of the window, rows of no partition this run takes, as rejected rows)."""
     if frame.empty:
@@ -211,6 +237,17 @@ def _split_strays(
     stray = reach.stray(days)
     strays = frame[stray].assign(_partition_day=days[stray].map(_day))
     strays["_problem"] = [reach.reason(spec.time.column, d) for d in strays["_partition_day"]]
+    # A row without a date would be in no window and dropped without trace: the run of the
+    # day its file arrived quarantines it.
+    held = frame["_source_file"].map(arrival)
+    undated = days.map(_day).isna() & reach.in_window(held)
+    if undated.any():
+        nodate = frame[undated].assign(_partition_day=held[undated])
+        nodate["_problem"] = (
+            f"date_in_partition({spec.time.column}): the row has no date; held by the day "
+            "its file arrived"
+        )
+        strays = pd.concat([strays, nodate], ignore_index=True)
     inside = frame[reach.in_window(days)].reset_index(drop=True)
     return inside, _as_quarantined(strays.reset_index(drop=True), spec)
 
@@ -277,12 +314,14 @@ def build_file_asset(name: str, description: str) -> AssetsDefinition:
         start, end = partition_dates(context)
         try:
             # Bad rows are quarantined below; only a file that cannot be read fails the run.
-            batch = read_source(landing.landing(), spec, zone, first_loaded(wh, name), strict=False)
+            loaded_first = first_loaded(wh, name)
+            batch = read_source(landing.landing(), spec, zone, loaded_first, strict=False)
         except FileFormatError as exc:
             raise _failure(name, exc) from exc
         reach = _Reach(start, end, dt.date.fromisoformat(history_start()), _today(zone))
-        frame, strays = _split_strays(batch.frame, spec, zone, reach)
-        rejected = _rejected_between(batch.rejected, spec, zone, reach)
+        arrival = _arrival_days(batch.files, loaded_first, zone, reach)
+        frame, strays = _split_strays(batch.frame, spec, zone, reach, arrival)
+        rejected = _rejected_between(batch.rejected, spec, zone, reach, arrival)
         if not strays.empty:
             rejected = pd.concat([rejected, strays], ignore_index=True)
         if spec.currency_conversion is not None:
