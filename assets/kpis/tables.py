@@ -21,6 +21,7 @@ from assets.files.sources import FILE_SOURCES
 from assets.freshness import DAILY_FRESHNESS
 from assets.metadata import markdown_table, table_metadata
 from assets.settings import catalog
+from kpi.catalog import Catalog
 from kpi.comparisons import SEASONAL, SEASONAL_FALLBACK
 from kpi.periods import Period
 from kpi.publication import formula
@@ -77,24 +78,27 @@ def _catalog_markdown() -> str:
     return "\n".join(rows)
 
 
-def catalog_code_version() -> str:
-    blob = "".join(f"{k}:{v}" for k, v in sorted(catalog().versions.items()))
+def catalog_code_version(cat: Catalog | None = None) -> str:
+    """Changes when any KPI's definition_version does (default: the shipped catalogue)."""
+    cat = cat or catalog()
+    blob = "".join(f"{k}:{v}" for k, v in sorted(cat.versions.items()))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def goals_code_version() -> str:
+def goals_code_version(cat: Catalog | None = None) -> str:
     """The definitions plus every target, benchmark and threshold: a KPI's definition
     version leaves them out (a new target does not change its values), but the targets
     and comparisons computed from them must show as stale when they change."""
+    cat = cat or catalog()
     goals = {
         k: [
             kpi.target.model_dump(mode="json") if kpi.target else None,
             kpi.benchmark.model_dump(mode="json") if kpi.benchmark else None,
             kpi.thresholds.model_dump(mode="json"),
         ]
-        for k, kpi in sorted(catalog().kpis.items())
+        for k, kpi in sorted(cat.kpis.items())
     }
-    blob = catalog_code_version() + json.dumps(goals, sort_keys=True, default=str)
+    blob = catalog_code_version(cat) + json.dumps(goals, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
