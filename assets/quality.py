@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
 from statistics import median
 
 import pandas as pd
@@ -25,7 +27,7 @@ from assets.settings import suites_dir
 from kpi.warehouse import Warehouse
 from quality.docs import write_data_docs
 from quality.quarantine import Conservation, quarantine_frame, quarantine_table, split_rows
-from quality.suites import Freshness, Volume, load_suite
+from quality.suites import Freshness, Suite, Volume, load_suite
 from quality.validate import ExpectationOutcome, validate_frame
 
 CHECK_NAME = "quality_suite"
@@ -42,6 +44,20 @@ def quality_check_spec(asset_name: str) -> AssetCheckSpec:
         "on the rows written by this run (invalid rows are quarantined before the write); "
         "a table-level failure stops the KPIs that read them.",
     )
+
+
+def asset_suite(asset_name: str) -> Suite:
+    """The asset's suite, parsed once per version of its file: a GA4 backfill writes and
+    checks it batch by batch."""
+    path = suites_dir() / f"{asset_name}.yaml"
+    if not path.exists():
+        return load_suite(path)  # its own error, naming the file
+    return _parsed_suite(path, path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _parsed_suite(path: Path, version: int) -> Suite:
+    return load_suite(path)
 
 
 def _inside(day: object, partition: tuple[dt.date, dt.date]) -> bool:
@@ -77,7 +93,7 @@ def write_with_quarantine(
     not replace it on a re-run, so it would be loaded twice. Returns (rows deleted, rows
     inserted, conservation).
     """
-    suite = load_suite(suites_dir() / f"{asset_name}.yaml")
+    suite = asset_suite(asset_name)
     good, bad, _ = split_rows(frame, suite, partition, time_zone)
     if partition is not None and not good.empty:
         days = pd.Series(list(day_of(good)), index=good.index, dtype=object)
@@ -238,7 +254,7 @@ def run_quality_check(
     judged by. A broken ``conservation`` (rows neither loaded nor quarantined) fails the
     check.
     """
-    suite = load_suite(suites_dir() / f"{asset_name}.yaml")
+    suite = asset_suite(asset_name)
     query = sa.select(table)
     if where is not None:
         query = query.where(where)

@@ -6,7 +6,7 @@ import os
 from functools import cache
 from pathlib import Path
 
-from kpi.catalog import DEFAULT_DEFINITIONS_DIR, Catalog, load_catalog
+from kpi.catalog import Catalog, definitions_dir, load_catalog
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -14,7 +14,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 @cache
 def catalog() -> Catalog:
     """The KPI catalog; invalid definitions raise here, so the code location fails to load."""
-    return load_catalog(Path(os.environ.get("KPI_DEFINITIONS_DIR", DEFAULT_DEFINITIONS_DIR)))
+    return load_catalog(definitions_dir())
 
 
 def history_start() -> str:
@@ -28,7 +28,7 @@ def lookback_days() -> int:
 
 
 def suites_dir() -> Path:
-    return Path(os.environ.get("KPI_DEFINITIONS_DIR", DEFAULT_DEFINITIONS_DIR)) / "quality"
+    return definitions_dir() / "quality"
 
 
 def source_code_version(source: str) -> str:

@@ -62,9 +62,6 @@ class CsvDialect:
             f"{_LINE_END_NAMES[self.line_end]}{sep}"
         )
 
-    def number_example(self) -> str:
-        return "1.234,56 (decimal comma)" if self.comma_decimal else "1234.56 (decimal point)"
-
 
 def decode(data: bytes) -> tuple[str, str]:
     """The text of ``data`` and the encoding used.

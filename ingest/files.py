@@ -62,7 +62,6 @@ __all__ = [
     "delivery_order",
     "file_columns",
     "file_schema",
-    "landing_files",
     "local_dates",
     "parse_file",
     "read_source",
@@ -572,11 +571,6 @@ class SourceBatch:
     @property
     def rows_superseded(self) -> int:
         return sum(f.rows_superseded for f in self.files)
-
-
-def landing_files(root: str | os.PathLike[str], spec: SourceSpec) -> list[LandingFile]:
-    """The source's files under the landing root (a path or an fsspec URL), by name."""
-    return Landing(root).files(spec.landing)
 
 
 def delivery_order(

@@ -687,7 +687,7 @@ def _request_error(
 
 
 def _daily_quota_error(property_id: str, error: gexc.GoogleAPICallError) -> GA4QuotaExhaustedError:
-    resets_at = _next_pacific_midnight()
+    resets_at = next_quota_reset()
     when = f" (next reset {resets_at.isoformat()})" if resets_at else ""
     return GA4QuotaExhaustedError(
         f"GA4 daily token quota exhausted for property {property_id}. Retrying now cannot "
@@ -697,7 +697,8 @@ def _daily_quota_error(property_id: str, error: gexc.GoogleAPICallError) -> GA4Q
     )
 
 
-def _next_pacific_midnight(now: dt.datetime | None = None) -> dt.datetime | None:
+def next_quota_reset(now: dt.datetime | None = None) -> dt.datetime | None:
+    """When the daily token quota refills: the next midnight, Pacific time."""
     try:
         zone = ZoneInfo(DAILY_QUOTA_TIME_ZONE)
     except ZoneInfoNotFoundError:  # no tz database on this host; the message still says when
@@ -726,11 +727,6 @@ def _merge_quota(quota: dict[str, int | None], response: RunReportResponse) -> N
         consumed_key = f"{bucket}_consumed"
         quota[consumed_key] = (quota[consumed_key] or 0) + status.consumed
         quota[f"{bucket}_remaining"] = status.remaining
-
-
-def next_quota_reset(now: dt.datetime | None = None) -> dt.datetime | None:
-    """When the daily token quota refills: the next midnight, Pacific time."""
-    return _next_pacific_midnight(now)
 
 
 def parse_time_value(name: str, value: str) -> dt.date | None:

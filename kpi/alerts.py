@@ -38,6 +38,7 @@ import sqlalchemy as sa
 from kpi.catalog import Catalog, Problem
 from kpi.comparisons import OFF_TRACK
 from kpi.models import AlertRule, Grain, Kpi, format_duration
+from kpi.periods import as_date
 from kpi.schema import (
     kpi_alerts_table,
     kpi_anomalies_table,
@@ -307,8 +308,8 @@ def _latest_periods(
             band = (float(row.band_min), float(row.band_max))
         out.setdefault(row.kpi_id, []).append(
             _Period(
-                period_start=_date(row.period_start),
-                period_end=_date(row.period_end),
+                period_start=as_date(row.period_start),
+                period_end=as_date(row.period_end),
                 status=row.status,
                 actual=_number(row.actual),
                 target=_number(row.target),
@@ -371,7 +372,7 @@ def _anomalies(
     last_day = wh.scalar(sa.select(sa.func.max(a.c.period_start)))
     if last_day is None:
         return []
-    since = _date(last_day) - dt.timedelta(days=ANOMALY_LOOKBACK_DAYS - 1)
+    since = as_date(last_day) - dt.timedelta(days=ANOMALY_LOOKBACK_DAYS - 1)
     day_total = sa.and_(
         c.c.kpi_id == a.c.kpi_id,
         c.c.grain == "day",
@@ -400,7 +401,7 @@ def _anomalies(
     firings = []
     for kpi, rule in rules:
         for row in frame[frame["kpi_id"] == kpi.id].itertuples():
-            day = _date(row.period_start)
+            day = as_date(row.period_start)
             firings.append(
                 Firing(
                     kpi_id=kpi.id,
@@ -421,10 +422,6 @@ def _anomalies(
 
 def _number(value) -> float | None:
     return None if value is None or pd.isna(value) else float(value)
-
-
-def _date(value) -> dt.date:
-    return value.date() if isinstance(value, dt.datetime) else value
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ listing every problem at once (file, line, KPI id, what is wrong and a suggestio
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -18,6 +19,11 @@ from kpi.yaml_source import LocatedYaml, YamlSyntaxError, load_located_yaml
 
 SOURCES_FILE = "sources.yaml"
 DEFAULT_DEFINITIONS_DIR = Path(__file__).resolve().parent.parent / "kpi_definitions"
+
+
+def definitions_dir() -> Path:
+    """The definitions folder: ``KPI_DEFINITIONS_DIR``, else the shipped ``kpi_definitions/``."""
+    return Path(os.environ.get("KPI_DEFINITIONS_DIR", DEFAULT_DEFINITIONS_DIR))
 
 
 @dataclass(frozen=True)

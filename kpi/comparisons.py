@@ -45,7 +45,7 @@ from kpi.catalog import Catalog
 from kpi.compiler import CURRENT, LAST_YEAR, PREVIOUS, KpiCompiler, local_date
 from kpi.expressions import safe_divide
 from kpi.models import Agg, Direction, Grain, Kpi, KpiType, Target
-from kpi.periods import Calendar, Period
+from kpi.periods import Calendar, Period, as_date
 from kpi.warehouse import Warehouse
 
 ON_TRACK, AT_RISK, OFF_TRACK = "on_track", "at_risk", "off_track"
@@ -133,12 +133,8 @@ def daily_history(wh: Warehouse, values: sa.Table, catalog: Catalog) -> dict[str
     history: dict[str, History] = {kpi_id: {} for kpi_id in ids}
     for kpi_id, day, value in rows.itertuples(index=False):
         if value is not None and not math.isnan(value):
-            history[kpi_id][_as_date(day)] = float(value)
+            history[kpi_id][as_date(day)] = float(value)
     return history
-
-
-def _as_date(value) -> dt.date:
-    return value.date() if isinstance(value, dt.datetime) else value
 
 
 class _Shape:

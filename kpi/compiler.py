@@ -156,7 +156,6 @@ class KpiCompiler:
         # refresh (see cube_select) instead of scanning the raw table once per KPI, grain
         # and slice. Without, every query is self-contained (``kpi compile``).
         self.use_cubes = use_cubes
-        self.cube_measures = self._collect_cube_measures()
         self.cube_dims = self._collect_cube_dims()
         self._collect_cube_storage()
         self.cubes = {source: self._cube_table(source) for source in self.cube_measures}
@@ -502,29 +501,23 @@ class KpiCompiler:
     # (``channel in ('Paid Search', ...)``) is applied to cube rows, not raw rows, so
     # revenue and paid revenue are one column of the scan, not two.
 
-    def _collect_cube_measures(self) -> dict[str, list[tuple[str | None, str | None]]]:
-        """Per source, every distinct (expr, filter) an additive or `last` measure reads."""
-        found: dict[str, list[tuple[str | None, str | None]]] = {}
-        for kpi in self.catalog.kpis.values():
-            for _, m in kpi.measures:
-                if m.agg == Agg.count_distinct or m.source not in self.catalog.sources:
-                    continue
-                found.setdefault(m.source, [])
-                if (m.expr, m.filter) not in found[m.source]:
-                    found[m.source].append((m.expr, m.filter))
-        return found
-
     def _collect_cube_storage(self) -> None:
-        """Which measures each cube stores (``cube_stored``), with which parts, and how each
-        measure KPIs read maps onto them (``cube_reads``: stored index, filter on cube rows)."""
+        """Per source, every distinct (expr, filter) an additive or `last` measure reads
+        (``cube_measures``), which measures the cube stores (``cube_stored``) with which
+        parts, and how each measure read maps onto them (``cube_reads``: stored index,
+        filter on cube rows)."""
+        self.cube_measures: dict[str, list[tuple[str | None, str | None]]] = {}
         self.cube_stored: dict[str, list[tuple[str | None, str | None]]] = {}
         self.cube_parts: dict[tuple[str, int], set[str]] = {}
         self.cube_reads: dict[tuple[str, tuple[str | None, str | None]], tuple[int, str | None]]
         self.cube_reads = {}
         for kpi in self.catalog.kpis.values():
             for _, m in kpi.measures:
-                if m.agg == Agg.count_distinct or m.source not in self.cube_measures:
+                if m.agg == Agg.count_distinct or m.source not in self.catalog.sources:
                     continue
+                read = self.cube_measures.setdefault(m.source, [])
+                if (m.expr, m.filter) not in read:
+                    read.append((m.expr, m.filter))
                 names = set(referenced_names(m.filter)) if m.filter else set()
                 on_cube = bool(names) and names <= set(self.cube_dims[m.source])
                 stored_key = (m.expr, None if on_cube else m.filter)

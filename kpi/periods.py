@@ -82,7 +82,7 @@ class Calendar:
         # Months since the fiscal year's first month, floored to the quarter or year.
         offset = (day.month - self.fiscal_month) % 12
         back = offset % months_per
-        return _add_months(day.replace(day=1), -back)
+        return add_months(day.replace(day=1), -back)
 
     def next_start(self, start: dt.date, grain: Grain | str) -> dt.date:
         grain = Grain(grain)
@@ -90,7 +90,7 @@ class Calendar:
             return start + dt.timedelta(days=1)
         if grain == Grain.week:
             return start + dt.timedelta(days=7)
-        return _add_months(start, {Grain.month: 1, Grain.quarter: 3, Grain.year: 12}[grain])
+        return add_months(start, {Grain.month: 1, Grain.quarter: 3, Grain.year: 12}[grain])
 
     def end_of(self, start: dt.date, grain: Grain | str) -> dt.date:
         return self.next_start(start, grain) - dt.timedelta(days=1)
@@ -101,13 +101,13 @@ class Calendar:
             return start - dt.timedelta(days=1)
         if grain == Grain.week:
             return start - dt.timedelta(days=7)
-        return _add_months(start, -{Grain.month: 1, Grain.quarter: 3, Grain.year: 12}[grain])
+        return add_months(start, -{Grain.month: 1, Grain.quarter: 3, Grain.year: 12}[grain])
 
     def same_period_last_year(self, start: dt.date, grain: Grain | str) -> dt.date:
         # Days and weeks shift by 52 weeks so that weekdays line up; the rest by 12 months.
         if Grain(grain) in (Grain.day, Grain.week):
             return start - dt.timedelta(days=364)
-        return _add_months(start, -12)
+        return add_months(start, -12)
 
     def periods(
         self, first_day: dt.date, as_of: dt.date, grains: list[Grain] | None = None
@@ -161,7 +161,13 @@ class Calendar:
         return min(full_end, start + dt.timedelta(days=elapsed - 1))
 
 
-def _add_months(day: dt.date, months: int) -> dt.date:
+def as_date(value: dt.date | dt.datetime) -> dt.date:
+    """A date, from a date or a timestamp (as drivers return DATE columns)."""
+    return value.date() if isinstance(value, dt.datetime) else value
+
+
+def add_months(day: dt.date, months: int) -> dt.date:
+    """The first day of the month ``months`` after ``day``'s (negative: before)."""
     index = day.year * 12 + (day.month - 1) + months
     return day.replace(year=index // 12, month=index % 12 + 1, day=1)
 

@@ -94,14 +94,16 @@ def record_changes(
         }
         seen_before = {kpi_id for kpi_id, _ in known}
         changed = []
+        still = [pair for pair in catalog.versions.items() if pair in known]
+        if still:
+            conn.execute(
+                c.update()
+                .where(sa.tuple_(c.c.kpi_id, c.c.definition_version).in_(still))
+                .values(last_seen_at=now)
+            )
         for kpi_id, version in catalog.versions.items():
             kpi = catalog.kpis[kpi_id]
             if (kpi_id, version) in known:
-                conn.execute(
-                    c.update()
-                    .where(c.c.kpi_id == kpi_id, c.c.definition_version == version)
-                    .values(last_seen_at=now)
-                )
                 continue
             if kpi_id in seen_before:
                 changed.append(kpi_id)

@@ -23,6 +23,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from kpi.models import Direction, KpiType, Unit
+from kpi.periods import add_months
 from kpi.publication import scorecard_select
 from kpi.refresh import KpiTables
 from kpi.scorecard import format_value
@@ -159,8 +160,7 @@ def _kpi_meta(tables: KpiTables) -> dict[str, KpiMeta]:
 
 
 def _month_start(day: dt.date, back: int = 0) -> dt.date:
-    index = day.year * 12 + day.month - 1 - back
-    return dt.date(index // 12, index % 12 + 1, 1)
+    return add_months(day, -back)
 
 
 def trend_select(
@@ -1039,7 +1039,7 @@ _DAY = dt.timedelta(days=1)
 
 
 def _next_month(day: dt.date) -> dt.date:
-    return _month_start(day, back=-1)
+    return add_months(day, 1)
 
 
 def render_report(data: ReportData, generated_at: dt.datetime | None = None) -> str:

@@ -127,14 +127,6 @@ class Warehouse:
             if column.comment and conn.dialect.supports_comments:
                 conn.execute(sa.schema.SetColumnComment(column))
 
-    def recreate_table(self, table: sa.Table) -> None:
-        """Drop and create ``table``: only for derived scratch tables that hold no history."""
-        with self.engine.begin() as conn:
-            if table.schema:
-                conn.execute(sa.schema.CreateSchema(table.schema, if_not_exists=True))
-            table.drop(conn, checkfirst=True)
-            table.create(conn)
-
     def rebuild_tables(self, builds: list[tuple[sa.Table, sa.Select]]) -> dict[str, int]:
         """Drop, create and fill each (table, select) in one transaction; rows per table.
 
@@ -162,15 +154,12 @@ class Warehouse:
 
         Returns (rows deleted, rows inserted).
         """
-        with self.engine.begin() as conn:
-            deleted = self._delete(conn, table, where)
-            inserted = self._insert_frame(conn, table, rows)
-        return deleted, inserted
+        return self.replace_rows_together([(table, where, rows)])[0]
 
     def replace_rows_together(
         self, replacements: Sequence[tuple[sa.Table, ColumnElement | None, pd.DataFrame]]
     ) -> list[tuple[int, int]]:
-        """``replace_rows`` for several ``(table, where, rows)`` in one transaction.
+        """Delete and insert for several ``(table, where, rows)`` in one transaction.
 
         For writes that belong together (a partition's raw rows and its quarantined rows):
         if any of them fails, none of the tables changes. Returns (rows deleted, rows

@@ -19,9 +19,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import sqlalchemy as sa
 
-from kpi.catalog import DEFAULT_DEFINITIONS_DIR, load_catalog
+from kpi.catalog import definitions_dir, load_catalog
 from kpi.schema import source_table
 from kpi.warehouse import DEFAULT_WAREHOUSE_URL, Warehouse
 from quality.quarantine import PARSE_PREFIX, quarantine_table, split_rows
@@ -41,7 +42,7 @@ class ReplayResult:
 
 def replay(source: str, wh: Warehouse, definitions: Path | None = None) -> ReplayResult:
     """Move the quarantined rows of ``source`` that pass its suite now into the raw table."""
-    folder = definitions or Path(os.environ.get("KPI_DEFINITIONS_DIR", DEFAULT_DEFINITIONS_DIR))
+    folder = definitions or definitions_dir()
     cat = load_catalog(folder)
     spec = cat.sources[source]
     suite = load_suite(folder / "quality" / f"{source}.yaml")
@@ -71,15 +72,24 @@ def replay(source: str, wh: Warehouse, definitions: Path | None = None) -> Repla
         loaded = good.drop(columns=["_quarantine_id"]).assign(
             _run_id=f"replay-{uuid.uuid4().hex[:12]}", _loaded_at=dt.datetime.now(dt.UTC)
         )
-        with wh.engine.begin() as conn:
-            for record in good[list(spec.key)].itertuples(index=False):
-                match = [
-                    table.c[k].is_(None) if v is None else table.c[k] == v
-                    for k, v in zip(spec.key, record, strict=True)
-                ]
-                conn.execute(table.delete().where(sa.and_(*match)))
-            wh._insert_frame(conn, table, loaded)
-            conn.execute(qtable.delete().where(qtable.c._quarantine_id.in_(ids)))
+        # Raw rows with the same business key are replaced, so a replay never duplicates.
+        same_key = sa.or_(
+            *[
+                sa.and_(
+                    *[
+                        table.c[k].is_(None) if v is None else table.c[k] == v
+                        for k, v in zip(spec.key, record, strict=True)
+                    ]
+                )
+                for record in good[list(spec.key)].itertuples(index=False)
+            ]
+        )
+        wh.replace_rows_together(
+            [
+                (table, same_key, loaded),
+                (qtable, qtable.c._quarantine_id.in_(ids), pd.DataFrame()),
+            ]
+        )
     return ReplayResult(len(good), len(bad) + int(undated[~parse].sum()), int(parse.sum()))
 
 

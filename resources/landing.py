@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from dagster import ConfigurableResource
 from pydantic import Field
 
@@ -21,11 +19,6 @@ class LandingResource(ConfigurableResource):
         default="data/landing",
         description="landing folder: a local path or an fsspec URL such as s3://bucket/landing",
     )
-
-    @property
-    def path(self) -> Path:
-        """The root as a local path (only meaningful when it is one)."""
-        return Path(self.root)
 
     def landing(self) -> Landing:
         """Listing and reading files under the root, whatever filesystem it is on."""

@@ -1163,8 +1163,21 @@ def test_history_marker_follows_definition_changes(tmp_path, warehouse_url):
     # History kept with the old version (as a store that does not recompute would hold it):
     # January's row as the first run computed it. February is compared with that row, with
     # its version, and the history is marked as not recomputed.
+    _keep_old_month(warehouse_url, tables, D(2026, 1, 1), 341.0, old_version)
+    feb = _read_totals(warehouse_url, tables)[("visits", "month", D(2026, 2, 1))]
+    assert feb.previous == 341
+    assert feb.previous_definition_version == old_version
+    assert feb.definition_version == new_version
+    assert _false(feb.history_recomputed)
+
+
+def _keep_old_month(
+    url: str, tables: KpiTables, month: dt.date, value: float, version: str
+) -> None:
+    """Overwrite visits' total row of ``month`` as an older definition computed it (as a
+    store that does not recompute would hold it), then refresh the comparisons."""
     v = tables.values
-    wh = Warehouse(warehouse_url)
+    wh = Warehouse(url)
     try:
         with wh.engine.begin() as conn:
             conn.execute(
@@ -1172,19 +1185,14 @@ def test_history_marker_follows_definition_changes(tmp_path, warehouse_url):
                 .where(
                     v.c.kpi_id == "visits",
                     v.c.grain == "month",
-                    v.c.period_start == D(2026, 1, 1),
+                    v.c.period_start == month,
                     v.c.channel.is_(None),
                 )
-                .values(value=341.0, definition_version=old_version)
+                .values(value=value, definition_version=version)
             )
         refresh_comparisons(wh, tables)
     finally:
         wh.dispose()
-    feb = _read_totals(warehouse_url, tables)[("visits", "month", D(2026, 2, 1))]
-    assert feb.previous == 341
-    assert feb.previous_definition_version == old_version
-    assert feb.definition_version == new_version
-    assert _false(feb.history_recomputed)
 
 
 def test_a_to_date_window_carries_the_current_definitions_version(tmp_path, warehouse_url):
@@ -1210,23 +1218,7 @@ def test_a_to_date_window_carries_the_current_definitions_version(tmp_path, ware
     # recompute would hold it. The to-date January is still evaluated under the current
     # definition (200) and says so with the current version, not the row's: so it was not
     # restated under the row's (old) definition.
-    v = tables.values
-    wh = Warehouse(warehouse_url)
-    try:
-        with wh.engine.begin() as conn:
-            conn.execute(
-                v.update()
-                .where(
-                    v.c.kpi_id == "visits",
-                    v.c.grain == "month",
-                    v.c.period_start == D(2026, 2, 1),
-                    v.c.channel.is_(None),
-                )
-                .values(value=220.0, definition_version=old_version)
-            )
-        refresh_comparisons(wh, tables)
-    finally:
-        wh.dispose()
+    _keep_old_month(warehouse_url, tables, D(2026, 2, 1), 220.0, old_version)
     feb = _read_totals(warehouse_url, tables)[("visits", "month", D(2026, 2, 1))]
     assert (feb.actual, feb.previous) == (220, 200)
     assert feb.definition_version == old_version

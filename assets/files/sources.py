@@ -134,21 +134,14 @@ class _Reach:
         return self.start <= self.first_day
 
     def in_window(self, days: pd.Series) -> pd.Series:
-        return days.map(
-            lambda d: (d := _day(d)) is not None and self.start <= d <= self.end
-        ).astype(bool)
+        return _stamps(days).between(pd.Timestamp(self.start), pd.Timestamp(self.end))
 
     def stray(self, days: pd.Series) -> pd.Series:
-        """Rows of no partition that this run takes."""
-
-        def taken(day: dt.date | None) -> bool:
-            if day is None:
-                return False
-            return (self.takes_future and day > self.today) or (
-                self.takes_past and day < self.first_day
-            )
-
-        return days.map(lambda d: taken(_day(d))).astype(bool)
+        """Rows of no partition that this run takes (a missing day is none of them)."""
+        stamps = _stamps(days)
+        future = stamps > pd.Timestamp(self.today) if self.takes_future else False
+        past = stamps < pd.Timestamp(self.first_day) if self.takes_past else False
+        return (future | past) & stamps.notna()
 
     def reason(self, column: str, day: dt.date) -> str:
         where = (
@@ -167,13 +160,11 @@ class _Reach:
         return cond
 
 
-def _day(value: object) -> dt.date | None:
-    """A plain date from a date, a timestamp (Parquet dates) or a missing value."""
-    if value is None or pd.isna(value):
-        return None
-    if isinstance(value, dt.datetime):
-        return value.date()
-    return value if isinstance(value, dt.date) else None
+def _stamps(days: pd.Series) -> pd.Series:
+    """Days (dates, timestamps of Parquet dates, or missing) as datetime64, NaT when
+    missing: one conversion, then every comparison over the whole batch is vectorised
+    (a batch holds every row of every landing file of the source)."""
+    return pd.to_datetime(days, errors="coerce")
 
 
 def _as_quarantined(out: pd.DataFrame, spec: SourceSpec) -> pd.DataFrame:
@@ -233,14 +224,14 @@ def _split_strays(
     """(rows of the window, rows of no partition this run takes, as rejected rows)."""
     if frame.empty:
         return frame, pd.DataFrame()
-    days = pd.Series(list(local_dates(frame, spec, zone)), index=frame.index, dtype=object)
+    days = _stamps(pd.Series(list(local_dates(frame, spec, zone)), index=frame.index))
     stray = reach.stray(days)
-    strays = frame[stray].assign(_partition_day=days[stray].map(_day))
+    strays = frame[stray].assign(_partition_day=days[stray].dt.date)
     strays["_problem"] = [reach.reason(spec.time.column, d) for d in strays["_partition_day"]]
     # A row without a date would be in no window and dropped without trace: the run of the
     # day its file arrived quarantines it.
     held = frame["_source_file"].map(arrival)
-    undated = days.map(_day).isna() & reach.in_window(held)
+    undated = days.isna() & reach.in_window(held)
     if undated.any():
         nodate = frame[undated].assign(_partition_day=held[undated])
         nodate["_problem"] = (

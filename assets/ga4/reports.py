@@ -18,7 +18,6 @@ property, the cause and what was and was not loaded. The periods already loaded 
 """
 
 import datetime as dt
-import os
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -59,7 +58,7 @@ from ingest.ga4_load_log import (
 )
 from ingest.ga4_pull import Bucket, BucketResult, buckets_for
 from ingest.ga4_reports import GA4Report, TableDeclaration, load_reports
-from kpi.catalog import DEFAULT_DEFINITIONS_DIR, Catalog
+from kpi.catalog import Catalog, definitions_dir
 from kpi.models import Reporting
 from kpi.schema import source_table
 from kpi.warehouse import Warehouse
@@ -95,7 +94,7 @@ _LOG_PREVIEW_ROWS = 100
 
 def reports_path() -> Path:
     """``ga4/reports.yaml`` in the definitions folder (``KPI_DEFINITIONS_DIR``)."""
-    return Path(os.environ.get("KPI_DEFINITIONS_DIR", DEFAULT_DEFINITIONS_DIR)) / REPORTS_FILE
+    return definitions_dir() / REPORTS_FILE
 
 
 def table_declarations(cat: Catalog) -> dict[str, TableDeclaration]:
@@ -322,8 +321,7 @@ def _batch_rows(
         counts.append((len(rows), int(rows["is_other_row"].sum())))
         frames.append(rows)
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    keep = [c.name for c in table.columns if c.name in frame.columns or c.name.startswith("_")]
-    return frame.reindex(columns=[c for c in keep if c in frame.columns]), counts
+    return frame[[c.name for c in table.columns if c.name in frame.columns]], counts
 
 
 def _write_log(
@@ -428,13 +426,3 @@ def _dates_text(dates: list[str]) -> str:
 
 ga4_assets: list[AssetsDefinition] = [build_ga4_asset(r) for r in ga4_reports().values()]
 GA4_ASSETS: dict[str, AssetsDefinition] = {a.key.to_user_string(): a for a in ga4_assets}
-
-
-def ga4_asset(source: str) -> AssetsDefinition:
-    """The asset of the report filling ``source``'s table; a clear error when none does."""
-    if source not in GA4_ASSETS:
-        raise LookupError(
-            f"{reports_path()} has no report for the table of source `{source}`, which the "
-            f"pipeline expects; GA4 assets defined: {', '.join(GA4_ASSETS) or 'none'}"
-        )
-    return GA4_ASSETS[source]

@@ -19,6 +19,7 @@ from pydantic import Field
 
 from assets.files.sources import FILE_SOURCES
 from assets.freshness import DAILY_FRESHNESS
+from assets.ga4.reports import GA4_ASSETS
 from assets.metadata import markdown_table, table_metadata
 from assets.settings import catalog
 from kpi.catalog import Catalog
@@ -42,13 +43,9 @@ from resources.warehouse import WarehouseResource
 
 KPI_FRESHNESS = DAILY_FRESHNESS
 
-RAW_ASSETS = [
-    "ga4_traffic",
-    "ga4_ecommerce",
-    "ga4_users_weekly",
-    "ga4_users_monthly",
-    *[n for n in FILE_SOURCES if n != "fx_rates"],
-]
+# Every raw table KPIs read: the GA4 reports of reports.yaml and the file sources (exchange
+# rates are read by the sources they convert, not by KPIs).
+RAW_ASSETS = [*GA4_ASSETS, *[n for n in FILE_SOURCES if n != "fx_rates"]]
 OWNERS = ["team:analytics-engineering"]
 
 
