@@ -743,6 +743,34 @@ def measure(contender: str, db: Path, rows_in: int) -> Result:
     )
 
 
+def measure_best(contenders: list[str], db: Path, rows_in: int, repeat: int) -> list[Result]:
+    """Each contender ``repeat`` times, taking turns (so that a noisy minute on a shared
+    machine hits them alike); per contender the fastest run, with the highest peak memory
+    of all its runs.
+
+    The fastest run is the one least disturbed by other work on the machine, as with
+    ``timeit``. ``ours`` leaves its tables in the database, so its later runs are the
+    steady state of a daily pipeline; its first run also creates them.
+    """
+    runs: dict[str, list[Result]] = {c: [] for c in contenders}
+    for _ in range(repeat):
+        for contender in contenders:
+            runs[contender].append(measure(contender, db, rows_in))
+    best = []
+    for results in runs.values():
+        done = [r for r in results if r.wall_s is not None]
+        if len(done) < len(results):
+            best.append(next(r for r in results if r.wall_s is None))  # the failure's note
+            continue
+        fastest = min(done, key=lambda r: r.wall_s)
+        fastest.peak_mb = max(r.peak_mb for r in done)
+        if repeat > 1:
+            walls = ", ".join(f"{r.wall_s:.2f}" for r in done)
+            fastest.note = f"{fastest.note}; runs {walls}".lstrip("; ")
+        best.append(fastest)
+    return best
+
+
 # ---------------------------------------------------------------------------------------------
 # Agreement
 # ---------------------------------------------------------------------------------------------
@@ -853,8 +881,8 @@ def _table(results: list[Result]) -> list[str]:
     lines = [head, "-" * len(head)]
     for r in results:
         floor = floors.get(r.rows_in)
-        ratio = f"{r.wall_s / floor:8.1f}" if r.wall_s and floor else f"{'':>8}"
-        wall = f"{r.wall_s:8.1f}" if r.wall_s is not None else f"{'-':>8}"
+        ratio = f"{r.wall_s / floor:8.2f}" if r.wall_s and floor else f"{'':>8}"
+        wall = f"{r.wall_s:8.2f}" if r.wall_s is not None else f"{'-':>8}"
         peak = f"{r.peak_mb:12.0f}" if r.peak_mb is not None else f"{'-':>12}"
         base = f"{r.baseline_mb:17.0f}" if r.baseline_mb is not None else f"{'-':>17}"
         rows = f"{r.rows_out:10,}" if r.rows_out is not None else f"{'-':>10}"
@@ -906,6 +934,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="ROWS",
         help="skip pandas above this many rows (default: never skip)",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        metavar="N",
+        help="runs of each contender, each in a fresh process; the fastest counts (default 3)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the generated database files")
     parser.add_argument("--worker", choices=["ours", "floor", "pandas"], help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -935,13 +970,15 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         rows_in = counts["ga4_traffic"] + counts["ad_spend"]
+        timed = []
         for contender in contenders:
             if contender == "pandas" and args.pandas_max_rows and args.rows > args.pandas_max_rows:
                 note = f"skipped: --rows above --pandas-max-rows {args.pandas_max_rows:,}"
                 results.append(Result("pandas", rows_in, note=note))
-                continue
-            print(f"running {contender} ...", flush=True)
-            results.append(measure(contender, db, rows_in))
+            else:
+                timed.append(contender)
+        print(f"running {', '.join(timed)}, {args.repeat} time(s) each ...", flush=True)
+        results += measure_best(timed, db, rows_in, args.repeat)
         agreement = compare(db, [r.contender for r in results if r.wall_s is not None])
 
         for rows in scaling:
@@ -950,7 +987,9 @@ def main(argv: list[str] | None = None) -> int:
             small = tmp / f"kpi_bench_{rows}.duckdb"
             counts = generate(small, rows, args.days)
             print(f"running ours on {rows:,} rows ...", flush=True)
-            result = measure("ours", small, counts["ga4_traffic"] + counts["ad_spend"])
+            [result] = measure_best(
+                ["ours"], small, counts["ga4_traffic"] + counts["ad_spend"], args.repeat
+            )
             result.note = f"scaling run; {result.note}".rstrip("; ")
             results.append(result)
             if not args.keep:
@@ -959,7 +998,8 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print("\n".join(_table(results)))
         print(
-            "\nwall s: the computation only (imports and interpreter start excluded); peak RSS:"
+            "\nwall s: the computation only (imports and interpreter start excluded), the fastest"
+            f" of {args.repeat} run(s); peak RSS:"
             "\nthe worker process's high-water mark (VmHWM), imports included."
         )
         print()

@@ -14,6 +14,13 @@ from dataclasses import dataclass, fields
 from kpi.models import GRAIN_ORDER, WEEKDAYS, Grain, Reporting
 
 ROLLING_WINDOWS = (7, 28, 90)
+# The running windows every period carries, each ending on one of its window ends.
+RUNNING_WINDOWS = (
+    "month_to_date_start",
+    "quarter_to_date_start",
+    "year_to_date_start",
+    *(f"rolling_{days}_start" for days in ROLLING_WINDOWS),
+)
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,7 @@ class Calendar:
     def __init__(self, reporting: Reporting):
         self.week_start = WEEKDAYS.index(reporting.week_start)
         self.fiscal_month = reporting.fiscal_year_start_month
+        self._running: dict[dt.date, tuple[dt.date, ...]] = {}
 
     def start_of(self, day: dt.date, grain: Grain | str) -> dt.date:
         grain = Grain(grain)
@@ -132,12 +140,8 @@ class Calendar:
         ly_end = self._aligned_end(ly_start, grain, elapsed, end <= as_of)
         running = {}
         for prefix, until in (("", window_end), ("prev_", prev_end), ("ly_", ly_end)):
-            for grain_to_date in ("month", "quarter", "year"):
-                running[f"{prefix}{grain_to_date}_to_date_start"] = self.start_of(
-                    until, grain_to_date
-                )
-            for days in ROLLING_WINDOWS:
-                running[f"{prefix}rolling_{days}_start"] = until - dt.timedelta(days=days - 1)
+            for name, value in zip(RUNNING_WINDOWS, self._running_starts(until), strict=True):
+                running[prefix + name] = value
         return Period(
             grain=str(grain),
             period_start=start,
@@ -152,6 +156,22 @@ class Calendar:
             ly_window_end=ly_end,
             **running,
         )
+
+    def _running_starts(self, until: dt.date) -> tuple[dt.date, ...]:
+        """The starts of the RUNNING_WINDOWS that end on ``until``.
+
+        Memoised: a day is the window end of several periods (its own day, the next day's
+        previous window, the day 52 weeks later's last-year window), and three years of
+        periods otherwise spend most of their time here.
+        """
+        starts = self._running.get(until)
+        if starts is None:
+            starts = (
+                *(self.start_of(until, g) for g in (Grain.month, Grain.quarter, Grain.year)),
+                *(until - dt.timedelta(days=days - 1) for days in ROLLING_WINDOWS),
+            )
+            self._running[until] = starts
+        return starts
 
     def _aligned_end(self, start: dt.date, grain: Grain, elapsed: int, closed: bool) -> dt.date:
         """End of a comparison window: the whole period, or the same number of days."""

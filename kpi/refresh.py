@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from kpi.anomalies import flag_anomalies
 from kpi.catalog import Catalog
@@ -95,7 +96,6 @@ class KpiTables:
             self.catalog_table,
             self.changes,
             self.anomalies,
-            *(self.compiler.cubes.values() if self.compiler.use_cubes else ()),
         ]
 
     @classmethod
@@ -110,18 +110,24 @@ def first_day_of_data(wh: Warehouse, tables: KpiTables) -> dt.date | None:
     """The earliest local day in any daily source, or None when every source is empty.
 
     Pre-aggregated sources are left out: their dates label a month, not a day with data.
+    One query for all sources.
     """
+    # One column per source (scalar subqueries, not a UNION): a DATE and a TIMESTAMPTZ
+    # must keep their own types, or the union would shift a date into the session's zone.
+    firsts = [
+        sa.select(sa.func.min(table.c[tables.catalog.sources[name].time.column]))
+        .scalar_subquery()
+        .label(f"first_{i}")
+        for i, (name, table) in enumerate(tables.raw_tables.items())
+        if tables.catalog.sources[name].grain == "day"
+    ]
+    if not firsts:
+        return None
+    values = [v for v in wh.read_row(sa.select(*firsts)) if v is not None]
+    zone = ZoneInfo(tables.catalog.reporting.time_zone)
     days = []
-    for name, table in tables.raw_tables.items():
-        src = tables.catalog.sources[name]
-        if src.grain != "day":
-            continue
-        col = table.c[src.time.column]
-        value = wh.scalar(sa.select(sa.func.min(col)))
-        if value is None:
-            continue
+    for value in values:
         if isinstance(value, dt.datetime):
-            zone = ZoneInfo(tables.catalog.reporting.time_zone)
             aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
             value = aware.astimezone(zone).date()
         days.append(value)
@@ -144,11 +150,18 @@ def refresh_cubes(
     """Rebuild the daily cube of ``sources`` (default: every source with one; one scan of
     each raw table), then its period rollup (see kpi.rollups), in one transaction; rows per
     cube."""
+    with wh.transaction() as conn:
+        return _rebuild_cubes(conn, tables, sources)
+
+
+def _rebuild_cubes(
+    conn: Connection, tables: KpiTables, sources: list[str] | None
+) -> dict[str, int]:
     compiler, rollups = tables.compiler, tables.rollups
     names = [s for s in compiler.cubes if sources is None or s in sources]
     builds = [(compiler.cubes[s], compiler.cube_select(s)) for s in names]
     builds += [(rollups.tables[s], rollups.rollup_select(s)) for s in names]
-    counts = wh.rebuild_tables(builds)
+    counts = Warehouse.rebuild_tables_in(conn, builds)
     return {s: counts[compiler.cubes[s].name] for s in names}
 
 
@@ -160,37 +173,38 @@ def refresh_kpi_values(
 ) -> dict[str, int]:
     """Recompute the values of ``kpi_ids`` (default: all) in the warehouse; rows per KPI.
 
-    With cubes, every KPI that is a function of its period's sums comes from the period
-    rollups in one INSERT (kpi.rollups); each other KPI is one INSERT ... SELECT of all its
-    grains and slices. Each INSERT replaces its KPIs' rows in one transaction.
+    One transaction and one INSERT: with cubes, the cubes the KPIs read are rebuilt first,
+    and every KPI that is a function of its period's sums is a projection of the period
+    rollups (kpi.rollups); each other KPI is the compiler's query of all its grains and
+    slices. A reader sees all of the old values or all of the new.
     """
     computed_at = computed_at or dt.datetime.now(dt.UTC)
     kpi_ids = kpi_ids or tables.catalog.evaluation_order()
-    fused: list[str] = []
-    if tables.compiler.use_cubes:
-        # Only the cubes these KPIs read: a refresh of one area rescans none of the others.
-        read = {s for k in kpi_ids for s in tables.compiler.source_names(tables.catalog.kpis[k])}
-        refresh_cubes(wh, tables, sorted(read))
-        fused = [k for k in kpi_ids if tables.rollups.fusable(tables.catalog.kpis[k])]
     values = tables.values
-    if fused:
-        select = tables.rollups.values_select(fused, computed_at)
-        wh.replace_from_select(values, values.c.kpi_id.in_(fused), [select])
-    for kpi_id in kpi_ids:
-        if kpi_id in fused:
-            continue
-        # Row order is for people reading one query; an INSERT needs none.
-        selects = [
-            q.order_by(None) for q in tables.compiler.compile_all(kpi_id, computed_at=computed_at)
-        ]
+    with wh.transaction() as conn:
+        fused: list[str] = []
+        if tables.compiler.use_cubes:
+            # Only the cubes these KPIs read: a refresh of one area rescans none of the others.
+            compiler = tables.compiler
+            read = {s for k in kpi_ids for s in compiler.source_names(tables.catalog.kpis[k])}
+            _rebuild_cubes(conn, tables, sorted(read))
+            fused = [k for k in kpi_ids if tables.rollups.fusable(tables.catalog.kpis[k])]
+        selects = [tables.rollups.values_select(fused, computed_at)] if fused else []
+        for kpi_id in kpi_ids:
+            if kpi_id not in fused:
+                # Row order is for people reading one query; an INSERT needs none.
+                selects += [
+                    q.order_by(None)
+                    for q in tables.compiler.compile_all(kpi_id, computed_at=computed_at)
+                ]
         combined = sa.union_all(*selects) if len(selects) > 1 else selects[0]
-        wh.replace_from_select(values, values.c.kpi_id == kpi_id, [combined])
-    counted = wh.read(
-        sa.select(values.c.kpi_id, sa.func.count().label("n"))
-        .where(values.c.kpi_id.in_(kpi_ids))
-        .group_by(values.c.kpi_id)
-    )
-    found = dict(zip(counted["kpi_id"], counted["n"], strict=True))
+        Warehouse.replace_from_select_in(conn, values, values.c.kpi_id.in_(kpi_ids), [combined])
+        counted = conn.execute(
+            sa.select(values.c.kpi_id, sa.func.count())
+            .where(values.c.kpi_id.in_(kpi_ids))
+            .group_by(values.c.kpi_id)
+        )
+        found = dict(counted.all())
     return {kpi_id: int(found.get(kpi_id, 0)) for kpi_id in kpi_ids}
 
 

@@ -1,0 +1,78 @@
+"""kpi.refresh on a real warehouse: the calendar's first day, and all-or-nothing KPI values."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+
+from kpi.catalog import load_catalog
+from kpi.refresh import KpiTables, first_day_of_data, refresh_kpi_values, refresh_periods
+from kpi.warehouse import Warehouse
+
+LOADED = {"_source_file": "t.csv", "_source_line": 2, "_run_id": "t"}
+
+
+@pytest.fixture
+def tables() -> KpiTables:
+    return KpiTables.for_catalog(load_catalog(), use_cubes=True)
+
+
+def _insert(wh: Warehouse, table: sa.Table, **values) -> None:
+    required = {c.name: LOADED[c.name] for c in table.c if c.name in LOADED}
+    with wh.transaction() as conn:
+        conn.execute(table.insert().values(**required, **values))
+
+
+def test_first_day_of_data_is_the_earliest_local_day_of_the_daily_sources(warehouse_url, tables):
+    wh = Warehouse(warehouse_url)
+    wh.ensure_tables(tables.all_tables())
+    raw = tables.raw_tables
+    assert first_day_of_data(wh, tables) is None  # every source empty
+
+    # 23:30 UTC on 1 March is 00:30 on 2 March in Copenhagen, the reporting zone: the
+    # order's local day, not its UTC day, starts the calendar. It is earlier than GA4's
+    # first day (a DATE, read as it is), and the monthly market row (which labels a month,
+    # not a day with data) is left out although it is earlier still.
+    _insert(wh, raw["ga4_traffic"], property_id="1", date=dt.date(2026, 3, 3), sessions=1)
+    _insert(
+        wh,
+        raw["orders"],
+        order_id="o1",
+        ordered_at=dt.datetime(2026, 3, 1, 23, 30, tzinfo=dt.UTC),
+        customer_id="c1",
+        revenue=10.0,
+        currency="EUR",
+    )
+    market = tables.catalog.sources["market"]
+    assert market.grain == "month"
+    _insert(wh, raw["market"], **{market.time.column: dt.date(2026, 1, 1)})
+    assert first_day_of_data(wh, tables) == dt.date(2026, 3, 2)
+    wh.dispose()
+
+
+def test_kpi_values_are_replaced_all_or_nothing(warehouse_url, tables):
+    """A KPI whose query fails leaves every KPI's rows as they were, also the ones computed
+    before it in the same refresh (each used to commit on its own)."""
+    wh = Warehouse(warehouse_url)
+    wh.ensure_tables(tables.all_tables())
+    refresh_periods(wh, tables, dt.date(2026, 3, 10))
+    first_run = dt.datetime(2026, 3, 11, 6, tzinfo=dt.UTC)
+    counts = refresh_kpi_values(wh, tables, computed_at=first_run)
+    values = tables.values
+    before = wh.read(sa.select(values.c.kpi_id, values.c.computed_at))
+    assert len(before) == sum(counts.values()) > 0
+    # Break the distinct count of customers (computed from raw orders, after the fused KPIs):
+    # its source column disappears.
+    assert "unique_customers" in counts and not tables.rollups.fusable(
+        tables.catalog.kpis["unique_customers"]
+    )
+    with wh.transaction() as conn:
+        conn.execute(sa.text("ALTER TABLE raw.orders RENAME COLUMN customer_id TO customer"))
+    with pytest.raises(sa.exc.DBAPIError):
+        refresh_kpi_values(wh, tables, computed_at=first_run + dt.timedelta(days=1))
+    after = wh.read(sa.select(values.c.kpi_id, values.c.computed_at))
+    assert len(after) == len(before)
+    assert set(after["computed_at"].map(lambda t: t.astimezone(dt.UTC))) == {first_run}
+    wh.dispose()
