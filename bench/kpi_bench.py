@@ -5,16 +5,17 @@ not leak into another), all on the same DuckDB file:
 
 1. ``ours``: ``load_catalog`` + ``refresh_periods`` + ``refresh_kpi_values`` from
    ``kpi.refresh``, i.e. the compiled SQLAlchemy SQL running inside DuckDB (daily cubes,
-   period rollups, one fused INSERT for the plain KPIs) and writing ``kpi.kpi_values``;
+   period rollups, one INSERT of every KPI, one transaction) and writing ``kpi.kpi_values``;
 2. ``floor``: hand-written DuckDB SQL, one scan per source into daily aggregates, then one
    query per KPI family (GROUP BY date_trunc / GROUPING SETS); the baseline;
 3. ``pandas``: the raw columns read into pandas (duckdb ``.df()``) and ``groupby``.
 
 All three compute every row (value, numerator, denominator, sample size) of the 14 KPIs
 in ``BENCH_KPIS``, for the total and for each dimension slice the catalogue declares. The
-script then checks that all rows agree and prints wall time, peak RSS and the ratio to the
-floor. With ``--scaling-rows`` (default 1,000,000) ``ours`` also runs on a second, smaller
-database, to show whether its memory grows with the row count.
+script then checks that all rows agree and prints wall time (the fastest of ``--repeat``
+runs, default 3, the contenders taking turns), peak RSS and the ratio to the floor. With
+``--scaling-rows`` (default 1,000,000) ``ours`` also runs on a second, smaller database, to
+show whether its memory grows with the row count.
 
 The raw data is generated inside DuckDB with SQL (``range()`` and ``hash()``), never in
 pandas: ``raw.ga4_traffic`` over ~3 years with every channel/source/medium/device

@@ -112,18 +112,24 @@ def first_day_of_data(wh: Warehouse, tables: KpiTables) -> dt.date | None:
     Pre-aggregated sources are left out: their dates label a month, not a day with data.
     One query for all sources.
     """
-    # One column per source (scalar subqueries, not a UNION): a DATE and a TIMESTAMPTZ
-    # must keep their own types, or the union would shift a date into the session's zone.
-    firsts = [
-        sa.select(sa.func.min(table.c[tables.catalog.sources[name].time.column]))
-        .scalar_subquery()
-        .label(f"first_{i}")
-        for i, (name, table) in enumerate(tables.raw_tables.items())
-        if tables.catalog.sources[name].grain == "day"
-    ]
+    # One row per source, a DATE column and a TIMESTAMPTZ column (the other one NULL): in a
+    # single column the union would turn dates into timestamps in the session's zone. Each
+    # min() stays a top-level aggregate, which DuckDB answers from the table's statistics
+    # (as scalar subqueries it scans every row).
+    firsts = []
+    for name, table in tables.raw_tables.items():
+        src = tables.catalog.sources[name]
+        if src.grain != "day":
+            continue
+        low = sa.func.min(table.c[src.time.column])
+        no_day = sa.cast(sa.null(), sa.Date)
+        no_moment = sa.cast(sa.null(), sa.DateTime(timezone=True))
+        columns = (low, no_moment) if src.time.type == "date" else (no_day, low)
+        firsts.append(sa.select(columns[0].label("day"), columns[1].label("moment")))
     if not firsts:
         return None
-    values = [v for v in wh.read_row(sa.select(*firsts)) if v is not None]
+    rows = wh.rows(sa.union_all(*firsts) if len(firsts) > 1 else firsts[0])
+    values = [v for row in rows for v in row if v is not None]
     zone = ZoneInfo(tables.catalog.reporting.time_zone)
     days = []
     for value in values:
@@ -180,6 +186,8 @@ def refresh_kpi_values(
     """
     computed_at = computed_at or dt.datetime.now(dt.UTC)
     kpi_ids = kpi_ids or tables.catalog.evaluation_order()
+    if not kpi_ids:  # a catalogue without KPIs
+        return {}
     values = tables.values
     with wh.transaction() as conn:
         fused: list[str] = []

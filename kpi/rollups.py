@@ -16,7 +16,8 @@ The numbers are the same as ``KpiCompiler.compile``'s, row for row: ratios are s
 sums, a sum over a period without rows is 0 and a ratio with a zero denominator NULL.
 ``tests/test_kpi_cases.py`` runs every hand-worked case through both. Distinct counts,
 ``last`` balances, running windows (to date, rolling) and period-over-period KPIs need
-days, not period sums; they stay on the compiler's per-KPI queries.
+days, not period sums; they stay on the compiler's per-KPI queries, in the same INSERT
+(``kpi.refresh.refresh_kpi_values``).
 """
 
 from __future__ import annotations

@@ -219,10 +219,10 @@ class Warehouse:
             result = conn.execute(query, params)
             return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
 
-    def read_row(self, query: sa.Select) -> tuple:
-        """The first row of ``query`` (which must return one)."""
+    def rows(self, query: sa.Select | sa.CompoundSelect) -> list[tuple]:
+        """The rows of ``query`` as the driver returns them (no pandas conversions)."""
         with self.engine.connect() as conn:
-            return tuple(conn.execute(query).one())
+            return [tuple(row) for row in conn.execute(query)]
 
     def scalar(self, query: sa.Select):
         with self.engine.connect() as conn:

@@ -25,30 +25,43 @@ def _insert(wh: Warehouse, table: sa.Table, **values) -> None:
         conn.execute(table.insert().values(**required, **values))
 
 
-def test_first_day_of_data_is_the_earliest_local_day_of_the_daily_sources(warehouse_url, tables):
+@pytest.mark.parametrize(
+    ("zone", "ordered_at", "ga4_day", "first"),
+    [
+        # 23:30 UTC on 1 March is 00:30 on 2 March in Copenhagen: the order's local day,
+        # not its UTC day, starts the calendar, before GA4's first day.
+        ("Europe/Copenhagen", dt.datetime(2026, 3, 1, 23, 30), dt.date(2026, 3, 3), 2),
+        # West of UTC: 03:00 UTC on 3 March is still 2 March in New York, the same day as
+        # GA4's first DATE. A DATE is read as it is: taken as midnight UTC it would become
+        # the evening of 1 March in New York.
+        ("America/New_York", dt.datetime(2026, 3, 3, 3, 0), dt.date(2026, 3, 2), 2),
+    ],
+)
+def test_first_day_of_data_is_the_earliest_local_day_of_the_daily_sources(
+    warehouse_url, tables, zone, ordered_at, ga4_day, first
+):
+    tables.catalog.reporting = tables.catalog.reporting.model_copy(update={"time_zone": zone})
     wh = Warehouse(warehouse_url)
     wh.ensure_tables(tables.all_tables())
     raw = tables.raw_tables
     assert first_day_of_data(wh, tables) is None  # every source empty
 
-    # 23:30 UTC on 1 March is 00:30 on 2 March in Copenhagen, the reporting zone: the
-    # order's local day, not its UTC day, starts the calendar. It is earlier than GA4's
-    # first day (a DATE, read as it is), and the monthly market row (which labels a month,
-    # not a day with data) is left out although it is earlier still.
-    _insert(wh, raw["ga4_traffic"], property_id="1", date=dt.date(2026, 3, 3), sessions=1)
+    _insert(wh, raw["ga4_traffic"], property_id="1", date=ga4_day, sessions=1)
     _insert(
         wh,
         raw["orders"],
         order_id="o1",
-        ordered_at=dt.datetime(2026, 3, 1, 23, 30, tzinfo=dt.UTC),
+        ordered_at=ordered_at.replace(tzinfo=dt.UTC),
         customer_id="c1",
         revenue=10.0,
         currency="EUR",
     )
+    # The monthly market row labels a month, not a day with data: left out, although it
+    # is earlier still.
     market = tables.catalog.sources["market"]
     assert market.grain == "month"
     _insert(wh, raw["market"], **{market.time.column: dt.date(2026, 1, 1)})
-    assert first_day_of_data(wh, tables) == dt.date(2026, 3, 2)
+    assert first_day_of_data(wh, tables) == dt.date(2026, 3, first)
     wh.dispose()
 
 
