@@ -658,9 +658,8 @@ def read_source(
     if problems and strict:
         raise FileFormatError(problems)
     if problems:
-        structural = [pr for p in parsed if not p.usable for pr in p.problems] + [
-            pr for pr in problems if pr.line is None
-        ]
+        # Every problem of an unusable file, and any problem not tied to a line (each once).
+        structural = [pr for p in parsed for pr in p.problems if not p.usable or pr.line is None]
         if structural:
             raise FileFormatError(structural)
         rejected = _reject_problem_rows(parsed, loads)

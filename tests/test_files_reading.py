@@ -192,6 +192,24 @@ def test_read_source_raises_with_every_problem_and_loads_nothing(tmp_path):
     assert f"{bad}:3: field `channel` value '': expected a value: `channel` is declared" in message
 
 
+def test_lenient_read_still_stops_on_an_unusable_file_naming_each_problem_once(tmp_path):
+    """strict=False quarantines bad rows, but a file that cannot be decoded cannot be read
+    row by row: the load stops, and the problem (which has no line) is listed once."""
+    folder = tmp_path / "ad_spend"
+    folder.mkdir()
+    (folder / "good.csv").write_bytes(csv_bytes("2026-01-05,meta,social,ok,10,1,2.50,EUR"))
+    # 0x81 and 0x8D are neither UTF-8 nor Windows-1252.
+    bad = csv_bytes("2026-01-05,meta,social,BAD,10,1,2,EUR").replace(b"BAD", b"\x81\x8d")
+    (folder / "bad.csv").write_bytes(bad)
+    with pytest.raises(FileFormatError) as info:
+        read_source(Landing(tmp_path), spec("ad_spend"), ZONE, strict=False)
+    problems = info.value.problems
+    assert len(problems) == 1
+    assert problems[0].file == str(folder / "bad.csv") and problems[0].line is None
+    assert "UTF-8 or Windows-1252" in str(problems[0])
+    assert str(info.value).startswith("1 problem(s) in 1 landing file(s)")
+
+
 def test_missing_column_names_what_was_expected_and_found():
     data = csv_bytes("2026-01-05,meta,social,x,10,1,2.50", header=AD_HEADER.rsplit(",", 1)[0])
     data = data.replace(b"impressions", b"impresions")
