@@ -8,10 +8,12 @@ rows, and a failed write leaves the previous rows in place.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -256,7 +258,7 @@ class Warehouse:
             # DuckDB reads a registered DataFrame in bulk; row-by-row inserts are very slow.
             view = f"frame_{uuid.uuid4().hex}"
             raw = conn.connection.driver_connection
-            raw.register(view, frame)
+            raw.register(view, _dates_as_datetime64(frame))
             try:
                 source = sa.table(view, *[sa.column(c) for c in columns])
                 conn.execute(table.insert().from_select(columns, sa.select(*source.c)))
@@ -269,3 +271,35 @@ class Warehouse:
         records = frame.astype(object).where(frame.notna(), None).to_dict("records")
         conn.execute(table.insert(), records)
         return len(frame)
+
+
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+
+
+def _dates_as_datetime64(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with each column of ``datetime.date`` objects (and None) as datetime64.
+
+    DuckDB converts a column of Python objects value by value, but reads datetime64 in
+    bulk: a calendar of 1,300 periods with 29 date columns went in twice as fast. Only
+    plain dates are converted; a datetime (a date subclass) keeps its time and zone.
+    """
+    converted = {}
+    for name in frame.columns:
+        column = frame[name]
+        if column.dtype != object:
+            continue
+        values = column.tolist()
+        # All None says nothing of the column's type (it may be a text or boolean column).
+        is_date = [type(v) is dt.date for v in values]
+        if not any(is_date) or not all(
+            d or v is None for d, v in zip(is_date, values, strict=True)
+        ):
+            continue
+        days = np.fromiter(
+            (v.toordinal() - _EPOCH_ORDINAL if v is not None else 0 for v in values),
+            dtype=np.int64,
+            count=len(values),
+        ).astype("datetime64[D]")
+        days[[v is None for v in values]] = np.datetime64("NaT")
+        converted[name] = pd.Series(days, index=column.index)
+    return frame.assign(**converted) if converted else frame

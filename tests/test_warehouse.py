@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 import sys
 import textwrap
@@ -99,3 +100,39 @@ def test_passwords_never_shown():
     url = "postgresql://kpi:s3cret-pw@db.internal:5432/warehouse"
     assert "s3cret-pw" not in redact_url(url)
     assert "db.internal" in redact_url(url)
+
+
+def test_frame_dates_and_timestamps_round_trip(warehouse_url):
+    """DuckDB gets date columns as datetime64 (in bulk, see _dates_as_datetime64): the values
+    that come back must be the dates (before 1970 too), NULLs and timestamps that went in,
+    and a column of only NULLs loads into a boolean column."""
+    table = sa.Table(
+        "stamped",
+        sa.MetaData(),
+        sa.Column("n", sa.Integer, nullable=False),
+        sa.Column("day", sa.Date),
+        sa.Column("moment", sa.DateTime(timezone=True)),
+        sa.Column("flag", sa.Boolean),
+        schema="raw",
+    )
+    wh = Warehouse(warehouse_url)
+    wh.ensure_tables([table])
+    moment = dt.datetime(2026, 3, 1, 23, 30, tzinfo=dt.UTC)
+    rows = pd.DataFrame(
+        {
+            "n": [1, 2, 3],
+            "day": [dt.date(1969, 12, 31), None, dt.date(2026, 2, 28)],
+            "moment": [moment, None, moment],
+            "flag": [None, None, None],
+        },
+        dtype=object,
+    )
+    assert wh.replace_rows(table, None, rows) == (0, 3)
+    back = wh.rows(sa.select(table).order_by(table.c.n))
+    assert [(n, day, flag) for n, day, _, flag in back] == [
+        (1, dt.date(1969, 12, 31), None),
+        (2, None, None),
+        (3, dt.date(2026, 2, 28), None),
+    ]
+    assert [m.astimezone(dt.UTC) if m else None for _, _, m, _ in back] == [moment, None, moment]
+    wh.dispose()
