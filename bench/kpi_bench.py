@@ -957,6 +957,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(contenders) - {"floor", "ours", "pandas"}
     if unknown:
         raise SystemExit(f"unknown contenders: {sorted(unknown)}")
+    if args.repeat < 1:
+        raise SystemExit("--repeat must be at least 1")
     scaling = [int(x) for x in args.scaling_rows.split(",") if x.strip()]
     tmp = Path(tempfile.mkdtemp(prefix="kpi_bench_"))
     db = args.db or tmp / "kpi_bench.duckdb"
@@ -978,8 +980,9 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(Result("pandas", rows_in, note=note))
             else:
                 timed.append(contender)
-        print(f"running {', '.join(timed)}, {args.repeat} time(s) each ...", flush=True)
-        results += measure_best(timed, db, rows_in, args.repeat)
+        if timed:
+            print(f"running {', '.join(timed)}, {args.repeat} time(s) each ...", flush=True)
+            results = measure_best(timed, db, rows_in, args.repeat) + results
         agreement = compare(db, [r.contender for r in results if r.wall_s is not None])
 
         for rows in scaling:

@@ -76,7 +76,7 @@ class Calendar:
     def __init__(self, reporting: Reporting):
         self.week_start = WEEKDAYS.index(reporting.week_start)
         self.fiscal_month = reporting.fiscal_year_start_month
-        self._running: dict[dt.date, tuple[dt.date, ...]] = {}
+        self._running: dict[tuple[dt.date, int], tuple[dt.date, ...]] = {}
 
     def start_of(self, day: dt.date, grain: Grain | str) -> dt.date:
         grain = Grain(grain)
@@ -164,13 +164,14 @@ class Calendar:
         previous window, the day 52 weeks later's last-year window), and three years of
         periods otherwise spend most of their time here.
         """
-        starts = self._running.get(until)
+        key = (until, self.fiscal_month)  # the quarter and year starts depend on it
+        starts = self._running.get(key)
         if starts is None:
             starts = (
                 *(self.start_of(until, g) for g in (Grain.month, Grain.quarter, Grain.year)),
                 *(until - dt.timedelta(days=days - 1) for days in ROLLING_WINDOWS),
             )
-            self._running[until] = starts
+            self._running[key] = starts
         return starts
 
     def _aligned_end(self, start: dt.date, grain: Grain, elapsed: int, closed: bool) -> dt.date:

@@ -113,6 +113,8 @@ def test_frame_dates_and_timestamps_round_trip(warehouse_url):
         sa.Column("day", sa.Date),
         sa.Column("moment", sa.DateTime(timezone=True)),
         sa.Column("flag", sa.Boolean),
+        sa.Column("label", sa.String),
+        sa.Column("other_day", sa.Date),
         schema="raw",
     )
     wh = Warehouse(warehouse_url)
@@ -124,15 +126,19 @@ def test_frame_dates_and_timestamps_round_trip(warehouse_url):
             "day": [dt.date(1969, 12, 31), None, dt.date(2026, 2, 28)],
             "moment": [moment, None, moment],
             "flag": [None, None, None],
+            # A date bound for a text column stays a date's text, not a timestamp's.
+            "label": [dt.date(2026, 1, 2), None, "x"],
+            # NaN beside dates (as pandas makes them): left to DuckDB as it is.
+            "other_day": [dt.date(2026, 1, 2), float("nan"), None],
         },
         dtype=object,
     )
     assert wh.replace_rows(table, None, rows) == (0, 3)
     back = wh.rows(sa.select(table).order_by(table.c.n))
-    assert [(n, day, flag) for n, day, _, flag in back] == [
-        (1, dt.date(1969, 12, 31), None),
-        (2, None, None),
-        (3, dt.date(2026, 2, 28), None),
+    assert [(n, day, flag, label, other) for n, day, _, flag, label, other in back] == [
+        (1, dt.date(1969, 12, 31), None, "2026-01-02", dt.date(2026, 1, 2)),
+        (2, None, None, None, None),
+        (3, dt.date(2026, 2, 28), None, "x", None),
     ]
-    assert [m.astimezone(dt.UTC) if m else None for _, _, m, _ in back] == [moment, None, moment]
+    assert [m.astimezone(dt.UTC) if m else None for _, _, m, *_ in back] == [moment, None, moment]
     wh.dispose()
