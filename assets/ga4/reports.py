@@ -4,7 +4,8 @@ source in ``sources.yaml`` (``ga4_traffic``, ``ga4_ecommerce``, ``ga4_users_week
 A run for the days ``first..last`` pulls, for every property, one request per period of the
 report's grain (each day; each ISO week or month touched, whole), five to a BatchRunReports
 call, and replaces exactly those periods of that property in the warehouse, the ``(other)``
-row included. Every request is written to ``raw.ga4_load_log``.
+row included, validating and writing up to ``WRITE_PERIODS`` periods at a time. Every
+request is written to ``raw.ga4_load_log``.
 
 Time zones: GA4 reports each property's days in the property's own time zone and offers no
 way to ask for another. A partition ``2026-03-01`` therefore loads, for each property, its
@@ -69,6 +70,11 @@ from resources.warehouse import WarehouseResource
 # Beside the area files, not among them: the KPI catalog reads every top-level *.yaml.
 REPORTS_FILE = Path("ga4") / "reports.yaml"
 FLAGS_CHECK = "ga4_flags"
+# Pulled periods are validated and written together up to this many periods or rows: one
+# write's cost hardly depends on its size, so many small ones made a backfill slow, while
+# bounding them keeps a big property's rows from piling up in memory.
+WRITE_PERIODS = 35
+WRITE_ROWS = 200_000
 _LOG_PREVIEW_COLUMNS = [
     "property_id",
     "date",
@@ -198,41 +204,59 @@ def load_report(
     log: list[dict] = []
     received = loaded = quarantined = 0
     failures: dict[str, tuple[GA4Error, list[Bucket], list[Bucket]]] = {}
+
+    def write(property_id: str, items: list[BucketResult]) -> list[Bucket]:
+        """Replace ``items``' periods of ``property_id``; the periods written."""
+        nonlocal received, loaded, quarantined, log
+        frame, counts = _batch_rows(context, report, table, property_id, items)
+        frame = frame.assign(_run_id=run_id, _loaded_at=loaded_at)
+        keys = [item.bucket.key for item in items]
+        where = (table.c.property_id == property_id) & time_column.in_(keys)
+        # Rows failing a row-level expectation are quarantined; the rest load.
+        prefix = f"ga4:properties/{property_id}/{report.name}/"
+        _, _, kept = write_with_quarantine(
+            wh,
+            table,
+            where,
+            frame,
+            report.source,
+            run_id,
+            lambda rows: rows[spec.time.column],
+            lambda q, keys=keys, prefix=prefix: (
+                q.c._partition.in_(keys) & q.c._source_file.startswith(prefix)
+            ),
+            partition=(min(keys), max(keys)),
+        )
+        received += kept.received
+        loaded += kept.loaded
+        quarantined += kept.quarantined
+        log += loaded_rows(
+            run_id,
+            report.name,
+            report.table.table,
+            report.grain,
+            [(item, *count) for item, count in zip(items, counts, strict=True)],
+        )
+        return [item.bucket for item in items]
+
     for property_id in ga4.property_ids:
         done: list[Bucket] = []
+        pending: list[BucketResult] = []
+        error: GA4Error | None = None
         try:
             for batch in ga4.pull(property_id, report.spec, buckets):
-                frame, counts = _batch_rows(context, report, table, property_id, batch)
-                frame = frame.assign(_run_id=run_id, _loaded_at=loaded_at)
-                keys = [item.bucket.key for item in batch]
-                where = (table.c.property_id == property_id) & time_column.in_(keys)
-                # Rows failing a row-level expectation are quarantined; the rest load.
-                prefix = f"ga4:properties/{property_id}/{report.name}/"
-                _, _, kept = write_with_quarantine(
-                    wh,
-                    table,
-                    where,
-                    frame,
-                    report.source,
-                    run_id,
-                    lambda rows: rows[spec.time.column],
-                    lambda q, keys=keys, prefix=prefix: (
-                        q.c._partition.in_(keys) & q.c._source_file.startswith(prefix)
-                    ),
-                    partition=(min(keys), max(keys)),
-                )
-                received += kept.received
-                loaded += kept.loaded
-                quarantined += kept.quarantined
-                log += loaded_rows(
-                    run_id,
-                    report.name,
-                    report.table.table,
-                    report.grain,
-                    [(item, *count) for item, count in zip(batch, counts, strict=True)],
-                )
-                done += [item.bucket for item in batch]
-        except GA4Error as error:
+                pending += batch
+                if (
+                    len(pending) >= WRITE_PERIODS
+                    or sum(len(item.result.rows) for item in pending) >= WRITE_ROWS
+                ):
+                    done += write(property_id, pending)
+                    pending = []
+        except GA4Error as exc:
+            error = exc
+        if pending:  # complete pulls, also when a later batch failed: they load
+            done += write(property_id, pending)
+        if error is not None:
             rest = [b for b in buckets if b not in done]
             status = STATUS_DEFERRED if isinstance(error, GA4QuotaExhaustedError) else STATUS_FAILED
             log += unloaded_rows(
