@@ -282,6 +282,44 @@ def test_two_properties_in_other_time_zones_load_their_own_days(duckdb_url: str)
     assert "property 222 reports in Asia/Tokyo" in issues
 
 
+@pytest.mark.parametrize(
+    ("periods", "rows", "writes"),
+    [
+        (35, 200_000, [7]),  # the defaults: the whole week in one write
+        (3, 200_000, [4, 3]),  # written once 3 periods are pending: after 2 API batches
+        (35, 1, [2, 2, 2, 1]),  # a row bound of 1: each API batch of 2 days on its own
+    ],
+)
+def test_pulled_days_are_written_in_bounded_groups(
+    duckdb_url: str, monkeypatch: pytest.MonkeyPatch, periods: int, rows: int, writes: list[int]
+) -> None:
+    """Validating and writing a group costs about the same whatever its size, so pulled days
+    are written together; WRITE_PERIODS and WRITE_ROWS bound a group (memory), and the rows
+    loaded are the same however the days are grouped."""
+    import assets.ga4.reports as reports
+
+    written: list[int] = []
+    real = reports.write_with_quarantine
+
+    def counting(wh, table, where, frame, *args, **kwargs):  # a spy: the real write runs
+        written.append(frame["date"].nunique())
+        return real(wh, table, where, frame, *args, **kwargs)
+
+    monkeypatch.setattr(reports, "WRITE_PERIODS", periods)
+    monkeypatch.setattr(reports, "WRITE_ROWS", rows)
+    monkeypatch.setattr(reports, "write_with_quarantine", counting)
+    with FakeGA4Server([_prop()]) as server:
+        result = _run(server, duckdb_url, DAYS[0], DAYS[6], batch_size=2)
+    assert result.success
+    assert written == writes
+    loaded = _read(
+        duckdb_url, "select date, sum(sessions) s from raw.ga4_traffic group by 1 order by 1"
+    )
+    assert loaded["s"].tolist() == [_day_sessions(d) for d in range(1, 8)]
+    log = _read(duckdb_url, "select status from raw.ga4_load_log")
+    assert log["status"].tolist() == ["loaded"] * 7
+
+
 def test_every_report_loads_at_its_grain(duckdb_url: str) -> None:
     # Wednesday to Friday of ISO week 2026-10: the week and the month are pulled whole.
     with FakeGA4Server([_prop()]) as server:
