@@ -47,8 +47,8 @@ def quality_check_spec(asset_name: str) -> AssetCheckSpec:
 
 
 def asset_suite(asset_name: str) -> Suite:
-    """The asset's suite, parsed once per version of its file: a GA4 backfill writes and
-    checks it batch by batch."""
+    """The asset's suite, parsed once per version of its file: a GA4 backfill validates
+    with it group by group."""
     path = suites_dir() / f"{asset_name}.yaml"
     if not path.exists():
         return load_suite(path)  # its own error, naming the file

@@ -449,6 +449,65 @@ def test_quota_floor_stops_a_backfill_and_says_when_to_resume(duckdb_url: str) -
     assert log["status"].tolist() == ["loaded"] * 4 + ["deferred"] * 3
 
 
+def test_days_pulled_before_the_quota_floor_load_in_their_groups(
+    duckdb_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Groups of 3 periods, 2 days an API batch: days 1-4 are written as a group, days 5-6
+    are still pending when the floor stops the pull, and load all the same; day 7 waits."""
+    import assets.ga4.reports as reports
+
+    written: list[int] = []
+    real = reports.write_with_quarantine
+
+    def counting(wh, table, where, frame, *args, **kwargs):  # a spy: the real write runs
+        written.append(frame["date"].nunique())
+        return real(wh, table, where, frame, *args, **kwargs)
+
+    monkeypatch.setattr(reports, "WRITE_PERIODS", 3)
+    monkeypatch.setattr(reports, "write_with_quarantine", counting)
+    # 20 tokens a batch of 2 requests: 80 - 3 * 20 = 20 left after 3 batches, below 35.
+    with FakeGA4Server([_prop()], tokens_per_day=80, tokens_per_request=10) as server:
+        result = _run(server, duckdb_url, DAYS[0], DAYS[6], batch_size=2, min_daily_tokens=35)
+    assert not result.success
+    assert written == [4, 2]
+    loaded = _read(duckdb_url, "select distinct date from raw.ga4_traffic order by date")
+    assert loaded["date"].tolist() == DAYS[:6]
+    log = _read(duckdb_url, "select date, status from raw.ga4_load_log order by date")
+    assert log["status"].tolist() == ["loaded"] * 6 + ["deferred"]
+    assert "not loaded: 2026-03-08" in _failure(result)
+
+
+def test_a_failing_write_after_the_quota_floor_keeps_the_floor_as_its_cause(
+    duckdb_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import assets.ga4.reports as reports
+
+    real = reports.write_with_quarantine
+    calls: list[int] = []
+
+    def failing_second(*args, **kwargs):  # the first group loads; the one after the floor fails
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("warehouse went away")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(reports, "WRITE_PERIODS", 3)
+    monkeypatch.setattr(reports, "write_with_quarantine", failing_second)
+    with FakeGA4Server([_prop()], tokens_per_day=80, tokens_per_request=10) as server:
+        result = _run(server, duckdb_url, DAYS[0], DAYS[6], batch_size=2, min_daily_tokens=35)
+    assert not result.success
+    data = result.failure_data_for_node("ga4_traffic")
+    assert data is not None
+    chain, error = [], data.error  # Dagster's step error, then its causes
+    while error is not None:
+        chain.append((error.cls_name, error.message))
+        error = error.cause
+    names = [name for name, _ in chain]
+    assert names[-2:] == ["RuntimeError", "GA4QuotaFloorError"], names
+    assert "warehouse went away" in chain[-2][1]
+    assert "below the floor of 35" in chain[-1][1]
+
+
 def test_flags_warn_about_a_day_still_open_in_the_property_zone() -> None:
     row = {
         "property_id": "111",

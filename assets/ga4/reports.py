@@ -208,7 +208,7 @@ def load_report(
     def write(property_id: str, items: list[BucketResult]) -> list[Bucket]:
         """Replace ``items``' periods of ``property_id``; the periods written."""
         nonlocal received, loaded, quarantined, log
-        frame, counts = _batch_rows(context, report, table, property_id, items)
+        frame, counts = _group_rows(context, report, table, property_id, items)
         frame = frame.assign(_run_id=run_id, _loaded_at=loaded_at)
         keys = [item.bucket.key for item in items]
         where = (table.c.property_id == property_id) & time_column.in_(keys)
@@ -255,7 +255,14 @@ def load_report(
         except GA4Error as exc:
             error = exc
         if pending:  # complete pulls, also when a later batch failed: they load
-            done += write(property_id, pending)
+            try:
+                done += write(property_id, pending)
+            except Exception as write_error:
+                if error is None:
+                    raise
+                # The API's error stays visible, as the cause: the write failed while
+                # loading what had been pulled before it.
+                raise write_error from error
         if error is not None:
             rest = [b for b in buckets if b not in done]
             status = STATUS_DEFERRED if isinstance(error, GA4QuotaExhaustedError) else STATUS_FAILED
@@ -316,14 +323,14 @@ def load_report(
     )
 
 
-def _batch_rows(
+def _group_rows(
     context: AssetExecutionContext,
     report: GA4Report,
     table: sa.Table,
     property_id: str,
     batch: Sequence[BucketResult],
 ) -> tuple[pd.DataFrame, list[tuple[int, int]]]:
-    """The warehouse rows of one batch, and (rows, other rows) loaded per period."""
+    """The warehouse rows of a group of pulled periods, and (rows, other rows) per period."""
     frames: list[pd.DataFrame] = []
     counts: list[tuple[int, int]] = []
     for item in batch:
