@@ -136,9 +136,10 @@ def test_a_run_whose_quarantine_write_fails_leaves_the_partition_as_it_was(
     )
     assert len(raw_before) == 3 and len(quarantine_before) == 1
 
-    # A corrected delivery, which would replace both tables' rows of the window. Mocked: the
-    # pipeline never builds a quarantine row its table refuses, so to fail the second write
-    # at the database the quarantine ids are nulled, which the NOT NULL column rejects.
+    # A corrected delivery, which would replace both tables' rows of the window. The one
+    # patch, because the fault cannot happen here for real: the pipeline never builds a
+    # quarantine row its table refuses. A wrapper around the real quarantine_frame nulls the
+    # quarantine ids, so the database itself rejects the second write (NOT NULL column).
     write_landing(
         root,
         {"b.csv": "\n".join([AD_HEADER, "2026-01-07,meta,social,late,10,1,-5.00,EUR"]) + "\n"},

@@ -28,6 +28,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
+import assets.ga4.reports as reports
 from assets.ga4.reports import GA4_ASSETS, _write_log, flags_result, ga4_assets, ga4_reports
 from assets.settings import catalog
 from demo.fake_ga4_server import FakeGA4Server, FakeProperty
@@ -282,6 +283,26 @@ def test_two_properties_in_other_time_zones_load_their_own_days(duckdb_url: str)
     assert "property 222 reports in Asia/Tokyo" in issues
 
 
+def _spy_writes(monkeypatch: pytest.MonkeyPatch, fail_on: int | None = None) -> list[int]:
+    """The periods of each group ``load_report`` writes, in order.
+
+    A spy, not a mock: the real ``write_with_quarantine`` runs on the real warehouse. With
+    ``fail_on``, that write (counting from 1) raises instead of running: a warehouse that
+    fails on exactly one write in the middle of a run cannot be arranged for real here.
+    """
+    real = reports.write_with_quarantine
+    written: list[int] = []
+
+    def spy(wh, table, where, frame, *args, **kwargs):
+        written.append(frame["date"].nunique())
+        if len(written) == fail_on:
+            raise RuntimeError("warehouse went away")
+        return real(wh, table, where, frame, *args, **kwargs)
+
+    monkeypatch.setattr(reports, "write_with_quarantine", spy)
+    return written
+
+
 @pytest.mark.parametrize(
     ("periods", "rows", "writes"),
     [
@@ -296,18 +317,10 @@ def test_pulled_days_are_written_in_bounded_groups(
     """Validating and writing a group costs about the same whatever its size, so pulled days
     are written together; WRITE_PERIODS and WRITE_ROWS bound a group (memory), and the rows
     loaded are the same however the days are grouped."""
-    import assets.ga4.reports as reports
-
-    written: list[int] = []
-    real = reports.write_with_quarantine
-
-    def counting(wh, table, where, frame, *args, **kwargs):  # a spy: the real write runs
-        written.append(frame["date"].nunique())
-        return real(wh, table, where, frame, *args, **kwargs)
-
+    # The bounds are the module's own settings, set smaller so that a week shows them.
     monkeypatch.setattr(reports, "WRITE_PERIODS", periods)
     monkeypatch.setattr(reports, "WRITE_ROWS", rows)
-    monkeypatch.setattr(reports, "write_with_quarantine", counting)
+    written = _spy_writes(monkeypatch)
     with FakeGA4Server([_prop()]) as server:
         result = _run(server, duckdb_url, DAYS[0], DAYS[6], batch_size=2)
     assert result.success
@@ -454,17 +467,8 @@ def test_days_pulled_before_the_quota_floor_load_in_their_groups(
 ) -> None:
     """Groups of 3 periods, 2 days an API batch: days 1-4 are written as a group, days 5-6
     are still pending when the floor stops the pull, and load all the same; day 7 waits."""
-    import assets.ga4.reports as reports
-
-    written: list[int] = []
-    real = reports.write_with_quarantine
-
-    def counting(wh, table, where, frame, *args, **kwargs):  # a spy: the real write runs
-        written.append(frame["date"].nunique())
-        return real(wh, table, where, frame, *args, **kwargs)
-
     monkeypatch.setattr(reports, "WRITE_PERIODS", 3)
-    monkeypatch.setattr(reports, "write_with_quarantine", counting)
+    written = _spy_writes(monkeypatch)
     # 20 tokens a batch of 2 requests: 80 - 3 * 20 = 20 left after 3 batches, below 35.
     with FakeGA4Server([_prop()], tokens_per_day=80, tokens_per_request=10) as server:
         result = _run(server, duckdb_url, DAYS[0], DAYS[6], batch_size=2, min_daily_tokens=35)
@@ -480,19 +484,9 @@ def test_days_pulled_before_the_quota_floor_load_in_their_groups(
 def test_a_failing_write_after_the_quota_floor_keeps_the_floor_as_its_cause(
     duckdb_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import assets.ga4.reports as reports
-
-    real = reports.write_with_quarantine
-    calls: list[int] = []
-
-    def failing_second(*args, **kwargs):  # the first group loads; the one after the floor fails
-        calls.append(1)
-        if len(calls) == 2:
-            raise RuntimeError("warehouse went away")
-        return real(*args, **kwargs)
-
+    # The first group (days 1-4) loads; the write of days 5-6, after the floor, fails.
     monkeypatch.setattr(reports, "WRITE_PERIODS", 3)
-    monkeypatch.setattr(reports, "write_with_quarantine", failing_second)
+    _spy_writes(monkeypatch, fail_on=2)
     with FakeGA4Server([_prop()], tokens_per_day=80, tokens_per_request=10) as server:
         result = _run(server, duckdb_url, DAYS[0], DAYS[6], batch_size=2, min_daily_tokens=35)
     assert not result.success
