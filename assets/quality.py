@@ -26,7 +26,13 @@ from sqlalchemy.sql.elements import ColumnElement
 from assets.settings import suites_dir
 from kpi.warehouse import Warehouse
 from quality.docs import write_data_docs
-from quality.quarantine import Conservation, quarantine_frame, quarantine_table, split_rows
+from quality.quarantine import (
+    Conservation,
+    outside_window_reason,
+    quarantine_frame,
+    quarantine_table,
+    split_rows,
+)
 from quality.suites import Freshness, Suite, Volume, load_suite
 from quality.validate import ExpectationOutcome, validate_frame
 
@@ -99,9 +105,7 @@ def write_with_quarantine(
         days = pd.Series(list(day_of(good)), index=good.index, dtype=object)
         outside = ~days.map(lambda day: _inside(day, partition))
         if outside.any():
-            strays = good[outside].assign(
-                _failed_expectations=f"outside the partition window {partition[0]}..{partition[1]}"
-            )
+            strays = good[outside].assign(_failed_expectations=outside_window_reason(*partition))
             good = good[~outside].reset_index(drop=True)
             bad = pd.concat([bad, strays], ignore_index=True)
     qtable = quarantine_table(table, sa.MetaData())

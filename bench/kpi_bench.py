@@ -258,7 +258,7 @@ def generate(db: Path, rows: int, days: int) -> dict[str, int]:
 # ---------------------------------------------------------------------------------------------
 
 
-def run_ours(db: Path, phases: dict[str, float] | None = None) -> int:
+def run_ours(db: Path, phases: dict[str, float]) -> int:
     """Refresh the periods and the bench KPIs with kpi.refresh; rows written.
 
     ``phases`` receives the seconds of each step: the definitions (parse and validate), the
@@ -269,7 +269,6 @@ def run_ours(db: Path, phases: dict[str, float] | None = None) -> int:
     from kpi.refresh import KpiTables, refresh_kpi_values, refresh_periods
     from kpi.warehouse import Warehouse
 
-    phases = phases if phases is not None else {}
     lap = time.perf_counter()
 
     def done(phase: str) -> None:

@@ -11,14 +11,19 @@ from demo.extra_sources import write_extra_landing
 from demo.generator import eur_usd_rate, write_landing_files
 
 
+def fx_rates(start: dt.date, end: dt.date) -> pd.DataFrame:
+    """Daily exchange rates, EUR per USD: the generator bills USD campaigns at its
+    USD-per-EUR rate."""
+    days = pd.date_range(start, end, freq="D").date
+    return pd.DataFrame(
+        {"date": days, "currency": "USD", "rate": [round(1 / eur_usd_rate(d), 6) for d in days]}
+    )
+
+
 def write_demo_landing(folder: Path, start: dt.date, end: dt.date) -> dict[str, list[Path]]:
     """Write every demo landing file for ``start..end`` under ``folder``; same bytes each time."""
     written = write_landing_files(folder, start, end)
-    days = pd.date_range(start, end, freq="D").date
-    # Rates are EUR per USD: the generator bills USD campaigns at its USD-per-EUR rate.
-    rates = pd.DataFrame(
-        {"date": days, "currency": "USD", "rate": [round(1 / eur_usd_rate(d), 6) for d in days]}
-    )
+    rates = fx_rates(start, end)
     target = Path(folder) / "fx_rates"
     target.mkdir(parents=True, exist_ok=True)
     path = target / "fx_rates.csv"

@@ -10,10 +10,9 @@ from demo.generator import DEMO_TIME_ZONE
 DEMO_DAYS = 425  # 14 months: every month has a same-month-last-year to compare with
 
 
-def demo_window(now: dt.datetime | None = None) -> tuple[dt.date, dt.date]:
+def demo_window() -> tuple[dt.date, dt.date]:
     """(first day, last day) of the demo data; the last day is yesterday in the demo zone."""
-    now = now or dt.datetime.now(dt.UTC)
-    end = now.astimezone(ZoneInfo(DEMO_TIME_ZONE)).date() - dt.timedelta(days=1)
+    end = dt.datetime.now(dt.UTC).astimezone(ZoneInfo(DEMO_TIME_ZONE)).date() - dt.timedelta(days=1)
     return end - dt.timedelta(days=DEMO_DAYS - 1), end
 
 

@@ -23,7 +23,7 @@ DEFAULT_DEFINITIONS_DIR = Path(__file__).resolve().parent.parent / "kpi_definiti
 
 def definitions_dir() -> Path:
     """The definitions folder: ``KPI_DEFINITIONS_DIR``, else the shipped ``kpi_definitions/``."""
-    return Path(os.environ.get("KPI_DEFINITIONS_DIR", DEFAULT_DEFINITIONS_DIR))
+    return Path(os.environ.get("KPI_DEFINITIONS_DIR") or DEFAULT_DEFINITIONS_DIR)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 import textwrap
@@ -28,7 +27,8 @@ from typing import Any
 
 from sqlalchemy.engine import Dialect
 
-from kpi.catalog import DEFAULT_DEFINITIONS_DIR, Catalog, Problem, collect_catalog
+from kpi.catalog import Catalog, Problem, collect_catalog
+from kpi.catalog import definitions_dir as catalog_definitions_dir
 from kpi.expressions import did_you_mean
 from kpi.models import GRAIN_ORDER, Kpi, KpiType, Measure
 
@@ -211,9 +211,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def definitions_dir(args: argparse.Namespace) -> Path:
     """``--definitions``, else ``$KPI_DEFINITIONS_DIR``, else the project's definitions."""
     given = getattr(args, "definitions", None)
-    if given is None and os.environ.get(ENV_DEFINITIONS):
-        given = Path(os.environ[ENV_DEFINITIONS])
-    folder = Path(given) if given is not None else DEFAULT_DEFINITIONS_DIR
+    folder = Path(given) if given is not None else catalog_definitions_dir()
     if not folder.is_dir():
         raise UsageError(f"definitions folder {folder} does not exist")
     return folder

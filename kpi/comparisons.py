@@ -42,7 +42,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from kpi.catalog import Catalog
-from kpi.compiler import CURRENT, LAST_YEAR, PREVIOUS, KpiCompiler, local_date
+from kpi.compiler import CURRENT, LAST_YEAR, PREVIOUS, KpiCompiler, Window, local_date
 from kpi.expressions import safe_divide
 from kpi.models import Agg, Direction, Grain, Kpi, KpiType, Target
 from kpi.periods import Calendar, Period, as_date
@@ -545,8 +545,8 @@ def comparison_select(
         .scalar_subquery()
     )
 
-    def compared_with(offset: str, name: str) -> tuple[ColumnElement, ColumnElement]:
-        """(value, definition version) of the previous period or last year's (``offset``).
+    def compared_with(window: Window, name: str) -> tuple[ColumnElement, ColumnElement]:
+        """(value, definition version) of the previous period or last year's (``window``).
 
         A window that covers a whole earlier period is that period's row in ``kpi_values``,
         with the version it was computed under; a partial (to-date) window is evaluated
@@ -555,7 +555,6 @@ def comparison_select(
         """
         if looks_back:
             return no_value, no_version
-        window = PREVIOUS if offset == "prev_" else LAST_YEAR
         evaluated = compiler.evaluate(kpi, Grain(grain), dims, window, slices).query.alias(name)
         # Filtered up front: the planner need not infer that it only wants this KPI's rows.
         stored = (
@@ -568,8 +567,8 @@ def comparison_select(
             (
                 stored,
                 sa.and_(
-                    stored.c.period_start == p.c[f"{offset}period_start"],
-                    stored.c.period_end == p.c[f"{offset}window_end"],
+                    stored.c.period_start == p.c[window.start],
+                    stored.c.period_end == p.c[window.end],
                     *[
                         stored.c[d] == v.c[d] if d in dims else stored.c[d].is_(None)
                         for d in catalog.dimensions
@@ -583,15 +582,15 @@ def comparison_select(
             (value.is_(None), no_version),
             (found, stored.c.definition_version),
             # A window that ends before the first day of data compares with no history.
-            (p.c[f"{offset}window_end"] < first_day, no_version),
+            (p.c[window.end] < first_day, no_version),
             else_=sa.literal(catalog.versions[kpi.id], sa.String),
         )
         return value, version
 
-    prev_value, prev_version = compared_with("prev_", "prev")
-    ly_value, ly_version = compared_with("ly_", "ly")
+    prev_value, prev_version = compared_with(PREVIOUS, "prev")
+    ly_value, ly_version = compared_with(LAST_YEAR, "ly")
     history = _history_marker(
-        catalog, kpi, v, p, changes, joins, (prev_version, "prev_"), (ly_version, "ly_")
+        catalog, kpi, v, p, changes, joins, (prev_version, PREVIOUS), (ly_version, LAST_YEAR)
     )
     attainment = attainment_expr(kpi.direction, actual, target, t.c.band_min, t.c.band_max)
     has_target = (
@@ -765,7 +764,7 @@ def _history_marker(
     p: sa.FromClause,
     changes: sa.Table | None,
     joins: list,
-    *compared: tuple[ColumnElement, str],
+    *compared: tuple[ColumnElement, Window],
 ) -> _HistoryMarker:
     """When the row's definition took over from an earlier one, and whether the history it
     is compared with was restated under it.
@@ -773,8 +772,8 @@ def _history_marker(
     ``definition_changed_at`` comes from ``kpi_changes``: when the row's version first
     appeared, if the KPI had another version before (after a return to an older version:
     the last run of the one it replaced, the closest the table can tell). NULL for a KPI
-    that never changed. The compared history (``compared``: its version and the prefix of
-    its window in ``periods``) was recomputed when it carries the row's version although
+    that never changed. The compared history (``compared``: its version and its window in
+    ``periods``) was recomputed when it carries the row's version although
     its last day ended before that change, in the reporting time zone. History kept with
     an older version is not recomputed, and says so by its own version.
     """
@@ -821,8 +820,8 @@ def _history_marker(
         took_over.c.changed_at, sa.literal(catalog.reporting.time_zone, sa.String)
     )
     restated = [
-        sa.and_(version == v.c.definition_version, p.c[f"{offset}window_end"] < changed_on)
-        for version, offset in compared
+        sa.and_(version == v.c.definition_version, p.c[window.end] < changed_on)
+        for version, window in compared
     ]
     nothing_compared = sa.and_(*[version.is_(None) for version, _ in compared])
     recomputed = sa.case(

@@ -29,6 +29,9 @@ __all__ = [
     "META_COLUMNS",
     "PARSE_PREFIX",
     "Conservation",
+    "no_partition_reason",
+    "outside_window_reason",
+    "placed_by_a_run",
     "quarantine_frame",
     "quarantine_table",
     "split_rows",
@@ -37,6 +40,30 @@ __all__ = [
 # Reasons of rows that could not even be parsed start with this; replay skips them because
 # their bad value was never stored (only a corrected file can bring them back).
 PARSE_PREFIX = "parse: "
+# Reasons of rows no partition of the run holds. They start with the name of the
+# date_in_partition expectation (as the suite names it) or say which window read them.
+_NO_PARTITION = "date_in_partition("
+_OUTSIDE_WINDOW = "outside the partition window"
+
+
+def no_partition_reason(column: str, detail: str) -> str:
+    """Why a row is in no partition (in the future, before the first one, without a date)."""
+    return f"{_NO_PARTITION}{column}): {detail}"
+
+
+def outside_window_reason(first: object, last: object) -> str:
+    """Why a row read for the partitions ``first..last`` is in none of them."""
+    return f"{_OUTSIDE_WINDOW} {first}..{last}"
+
+
+def placed_by_a_run(reasons: pd.Series) -> pd.Series:
+    """Rows quarantined for where their day falls, not for a value: the run of their day
+    takes them over, so a suite change (a replay) must leave them."""
+    return reasons.str.contains(_NO_PARTITION, regex=False) | reasons.str.contains(
+        _OUTSIDE_WINDOW, regex=False
+    )
+
+
 META_COLUMNS = (
     "_quarantine_id",
     "_failed_expectations",

@@ -181,9 +181,8 @@ def test_a_row_without_any_date_is_quarantined_once_on_the_day_its_file_arrived(
     # is held by the day the file arrived (today, so the last partition, yesterday): the run
     # of an older window leaves it, the run of yesterday quarantines it, and a re-run of a
     # window that includes yesterday replaces it rather than adding a copy.
-    from assets.settings import catalog as settings_catalog
 
-    zone = settings_catalog().reporting.time_zone
+    zone = catalog().reporting.time_zone
     yesterday = dt.datetime.now(ZoneInfo(zone)).date() - dt.timedelta(days=1)
     root = tmp_path / "landing"
     write_landing(root, {"bad.csv": f"{AD_HEADER}\nsoon,meta,social,c,10,1,2.00,EUR\n"})
@@ -434,3 +433,23 @@ def test_freshness_reads_the_latest_day_loaded_up_to_the_window_end(warehouse_ur
     assert not never.success and never.sample_values == [
         "latest None for a window ending 2026-01-11"
     ]
+
+
+def test_replay_matches_business_keys_as_tuples_and_null_parts_by_is_null(duckdb_url):
+    from quality.replay import _same_key
+
+    table = sa.Table(
+        "keyed", sa.MetaData(), sa.Column("day", sa.Integer), sa.Column("name", sa.String)
+    )
+    wh = Warehouse(duckdb_url)
+    try:
+        wh.ensure_tables([table])
+        wh.replace_rows(
+            table, None, pd.DataFrame({"day": [1, 1, 2, 3], "name": ["a", "b", None, "c"]})
+        )
+        wanted = pd.DataFrame({"day": [1, 2], "name": ["a", None]})
+        where = _same_key(table, ["day", "name"], wanted)
+        found = wh.rows(sa.select(table.c.day, table.c.name).where(where).order_by(table.c.day))
+    finally:
+        wh.dispose()
+    assert found == [(1, "a"), (2, None)]

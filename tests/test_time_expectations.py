@@ -22,7 +22,8 @@ from dagster import AssetCheckSeverity, ExecuteInProcessResult
 from assets.settings import catalog, history_start, suites_dir
 from demo import extra_sources, generator
 from demo.fake_ga4_server import FakeGA4Server
-from demo.generator import eur_usd_rate, ga4_traffic, outage_day
+from demo.generator import ga4_traffic, outage_day
+from demo.landing import fx_rates
 from quality.suites import Freshness, Volume, load_suite
 from tests.support import traffic_rows
 from tests.test_files_loading import load, query
@@ -33,14 +34,6 @@ ZONE = "Europe/Copenhagen"
 # Five weeks, Monday to Sunday, and a Wednesday with four weeks of history before it.
 VOLUME_WINDOW = (D(2026, 2, 2), D(2026, 3, 8))
 DROP_DAY = D(2026, 3, 4)
-
-
-def fx_frame(start: dt.date, end: dt.date) -> pd.DataFrame:
-    """Daily EUR-per-USD rates, as the demo delivers them."""
-    days = pd.date_range(start, end, freq="D").date
-    return pd.DataFrame(
-        {"date": days, "currency": "USD", "rate": [round(1 / eur_usd_rate(d), 6) for d in days]}
-    )
 
 
 @dataclass(frozen=True)
@@ -75,7 +68,7 @@ class FileSource:
         if self.needs_fx and len(frame):
             days = self.days(frame)
             (root / "fx_rates").mkdir(parents=True, exist_ok=True)
-            fx = fx_frame(min(days), fx_until or max(days))
+            fx = fx_rates(min(days), fx_until or max(days))
             fx.to_csv(root / "fx_rates" / "data.csv", index=False, lineterminator="\n")
 
     def run(self, url: str, root: Path, window: tuple[dt.date, dt.date]) -> ExecuteInProcessResult:
@@ -105,7 +98,7 @@ SOURCES = {
         FileSource("donations", "donations", extra_sources.donations),
         FileSource("volunteer_hours", "volunteer_hours", extra_sources.volunteer_hours),
         FileSource("operations", "operations", extra_sources.operations_output),
-        FileSource("fx_rates", "fx_rates", fx_frame),
+        FileSource("fx_rates", "fx_rates", fx_rates),
     ]
 }
 EMPTY_DAYS_ALLOWED = {"volunteer_hours", "operations"}  # no row_count: see their suites
@@ -116,7 +109,12 @@ def _yesterday() -> dt.date:
 
 
 def _check(result: ExecuteInProcessResult, name: str):
-    return next(c for c in result.get_asset_check_evaluations() if c.asset_key.path == [name])
+    """The ``quality_suite`` check of asset ``name`` (GA4 assets have a flags check too)."""
+    return next(
+        c
+        for c in result.get_asset_check_evaluations()
+        if c.asset_key.path == [name] and c.check_name == "quality_suite"
+    )
 
 
 def _metadata(result: ExecuteInProcessResult, name: str) -> dict:
@@ -365,14 +363,6 @@ def test_market_quarantines_months_no_partition_holds_and_warns_when_stale(duckd
 # -- GA4 reports beyond traffic ------------------------------------------------------------------
 
 
-def _ga4_check(result: ExecuteInProcessResult, name: str):
-    return next(
-        c
-        for c in result.get_asset_check_evaluations()
-        if c.asset_key.path == [name] and c.check_name == "quality_suite"
-    )
-
-
 def test_ga4_ecommerce_flags_the_tracking_outage_as_a_volume_warning(duckdb_url):
 
     # Demo traffic ending 2026-03-10 loses 80 % of its sessions on 2026-01-29; the window
@@ -384,7 +374,7 @@ def test_ga4_ecommerce_flags_the_tracking_outage_as_a_volume_warning(duckdb_url)
             server, duckdb_url, D(2026, 1, 20), D(2026, 1, 31), assets=[GA4_ASSETS["ga4_ecommerce"]]
         )
     assert result.success  # a warning: the rows are what GA4 has, the KPIs go on
-    check = _ga4_check(result, "ga4_ecommerce")
+    check = _check(result, "ga4_ecommerce")
     assert not check.passed and check.severity == AssetCheckSeverity.WARN
     assert [a.split(":")[0] for a in check.metadata["volume_anomalies"].value] == ["2026-01-29"]
 
@@ -398,7 +388,7 @@ def test_ga4_reports_block_on_an_empty_load_and_warn_when_stale(duckdb_url, tmp_
         result = _run(server, duckdb_url, DAYS[0], DAYS[-1], assets=reports)
     assert not result.success
     for name in names:
-        check = _ga4_check(result, name)
+        check = _check(result, name)
         assert not check.passed and check.severity == AssetCheckSeverity.ERROR, name
         assert "row_count(min=1)" in check.metadata["failures"].value
 
@@ -413,7 +403,7 @@ def test_ga4_reports_block_on_an_empty_load_and_warn_when_stale(duckdb_url, tmp_
     ends = {"ga4_ecommerce": "2026-04-05", "ga4_users_weekly": "2026-03-30"}
     ends["ga4_users_monthly"] = "2026-04-01"
     for name in names:
-        check = _ga4_check(result, name)
+        check = _check(result, name)
         assert not check.passed and check.severity == AssetCheckSeverity.WARN, name
         sample = f"latest {latest[name]} for a window ending {ends[name]}"
         assert sample in check.metadata["failures"].value, name

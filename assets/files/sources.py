@@ -34,6 +34,7 @@ from kpi.compiler import local_date
 from kpi.models import SourceSpec
 from kpi.schema import source_table
 from kpi.warehouse import Warehouse
+from quality.quarantine import no_partition_reason
 from resources.landing import LandingResource
 from resources.warehouse import WarehouseResource
 
@@ -149,7 +150,7 @@ class _Reach:
             if day > self.today
             else f"before the first partition ({self.first_day})"
         )
-        return f"date_in_partition({column}): {day} is {where}; no partition holds it"
+        return no_partition_reason(column, f"{day} is {where}; no partition holds it")
 
     def quarantine_slice(self, q: sa.Table) -> sa.ColumnElement:
         cond = q.c._partition.between(self.start, self.end)
@@ -234,9 +235,8 @@ def _split_strays(
     undated = days.isna() & reach.in_window(held)
     if undated.any():
         nodate = frame[undated].assign(_partition_day=held[undated])
-        nodate["_problem"] = (
-            f"date_in_partition({spec.time.column}): the row has no date; held by the day "
-            "its file arrived"
+        nodate["_problem"] = no_partition_reason(
+            spec.time.column, "the row has no date; held by the day its file arrived"
         )
         strays = pd.concat([strays, nodate], ignore_index=True)
     inside = frame[reach.in_window(days)].reset_index(drop=True)
