@@ -70,12 +70,30 @@ def test_refresh_statements_compile_for_every_dialect(tables, dialect):
     compiled_dialect, _ = load_dialect(dialect)
     compiler, rollups = tables.compiler, tables.rollups
     fused = [k for k, kpi in tables.catalog.kpis.items() if rollups.fusable(kpi)]
-    statements = [compiler.cube_select(s) for s in compiler.cubes]
-    statements += [rollups.rollup_select(s) for s in compiler.cubes]
-    statements.append(rollups.values_select(fused, COMPUTED_AT))
-    for statement in statements:
-        sql = str(
-            statement.compile(dialect=compiled_dialect, compile_kwargs={"literal_binds": True})
+
+    def sql(statement) -> str:
+        compiled = statement.compile(
+            dialect=compiled_dialect, compile_kwargs={"literal_binds": True}
         )
-        assert sql.lstrip().startswith("SELECT"), sql[:200]
-    assert "'roas' AS kpi_id" in sql.replace("`", "").replace('"', "")
+        return str(compiled).replace("`", "").replace('"', "")
+
+    for statement in [compiler.cube_select(s) for s in compiler.cubes] + [
+        rollups.rollup_select(s) for s in compiler.cubes
+    ]:
+        assert sql(statement).lstrip().startswith("SELECT")
+    # The fused KPIs go in as one INSERT whose shared joins are CTEs: BigQuery and Snowflake
+    # want them after INSERT INTO, DuckDB and PostgreSQL before it.
+    select = rollups.values_select(fused, COMPUTED_AT)
+    names = [c.name for c in select.selected_columns]
+    insert = sql(tables.values.insert().from_select(names, select)).lstrip()
+    first = "INSERT" if dialect in ("bigquery", "snowflake") else "WITH"
+    assert insert.startswith(first), insert[:200]
+    groups = {
+        (tuple(sorted(compiler.source_names(kpi))), tuple(kpi.dimensions))
+        for k, kpi in tables.catalog.kpis.items()
+        if k in fused
+    }
+    for number in range(len(groups)):
+        assert insert.count(f"rollups_{number} AS") == 1, number  # each join defined once
+    assert f"rollups_{len(groups)} AS" not in insert
+    assert "'roas' AS kpi_id" in insert
