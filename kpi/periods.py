@@ -9,6 +9,7 @@ same-period-last-year are computed once, tested once, and identical on every war
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from dataclasses import dataclass, fields
 
 from kpi.models import GRAIN_ORDER, WEEKDAYS, Grain, Reporting
@@ -67,7 +68,21 @@ class Period:
     def as_row(self) -> dict:
         # Not dataclasses.asdict: it deep-copies every field, and the fields are plain
         # dates and strings (3 years of periods took a third of a second).
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return dict(zip(PERIOD_COLUMNS, _period_values(self), strict=True))
+
+
+PERIOD_COLUMNS = tuple(f.name for f in fields(Period))
+_period_values = operator.attrgetter(*PERIOD_COLUMNS)
+# The running-window fields of a Period, in the order _period fills them.
+_RUNNING_FIELDS = tuple(
+    prefix + name for prefix in ("", "prev_", "ly_") for name in RUNNING_WINDOWS
+)
+
+
+def period_columns(periods: list[Period]) -> dict[str, list]:
+    """The periods as columns (a table's worth of them), named as the periods table's."""
+    rows = [_period_values(p) for p in periods]
+    return {name: [row[i] for row in rows] for i, name in enumerate(PERIOD_COLUMNS)}
 
 
 class Calendar:
@@ -138,10 +153,11 @@ class Calendar:
         ly_start = self.same_period_last_year(start, grain)
         prev_end = self._aligned_end(prev_start, grain, elapsed, end <= as_of)
         ly_end = self._aligned_end(ly_start, grain, elapsed, end <= as_of)
-        running = {}
-        for prefix, until in (("", window_end), ("prev_", prev_end), ("ly_", ly_end)):
-            for name, value in zip(RUNNING_WINDOWS, self._running_starts(until), strict=True):
-                running[prefix + name] = value
+        running = (
+            *self._running_starts(window_end),
+            *self._running_starts(prev_end),
+            *self._running_starts(ly_end),
+        )
         return Period(
             grain=str(grain),
             period_start=start,
@@ -154,7 +170,7 @@ class Calendar:
             prev_window_end=prev_end,
             ly_period_start=ly_start,
             ly_window_end=ly_end,
-            **running,
+            **dict(zip(_RUNNING_FIELDS, running, strict=True)),
         )
 
     def _running_starts(self, until: dt.date) -> tuple[dt.date, ...]:
@@ -193,12 +209,14 @@ def add_months(day: dt.date, months: int) -> dt.date:
     return day.replace(year=index // 12, month=index % 12 + 1, day=1)
 
 
-def day_periods(periods: list[Period]) -> list[dict]:
-    """(grain, day, period_start) for every day of every period, up to its window end."""
-    rows = []
+def day_periods(periods: list[Period]) -> dict[str, list]:
+    """(grain, day, period_start) for every day of every period, up to its window end, as
+    columns."""
+    grains, days, starts = [], [], []
+    one = dt.timedelta(days=1)
     for p in periods:
-        day = p.period_start
-        while day <= p.window_end:
-            rows.append({"grain": p.grain, "day": day, "period_start": p.period_start})
-            day += dt.timedelta(days=1)
-    return rows
+        n = (p.window_end - p.period_start).days + 1
+        grains += [p.grain] * n
+        starts += [p.period_start] * n
+        days += [p.period_start + one * i for i in range(n)]
+    return {"grain": grains, "day": days, "period_start": starts}

@@ -18,7 +18,7 @@ from kpi.anomalies import flag_anomalies
 from kpi.catalog import Catalog
 from kpi.comparisons import comparison_select, daily_history, phase_targets
 from kpi.compiler import KpiCompiler
-from kpi.periods import Calendar, Period, day_periods
+from kpi.periods import Calendar, Period, day_periods, period_columns
 from kpi.publication import catalog_rows, create_scorecard_view, record_changes
 from kpi.rollups import PeriodRollups
 from kpi.schema import (
@@ -143,9 +143,13 @@ def refresh_periods(wh: Warehouse, tables: KpiTables, as_of: dt.date) -> list[Pe
     """Rewrite the periods table for the data's range, through ``as_of``."""
     first = first_day_of_data(wh, tables) or as_of
     periods = Calendar(tables.catalog.reporting).periods(min(first, as_of), as_of)
-    frame = pd.DataFrame([p.as_row() for p in periods])
-    wh.replace_rows(tables.periods, None, frame)
-    wh.replace_rows(tables.compiler.day_periods, None, pd.DataFrame(day_periods(periods)))
+    # Together: a reader never joins this run's periods to the last run's day map.
+    wh.replace_rows_together(
+        [
+            (tables.periods, None, pd.DataFrame(period_columns(periods))),
+            (tables.compiler.day_periods, None, pd.DataFrame(day_periods(periods))),
+        ]
+    )
     return periods
 
 

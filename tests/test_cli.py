@@ -450,7 +450,11 @@ def test_compiled_duckdb_sql_runs_and_counts_orders_by_local_day(catalog, capsys
         compiler.periods.create(conn)
         conn.execute(sa.insert(compiler.periods), [p.as_row() for p in periods])
         compiler.day_periods.create(conn)
-        conn.execute(sa.insert(compiler.day_periods), day_periods(periods))
+        day_map = day_periods(periods)
+        conn.execute(
+            sa.insert(compiler.day_periods),
+            [dict(zip(day_map, row, strict=True)) for row in zip(*day_map.values(), strict=True)],
+        )
         conn.execute(
             sa.insert(compiler.tables["orders"]),
             [

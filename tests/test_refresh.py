@@ -89,3 +89,29 @@ def test_kpi_values_are_replaced_all_or_nothing(warehouse_url, tables):
     assert len(after) == len(before)
     assert set(after["computed_at"].map(lambda t: t.astimezone(dt.UTC))) == {first_run}
     wh.dispose()
+
+
+def test_the_periods_and_the_day_map_are_replaced_together(warehouse_url, tables):
+    """When the day map cannot be written, the periods stay as they were: the KPI SQL joins
+    the two, and this run's periods beside the last run's day map would count wrong days."""
+    wh = Warehouse(warehouse_url)
+    wh.ensure_tables(tables.all_tables())
+    _insert(wh, tables.raw_tables["ga4_traffic"], property_id="1", date=dt.date(2026, 3, 1))
+    refresh_periods(wh, tables, dt.date(2026, 3, 10))
+    periods, day_map = tables.periods, tables.compiler.day_periods
+    last_day = sa.select(sa.func.max(periods.c.window_end))
+    assert wh.scalar(last_day) == dt.date(2026, 3, 10)
+    # A day map that refuses days after 10 March (a hand-made table, on both warehouses).
+    with wh.transaction() as conn:
+        conn.execute(sa.schema.DropTable(day_map))
+        conn.execute(
+            sa.text(
+                "CREATE TABLE kpi.day_periods (grain VARCHAR NOT NULL, day DATE NOT NULL, "
+                "period_start DATE NOT NULL, CHECK (day <= DATE '2026-03-10'))"
+            )
+        )
+    with pytest.raises(sa.exc.DBAPIError):
+        refresh_periods(wh, tables, dt.date(2026, 3, 12))
+    assert wh.scalar(last_day) == dt.date(2026, 3, 10)
+    assert wh.count(day_map) == 0  # the hand-made table, still empty
+    wh.dispose()
