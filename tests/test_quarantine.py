@@ -435,21 +435,82 @@ def test_freshness_reads_the_latest_day_loaded_up_to_the_window_end(warehouse_ur
     ]
 
 
-def test_replay_matches_business_keys_as_tuples_and_null_parts_by_is_null(duckdb_url):
-    from quality.replay import _same_key
-
+def test_keys_are_deleted_by_equality_and_null_parts_by_is_null(warehouse_url):
     table = sa.Table(
-        "keyed", sa.MetaData(), sa.Column("day", sa.Integer), sa.Column("name", sa.String)
+        "keyed",
+        sa.MetaData(),
+        sa.Column("day", sa.Integer),
+        sa.Column("name", sa.String),
+        schema="raw",
     )
-    wh = Warehouse(duckdb_url)
+    wh = Warehouse(warehouse_url)
     try:
         wh.ensure_tables([table])
         wh.replace_rows(
-            table, None, pd.DataFrame({"day": [1, 1, 2, 3], "name": ["a", "b", None, "c"]})
+            table, None, pd.DataFrame({"day": [1, 1, 2, 2, 3], "name": ["a", "b", None, "x", "c"]})
         )
-        wanted = pd.DataFrame({"day": [1, 2], "name": ["a", None]})
-        where = _same_key(table, ["day", "name"], wanted)
-        found = wh.rows(sa.select(table.c.day, table.c.name).where(where).order_by(table.c.day))
+        # (1, a) twice: a key given twice deletes its row once.
+        wanted = pd.DataFrame({"day": [1, 2, 1, 4], "name": ["a", None, "a", "z"]})
+        with wh.transaction() as conn:
+            assert Warehouse.delete_keys_in(conn, table, ["day", "name"], wanted) == 2
+        left = wh.rows(sa.select(table.c.day, table.c.name).order_by(table.c.day, table.c.name))
     finally:
         wh.dispose()
-    assert found == [(1, "a"), (2, None)]
+    assert left == [(1, "b"), (2, "x"), (3, "c")]
+
+
+def test_a_replay_larger_than_one_statement_takes_replaces_every_key_once(warehouse_url):
+    """10,000 GA4 rows with a 7-column key are 70,000 key values, more than the 65,535 bound
+    parameters PostgreSQL takes in one statement: the keys are matched through a temporary
+    table, in the replay's transaction."""
+    from quality.replay import replay
+
+    wh = Warehouse(warehouse_url)
+    spec = catalog().sources["ga4_traffic"]
+    metadata = sa.MetaData()
+    raw = source_table("ga4_traffic", spec, metadata)
+    qtable = quarantine_table(raw, metadata)
+    wh.ensure_tables([raw, qtable])
+    n = 10_000
+    days = [D(2026, 1, 1) + dt.timedelta(days=i % 300) for i in range(n)]
+    keys = {
+        "property_id": ["123"] * n,
+        "date": days,
+        "session_default_channel_group": ["Organic Search"] * n,
+        "session_source": ["google"] * n,
+        "session_medium": ["organic"] * n,
+        "session_campaign_name": [f"c{i // 300}" for i in range(n)],
+        "device_category": ["desktop"] * n,
+    }
+    measures = {
+        "engaged_sessions": [1] * n,
+        "new_users": [1] * n,
+        "key_events": [0] * n,
+        "transactions": [0] * n,
+        "purchase_revenue": [0.0] * n,
+        "is_other_row": [False] * n,
+    }
+    # Every key is in raw already, with 1 session: the replay replaces each row.
+    loaded = {"_source_file": "old.csv", "_source_line": 2, "_run_id": "old"}
+    wh.replace_rows(raw, None, pd.DataFrame({**keys, **measures, "sessions": [1] * n, **loaded}))
+    quarantined = pd.DataFrame(
+        {
+            "_quarantine_id": [f"q{i}" for i in range(n)],
+            **keys,
+            **measures,
+            "sessions": [2] * n,
+            "_failed_expectations": ["between(sessions): a rule since relaxed"] * n,
+            "_partition": days,
+            "_source_file": "new.csv",
+            "_source_line": range(2, n + 2),
+        }
+    )
+    wh.replace_rows(qtable, None, quarantined)
+
+    result = replay("ga4_traffic", wh)
+
+    assert (result.replayed, result.still_failing) == (n, 0)
+    sessions = sa.select(raw.c.sessions, sa.func.count()).group_by(raw.c.sessions)
+    assert wh.rows(sessions) == [(2, n)]
+    assert wh.count(qtable) == 0
+    wh.dispose()
