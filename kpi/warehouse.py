@@ -24,8 +24,9 @@ DEFAULT_WAREHOUSE_URL = "duckdb:///data/warehouse.duckdb"
 MAX_PARAMETERS = 30_000
 
 # Named here so that create_engine finds DuckDB's dialect at once: without it SQLAlchemy
-# scans every installed package's entry points, about 20 ms on each new engine.
-sa.dialects.registry.register("duckdb", "duckdb_engine", "Dialect")
+# scans every installed package's entry points, about 20 ms on each new engine. Ours is
+# duckdb_engine's without the databases it opens for itself (kpi.duckdb_dialect).
+sa.dialects.registry.register("duckdb", "kpi.duckdb_dialect", "DuckDBDialect")
 
 
 class WarehouseBusyError(RuntimeError):

@@ -142,3 +142,51 @@ def test_frame_dates_and_timestamps_round_trip(warehouse_url):
     ]
     assert [m.astimezone(dt.UTC) if m else None for _, _, m, *_ in back] == [moment, None, moment]
     wh.dispose()
+
+
+def test_duckdb_keywords_are_quoted_from_the_warehouse_connection(tmp_path):
+    """The dialect learns DuckDB's reserved words from the warehouse's first connection
+    (kpi.duckdb_dialect): a column named after one that PostgreSQL does not reserve still
+    works, as do the other DuckDB-only ones."""
+    wh = Warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    table = sa.Table(
+        "facts",
+        sa.MetaData(),
+        sa.Column("qualify", sa.Integer),
+        sa.Column("pivot", sa.String),
+        schema="raw",
+    )
+    wh.ensure_tables([table])
+    wh.replace_rows(table, None, pd.DataFrame({"qualify": [1, 2], "pivot": ["a", "b"]}))
+    assert wh.rows(sa.select(table.c.pivot).where(table.c.qualify == 2)) == [("b",)]
+    preparer = wh.engine.dialect.identifier_preparer
+    assert {"qualify", "pivot", "summarize", "unpivot"} <= preparer.reserved_words
+    wh.dispose()
+
+
+def test_duckdb_engines_open_no_database_of_their_own(tmp_path):
+    """duckdb_engine opens two in-memory databases per process (about 40 ms each), one to
+    list DuckDB's settings, one for its keywords; ours opens only the warehouse. Seen in a
+    fresh process: duckdb_engine's settings cache stays empty, and its keyword query, which
+    adds DuckDB's keywords to PostgreSQL's shared set, never runs."""
+    script = textwrap.dedent(
+        f"""
+        import sqlalchemy as sa
+        from duckdb_engine.config import get_core_config
+        from sqlalchemy.dialects.postgresql.base import PGIdentifierPreparer
+        from kpi.warehouse import Warehouse
+
+        wh = Warehouse("duckdb:///{tmp_path / "w.duckdb"}")
+        assert wh.scalar(sa.select(sa.literal(1))) == 1
+        shared = PGIdentifierPreparer.reserved_words
+        print(get_core_config.cache_info().currsize, "qualify" in shared)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["0", "False"]
+
+
+def test_duckdb_settings_in_the_url_still_apply(tmp_path):
+    wh = Warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}?threads=1")
+    assert wh.scalar(sa.select(sa.func.current_setting("threads"))) == 1
+    wh.dispose()
