@@ -682,7 +682,11 @@ def worker(contender: str, db: Path) -> dict:
     if contender == "ours":
         import duckdb_engine  # noqa: F401  (SQLAlchemy would import it on first connect)
 
-        import kpi.refresh  # noqa: F401
+        # The refresh, and what load_catalog imports late: the rules, and theirs.
+        import kpi.alerts
+        import kpi.refresh
+        import kpi.rules
+        import kpi.source_rules  # noqa: F401
     baseline = _max_rss_mb()
     start = time.perf_counter()
     frame = None

@@ -1,13 +1,15 @@
-"""duckdb_engine's SQLAlchemy dialect, without the two throwaway databases it opens.
+"""duckdb_engine's SQLAlchemy dialect, without two throwaway databases it opens.
 
-Before a process's first DuckDB connection, duckdb_engine opens two in-memory DuckDB
-databases, about 40 ms each on a 2-vCPU machine: one to list DuckDB's setting names (to tell
-the core settings of a URL's query from extension settings), one to list DuckDB's reserved
-keywords (for quoting). Every Dagster step process, CLI call and benchmark run pays it.
+Besides the one its import opens (to test for COMMENT support), duckdb_engine opens two
+in-memory DuckDB databases before a process's first connection, about 40 ms each on a
+2-vCPU machine: one to list DuckDB's setting names (to tell the core settings of a URL's
+query from extension settings), one to list DuckDB's reserved keywords (for quoting). Every
+Dagster step process, CLI call and benchmark run paid them.
 
 This dialect asks the warehouse's own connection for the keywords, when SQLAlchemy first
 connects and before it compiles anything for that engine, and opens the file directly when
-the URL carries no settings. With settings, duckdb_engine sorts them as before.
+the URL carries no settings. With settings, duckdb_engine sorts them as before. The direct
+path leaves out duckdb_engine's custom_user_agent, which only MotherDuck reads.
 """
 
 from __future__ import annotations
@@ -44,7 +46,10 @@ class DuckDBDialect(duckdb_engine.Dialect):
 
     def initialize(self, connection: Any) -> None:
         super().initialize(connection)
-        # SQLAlchemy runs this on the first connection, before any statement of the engine
-        # is compiled (duckdb_engine caches no compiled statements).
+        # SQLAlchemy runs this on the engine's first connection; the Warehouse compiles
+        # nothing before it connects. The preparer remembers each name's quoting, so what
+        # it quoted before now (a statement compiled without a connection) is forgotten.
         rows = connection.exec_driver_sql(_RESERVED_QUERY).fetchall()
-        self.identifier_preparer.reserved_words.update(name for (name,) in rows)
+        preparer = self.identifier_preparer
+        preparer.reserved_words.update(name for (name,) in rows)
+        preparer._strings.clear()

@@ -150,7 +150,7 @@ class PeriodRollups:
         groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[Kpi]] = {}
         for kpi_id in kpi_ids:
             kpi = self.catalog.kpis[kpi_id]
-            key = (tuple(sorted(self._sources(kpi))), tuple(kpi.dimensions))
+            key = (tuple(sorted(self._sources(kpi))), tuple(sorted(kpi.dimensions)))
             groups.setdefault(key, []).append(kpi)
         selects = []
         for number, ((sources, _), kpis) in enumerate(groups.items()):

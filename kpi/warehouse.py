@@ -232,7 +232,9 @@ class Warehouse:
         by ``IS NULL`` instead, in statements of at most MAX_PARAMETERS values (such keys are
         rare: key columns are meant to be filled).
         """
-        keys = keys[key].astype(object).where(keys[key].notna(), None).drop_duplicates()
+        if not key:
+            raise ValueError(f"{table.fullname}: no key columns to match rows by")
+        keys = _python_values(keys[key]).drop_duplicates()
         partial = keys.isna().any(axis=1)
         deleted = 0
         if (~partial).any():
@@ -319,9 +321,14 @@ class Warehouse:
                 with contextlib.suppress(Exception):
                     raw.unregister(view)
             return len(frame)
-        records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+        records = _python_values(frame).to_dict("records")
         conn.execute(table.insert(), records)
         return len(frame)
+
+
+def _python_values(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` as Python objects, with every missing value (NaN, NaT, pd.NA) as None."""
+    return frame.astype(object).where(frame.notna(), None)
 
 
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()

@@ -44,6 +44,11 @@ def replay(source: str, wh: Warehouse, definitions: Path | None = None) -> Repla
     folder = definitions or definitions_dir()
     cat = load_catalog(folder)
     spec = cat.sources[source]
+    if not spec.key:
+        raise ValueError(
+            f"{source}: replay replaces raw rows by their business key, and the source "
+            "declares none; add `key:` (the columns that identify a row) to it in sources.yaml"
+        )
     suite = load_suite(folder / "quality" / f"{source}.yaml")
     metadata = sa.MetaData()
     table = source_table(source, spec, metadata)

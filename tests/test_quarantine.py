@@ -9,6 +9,7 @@ import shutil
 from zoneinfo import ZoneInfo
 
 import pandas as pd
+import pytest
 import sqlalchemy as sa
 
 from assets.quality import volume_outcome
@@ -17,6 +18,7 @@ from kpi.schema import source_table
 from kpi.warehouse import Warehouse
 from quality.quarantine import Conservation, quarantine_table, split_rows
 from quality.replay import main as replay_main
+from quality.replay import replay
 from quality.suites import Volume, parse_suite
 from quality.validate import validate_frame
 from tests.test_files_loading import AD_HEADER, AD_ROWS, load, query, write_landing
@@ -449,7 +451,7 @@ def test_keys_are_deleted_by_equality_and_null_parts_by_is_null(warehouse_url):
         wh.replace_rows(
             table, None, pd.DataFrame({"day": [1, 1, 2, 2, 3], "name": ["a", "b", None, "x", "c"]})
         )
-        # (1, a) twice: a key given twice deletes its row once.
+        # (1, a) is given twice; (4, z) matches nothing.
         wanted = pd.DataFrame({"day": [1, 2, 1, 4], "name": ["a", None, "a", "z"]})
         with wh.transaction() as conn:
             assert Warehouse.delete_keys_in(conn, table, ["day", "name"], wanted) == 2
@@ -459,12 +461,10 @@ def test_keys_are_deleted_by_equality_and_null_parts_by_is_null(warehouse_url):
     assert left == [(1, "b"), (2, "x"), (3, "c")]
 
 
-def test_a_replay_larger_than_one_statement_takes_replaces_every_key_once(warehouse_url):
+def test_a_replay_of_more_keys_than_one_statement_takes_replaces_every_row_once(warehouse_url):
     """10,000 GA4 rows with a 7-column key are 70,000 key values, more than the 65,535 bound
     parameters PostgreSQL takes in one statement: the keys are matched through a temporary
     table, in the replay's transaction."""
-    from quality.replay import replay
-
     wh = Warehouse(warehouse_url)
     spec = catalog().sources["ga4_traffic"]
     metadata = sa.MetaData()
@@ -506,11 +506,59 @@ def test_a_replay_larger_than_one_statement_takes_replaces_every_key_once(wareho
         }
     )
     wh.replace_rows(qtable, None, quarantined)
-
-    result = replay("ga4_traffic", wh)
-
+    try:
+        result = replay("ga4_traffic", wh)
+        sessions = wh.rows(sa.select(raw.c.sessions, sa.func.count()).group_by(raw.c.sessions))
+        quarantine_left = wh.count(qtable)
+    finally:
+        wh.dispose()
     assert (result.replayed, result.still_failing) == (n, 0)
-    sessions = sa.select(raw.c.sessions, sa.func.count()).group_by(raw.c.sessions)
-    assert wh.rows(sessions) == [(2, n)]
-    assert wh.count(qtable) == 0
-    wh.dispose()
+    assert sessions == [(2, n)]
+    assert quarantine_left == 0
+
+
+def test_keys_with_missing_parts_from_pandas_are_matched_by_is_null(warehouse_url):
+    """pandas holds a missing number as NaN and a missing date as NaT: both must match a
+    NULL key part, not be sent as a value."""
+    table = sa.Table(
+        "dated",
+        sa.MetaData(),
+        sa.Column("day", sa.Date),
+        sa.Column("amount", sa.Double),
+        schema="raw",
+    )
+    wh = Warehouse(warehouse_url)
+    try:
+        wh.ensure_tables([table])
+        stored = {"day": [D(2026, 1, 1), None, D(2026, 1, 2)], "amount": [1.5, 2.5, None]}
+        wh.replace_rows(table, None, pd.DataFrame(stored))
+        wanted = pd.DataFrame(
+            {
+                "day": pd.to_datetime(["2026-01-01", None, "2026-01-02"]),  # NaT in the middle
+                "amount": [1.5, 2.5, float("nan")],
+            }
+        )
+        with wh.transaction() as conn:
+            deleted = Warehouse.delete_keys_in(conn, table, ["day", "amount"], wanted)
+        with pytest.raises(ValueError, match="no key columns"), wh.transaction() as conn:
+            Warehouse.delete_keys_in(conn, table, [], wanted)
+        left = wh.count(table)
+    finally:
+        wh.dispose()
+    assert (deleted, left) == (3, 0)
+
+
+def test_replay_of_a_source_without_a_key_says_what_to_declare(duckdb_url, tmp_path):
+    definitions = tmp_path / "definitions"
+    shutil.copytree("kpi_definitions", definitions)
+    sources = definitions / "sources.yaml"
+    text = sources.read_text()
+    key = "    key: [property_id, date, session_default_channel_group, session_source,"
+    assert text.count(key) == 1  # ga4_traffic's
+    sources.write_text("\n".join(line for line in text.splitlines() if not line.startswith(key)))
+    wh = Warehouse(duckdb_url)
+    try:
+        with pytest.raises(ValueError, match=r"ga4_traffic: .* add `key:`"):
+            replay("ga4_traffic", wh, definitions)
+    finally:
+        wh.dispose()

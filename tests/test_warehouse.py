@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -165,9 +166,9 @@ def test_duckdb_keywords_are_quoted_from_the_warehouse_connection(tmp_path):
 
 
 def test_duckdb_engines_open_no_database_of_their_own(tmp_path):
-    """duckdb_engine opens two in-memory databases per process (about 40 ms each), one to
-    list DuckDB's settings, one for its keywords; ours opens only the warehouse. Seen in a
-    fresh process: duckdb_engine's settings cache stays empty, and its keyword query, which
+    """Before its first connection duckdb_engine opens two in-memory databases (about 40 ms
+    each), one to list DuckDB's settings, one for its keywords; ours opens neither. Seen in
+    a fresh process: duckdb_engine's settings cache stays empty, and its keyword query, which
     adds DuckDB's keywords to PostgreSQL's shared set, never runs."""
     script = textwrap.dedent(
         f"""
@@ -182,7 +183,10 @@ def test_duckdb_engines_open_no_database_of_their_own(tmp_path):
         print(get_core_config.cache_info().currsize, "qualify" in shared)
         """
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=root
+    )
     assert out.stdout.split() == ["0", "False"]
 
 
