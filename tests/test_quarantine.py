@@ -437,30 +437,6 @@ def test_freshness_reads_the_latest_day_loaded_up_to_the_window_end(warehouse_ur
     ]
 
 
-def test_keys_are_deleted_by_equality_and_null_parts_by_is_null(warehouse_url):
-    table = sa.Table(
-        "keyed",
-        sa.MetaData(),
-        sa.Column("day", sa.Integer),
-        sa.Column("name", sa.String),
-        schema="raw",
-    )
-    wh = Warehouse(warehouse_url)
-    try:
-        wh.ensure_tables([table])
-        wh.replace_rows(
-            table, None, pd.DataFrame({"day": [1, 1, 2, 2, 3], "name": ["a", "b", None, "x", "c"]})
-        )
-        # (1, a) is given twice; (4, z) matches nothing.
-        wanted = pd.DataFrame({"day": [1, 2, 1, 4], "name": ["a", None, "a", "z"]})
-        with wh.transaction() as conn:
-            assert Warehouse.delete_keys_in(conn, table, ["day", "name"], wanted) == 2
-        left = wh.rows(sa.select(table.c.day, table.c.name).order_by(table.c.day, table.c.name))
-    finally:
-        wh.dispose()
-    assert left == [(1, "b"), (2, "x"), (3, "c")]
-
-
 def test_a_replay_of_more_keys_than_one_statement_takes_replaces_every_row_once(warehouse_url):
     """10,000 GA4 rows with a 7-column key are 70,000 key values, more than the 65,535 bound
     parameters PostgreSQL takes in one statement: the keys are matched through a temporary
@@ -515,37 +491,6 @@ def test_a_replay_of_more_keys_than_one_statement_takes_replaces_every_row_once(
     assert (result.replayed, result.still_failing) == (n, 0)
     assert sessions == [(2, n)]
     assert quarantine_left == 0
-
-
-def test_keys_with_missing_parts_from_pandas_are_matched_by_is_null(warehouse_url):
-    """pandas holds a missing number as NaN and a missing date as NaT: both must match a
-    NULL key part, not be sent as a value."""
-    table = sa.Table(
-        "dated",
-        sa.MetaData(),
-        sa.Column("day", sa.Date),
-        sa.Column("amount", sa.Double),
-        schema="raw",
-    )
-    wh = Warehouse(warehouse_url)
-    try:
-        wh.ensure_tables([table])
-        stored = {"day": [D(2026, 1, 1), None, D(2026, 1, 2)], "amount": [1.5, 2.5, None]}
-        wh.replace_rows(table, None, pd.DataFrame(stored))
-        wanted = pd.DataFrame(
-            {
-                "day": pd.to_datetime(["2026-01-01", None, "2026-01-02"]),  # NaT in the middle
-                "amount": [1.5, 2.5, float("nan")],
-            }
-        )
-        with wh.transaction() as conn:
-            deleted = Warehouse.delete_keys_in(conn, table, ["day", "amount"], wanted)
-        with pytest.raises(ValueError, match="no key columns"), wh.transaction() as conn:
-            Warehouse.delete_keys_in(conn, table, [], wanted)
-        left = wh.count(table)
-    finally:
-        wh.dispose()
-    assert (deleted, left) == (3, 0)
 
 
 def test_replay_of_a_source_without_a_key_says_what_to_declare(duckdb_url, tmp_path):

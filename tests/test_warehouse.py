@@ -27,6 +27,18 @@ def _table(*extra: sa.Column) -> sa.Table:
     )
 
 
+def _loaded_table(
+    wh: Warehouse, name: str, columns: dict[str, type], rows: dict[str, list]
+) -> sa.Table:
+    """``raw.<name>`` with ``columns`` (name: SQLAlchemy type), created and holding ``rows``."""
+    table = sa.Table(
+        name, sa.MetaData(), *[sa.Column(c, t) for c, t in columns.items()], schema="raw"
+    )
+    wh.ensure_tables([table])
+    wh.replace_rows(table, None, pd.DataFrame(rows))
+    return table
+
+
 def test_replace_is_atomic_and_idempotent(warehouse_url):
     wh = Warehouse(warehouse_url)
     table = _table()
@@ -150,15 +162,12 @@ def test_duckdb_keywords_are_quoted_from_the_warehouse_connection(tmp_path):
     (kpi.duckdb_dialect): a column named after one that PostgreSQL does not reserve still
     works, as do the other DuckDB-only ones."""
     wh = Warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}")
-    table = sa.Table(
+    table = _loaded_table(
+        wh,
         "facts",
-        sa.MetaData(),
-        sa.Column("qualify", sa.Integer),
-        sa.Column("pivot", sa.String),
-        schema="raw",
+        {"qualify": sa.Integer, "pivot": sa.String},
+        {"qualify": [1, 2], "pivot": ["a", "b"]},
     )
-    wh.ensure_tables([table])
-    wh.replace_rows(table, None, pd.DataFrame({"qualify": [1, 2], "pivot": ["a", "b"]}))
     assert wh.rows(sa.select(table.c.pivot).where(table.c.qualify == 2)) == [("b",)]
     preparer = wh.engine.dialect.identifier_preparer
     assert {"qualify", "pivot", "summarize", "unpivot"} <= preparer.reserved_words
@@ -194,3 +203,49 @@ def test_duckdb_settings_in_the_url_still_apply(tmp_path):
     wh = Warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}?threads=1")
     assert wh.scalar(sa.select(sa.func.current_setting("threads"))) == 1
     wh.dispose()
+
+
+def test_keys_are_deleted_by_equality_and_null_parts_by_is_null(warehouse_url):
+    wh = Warehouse(warehouse_url)
+    try:
+        table = _loaded_table(
+            wh,
+            "keyed",
+            {"day": sa.Integer, "name": sa.String},
+            {"day": [1, 1, 2, 2, 3], "name": ["a", "b", None, "x", "c"]},
+        )
+        # (1, a) is given twice; (4, z) matches nothing.
+        wanted = pd.DataFrame({"day": [1, 2, 1, 4], "name": ["a", None, "a", "z"]})
+        with wh.transaction() as conn:
+            assert Warehouse.delete_keys_in(conn, table, ["day", "name"], wanted) == 2
+        left = wh.rows(sa.select(table.c.day, table.c.name).order_by(table.c.day, table.c.name))
+    finally:
+        wh.dispose()
+    assert left == [(1, "b"), (2, "x"), (3, "c")]
+
+
+def test_keys_with_missing_parts_from_pandas_are_matched_by_is_null(warehouse_url):
+    """pandas holds a missing number as NaN and a missing date as NaT: both must match a
+    NULL key part, not be sent as a value."""
+    wh = Warehouse(warehouse_url)
+    try:
+        table = _loaded_table(
+            wh,
+            "dated",
+            {"day": sa.Date, "amount": sa.Double},
+            {"day": [dt.date(2026, 1, 1), None, dt.date(2026, 1, 2)], "amount": [1.5, 2.5, None]},
+        )
+        wanted = pd.DataFrame(
+            {
+                "day": pd.to_datetime(["2026-01-01", None, "2026-01-02"]),  # NaT in the middle
+                "amount": [1.5, 2.5, float("nan")],
+            }
+        )
+        with wh.transaction() as conn:
+            deleted = Warehouse.delete_keys_in(conn, table, ["day", "amount"], wanted)
+        with pytest.raises(ValueError, match="no key columns"), wh.transaction() as conn:
+            Warehouse.delete_keys_in(conn, table, [], wanted)
+        left = wh.count(table)
+    finally:
+        wh.dispose()
+    assert (deleted, left) == (3, 0)
