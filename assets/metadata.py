@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from dagster import MetadataValue, TableColumn, TableSchema
+from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
 
 from kpi.warehouse import Warehouse
 
@@ -43,11 +45,36 @@ def table_metadata(
     }
 
 
+def metadata_table(frame: pd.DataFrame, max_rows: int = 200) -> MetadataValue:
+    """``frame`` as a Dagster table: values from data and file names (a ``|``, a line
+    break) are cells, never markdown that could split a row. Cells are text, numbers or
+    booleans; anything else (dates, timestamps) is shown as text, a missing value as None."""
+    frame = frame.head(max_rows)
+    records = [
+        TableRecord({str(k): _record_value(v) for k, v in row.items()})
+        for row in frame.to_dict("records")
+    ]
+    schema = TableSchema(columns=[TableColumn(str(c), "string") for c in frame.columns])
+    return MetadataValue.table(records, schema=schema)
+
+
+def _record_value(value: Any) -> str | int | float | bool | None:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or value is pd.NaT or value is pd.NA:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
 def markdown_table(frame: pd.DataFrame, max_rows: int = 20) -> str:
     if frame.empty:
         return "_no rows_"
     frame = frame.head(max_rows)
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    header = "| " + " | ".join(md_cell(c) for c in frame.columns) + " |"
     rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
     body = [
         "| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)
@@ -60,4 +87,11 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.6g}"
-    return str(value).replace("|", "\\|")
+    return md_cell(value)
+
+
+def md_cell(value: Any) -> str:
+    """Text safe inside one markdown table cell: a ``|`` would start a new cell and a line
+    break a new row, and a backslash could escape the ``|`` that closes the cell."""
+    text = str(value).replace("\\", "\\\\").replace("|", "\\|")
+    return text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")

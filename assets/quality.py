@@ -20,12 +20,18 @@ from statistics import median
 
 import pandas as pd
 import sqlalchemy as sa
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    MetadataValue,
+    get_dagster_logger,
+)
 from sqlalchemy.sql.elements import ColumnElement
 
 from assets.settings import suites_dir
 from kpi.warehouse import Warehouse
-from quality.docs import write_data_docs
+from quality.docs import write_data_docs_or_warn
 from quality.quarantine import (
     Conservation,
     outside_window_reason,
@@ -290,13 +296,18 @@ def run_quality_check(
     ]
     if anomalies:
         metadata["volume_anomalies"] = anomalies
-    docs = write_data_docs(
+    docs, docs_problem = write_data_docs_or_warn(
         report,
         asset_name,
         run_id,
         {k: v for k, v in metadata.items() if not isinstance(v, MetadataValue)},
     )
-    metadata["data_docs"] = MetadataValue.path(str(docs))
+    if docs is not None:
+        metadata["data_docs"] = MetadataValue.path(str(docs))
+    else:
+        # The rows are committed by now: a missing page is a warning, not a failed step.
+        get_dagster_logger().warning(docs_problem)
+        metadata["data_docs_error"] = MetadataValue.text(docs_problem or "")
     return AssetCheckResult(
         check_name=CHECK_NAME,
         asset_key=asset_name,

@@ -21,6 +21,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from ingest.value_rules import allow_long_csv_fields
+
+# A long field is a row problem named by file, line and field (ingest.value_rules), not a
+# csv.Error that stops the file, or a crash while the header is sniffed.
+allow_long_csv_fields()
+
 DELIMITERS = (",", ";", "\t", "|")
 _BOMS = (
     (codecs.BOM_UTF8, "utf-8-sig"),

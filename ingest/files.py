@@ -5,7 +5,8 @@ against the column's declaration: ``required`` (default: the key and time column
 ``allowed`` values. Nothing is dropped silently: every value that does not fit becomes a
 :class:`RowProblem` naming the file, the line, the field, the value and what was expected,
 and a file with problems loads nothing (``read_source`` raises :class:`FileFormatError`
-with the full list).
+with the full list). Numbers must also be finite and within the column's range, and no
+value may hold a NUL character or exceed 131,072 characters (``ingest.value_rules``).
 
 CSV dialects are detected per file (``ingest.csv_dialect``): ``,`` or ``;`` (or tab)
 delimiters, decimal point or comma, UTF-8 with or without BOM, Windows-1252, CRLF. Each row
@@ -47,6 +48,15 @@ from ingest.csv_dialect import (
     sniff_delimiter,
 )
 from ingest.landing import SUPPORTED_SUFFIXES, Landing, LandingFile, content_sha256
+from ingest.value_rules import (
+    DEFAULT_LIMIT,
+    FINITE,
+    Range,
+    column_range,
+    number_problems,
+    spelled_not_finite,
+    text_problems,
+)
 from kpi.models import SourceSpec
 
 __all__ = [
@@ -135,6 +145,10 @@ class FileColumn:
     required: bool
     why_required: str  # for the error message: "part of the key", "the time column", ...
     allowed: tuple[str, ...] | None
+    # Numbers only: the values that load (declared min/max, else the default range).
+    low: float = -DEFAULT_LIMIT
+    high: float = DEFAULT_LIMIT
+    range_declared: bool = False
 
 
 def file_columns(spec: SourceSpec) -> list[str]:
@@ -177,7 +191,10 @@ def file_schema(spec: SourceSpec) -> list[FileColumn]:
         else:
             required, why = False, ""
         allowed = declared.allowed if declared is not None else None
-        out.append(FileColumn(name, kind, required, why, allowed))
+        low = declared.min if declared is not None else None
+        high = declared.max if declared is not None else None
+        rng = column_range(kind, low, high)
+        out.append(FileColumn(name, kind, required, why, allowed, rng.low, rng.high, rng.declared))
     return out
 
 
@@ -407,11 +424,18 @@ def _header_problems(
                     line,
                     name,
                     None,
-                    f"a column `{name}`{sep}; found {', '.join(map(repr, header))}"
+                    f"a column `{name}`{sep}; found {_shown_header(header)}"
                     + (f"; did you mean {hint[0]!r}?" if hint else ""),
                 )
             )
     return problems
+
+
+def _shown_header(header: list[str], names: int = 30, chars: int = 60) -> str:
+    """The header as found, cut to a readable size (a 5 MB line is not a header to print)."""
+    shown = [repr(n if len(n) <= chars else n[:chars] + "...") for n in header[:names]]
+    more = f", ... ({len(header) - names} more)" if len(header) > names else ""
+    return ", ".join(shown) + more
 
 
 def _typed(cells: _Cells, schema: list[FileColumn], path: str) -> tuple[pd.DataFrame, list]:
@@ -421,18 +445,29 @@ def _typed(cells: _Cells, schema: list[FileColumn], path: str) -> tuple[pd.DataF
     found: list[tuple[int, int, RowProblem]] = []
     for order, col in enumerate(schema):
         raw = text[col.name]
-        values, bad, expected = _cast(raw, col.type, cells.decimal, cells.day_first_dates)
+        # A value no type may hold (a NUL, 5 MB) is reported once and not kept: the row is
+        # quarantined without it, and it is neither cast nor checked against the rules.
+        checks = text_problems(raw)
+        unfit = np.logical_or.reduce([mask for mask, _ in checks])
+        kept = raw.where(~unfit, None)
+        if col.type in ("integer", "number"):
+            values, cast_checks = _cast_number(kept, col, cells.decimal)
+        else:
+            values, bad, expected = _cast(kept, col.type, cells.decimal, cells.day_first_dates)
+            cast_checks = [(bad, expected)]
         out[col.name] = values
-        for line in raw.index[bad]:
-            found.append((line, order, RowProblem(path, int(line), col.name, raw[line], expected)))
+        for mask, expected in [*checks, *cast_checks]:
+            for line in raw.index[mask]:
+                why = expected if isinstance(expected, str) else expected[line]
+                found.append((line, order, RowProblem(path, int(line), col.name, raw[line], why)))
         if col.required:
-            for line in raw.index[raw.isna().to_numpy()]:
+            for line in raw.index[(raw.isna().to_numpy() & ~unfit)]:
                 why = f"a value: `{col.name}` is {col.why_required}"
                 found.append((line, order, RowProblem(path, int(line), col.name, "", why)))
         if col.allowed is not None:
-            outside = (raw.notna() & ~raw.isin(col.allowed)).to_numpy()
+            outside = (kept.notna() & ~kept.isin(col.allowed)).to_numpy()
             for line in raw.index[outside]:
-                value = raw[line]
+                value = kept[line]
                 close = difflib.get_close_matches(value, col.allowed, n=1, cutoff=0.6)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 expected = f"one of {', '.join(col.allowed)}{hint}"
@@ -452,15 +487,6 @@ def _cast(
     present = raw.notna()
     if kind == "string":
         return raw.astype(object), np.zeros(len(raw), dtype=bool), "text"
-    if kind in ("integer", "number"):
-        values, bad = parse_numbers(raw, decimal)
-        example = "1.234,56 (decimal comma)" if decimal == "," else "1234.56"
-        expected = f"a number like {example}"
-        if kind == "integer":
-            bad = bad | (values.notna() & (values % 1 != 0))
-            values = values.where(~bad).astype("Int64")
-            expected = "a whole number like " + ("1.234" if decimal == "," else "1234")
-        return values, bad.to_numpy(dtype=bool), expected
     if kind == "date":
         parsed = pd.to_datetime(raw, format="%Y-%m-%d", errors="coerce")
         expected = "a date as YYYY-MM-DD"
@@ -485,6 +511,40 @@ def _cast(
         bad = present & values.isna()
         return values.astype("boolean"), bad.to_numpy(dtype=bool), "true or false"
     raise ValueError(f"unknown column type {kind}")
+
+
+def _cast_number(
+    raw: pd.Series, col: FileColumn, decimal: str
+) -> tuple[pd.Series, list[tuple[np.ndarray, str]]]:
+    """Numbers of ``col``: (values, [(mask of values refused, what was expected)]).
+
+    A value is refused for its spelling, for not being finite (``1e309``, ``inf``, ``nan``)
+    or for lying outside the column's range; for an integer column also for a fraction.
+    Refused values are null, so a whole number past int64 never reaches the int cast.
+    """
+    values, spelling = parse_numbers(raw, decimal)
+    words = spelled_not_finite(raw)
+    infinite, outside = number_problems(values, Range(col.low, col.high, col.range_declared))
+    infinite = infinite | words
+    badly_spelled = spelling.to_numpy(dtype=bool) & ~words
+    if col.type == "integer":
+        in_range = values.notna().to_numpy(dtype=bool) & ~infinite & ~outside
+        fraction = in_range & (values.to_numpy(dtype=float, na_value=0.0) % 1 != 0)
+        badly_spelled = badly_spelled | fraction
+        expected = "a whole number like " + ("1.234" if decimal == "," else "1234")
+    else:
+        example = "1.234,56 (decimal comma)" if decimal == "," else "1234.56"
+        expected = f"a number like {example}"
+    refused = badly_spelled | infinite | outside
+    values = values.where(~refused)
+    if col.type == "integer":
+        values = values.astype("Int64")  # safe: what is left is whole and within +-2**53
+    checks = [
+        (badly_spelled, expected),
+        (infinite, FINITE),
+        (outside, Range(col.low, col.high, col.range_declared).describe(col.name, col.type)),
+    ]
+    return values, checks
 
 
 def _duplicate_keys(frame: pd.DataFrame, spec: SourceSpec, path: str) -> list[RowProblem]:

@@ -10,7 +10,8 @@ What it guarantees (see ``shared/notes/ga4.md`` for the underlying API facts):
 - the ``(other)`` row is kept and flagged instead of crashing the date parser;
 - sampling, thresholding, ``(other)`` data loss and quota usage travel with the rows;
 - bounded retries with exponential backoff and jitter for 429/500/503/504, no retry for
-  400/401/403, and an immediate, explicit failure when the *daily* token quota is gone.
+  400/401/403, and an immediate, explicit failure when the *daily* token quota is gone or a
+  page passes gRPC's message-size limit (also RESOURCE_EXHAUSTED, but no quota: lower page_size).
 
 Pulling one report per day (or week, or month) with ``BatchRunReports`` and a quota floor lives
 in :mod:`ingest.ga4_pull`; reports declared in YAML are read by :mod:`ingest.ga4_reports`.
@@ -86,6 +87,20 @@ RETRYABLE_ERRORS: tuple[type[Exception], ...] = (
     gexc.DeadlineExceeded,
 )
 _QUOTA_ERRORS = (gexc.ResourceExhausted, gexc.TooManyRequests)
+# gRPC also answers RESOURCE_EXHAUSTED when a message passes the channel's size limit, on either
+# side ("Received message larger than max (10507902 vs. 4194304)", "Sent message larger than
+# max ..."). That is no quota: the same request gets the same page, so it must not be retried.
+_MESSAGE_SIZE_RE = re.compile(
+    r"message larger than max|message too large|max_(?:receive|send)_message_length",
+    re.IGNORECASE,
+)
+# What Google's own BetaAnalyticsDataGrpcTransport passes to the channel it opens: no size limit
+# either way. A channel opened here for GA4_API_ENDPOINT needs the same, or pages over gRPC's
+# default 4 MiB (a 100k-row page is ~10 MB) fail there and nowhere else.
+GRPC_CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.max_send_message_length", -1),
+    ("grpc.max_receive_message_length", -1),
+)
 _DAILY_QUOTA_RE = re.compile(r"per\s*day|daily", re.IGNORECASE)
 _CAMEL_BOUNDARY_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _NON_IDENTIFIER_RE = re.compile(r"[^0-9a-zA-Z]+")
@@ -106,6 +121,14 @@ class GA4RequestError(GA4Error):
     def __init__(self, message: str, *, status: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class GA4MessageTooLargeError(GA4RequestError):
+    """A response (or request) passed gRPC's message-size limit.
+
+    gRPC reports this as RESOURCE_EXHAUSTED, the status of a quota error, but sending the same
+    request again returns the same page: it is permanent until ``page_size`` is lowered.
+    """
 
 
 class GA4CredentialsError(GA4Error):
@@ -414,7 +437,8 @@ def make_client(
     - neither: Application Default Credentials.
     """
     if endpoint:
-        transport = BetaAnalyticsDataGrpcTransport(channel=grpc.insecure_channel(endpoint))
+        channel = grpc.insecure_channel(endpoint, options=list(GRPC_CHANNEL_OPTIONS))
+        transport = BetaAnalyticsDataGrpcTransport(channel=channel)
         return BetaAnalyticsDataClient(transport=transport)
     if credentials_json:
         return _client_from_service_account(credentials_json)
@@ -518,6 +542,7 @@ def run_report(
             property_id,
             retry,
             sleep,
+            page_size=page_size,
         )
         pull.requests += attempts
         pull.add(response)
@@ -549,6 +574,7 @@ def batch_run_reports(
             property_id,
             retry,
             sleep,
+            page_size=requests[0].limit or None,
         )
         return [response], attempts
     batch = BatchRunReportsRequest(property=f"properties/{property_id}", requests=requests)
@@ -558,6 +584,7 @@ def batch_run_reports(
         retry,
         sleep,
         method="BatchRunReports",
+        page_size=max(r.limit for r in requests) or None,
     )
     reports = list(cast(BatchRunReportsResponse, answer).reports)
     if len(reports) != len(requests):
@@ -606,17 +633,21 @@ def call_with_retry(
     sleep: Callable[[float], None],
     *,
     method: str = "RunReport",
+    page_size: int | None = None,
 ) -> tuple[Any, int]:
     """Run ``call`` with bounded backoff on 429/500/503/504; returns (answer, attempts).
 
     A daily-quota 429 and 400/401/403 are raised at once as :class:`GA4QuotaExhaustedError`
-    and :class:`GA4RequestError`; a retryable error that outlasts the policy becomes
-    :class:`GA4RetriesExhaustedError`.
+    and :class:`GA4RequestError`, a message over gRPC's size limit as
+    :class:`GA4MessageTooLargeError` (``page_size``, the rows asked per page, goes into its
+    advice); a retryable error that outlasts the policy becomes :class:`GA4RetriesExhaustedError`.
     """
     for attempt in range(1, retry.max_attempts + 1):
         try:
             return call(), attempt
         except _QUOTA_ERRORS as error:
+            if _MESSAGE_SIZE_RE.search(str(error.message)):
+                raise _message_size_error(property_id, error, method, page_size) from error
             if _DAILY_QUOTA_RE.search(str(error.message)):
                 raise _daily_quota_error(property_id, error) from error
             last: Exception = error
@@ -682,6 +713,19 @@ def _request_error(
     return GA4RequestError(
         f"GA4 {method} failed for property {property_id} ({type(error).__name__}): {cause}. "
         f"Server said: {detail}",
+        status=_status_name(error),
+    )
+
+
+def _message_size_error(
+    property_id: str, error: gexc.GoogleAPICallError, method: str, page_size: int | None
+) -> GA4MessageTooLargeError:
+    asked = f" (now {page_size})" if page_size else ""
+    return GA4MessageTooLargeError(
+        f"GA4 {method} for property {property_id} failed: a message passed gRPC's size limit. "
+        "This is not a quota error and re-sending the same request cannot succeed: lower "
+        f"page_size{asked} so each page holds fewer rows, or raise the limit of the channel "
+        f"if it was opened outside make_client. Server said: {error.message}",
         status=_status_name(error),
     )
 

@@ -37,7 +37,7 @@ import sqlalchemy as sa
 
 from kpi.catalog import Catalog, Problem
 from kpi.comparisons import OFF_TRACK
-from kpi.models import AlertRule, Grain, Kpi, format_duration
+from kpi.models import AlertRule, Grain, Kpi, KpiType, format_duration
 from kpi.periods import as_date
 from kpi.schema import (
     kpi_alerts_table,
@@ -46,6 +46,7 @@ from kpi.schema import (
     kpi_targets_table,
 )
 from kpi.scorecard import STATUS_MARK, format_value
+from kpi.target_gap import MAX_ATTAINMENT, favourable_gap, gap_text, points
 from kpi.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,8 @@ class Firing:
     anomaly_kind: str | None = None
     baseline: float | None = None
     z_score: float | None = None
+    # The gap to the target, positive = better (kpi_comparisons.variance_favourable).
+    variance_favourable: float | None = None
 
     @property
     def event_key(self) -> str:
@@ -224,6 +227,7 @@ class _Period:
     target: float | None
     attainment: float | None
     band: tuple[float, float] | None
+    variance_favourable: float | None = None
 
 
 def evaluate(wh: Warehouse, catalog: Catalog, metadata: sa.MetaData | None = None) -> list[Firing]:
@@ -278,6 +282,7 @@ def _latest_periods(
             c.c.actual,
             c.c.target,
             c.c.attainment,
+            c.c.variance_favourable,
             t.c.band_min,
             t.c.band_max,
             recency.label("recency"),
@@ -315,6 +320,7 @@ def _latest_periods(
                 target=_number(row.target),
                 attainment=_number(row.attainment),
                 band=band,
+                variance_favourable=_number(row.variance_favourable),
             )
         )
     return out
@@ -339,6 +345,7 @@ def _firing(kpi: Kpi, rule: AlertRule, p: _Period, **extra) -> Firing:
         target=p.target,
         attainment=p.attainment,
         band=p.band,
+        variance_favourable=p.variance_favourable,
         **extra,
     )
 
@@ -390,6 +397,7 @@ def _anomalies(
             c.c.status,
             c.c.target,
             c.c.attainment,
+            c.c.variance_favourable,
         )
         .select_from(a.outerjoin(c, day_total))
         .where(
@@ -415,6 +423,7 @@ def _anomalies(
                     anomaly_kind=row.kind if isinstance(row.kind, str) else None,
                     baseline=_number(row.baseline),
                     z_score=_number(row.z_score),
+                    variance_favourable=_number(row.variance_favourable),
                 )
             )
     return firings
@@ -469,8 +478,21 @@ def render_message(firing: Firing, catalog: Catalog) -> AlertMessage:
     else:
         target = fmt(firing.target)
     vs_target = f"{fmt(firing.actual)} vs target {target}"
-    if firing.attainment is not None:
-        vs_target += f" ({firing.attainment:.0%} of target)"
+    growth = kpi.type == KpiType.period_over_period
+    gap = favourable_gap(
+        kpi.direction, firing.actual, firing.target, firing.band, firing.variance_favourable
+    )
+    if growth:
+        # A rate of change against a rate target: the gap in points, never a ratio of two
+        # small rates (+33% against +1% is not 3,300% of target).
+        if gap is not None:
+            vs_target += f" ({points(gap)})"
+    elif firing.attainment is not None:
+        if abs(firing.attainment) > MAX_ATTAINMENT:
+            vs_target += " (more than 10 times the target)"
+        else:
+            vs_target += f" ({firing.attainment:.0%} of target)"
+    against = gap_text(gap, kpi.unit, fmt, growth, kpi.direction)
 
     if rule.rule == "status_change":
         was = _status_text(firing.previous_status)
@@ -484,6 +506,9 @@ def render_message(firing: Firing, catalog: Catalog) -> AlertMessage:
         headline = f"{kpi.name}: unusual {firing.anomaly_kind or 'value'} on {period}"
 
     details = [f"Actual: {vs_target}", f"Status: {status}"]
+    if against is not None:
+        # Better or worse by the KPI's direction: a CPA above its target is worse.
+        details.append(f"Against the target: {against}")
     if rule.rule == "anomaly":
         expected = f"Expected about {fmt(firing.baseline)} for this weekday"
         if firing.z_score is not None:

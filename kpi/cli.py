@@ -132,6 +132,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """Print every problem and exit 1, or a one-line summary and exit 0."""
     folder = definitions_dir(args)
     catalog, problems = collect_catalog(folder)
+    if catalog is not None:
+        from kpi.suite_rules import suite_problems
+
+        problems = [*problems, *suite_problems(folder, catalog)]
     if problems:
         for problem in problems:
             print(format_problem(problem))

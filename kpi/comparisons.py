@@ -6,6 +6,10 @@ query over ``kpi_values``, so it runs in the warehouse beside the values it read
 Attainment is direction-aware and 1.0 means "on target":
   higher_is_better: actual / target;  lower_is_better: target / actual;
   within_band: 1.0 inside the band, else how close the actual is to the nearer edge.
+A growth KPI (period over period) has its gap in growth points instead, and its status
+judges the levels the growths reach (kpi.variance). ``variance_favourable`` is the gap to
+the target signed so that positive is better. History before the data is NULL, and a
+to-date KPI compares with the same span a period or a year earlier (kpi.history).
 Status: insufficient_data (no value, or fewer samples than the KPI's minimum), no_target,
 then on_track / at_risk / off_track by the KPI's thresholds on attainment.
 An open period is held against the target for the days elapsed, not the whole period.
@@ -42,10 +46,13 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from kpi.catalog import Catalog
-from kpi.compiler import CURRENT, LAST_YEAR, PREVIOUS, KpiCompiler, Window, local_date
+from kpi.compiler import CURRENT, LAST_YEAR, PREVIOUS, KpiCompiler, local_date
 from kpi.expressions import safe_divide
+from kpi.history import HistoryLookup
 from kpi.models import Agg, Direction, Grain, Kpi, KpiType, Target
 from kpi.periods import Calendar, Period, as_date
+from kpi.unphased import counts_without_adding, unphased
+from kpi.variance import as_levels, is_growth, variance_favourable_expr
 from kpi.warehouse import Warehouse
 
 ON_TRACK, AT_RISK, OFF_TRACK = "on_track", "at_risk", "off_track"
@@ -224,7 +231,9 @@ def _kpi_targets(
     cumulative = kpi.cumulative if kpi.type == KpiType.cumulative else None
     # A running total's target is its base's daily target summed over the same window.
     base = shape_kpi(catalog, kpi)
-    additive = scales_with_days(base)
+    # A count that does not add up over days is not phased at all (kpi.unphased).
+    held_at_own_grain = counts_without_adding(catalog, kpi)
+    additive = scales_with_days(base) and not held_at_own_grain
     seasonal = t.phasing == SEASONAL and additive
     shape = _Shape(t.grain, calendar, seasonal, history)
     benchmark_shape = _Shape(b.grain if b else t.grain, calendar, False, None)
@@ -268,26 +277,27 @@ def _kpi_targets(
         if p.grain not in kpi.grains:
             continue
         band = t.band
-        rows.append(
-            TargetRow(
-                kpi_id=kpi.id,
-                grain=p.grain,
-                period_start=p.period_start,
-                target=phase(t.value, p, p.period_end, t.per_period),
-                target_to_date=phase(t.value, p, p.window_end, t.per_period),
-                band_min=phase(band.min, p, p.window_end) if band else None,
-                band_max=phase(band.max, p, p.window_end) if band else None,
-                band_min_full=phase(band.min, p, p.period_end) if band else None,
-                band_max_full=phase(band.max, p, p.period_end) if band else None,
-                benchmark_value=benchmark(b.value, p) if b else None,
-                benchmark_min=benchmark(b.band.min, p) if b and b.band else None,
-                benchmark_max=benchmark(b.band.max, p) if b and b.band else None,
-                benchmark_source=b.source if b else None,
-                is_example=t.example or bool(b and b.example),
-                phasing=phasing(p),
-                **(goal.columns(p.window_end) if goal else {}),
-            )
+        row = TargetRow(
+            kpi_id=kpi.id,
+            grain=p.grain,
+            period_start=p.period_start,
+            target=phase(t.value, p, p.period_end, t.per_period),
+            target_to_date=phase(t.value, p, p.window_end, t.per_period),
+            band_min=phase(band.min, p, p.window_end) if band else None,
+            band_max=phase(band.max, p, p.window_end) if band else None,
+            band_min_full=phase(band.min, p, p.period_end) if band else None,
+            band_max_full=phase(band.max, p, p.period_end) if band else None,
+            benchmark_value=benchmark(b.value, p) if b else None,
+            benchmark_min=benchmark(b.band.min, p) if b and b.band else None,
+            benchmark_max=benchmark(b.band.max, p) if b and b.band else None,
+            benchmark_source=b.source if b else None,
+            is_example=t.example or bool(b and b.example),
+            phasing=phasing(p),
+            **(goal.columns(p.window_end) if goal else {}),
         )
+        if held_at_own_grain:
+            row = unphased(row, p, t.grain, b.grain if b else None)
+        rows.append(row)
     return rows
 
 
@@ -458,6 +468,9 @@ def status_of(
     """The same status rule in Python, for single values and tests of the SQL."""
     if actual is None or (kpi.min_sample_size and (sample_size or 0) < kpi.min_sample_size):
         return INSUFFICIENT_DATA
+    # A growth KPI is judged by the levels its growth reaches (kpi.variance).
+    actual, target = as_levels(kpi, actual, target)
+    band = None if band is None else tuple(as_levels(kpi, *band))
     if kpi.direction == Direction.within_band:
         if band is None:
             return NO_TARGET
@@ -517,9 +530,6 @@ def comparison_select(
         v.c[d].is_not(None) if d in dims else v.c[d].is_(None) for d in catalog.dimensions
     ]
 
-    def same_slice(other) -> list:
-        return [other.c.period_start == v.c.period_start, *[other.c[d] == v.c[d] for d in dims]]
-
     # Only the total row carries a target; slices are compared with earlier periods.
     target_on = [
         t.c.kpi_id == v.c.kpi_id,
@@ -532,67 +542,27 @@ def comparison_select(
 
     actual = v.c.value
     target = sa.case((v.c.is_complete_period, t.c.target), else_=t.c.target_to_date)
-    # A growth KPI already compares with an earlier period; comparing the growth itself
-    # with an earlier growth says nothing a manager can use.
-    looks_back = kpi.type == KpiType.period_over_period
-    no_value = sa.cast(sa.null(), sa.Double)
-    no_version = sa.cast(sa.null(), sa.String)
-    days = compiler.periods
-    first_day = (
-        sa.select(sa.func.min(days.c.period_start))
-        .where(days.c.grain == str(Grain.day))
-        .correlate(None)
-        .scalar_subquery()
-    )
-
-    def compared_with(window: Window, name: str) -> tuple[ColumnElement, ColumnElement]:
-        """(value, definition version) of the previous period or last year's (``window``).
-
-        A window that covers a whole earlier period is that period's row in ``kpi_values``,
-        with the version it was computed under; a partial (to-date) window is evaluated
-        here, from the sources, under the current definition, and carries its version
-        (not the stored row's, which may be older).
-        """
-        if looks_back:
-            return no_value, no_version
-        evaluated = compiler.evaluate(kpi, Grain(grain), dims, window, slices).query.alias(name)
-        # Filtered up front: the planner need not infer that it only wants this KPI's rows.
-        stored = (
-            sa.select(values)
-            .where(values.c.kpi_id == kpi.id, values.c.grain == grain)
-            .subquery(f"{name}_stored")
-        )
-        joins.append((evaluated, sa.and_(*same_slice(evaluated))))
-        joins.append(
-            (
-                stored,
-                sa.and_(
-                    stored.c.period_start == p.c[window.start],
-                    stored.c.period_end == p.c[window.end],
-                    *[
-                        stored.c[d] == v.c[d] if d in dims else stored.c[d].is_(None)
-                        for d in catalog.dimensions
-                    ],
-                ),
-            )
-        )
-        found = stored.c.kpi_id.is_not(None)
-        value = sa.cast(sa.case((found, stored.c.value), else_=evaluated.c.value), sa.Double)
-        version = sa.case(
-            (value.is_(None), no_version),
-            (found, stored.c.definition_version),
-            # A window that ends before the first day of data compares with no history.
-            (p.c[window.end] < first_day, no_version),
-            else_=sa.literal(catalog.versions[kpi.id], sa.String),
-        )
-        return value, version
-
-    prev_value, prev_version = compared_with(PREVIOUS, "prev")
-    ly_value, ly_version = compared_with(LAST_YEAR, "ly")
+    # Previous period and last year: NULL before the data, the same span for to-date KPIs,
+    # stored growths for growth KPIs (kpi.history).
+    lookup = HistoryLookup(compiler, kpi, grain, dims, values, v, p, slices, joins)
+    prev = lookup.compared(PREVIOUS, "prev")
+    ly = lookup.compared(LAST_YEAR, "ly")
+    prev_value, prev_version = prev.value, prev.version
+    ly_value, ly_version = ly.value, ly.version
     history = _history_marker(
-        catalog, kpi, v, p, changes, joins, (prev_version, PREVIOUS), (ly_version, LAST_YEAR)
+        catalog, kpi, v, changes, joins, (prev_version, prev.end), (ly_version, ly.end)
     )
-    attainment = attainment_expr(kpi.direction, actual, target, t.c.band_min, t.c.band_max)
+    band = (t.c.band_min, t.c.band_max)
+    # A growth KPI's attainment is its gap in growth points; its status (and pace) judges
+    # the levels its growth reaches (kpi.variance), and not a growth over a period that
+    # starts before the data.
+    judged = lookup.judged(actual)
+    favourable = variance_favourable_expr(kpi.direction, judged, target, *band)
+    attainment = (
+        favourable if is_growth(kpi) else attainment_expr(kpi.direction, actual, target, *band)
+    )
+    status_actual, status_target, *status_band = as_levels(kpi, judged, target, *band)
+    status_attainment = attainment_expr(kpi.direction, status_actual, status_target, *status_band)
     has_target = (
         sa.and_(t.c.band_min.is_not(None), t.c.band_max.is_not(None))
         if kpi.direction == Direction.within_band
@@ -602,6 +572,7 @@ def comparison_select(
     # so far (with seasonal phasing: along last year's shape of the period, which is what
     # target / target to date is); a rate is its own projection. A closed period is its own
     # projection.
+    no_value = sa.cast(sa.null(), sa.Double)
     if scales_with_days(kpi):
         shape_ratio = sa.case(
             (
@@ -619,13 +590,14 @@ def comparison_select(
             else_=actual * sa.cast(p.c.days_in_period, sa.Double) / p.c.elapsed_days,
         )
     else:
-        projected = actual
+        projected = judged
     full_band = (t.c.band_min, t.c.band_max)
-    projected_attainment = attainment_expr(kpi.direction, projected, t.c.target, *full_band)
     if kpi.direction == Direction.within_band:
-        projected_attainment = attainment_expr(
-            kpi.direction, projected, t.c.target, t.c.band_min_full, t.c.band_max_full
-        )
+        full_band = (t.c.band_min_full, t.c.band_max_full)
+    projected_attainment = attainment_expr(
+        kpi.direction, *as_levels(kpi, projected, t.c.target, *full_band)
+    )
+    status = status_expr(kpi, status_actual, status_attainment, v.c.sample_size, has_target)
     on_pace = sa.case(
         (projected_attainment.is_(None), sa.null()),
         else_=projected_attainment >= kpi.thresholds.at_risk_below,
@@ -654,6 +626,7 @@ def comparison_select(
             t.c.target.label("target_full_period"),
             attainment.label("attainment"),
             (actual - target).label("variance"),
+            favourable.label("variance_favourable"),
             prev_value.label("previous"),
             (actual - prev_value).label("change_abs"),
             safe_divide(actual - prev_value, prev_value).label("change_rel"),
@@ -670,7 +643,7 @@ def comparison_select(
             projected.label("projected"),
             on_pace.label("on_pace"),
             v.c.sample_size,
-            status_expr(kpi, actual, attainment, v.c.sample_size, has_target).label("status"),
+            status.label("status"),
             v.c.definition_version,
             sa.literal(computed_at, sa.TIMESTAMP(timezone=True)).label("computed_at"),
             t.c.phasing,
@@ -693,7 +666,9 @@ def comparison_select(
 
 def _reaches(kpi: Kpi, projected, target, band_min, band_max) -> ColumnElement:
     """Will ``projected`` meet the goal: the same rule as ``on_pace`` (attainment at least the
-    KPI's at_risk_below, 1.0 by default), so lower_is_better means projected <= target."""
+    KPI's at_risk_below, 1.0 by default), so lower_is_better means projected <= target.
+    A growth KPI is judged by the levels its growth reaches (kpi.variance)."""
+    projected, target, band_min, band_max = as_levels(kpi, projected, target, band_min, band_max)
     attainment = attainment_expr(kpi.direction, projected, target, band_min, band_max)
     whens = [(projected.is_(None), sa.null())]
     if kpi.direction == Direction.lower_is_better:
@@ -761,10 +736,9 @@ def _history_marker(
     catalog: Catalog,
     kpi: Kpi,
     v: sa.FromClause,
-    p: sa.FromClause,
     changes: sa.Table | None,
     joins: list,
-    *compared: tuple[ColumnElement, Window],
+    *compared: tuple[ColumnElement, ColumnElement],
 ) -> _HistoryMarker:
     """When the row's definition took over from an earlier one, and whether the history it
     is compared with was restated under it.
@@ -772,8 +746,8 @@ def _history_marker(
     ``definition_changed_at`` comes from ``kpi_changes``: when the row's version first
     appeared, if the KPI had another version before (after a return to an older version:
     the last run of the one it replaced, the closest the table can tell). NULL for a KPI
-    that never changed. The compared history (``compared``: its version and its window in
-    ``periods``) was recomputed when it carries the row's version although
+    that never changed. The compared history (``compared``: its version and the last day of
+    its window) was recomputed when it carries the row's version although
     its last day ended before that change, in the reporting time zone. History kept with
     an older version is not recomputed, and says so by its own version.
     """
@@ -820,8 +794,7 @@ def _history_marker(
         took_over.c.changed_at, sa.literal(catalog.reporting.time_zone, sa.String)
     )
     restated = [
-        sa.and_(version == v.c.definition_version, p.c[window.end] < changed_on)
-        for version, window in compared
+        sa.and_(version == v.c.definition_version, end < changed_on) for version, end in compared
     ]
     nothing_compared = sa.and_(*[version.is_(None) for version, _ in compared])
     recomputed = sa.case(

@@ -28,20 +28,20 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from kpi.catalog import Catalog
 from kpi.expressions import referenced_names, safe_divide, to_sql
-from kpi.models import Agg, Grain, Kpi, KpiType, Measure, SourceSpec
+from kpi.models import Additivity, Agg, Grain, Kpi, KpiType, Measure, SourceSpec
 from kpi.schema import day_periods_table, periods_table, source_table
 
 NOT_SET = "(not set)"
 ADDITIVE_AGGS = {Agg.sum, Agg.count, Agg.average, Agg.min, Agg.max}
 # The daily aggregates a cube keeps per measure (besides its row count ``n``), by the
-# aggregation that reads them.
+# aggregation that reads them. Every one keeps ``nonnull``: it is the sample size.
 CUBE_PARTS = {
-    Agg.sum: {"total"},
+    Agg.sum: {"total", "nonnull"},
     Agg.count: {"nonnull"},
     Agg.average: {"total", "nonnull"},
-    Agg.min: {"low"},
-    Agg.max: {"high"},
-    Agg.last: {"total"},
+    Agg.min: {"low", "nonnull"},
+    Agg.max: {"high", "nonnull"},
+    Agg.last: {"total", "nonnull"},
 }
 CUBE_COLUMNS = {
     "total": (sa.Double, "sum of"),
@@ -50,6 +50,18 @@ CUBE_COLUMNS = {
     "high": (sa.Double, "max of"),
     "n": (sa.BigInteger, "rows of"),
 }
+
+
+def unknown_when_missing(measure: Measure, src: SourceSpec) -> bool:
+    """True when ``measure`` sums a non-additive column (users by month, read at the
+    source's own grain, one row per period): a period without its row is unknown (NULL),
+    not 0 users, as an empty period of an additive measure is."""
+    if measure.agg != Agg.sum or not measure.expr:
+        return False
+    names = referenced_names(measure.expr)
+    return any(
+        n in src.columns and src.columns[n].additivity == Additivity.non_additive for n in names
+    )
 
 
 @dataclass(frozen=True)
@@ -330,7 +342,8 @@ class KpiCompiler:
             data, on = self._window_join(data, p, grain, window)
             on += [data.c[d] == slice_values.c[d] for d in dims]
             joined = spine.outerjoin(data, sa.and_(*on))
-            num, den, value, n = self._aggregate(measure.agg, data)
+            zero_fill = not unknown_when_missing(measure, src)
+            num, den, value, n = self._aggregate(measure.agg, data, zero_fill)
             query = (
                 sa.select(
                     p.c.period_start.label("period_start"),
@@ -359,7 +372,7 @@ class KpiCompiler:
                 p.c.period_start.label("period_start"),
                 *[k.label(k.key) for k in dim_keys],
                 daily.c.total.label("value"),
-                daily.c.n.label("sample_size"),
+                daily.c.nonnull.label("sample_size"),
                 rank,
             )
             .select_from(spine.outerjoin(daily, sa.and_(*on)))
@@ -393,15 +406,20 @@ class KpiCompiler:
         return bucketed, [bucketed.c.bucket == p.c.period_start]
 
     @staticmethod
-    def _aggregate(agg: Agg, data: FromClause):
-        """(numerator, denominator, value, sample size) over the joined window rows."""
+    def _aggregate(agg: Agg, data: FromClause, zero_fill: bool = True):
+        """(numerator, denominator, value, sample size) over the joined window rows.
+
+        The sample size is the number of rows the value rests on: rows kept by the
+        measure's filter whose measure is not NULL (a CSAT share of 11 of 12 scored
+        answers rests on 12 answers, not on the 143 rows of the survey). ``zero_fill``: a
+        sum over a window without rows is 0 (else NULL, see ``unknown_when_missing``)."""
         if agg == Agg.count_distinct:
             value = sa.func.count(sa.distinct(data.c.x))
-            return sa.null(), sa.null(), value, sa.func.count(data.c.day)
-        n = sa.func.coalesce(sa.func.sum(data.c.n), 0)
+            return sa.null(), sa.null(), value, sa.func.count(data.c.x)
+        n = sa.func.coalesce(sa.func.sum(data.c.nonnull), 0)
         if agg == Agg.sum:
-            value = sa.func.coalesce(sa.func.sum(data.c.total), 0)
-            return sa.null(), sa.null(), value, n
+            value = sa.func.sum(data.c.total)
+            return sa.null(), sa.null(), sa.func.coalesce(value, 0) if zero_fill else value, n
         if agg == Agg.count:
             value = sa.func.coalesce(sa.func.sum(data.c.nonnull), 0)
             return sa.null(), sa.null(), value, n

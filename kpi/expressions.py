@@ -57,7 +57,10 @@ def parse(text: str) -> ast.expr:
 
 
 def _sql_comparisons(text: str) -> str:
-    """Accept SQL's `=` and `<>` as `==` and `!=`, leaving string literals untouched.
+    """Accept SQL's `=` and `<>` as `==` and `!=`, and read string literals as SQL does.
+
+    `''` inside a literal is one quote; a backslash, or two literals in a row (which Python
+    would glue together), is refused rather than read as another value than the one written.
 
     A `=` right after `(name` or `, name` inside a call is a keyword argument: it is kept,
     so the parser sees it and rejects it, instead of turning it into a comparison.
@@ -68,8 +71,33 @@ def _sql_comparisons(text: str) -> str:
         return text  # ast.parse reports the problem with a better message
     out: list[tuple[int, str]] = []
     depth = 0
+    previous: tokenize.TokenInfo | None = None
+    last_literal = ""  # the value of the string token(s) just written
     for tok in tokens:
         kind, value = tok.type, tok.string
+        if kind == tokenize.STRING and value[0] not in "'\"":
+            # A prefixed string (b'', f'') goes to the parser, which names what is not allowed.
+            out.append((kind, value))
+            previous = tok
+            continue
+        if kind == tokenize.STRING:
+            literal = _sql_string(value, text)
+            if previous is not None and previous.type == tokenize.STRING:
+                if previous.end != tok.start or value[0] != previous.string[0]:
+                    # Python would glue 'a' 'b' into 'ab': a silently different value.
+                    raise ExpressionError(
+                        f"`{text}`: two string literals in a row ({previous.string} "
+                        f"{value}); write one literal, with '' for a quote inside it"
+                    )
+                # SQL's escape: '' inside a literal is one quote ('women''s_day').
+                last_literal = last_literal + value[0] + literal
+                out[-1] = (tokenize.STRING, repr(last_literal))
+            else:
+                last_literal = literal
+                out.append((tokenize.STRING, repr(literal)))
+            previous = tok
+            continue
+        previous = tok
         if kind == tokenize.OP and value in "([":
             depth += 1
         elif kind == tokenize.OP and value in ")]":
@@ -87,6 +115,24 @@ def _sql_comparisons(text: str) -> str:
         else:
             out.append((kind, value))
     return tokenize.untokenize(out)
+
+
+def _sql_string(token: str, text: str) -> str:
+    """The value of one quoted string token, read as SQL reads it: no backslash escapes.
+
+    Python would turn `\\'` or `\\n` into another character than the one written; SQL keeps
+    a backslash as it is. Rather than guess which was meant, such a literal is refused.
+    """
+    quote = token[-1]
+    if token.startswith(quote * 3):
+        raise ExpressionError(f"`{text}`: write string {token} with single quotes")
+    body = token[1:-1]
+    if "\\" in body:
+        raise ExpressionError(
+            f"`{text}`: string {token} holds a backslash, which SQL and Python read "
+            "differently; write a quote inside a literal as ''"
+        )
+    return body
 
 
 def referenced_names(text: str) -> list[str]:

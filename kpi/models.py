@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import re
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -107,6 +108,25 @@ class ColumnSpec(_Strict):
     # with that out of the definition version (``_numeric_source_fields``).
     required: bool | None = Field(None, exclude=True)
     allowed: tuple[str, ...] | None = Field(None, exclude=True)
+    # ``min`` / ``max``: the range a number or integer value must lie in to load (file
+    # sources); unset bounds take ingest.value_rules' default of +-1e12, which stops an
+    # absurd value (1e308) from making a day's sum infinite.
+    min: float | None = Field(None, exclude=True)
+    max: float | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _range_fits(self) -> ColumnSpec:
+        if (self.min is not None or self.max is not None) and self.type not in (
+            "integer",
+            "number",
+        ):
+            raise ValueError(f"only a number or integer column has a range, not a {self.type}")
+        for bound in (self.min, self.max):
+            if bound is not None and not math.isfinite(bound):
+                raise ValueError(f"a range bound must be a finite number, not {bound}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
 
 
 class TimeSpec(_Strict):
@@ -213,8 +233,9 @@ class Benchmark(_Strict):
 class Thresholds(_Strict):
     """Status by attainment (actual vs target, direction-aware, 1.0 = on target)."""
 
-    at_risk_below: float = 1.0
-    off_track_below: float = 0.9
+    # Attainment is never negative: a negative threshold could never be crossed.
+    at_risk_below: float = Field(1.0, ge=0, allow_inf_nan=False)
+    off_track_below: float = Field(0.9, ge=0, allow_inf_nan=False)
 
 
 class Cumulative(_Strict):

@@ -182,6 +182,7 @@ def scorecard_select(comparisons: sa.Table, dimensions: list[str], grain: str = 
             c.c.goal_target_value,
             c.c.goal_projected_value,
             c.c.goal_will_reach,
+            c.c.variance_favourable,
         )
         .join(
             latest,

@@ -18,6 +18,7 @@ from kpi.anomalies import flag_anomalies
 from kpi.catalog import Catalog
 from kpi.comparisons import comparison_select, daily_history, phase_targets
 from kpi.compiler import KpiCompiler
+from kpi.coverage import kpi_coverage, source_coverage
 from kpi.periods import Calendar, Period, day_periods, period_columns
 from kpi.publication import catalog_rows, create_scorecard_view, record_changes
 from kpi.rollups import PeriodRollups
@@ -271,7 +272,9 @@ def refresh_anomalies(wh: Warehouse, tables: KpiTables, threshold: float = 3.0) 
             v.c.grain == "day", *totals
         )
     )
-    flagged = flag_anomalies(daily[["kpi_id", "period_start", "value"]], threshold)
+    # Days the KPI's sources have not loaded (yet) are unknown, not zero (kpi.coverage).
+    known = kpi_coverage(tables.compiler, source_coverage(wh, tables.compiler))
+    flagged = flag_anomalies(daily[["kpi_id", "period_start", "value"]], threshold, known)
     versions = dict(zip(daily["kpi_id"], daily["definition_version"], strict=False))
     flagged["definition_version"] = flagged["kpi_id"].map(versions)
     wh.replace_rows(tables.anomalies, None, flagged)

@@ -16,17 +16,19 @@ import html
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
 
+from kpi.coverage import Coverage, kpi_coverage, source_coverage
 from kpi.models import Direction, KpiType, Unit
 from kpi.periods import add_months
 from kpi.publication import scorecard_select
 from kpi.refresh import KpiTables
 from kpi.scorecard import format_value
+from kpi.target_gap import attainment_text, favourable_gap, gap_text, gap_verdict
 from kpi.warehouse import Warehouse
 
 DEFAULT_REPORT_DIR = "data/reports"
@@ -51,6 +53,8 @@ STATUS_ICON = {
     "no_target": "\u2013",
 }
 DASH = "\u2013"
+NO_DATA = "no data"
+NO_HISTORY = "no history"
 STATUS_ORDER = ["off_track", "at_risk", "on_track", "insufficient_data", "no_target"]
 
 
@@ -108,6 +112,36 @@ class ReportData:
     trends: pd.DataFrame
     kpis: dict[str, KpiMeta]
     dialect: str
+    # The days the loaded data covers, per KPI and per source (kpi.coverage). A KPI that is
+    # not in ``coverage`` is unknown, and its values are shown as stored.
+    coverage: dict[str, Coverage] = field(default_factory=dict)
+    sources: dict[str, Coverage] = field(default_factory=dict)
+
+    def has_data(self, kpi_id: str, start: dt.date, end: dt.date) -> bool:
+        """Whether the KPI's sources loaded any day of ``start`` .. ``end`` (to the as-of
+        date). A period without is missing, not 0: its sums are 0 only for want of rows."""
+        known = self.coverage.get(kpi_id)
+        return known is None or known.overlaps(start, min(end, self.as_of))
+
+    def before_data(self, kpi_id: str, start: dt.date) -> bool:
+        """Whether a period starting on ``start`` begins before the KPI's first day of data:
+        there is no history to compare with (kpi_comparisons leaves it NULL)."""
+        known = self.coverage.get(kpi_id)
+        return known is not None and known.starts_after(start)
+
+    def data_through(self) -> dt.date:
+        """The last day with loaded data of any source (at most the as-of date)."""
+        lasts = [c.last for c in self.sources.values() if not c.empty]
+        return min(max(lasts), self.as_of) if lasts else self.as_of
+
+    def lagging_sources(self) -> dict[str, dt.date | None]:
+        """Sources whose data ends before ``data_through``: name -> last day (None: empty)."""
+        through = self.data_through()
+        return {
+            name: None if c.empty else c.last
+            for name, c in sorted(self.sources.items())
+            if c.empty or c.last < through
+        }
 
     def meta(self, kpi_id: str, name: str | None = None, area: str | None = None) -> KpiMeta:
         """The KPI's metadata; a KPI dropped from the definitions keeps a neutral fallback."""
@@ -230,6 +264,12 @@ def load_report_data(wh: Warehouse, tables: KpiTables, as_of: dt.date | None = N
         for col in ("period_start", "period_end"):
             if col in frame:
                 frame[col] = pd.to_datetime(frame[col]).dt.date
+    # Only the sources some KPI reads: the header lists those whose data ends early.
+    used = {n for k in tables.catalog.kpis.values() for n in tables.compiler.source_names(k)}
+    sources = {n: c for n, c in source_coverage(wh, tables.compiler).items() if n in used}
+    coverage = kpi_coverage(tables.compiler, sources)
+    if not coverage:
+        sources = {}  # nothing loaded at all: unknown, not "no data" (kpi.coverage)
     return ReportData(
         as_of=as_of,
         months=months,
@@ -237,6 +277,8 @@ def load_report_data(wh: Warehouse, tables: KpiTables, as_of: dt.date | None = N
         trends=trends,
         kpis=_kpi_meta(tables),
         dialect=wh.dialect,
+        coverage=coverage,
+        sources=sources,
     )
 
 
@@ -338,6 +380,29 @@ def _value(meta: KpiMeta, value) -> str:
     return format_value(value, meta.unit, meta.currency)
 
 
+def _actual_text(data: ReportData, meta: KpiMeta, row) -> str:
+    """The value of a scorecard row, or "no data" for a period none of whose days loaded."""
+    if not data.has_data(meta.kpi_id, row.period_start, row.period_end):
+        return NO_DATA
+    return _value(meta, row.actual)
+
+
+def _is_growth(meta: KpiMeta) -> bool:
+    return meta.kpi_type == str(KpiType.period_over_period)
+
+
+def _gap(data: ReportData, meta: KpiMeta, row) -> float | None:
+    """The row's gap to its target, positive = better (``variance_favourable``)."""
+    band = _band_of(data, row.kpi_id, row.period_start)
+    stored = getattr(row, "variance_favourable", None)
+    return favourable_gap(meta.direction, row.actual, row.target, band, stored)
+
+
+def _attainment(data: ReportData, meta: KpiMeta, row) -> str:
+    """Attainment as printed: a percentage for a level, points for a rate of change."""
+    return attainment_text(_is_growth(meta), row.attainment, _gap(data, meta, row))
+
+
 # ---------------------------------------------------------------------------------------------
 # Trend chart (inline SVG)
 # ---------------------------------------------------------------------------------------------
@@ -392,10 +457,30 @@ def axis_label(value: float, unit: Unit, step: float) -> str:
     return text
 
 
-def trend_svg(meta: KpiMeta, series: pd.DataFrame, months: list[dt.date], as_of: dt.date) -> str:
+def trend_svg(
+    meta: KpiMeta,
+    series: pd.DataFrame,
+    months: list[dt.date],
+    as_of: dt.date,
+    coverage: Coverage | None = None,
+) -> str:
     """A monthly line chart of one KPI as inline SVG: actual, target line or band,
-    benchmark line or band, the open month shaded and its to-date value hollow."""
+    benchmark line or band, the open month shaded and its to-date value hollow.
+
+    ``coverage`` (the days the KPI's sources loaded; None: unknown) makes a month without
+    any loaded day a gap marked "no data" rather than a point at 0, and the open month's
+    values run to the last loaded day, not to the as-of date."""
     by_month = {row.period_start: row for row in series.itertuples(index=False)}
+    data_end = as_of if coverage is None or coverage.empty else min(coverage.last, as_of)
+
+    def loaded(row) -> bool:
+        return coverage is None or coverage.overlaps(row.period_start, min(row.period_end, as_of))
+
+    def planned(row) -> bool:
+        # An open month with nothing loaded has no to-date actual, so its to-date target
+        # and benchmark compare with nothing: left out, like the actual.
+        return loaded(row) or bool(row.is_complete_period)
+
     slot = (CHART_W - _M_LEFT - _M_RIGHT) / len(months)
     plot_bottom = CHART_H - _M_BOTTOM
 
@@ -407,8 +492,9 @@ def trend_svg(meta: KpiMeta, series: pd.DataFrame, months: list[dt.date], as_of:
 
     values: list[float] = []
     for row in by_month.values():
-        for field in (
-            "actual",
+        if not planned(row):
+            continue
+        for column in (
             "target",
             "band_min",
             "band_max",
@@ -416,15 +502,19 @@ def trend_svg(meta: KpiMeta, series: pd.DataFrame, months: list[dt.date], as_of:
             "benchmark_min",
             "benchmark_max",
         ):
-            v = _num(getattr(row, field))
+            v = _num(getattr(row, column))
             if v is not None:
                 values.append(v)
-        projected = _num(row.projected)
+        if not loaded(row):
+            continue  # a 0 for want of rows must not stretch the axis down to it
+        actual, projected = _num(row.actual), _num(row.projected)
+        if actual is not None:
+            values.append(actual)
         if projected is not None and not bool(row.is_complete_period):
             values.append(projected)
 
     title = f"{meta.name}: monthly trend, {_month_label(months[0])} to {_month_label(months[-1])}"
-    desc = _chart_description(meta, series, as_of)
+    desc = _chart_description(meta, series, as_of, coverage)
     chart_id = f"chart-{meta.kpi_id}"
     parts = [
         f'<svg class="trend" id="{_esc(chart_id)}" role="img" '
@@ -450,23 +540,30 @@ def trend_svg(meta: KpiMeta, series: pd.DataFrame, months: list[dt.date], as_of:
         return plot_bottom - (v - lo) / (hi - lo) * (plot_bottom - _M_TOP)
 
     # Partial months are shaded and labelled, so a to-date dip is not read as a fall: the
-    # open month (values to the as-of date) and a first month the data starts inside of.
+    # open month (values to the last loaded day) and a first month the data starts inside
+    # of; so is a month without any loaded day, which has no point.
     for i, month in enumerate(months):
         row = by_month.get(month)
-        if row is not None and not bool(row.is_complete_period):
-            label, note = _partial_label(row.period_end, as_of)
-            parts.append(
-                f'<rect class="partial" x="{x_left(i):.1f}" y="{_M_TOP}" width="{slot:.1f}" '
-                f'height="{plot_bottom - _M_TOP:.1f}" fill="{COLORS["open"]}">'
-                f"<title>{_esc(_month_label(month))}: {_esc(note)}</title></rect>"
-                f'<text x="{x_mid(i):.1f}" y="{_M_TOP - 7}" text-anchor="middle" '
-                f'class="open-label">{_esc(label)}</text>'
-            )
+        if row is not None and not loaded(row):
+            kind, label, note = "partial no-data", "no data", "no data loaded for this month"
+            if row.period_end > as_of:
+                note = f"no data loaded yet (last day with data: {data_end:%d %B})"
+        elif row is not None and not bool(row.is_complete_period):
+            kind, (label, note) = "partial", _partial_label(row.period_end, data_end)
+        else:
+            continue
+        parts.append(
+            f'<rect class="{kind}" x="{x_left(i):.1f}" y="{_M_TOP}" width="{slot:.1f}" '
+            f'height="{plot_bottom - _M_TOP:.1f}" fill="{COLORS["open"]}">'
+            f"<title>{_esc(_month_label(month))}: {_esc(note)}</title></rect>"
+            f'<text x="{x_mid(i):.1f}" y="{_M_TOP - 7}" text-anchor="middle" '
+            f'class="open-label">{_esc(label)}</text>'
+        )
 
     # Bands first, lines over them.
     for i, month in enumerate(months):
         row = by_month.get(month)
-        if row is None:
+        if row is None or not planned(row):
             continue
         for kind, low, high in (
             ("benchmark", row.benchmark_min, row.benchmark_max),
@@ -506,13 +603,13 @@ def trend_svg(meta: KpiMeta, series: pd.DataFrame, months: list[dt.date], as_of:
     )
 
     # Target and benchmark values are per month (they can be phased), so each is a step.
-    for kind, field, dash in (
+    for kind, column, dash in (
         ("benchmark", "benchmark_value", "2 3"),
         ("target", "target", "6 4"),
     ):
         for i, month in enumerate(months):
             row = by_month.get(month)
-            v = _num(getattr(row, field)) if row is not None else None
+            v = _num(getattr(row, column)) if row is not None and planned(row) else None
             if v is None:
                 continue
             parts.append(
@@ -527,7 +624,7 @@ def trend_svg(meta: KpiMeta, series: pd.DataFrame, months: list[dt.date], as_of:
     previous: tuple[float, float, bool] | None = None
     for i, month in enumerate(months):
         row = by_month.get(month)
-        v = _num(row.actual) if row is not None else None
+        v = _num(row.actual) if row is not None and loaded(row) else None
         if v is None:
             previous = None
             continue
@@ -541,13 +638,13 @@ def trend_svg(meta: KpiMeta, series: pd.DataFrame, months: list[dt.date], as_of:
         previous = point
     for i, month in enumerate(months):
         row = by_month.get(month)
-        v = _num(row.actual) if row is not None else None
+        v = _num(row.actual) if row is not None and loaded(row) else None
         if v is None:
             continue
         complete = bool(row.is_complete_period)
         label = _month_label(month)
         if not complete:
-            label += f" ({_partial_label(row.period_end, as_of)[1]})"
+            label += f" ({_partial_label(row.period_end, data_end)[1]})"
         status = STATUS_TEXT.get(row.status, str(row.status))
         fill = COLORS["actual"] if complete else "#ffffff"
         parts.append(
@@ -577,9 +674,17 @@ def _partial_label(period_end: dt.date, as_of: dt.date) -> tuple[str, str]:
     return "partial", "partial: the data starts during this month"
 
 
-def _chart_description(meta: KpiMeta, series: pd.DataFrame, as_of: dt.date) -> str:
+def _chart_description(
+    meta: KpiMeta, series: pd.DataFrame, as_of: dt.date, coverage: Coverage | None = None
+) -> str:
     """The chart in words, for screen readers and as the text behind the picture."""
-    complete = series[series["is_complete_period"].astype(bool) & series["actual"].notna()]
+    spans = zip(series["period_start"], series["period_end"], strict=True)
+    loaded = pd.Series(
+        [coverage is None or coverage.overlaps(s, min(e, as_of)) for s, e in spans],
+        index=series.index,
+        dtype=bool,
+    )
+    complete = series[series["is_complete_period"].astype(bool) & series["actual"].notna() & loaded]
     if complete.empty:
         return f"No complete month of {meta.name} in the window."
     first, last = complete.iloc[0], complete.iloc[-1]
@@ -593,8 +698,11 @@ def _chart_description(meta: KpiMeta, series: pd.DataFrame, as_of: dt.date) -> s
     elif _num(last.band_min) is not None:
         text += f"; target band {_value(meta, last.band_min)} to {_value(meta, last.band_max)}"
     text += f"; status {STATUS_TEXT.get(last.status, last.status)}."
-    open_rows = series[~series["is_complete_period"].astype(bool) & (series["period_end"] > as_of)]
-    if not open_rows.empty and _num(open_rows.iloc[-1].actual) is not None:
+    is_open = ~series["is_complete_period"].astype(bool) & (series["period_end"] > as_of)
+    open_rows = series[is_open]
+    if not open_rows.empty and not bool(loaded[is_open].iloc[-1]):
+        text += f" {_month_label(open_rows.iloc[-1].period_start)}: no data loaded yet."
+    elif not open_rows.empty and _num(open_rows.iloc[-1].actual) is not None:
         row = open_rows.iloc[-1]
         text += (
             f" {_month_label(row.period_start)} so far: {_value(meta, row.actual)}, "
@@ -630,6 +738,12 @@ def top_movers(
         meta = data.meta(r.kpi_id, r.kpi_name, r.area)
         change, previous = _num(r.change_rel), _num(r.previous)
         if change is None or not previous or meta.kpi_type == str(KpiType.period_over_period):
+            continue
+        # A month before the data started (or partly so) is no history: a move from it is a
+        # jump that never happened. Nor is a month without loaded data a move.
+        if _no_history(data, r, previous, 1) or not data.has_data(
+            r.kpi_id, r.period_start, r.period_end
+        ):
             continue
         if abs(change) < min_move:
             continue
@@ -722,6 +836,7 @@ th[scope="row"] { font-weight: 600; white-space: normal; }
 .status-insufficient_data, .status-no_target { color: var(--none); background: var(--none-bg); }
 .better { color: var(--good); } .worse { color: var(--bad); } .steady { color: var(--muted); }
 .verdict { font-size: 12px; margin-left: 4px; }
+.gap { display: block; font-size: 12px; white-space: normal; }
 .ex { font-size: 11px; color: var(--muted); margin-left: 3px; }
 .movers { display: grid; grid-template-columns: repeat(auto-fit, minmax(440px, 1fr));
   gap: 16px; }
@@ -770,8 +885,15 @@ def _status_badge(status: str | None) -> str:
     )
 
 
-def _change_cell(change, verdict: str | None, in_band: bool = False) -> str:
-    """A relative change with its arrow and, in words, whether it is good news."""
+def _change_cell(
+    change, verdict: str | None, in_band: bool = False, no_history: bool = False
+) -> str:
+    """A relative change with its arrow and, in words, whether it is good news.
+
+    ``no_history``: the period compared with lies (partly) before the first day of data,
+    so there is nothing to compare with; said in words, never shown as a change from 0."""
+    if no_history:
+        return f'<td><span class="steady">{NO_HISTORY}</span></td>'
     change = _num(change)
     if change is None:
         return f'<td><span class="steady">{DASH}</span></td>'
@@ -816,12 +938,28 @@ def _benchmark_cell(meta: KpiMeta, r) -> str:
     )
 
 
+def _no_history(data: ReportData, row, before, months_back: int) -> bool:
+    """Whether a monthly row has nothing to compare with ``months_back`` months earlier:
+    the value is NULL, or that month starts before the KPI's first day of data."""
+    start = add_months(row.period_start, -months_back)
+    return _num(before) is None or data.before_data(row.kpi_id, start)
+
+
+def _attainment_cell(data: ReportData, meta: KpiMeta, row) -> str:
+    """Attainment, and under it the gap to the target in the KPI's unit, coloured by
+    ``variance_favourable``: positive is better whichever way the KPI points."""
+    gap = _gap(data, meta, row)
+    words = gap_text(gap, meta.unit, lambda v: _value(meta, v), _is_growth(meta), meta.direction)
+    note = f'<span class="gap {gap_verdict(gap)}">{_esc(words)}</span>' if words else ""
+    return f"<td>{_esc(_attainment(data, meta, row))}{note}</td>"
+
+
 STATUS_COLUMNS = [
-    ("KPI", "text", 18),
+    ("KPI", "text", 16),
     ("Month", "", 6),
     ("Actual", "", 9),
     ("Target", "", 14),
-    ("Attainment", "", 8),
+    ("Attainment", "", 10),
     ("vs previous month", "", 11),
     ("vs last year", "", 11),
     ("Benchmark", "text", 14),
@@ -847,6 +985,11 @@ def _status_tables(data: ReportData) -> str:
             vs_prev = judge_change(meta.direction, r.actual, r.previous, band)
             vs_ly = judge_change(meta.direction, r.actual, r.last_year, band)
             actual = _num(r.actual)
+            loaded = data.has_data(r.kpi_id, r.period_start, r.period_end)
+            no_prev, no_ly = (
+                loaded and actual is not None and _no_history(data, r, before, back)
+                for before, back in ((r.previous, 1), (r.last_year, 12))
+            )
             in_band = (
                 meta.direction == Direction.within_band
                 and band is not None
@@ -857,11 +1000,11 @@ def _status_tables(data: ReportData) -> str:
                 "<tr>"
                 f'<th scope="row">{_esc(meta.name)}</th>'
                 f"<td>{_esc(f'{r.period_start:%b %Y}')}</td>"
-                f"<td><strong>{_esc(_value(meta, r.actual))}</strong></td>"
+                f"<td><strong>{_esc(_actual_text(data, meta, r))}</strong></td>"
                 f'<td class="wrap">{_target_text(meta, r, band)}</td>'
-                f"<td>{_esc(_pct(r.attainment))}</td>"
-                f"{_change_cell(r.change_rel, vs_prev, in_band)}"
-                f"{_change_cell(r.change_ly_rel, vs_ly, in_band)}"
+                f"{_attainment_cell(data, meta, r) if loaded else f'<td>{DASH}</td>'}"
+                f"{_change_cell(r.change_rel, vs_prev, in_band, no_prev)}"
+                f"{_change_cell(r.change_ly_rel, vs_ly, in_band, no_ly)}"
                 f"{_benchmark_cell(meta, r)}"
                 f'<td class="text">{_status_badge(r.status)}</td>'
                 "</tr>"
@@ -925,18 +1068,20 @@ def _charts(data: ReportData) -> str:
                 Direction.within_band: "best within the target band",
             }[meta.direction]
             row = latest.get(meta.kpi_id)
+            coverage = data.coverage.get(meta.kpi_id)
             headline = "No complete month yet"
             if row is not None:
                 headline = (
                     f"{_esc(f'{row.period_start:%b %Y}')}: "
-                    f"<strong>{_esc(_value(meta, row.actual))}</strong> {_status_badge(row.status)}"
+                    f"<strong>{_esc(_actual_text(data, meta, row))}</strong> "
+                    f"{_status_badge(row.status)}"
                 )
             figures.append(
                 f'<figure id="trend-{_esc(meta.kpi_id)}"><figcaption>'
                 f'<span class="name">{_esc(meta.name)}</span>'
                 f'<span class="latest">{headline}</span>'
                 f'<span class="sub">Monthly, {_esc(unit)}, {_esc(better)}</span></figcaption>'
-                f"{trend_svg(meta, series, data.months, data.as_of)}</figure>"
+                f"{trend_svg(meta, series, data.months, data.as_of, coverage)}</figure>"
             )
         sections.append(
             f'<h3>{_esc(area.replace("_", " "))}</h3><div class="charts">{"".join(figures)}</div>'
@@ -1042,6 +1187,21 @@ def _next_month(day: dt.date) -> dt.date:
     return add_months(day, 1)
 
 
+def _as_of_note(data: ReportData) -> str:
+    """Where the loaded data ends before the KPI tables' as-of date, say so, per source."""
+    through, lagging = data.data_through(), data.lagging_sources()
+    parts = []
+    if through < data.as_of:
+        parts.append(f"the last day with loaded data; the KPI tables run to {data.as_of:%d %B}")
+    if lagging:
+        ends = ", ".join(
+            f"{name.replace('_', ' ')} {'has none' if last is None else f'to {last:%d %B}'}"
+            for name, last in lagging.items()
+        )
+        parts.append(f"sources behind: {ends}")
+    return f" ({_esc('; '.join(parts))})" if parts else ""
+
+
 def render_report(data: ReportData, generated_at: dt.datetime | None = None) -> str:
     """The report page as one HTML string."""
     generated_at = (generated_at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
@@ -1060,10 +1220,16 @@ def render_report(data: ReportData, generated_at: dt.datetime | None = None) -> 
         if latest
         else "No complete month yet."
     )
-    if open_month is not None:
+    through = data.data_through()
+    if open_month is not None and through < open_month:
+        period_text += (
+            f" {_esc(_month_label(open_month, True))} is still open and none of its days has "
+            "loaded yet: its charts show no data, not 0."
+        )
+    elif open_month is not None:
         period_text += (
             f" {_esc(_month_label(open_month, True))} is still open: its charts show values to "
-            f"{data.as_of:%d %B}, held against the target for the same days."
+            f"{through:%d %B}, held against the target for the same days."
         )
     better, worse = top_movers(data)
     movers_period = _month_label(latest, True) if latest else "the latest month"
@@ -1082,8 +1248,8 @@ def render_report(data: ReportData, generated_at: dt.datetime | None = None) -> 
 <main>
 <header>
 <h1>KPI scorecard</h1>
-<p>Data as of <strong><time datetime="{data.as_of.isoformat()}"
->{data.as_of:%d %B %Y}</time></strong>. {period_text}</p>
+<p>Data as of <strong><time datetime="{through.isoformat()}"
+>{through:%d %B %Y}</time></strong>{_as_of_note(data)}. {period_text}</p>
 <ul class="summary" aria-label="KPIs by status">{summary}</ul>
 </header>
 {_example_note(data)}
@@ -1155,12 +1321,14 @@ def summary_frame(data: ReportData) -> pd.DataFrame:
                 "area": r.area,
                 "KPI": meta.name,
                 "month": f"{r.period_start:%Y-%m}",
-                "actual": _value(meta, r.actual),
+                "actual": _actual_text(data, meta, r),
                 "target": _value(meta, target)
                 if target is not None or band is None
                 else _range(meta, band[0], band[1]),
-                "attainment": _pct(r.attainment),
-                "vs previous": _pct(r.change_rel, signed=True),
+                "attainment": _attainment(data, meta, r),
+                "vs previous": NO_HISTORY
+                if _no_history(data, r, r.previous, 1)
+                else _pct(r.change_rel, signed=True),
                 "status": STATUS_TEXT.get(r.status, r.status),
             }
         )
@@ -1182,11 +1350,13 @@ def vega_lite_trend(data: ReportData, kpi_id: str) -> dict:
     values = []
     for r in data.series(kpi_id).itertuples(index=False):
         month = r.period_start.isoformat()
+        loaded = data.has_data(kpi_id, r.period_start, r.period_end)
         values.append(
             {
                 "month": month,
                 "series": "actual",
-                "value": _num(r.actual),
+                # A month without loaded data is a gap, not a 0.
+                "value": _num(r.actual) if loaded else None,
                 "complete": bool(r.is_complete_period),
             }
         )

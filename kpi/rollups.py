@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql import FromClause
 from sqlalchemy.sql.elements import ColumnElement
 
-from kpi.compiler import CUBE_COLUMNS, KpiCompiler
+from kpi.compiler import CUBE_COLUMNS, KpiCompiler, unknown_when_missing
 from kpi.expressions import safe_divide, to_sql
 from kpi.models import Agg, Kpi, KpiType, Measure
 
@@ -276,18 +276,23 @@ class PeriodRollups:
             return column(f"m{i}_{part}")
 
         rows = sa.func.coalesce(col("n"), 0)
+        # The sample: kept rows with a non-NULL measure, as in KpiCompiler._aggregate.
+        size = sa.func.coalesce(col("nonnull"), 0)
         if measure.agg == Agg.sum:
-            return sa.func.coalesce(col("total"), 0), sa.null(), sa.null(), rows
+            # A missing period of a non-additive source (users by month) is unknown, not 0.
+            if unknown_when_missing(measure, self.catalog.sources[measure.source]):
+                return col("total"), sa.null(), sa.null(), size
+            return sa.func.coalesce(col("total"), 0), sa.null(), sa.null(), size
         if measure.agg == Agg.count:
-            return sa.func.coalesce(col("nonnull"), 0), sa.null(), sa.null(), rows
+            return sa.func.coalesce(col("nonnull"), 0), sa.null(), sa.null(), size
         if measure.agg == Agg.average:
             # As on days: a period whose rows the filter all dropped has no count (NULL), a
             # period whose kept rows are all NULL has a count of 0.
             count = sa.case((rows > 0, col("nonnull")), else_=sa.null())
-            return safe_divide(col("total"), count), col("total"), count, rows
+            return safe_divide(col("total"), count), col("total"), count, size
         if measure.agg == Agg.min:
-            return col("low"), sa.null(), sa.null(), rows
-        return col("high"), sa.null(), sa.null(), rows
+            return col("low"), sa.null(), sa.null(), size
+        return col("high"), sa.null(), sa.null(), size
 
 
 def _value_of(refs: dict[str, tuple]) -> Callable[[str], ColumnElement]:

@@ -141,7 +141,8 @@ class UnknownSourceRule(Rule):
 
 
 class ExpressionRule(Rule):
-    """Expressions parse, use allowed functions, and name declared columns only."""
+    """Expressions parse, use allowed functions, name declared columns only, and never
+    divide by a constant zero."""
 
     name = "expression"
 
@@ -181,7 +182,54 @@ class ExpressionRule(Rule):
                                 f"`{m.source}`{did_you_mean(n, allowed)}",
                             )
                         )
-        return problems
+        return problems + _zero_denominators(catalog)
+
+
+def _zero_denominators(catalog: Catalog) -> list[Problem]:
+    """A divisor that is a constant zero makes every value NULL, silently."""
+    from kpi.zero_rules import always_zero, never_true, zero_divisors
+
+    problems = []
+    expected = "expected an expression of the source's columns that can be non-zero"
+    for kpi in catalog.kpis.values():
+        m = kpi.denominator
+        if kpi.type == KpiType.ratio and m is not None:
+            if m.agg != Agg.count and always_zero(m.expr):
+                problems.append(
+                    _at(
+                        catalog,
+                        kpi,
+                        "denominator",
+                        "expr",
+                        message=f"denominator.expr: `{m.expr}` is always zero, so every value "
+                        f"of the ratio would be NULL; {expected}",
+                    )
+                )
+            if never_true(m.filter):
+                problems.append(
+                    _at(
+                        catalog,
+                        kpi,
+                        "denominator",
+                        "filter",
+                        message=f"denominator.filter: `{m.filter}` keeps no row, so the "
+                        "denominator is always zero and every value NULL; expected a filter "
+                        "on the source's columns",
+                    )
+                )
+        if kpi.type == KpiType.derived and kpi.expr:
+            for divisor in zero_divisors(kpi.expr):
+                problems.append(
+                    _at(
+                        catalog,
+                        kpi,
+                        "expr",
+                        message=f"expr: `{kpi.expr}` divides by `{divisor}`, which is always "
+                        "zero, so every value would be NULL; expected a divisor that can be "
+                        "non-zero",
+                    )
+                )
+    return problems
 
 
 class KpiTypeFieldsRule(Rule):

@@ -131,7 +131,12 @@ def kpi_values_table(metadata: sa.MetaData, dimensions: list[str]) -> sa.Table:
         sa.Column("value", sa.Double, comment="the KPI value; NULL when undefined"),
         sa.Column("numerator", sa.Double, comment="ratio numerator (sum), for re-division"),
         sa.Column("denominator", sa.Double, comment="ratio denominator (sum)"),
-        sa.Column("sample_size", sa.BigInteger, comment="source rows behind the value"),
+        sa.Column(
+            "sample_size",
+            sa.BigInteger,
+            comment="rows behind the value: non-NULL measure values after the filter "
+            "(the denominator's for a ratio)",
+        ),
         sa.Column("definition_version", sa.String, nullable=False, comment="definition hash"),
         sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
         schema=KPI_SCHEMA,
@@ -214,12 +219,37 @@ def kpi_comparisons_table(metadata: sa.MetaData, dimensions: list[str]) -> sa.Ta
         sa.Column("actual", sa.Double, comment="the KPI value (to date for an open period)"),
         sa.Column("target", sa.Double, comment="target for the days compared (to date)"),
         sa.Column("target_full_period", sa.Double, comment="target for the whole period"),
-        sa.Column("attainment", sa.Double, comment="direction-aware: 1.0 = on target"),
+        sa.Column(
+            "attainment",
+            sa.Double,
+            comment="direction-aware: 1.0 = on target; for a growth KPI (period over "
+            "period) the gap in growth points instead, as variance_favourable (0.03 = 3 points "
+            "better than the target)",
+        ),
         sa.Column("variance", sa.Double, comment="actual - target"),
-        sa.Column("previous", sa.Double, comment="previous period, same days"),
+        sa.Column(
+            "variance_favourable",
+            sa.Double,
+            comment="the gap to the target, positive = better: actual - target "
+            "(higher_is_better), target - actual (lower_is_better); within_band: 0 inside "
+            "the band, else minus the distance to the nearer edge",
+        ),
+        sa.Column(
+            "previous",
+            sa.Double,
+            comment="previous period, same days (a to-date KPI: the same span of the "
+            "previous to-date period); NULL when that window starts before the first day of "
+            "data of the KPI's sources",
+        ),
         sa.Column("change_abs", sa.Double, comment="actual - previous"),
         sa.Column("change_rel", sa.Double, comment="(actual - previous) / previous"),
-        sa.Column("last_year", sa.Double, comment="same period last year, same days"),
+        sa.Column(
+            "last_year",
+            sa.Double,
+            comment="same period last year, same days (a to-date KPI: the same span last "
+            "year); NULL when that window starts before the first day of data of the KPI's "
+            "sources",
+        ),
         sa.Column("change_ly_abs", sa.Double, comment="actual - last_year"),
         sa.Column("change_ly_rel", sa.Double, comment="(actual - last_year) / last_year"),
         sa.Column("benchmark_value", sa.Double),

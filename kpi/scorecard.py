@@ -49,6 +49,9 @@ def render(frame: pd.DataFrame, catalog: Catalog) -> str:
         kpi = catalog.kpis[r.kpi_id]
         currency = kpi.currency or catalog.reporting.currency
         change = "-" if pd.isna(r.change_rel) else f"{r.change_rel * 100:+.1f}%"
+        if pd.isna(r.previous) and not pd.isna(r.actual):
+            # The previous period lies before the data: nothing to compare with, not a 0.
+            change = "no history"
         target = format_value(r.target, kpi.unit, currency)
         if kpi.target is not None and kpi.target.band is not None:
             band = kpi.target.band

@@ -19,6 +19,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
+from kpi import dsn
+from kpi.dsn import check_unambiguous, scrub_errors, scrub_exception, url_secrets
+
 DEFAULT_WAREHOUSE_URL = "duckdb:///data/warehouse.duckdb"
 # Bound values per statement, below PostgreSQL's limit of 65,535.
 MAX_PARAMETERS = 30_000
@@ -34,13 +37,23 @@ class WarehouseBusyError(RuntimeError):
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; a DuckDB file's folder is created when missing."""
-    parsed = sa.make_url(url)
-    if parsed.drivername.startswith("duckdb") and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    engine = sa.create_engine(parsed)
+    """An engine for ``url``; a DuckDB file's folder is created when missing.
+
+    Its errors (connection errors included) never show the URL's secrets (kpi.dsn).
+    """
+    check_unambiguous(url)
+    try:
+        parsed = sa.make_url(url)
+        on_disk = parsed.database not in (None, "", ":memory:")
+        if parsed.drivername.startswith("duckdb") and on_disk:
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.drivername in ("postgresql", "postgres"):
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        engine = sa.create_engine(parsed)
+    except Exception as error:  # a malformed port or option can be echoed with the password
+        scrub_exception(error, url_secrets(url))
+        raise
+    scrub_errors(engine, url)
     if parsed.drivername.startswith("duckdb"):
         sa.event.listen(engine, "handle_error", _explain_duckdb_lock)
     return engine
@@ -64,8 +77,9 @@ def _explain_duckdb_lock(context) -> None:
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password hidden, for logs and metadata."""
-    return sa.make_url(url).render_as_string(hide_password=True)
+    """The URL with every credential hidden (user-info, ``?password=``, ``?sslpassword=``,
+    tokens, libpq keyword/value strings), for logs and metadata: see :mod:`kpi.dsn`."""
+    return dsn.redact_url(url)
 
 
 class Warehouse:

@@ -62,11 +62,51 @@ def load_located_yaml(path: Path) -> LocatedYaml:
         raise YamlSyntaxError(path, line, f"invalid YAML: {problem}") from exc
     doc = LocatedYaml(path, None)
     if node is not None:
-        doc.data = _construct(node, (), doc)
+        doc.data = _construct(node, (), doc, _Aliases())
     return doc
 
 
-def _construct(node: yaml.Node, location: Path_, doc: LocatedYaml) -> Any:
+# Values an alias may bring in, all aliases of a file together. A definition has no need for
+# more; a "billion laughs" file (aliases of aliases) would otherwise be expanded into memory
+# until the process dies.
+MAX_ALIAS_VALUES = 10_000
+
+
+@dataclass
+class _Aliases:
+    seen: set[int] = field(default_factory=set)  # nodes built once: a second visit is an alias
+    expanded: int = 0  # values built through aliases so far
+    use: Path_ | None = None  # where the outermost alias being expanded is used
+
+
+def _construct(node: yaml.Node, location: Path_, doc: LocatedYaml, aliases: _Aliases) -> Any:
+    outermost = False
+    if id(node) in aliases.seen and aliases.use is None:
+        aliases.use, outermost = location, True
+    aliases.seen.add(id(node))
+    if aliases.use is not None:
+        aliases.expanded += 1
+        if aliases.expanded > MAX_ALIAS_VALUES:
+            use = aliases.use
+            # The alias node is the anchored node itself, so its mark is the anchor's line:
+            # name the line of the key (or list) the alias is written under instead.
+            line = doc.lines.get(use) if use and isinstance(use[-1], str) else None
+            line = line or doc.line_of(use[:-1])
+            where = ".".join(str(p) for p in use) or "(document)"
+            raise YamlSyntaxError(
+                doc.path,
+                line,
+                f"{where}: YAML aliases expand to more than {MAX_ALIAS_VALUES:,} values "
+                "(aliases of aliases?); write the values out or use fewer aliases",
+            )
+    try:
+        return _build(node, location, doc, aliases)
+    finally:
+        if outermost:
+            aliases.use = None
+
+
+def _build(node: yaml.Node, location: Path_, doc: LocatedYaml, aliases: _Aliases) -> Any:
     doc.lines.setdefault(location, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
@@ -79,8 +119,8 @@ def _construct(node: yaml.Node, location: Path_, doc: LocatedYaml) -> Any:
                 doc.duplicates.append((child, line))
                 continue
             doc.lines[child] = line
-            result[key] = _construct(value_node, child, doc)
+            result[key] = _construct(value_node, child, doc, aliases)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, (*location, i), doc) for i, item in enumerate(node.value)]
+        return [_construct(item, (*location, i), doc, aliases) for i, item in enumerate(node.value)]
     return _SCALARS.construct_object(node)

@@ -14,7 +14,7 @@ from typing import Any
 
 from quality.validate import ValidationReport
 
-__all__ = ["quality_dir", "write_data_docs"]
+__all__ = ["quality_dir", "write_data_docs", "write_data_docs_or_warn"]
 
 
 def quality_dir() -> Path:
@@ -71,3 +71,23 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}.fail{{background:
 """
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def write_data_docs_or_warn(
+    report: ValidationReport, source: str, run_id: str, facts: dict[str, Any] | None = None
+) -> tuple[Path | None, str | None]:
+    """Like :func:`write_data_docs`, but a page that cannot be written is a problem to report,
+    not an error: ``(path, None)`` or ``(None, message naming the folder)``.
+
+    The page is written after the rows it describes are committed; failing the step then would
+    show as failed a step whose data is loaded, and block the KPIs that read it.
+    """
+    try:
+        return write_data_docs(report, source, run_id, facts), None
+    except OSError as error:
+        reason = error.strerror or str(error)
+        return None, (
+            f"the data-docs page of {source} could not be written: folder {quality_dir()} "
+            f"(KPI_QUALITY_DIR) is not writable ({type(error).__name__}: {reason}); the rows "
+            "are loaded and the check result stands. Point KPI_QUALITY_DIR at a writable folder."
+        )

@@ -1,6 +1,10 @@
 """Sanity checks on the computed KPI values (``kpi.kpi_values``), in warehouse SQL.
 
-* percent KPIs lie within 0..1 (they are stored as fractions);
+* percent KPIs lie within 0..1 (they are stored as fractions), except rates of change;
+* a rate of change (a period-over-period KPI) is any value from -1 up: -20% is a fall and
+  +150% more than doubling, both valid, but a quantity that is never negative cannot fall by
+  more than 100%. Below -1 its base was negative (the growth of a loss reads backwards) or
+  the computation is broken;
 * a value is never NULL where the denominator is positive;
 * for additive KPIs (simple sums and counts) the slices of each dimension add up to the total
   row (the row whose dimensions are all NULL) of the same KPI, grain and period.
@@ -39,11 +43,19 @@ def kpi_output_problems(wh: Warehouse, values: sa.Table, cat: Catalog) -> dict[s
     """Check name -> offending rows (empty frames when all is well)."""
     v = values
     dims = [d for d in cat.dimensions if d in v.c]
-    percent = sorted(k.id for k in cat.kpis.values() if k.unit == Unit.percent)
+    growth = sorted(k.id for k in cat.kpis.values() if k.type == KpiType.period_over_period)
+    percent = sorted(
+        k.id for k in cat.kpis.values() if k.unit == Unit.percent and k.id not in growth
+    )
     out: dict[str, pd.DataFrame] = {}
     out["percent_within_0_1"] = wh.read(
         sa.select(v.c.kpi_id, v.c.grain, v.c.period_start, v.c.value)
         .where(v.c.kpi_id.in_(percent), sa.or_(v.c.value < 0, v.c.value > 1))
+        .limit(SAMPLE)
+    )
+    out["growth_at_least_minus_100_percent"] = wh.read(
+        sa.select(v.c.kpi_id, v.c.grain, v.c.period_start, v.c.value)
+        .where(v.c.kpi_id.in_(growth), v.c.value < -1 - TOLERANCE)
         .limit(SAMPLE)
     )
     out["no_null_with_positive_denominator"] = wh.read(

@@ -46,6 +46,8 @@ from pydantic import (
     model_validator,
 )
 
+from kpi.yaml_source import YamlSyntaxError, load_located_yaml
+
 __all__ = [
     "Between",
     "ColumnType",
@@ -557,4 +559,11 @@ def load_suite(path: str | Path) -> Suite:
         line = f" (line {mark.line + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise SuiteError([f"{source}: invalid YAML: {problem}{line}"]) from exc
+    try:
+        # PyYAML shares an alias's object instead of copying it, so the load above is cheap even
+        # for a "billion laughs" file; validating or printing that value is not. The located
+        # loader counts what aliases expand to and names the file and line past its limit.
+        load_located_yaml(Path(path))
+    except YamlSyntaxError as exc:
+        raise SuiteError([str(exc)]) from exc
     return parse_suite(data, source)

@@ -27,9 +27,9 @@ reference below. The reference implements the documented semantics on its own, w
 - a sum over a window without rows is 0 (gaps are zero-filled), a ratio is the sum of the
   numerator over the sum of the denominator and NULL when that is 0, a distinct count
   counts distinct non-NULL values over the whole window;
-- ``sample_size`` is the number of source rows in the window (the denominator's rows for a
-  ratio), ``is_complete_period`` says the period ended by ``as_of`` and started on or after
-  the first day of data.
+- ``sample_size`` is the number of source rows in the window whose measure is not NULL
+  (the denominator's, for a ratio), ``is_complete_period`` says the period ended by
+  ``as_of`` and started on or after the first day of data.
 
 MTD is only declared at day, week and month: the catalogue rejects month-to-date at coarser
 grains (checked in ``test_month_to_date_is_rejected_at_quarter_grain``); year to date covers
@@ -435,6 +435,9 @@ def ref_values(ex: Example, kpi_id: str, grains: tuple[str, ...]) -> dict[tuple,
             for channel in channels:
                 rows = [r for r in in_window if channel is None or r[1] == channel]
                 num = den = None
+                # The sample: rows whose measure (the denominator's, for a ratio) is known.
+                measured = 3 if kpi_id.startswith("revenue_per_session") else 2
+                size = sum(1 for r in rows if r[measured] is not None)
                 if from_orders:
                     value: float | None = float(len({r[2] for r in rows if r[2] is not None}))
                 elif kpi_id.startswith("revenue_per_session"):
@@ -442,9 +445,7 @@ def ref_values(ex: Example, kpi_id: str, grains: tuple[str, ...]) -> dict[tuple,
                     value = num / den if den != 0 else None
                 else:
                     value = _sum([r[2] for r in rows])
-                out[(kpi_id, grain, start, channel)] = Row(
-                    end, complete, value, num, den, len(rows)
-                )
+                out[(kpi_id, grain, start, channel)] = Row(end, complete, value, num, den, size)
     return out
 
 

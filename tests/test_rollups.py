@@ -54,7 +54,8 @@ def test_a_filter_on_a_cube_dimension_reads_the_unfiltered_column(tables):
     assert all(f is None for _, f in stored), stored
     assert len(stored) < len(read)
     columns = {c.name for c in compiler.cubes["ga4_traffic"].columns}
-    # Only the parts some KPI needs: sums need no min, max or non-null count.
+    # Only the parts some KPI needs: sums need no min or max (their non-null count is the
+    # sample size).
     assert not {c for c in columns if c.endswith(("_low", "_high"))}, columns
 
 

@@ -17,7 +17,7 @@ from dagster import (
 )
 
 from assets.freshness import DAILY_FRESHNESS
-from assets.metadata import markdown_table, table_metadata
+from assets.metadata import metadata_table, table_metadata
 from assets.partitions import daily_partitions, monthly_chunks, partition_dates
 from assets.quality import quality_check_spec, run_quality_check, write_with_quarantine
 from assets.settings import catalog, history_start, source_code_version
@@ -49,6 +49,7 @@ FILE_SOURCES = {
     "market": "Revenue of the whole market per month, from an industry report.",
 }
 PROBLEMS_SHOWN = 200
+_VALUE_SHOWN = 200
 
 
 def _day_of(table: sa.Table, name: str) -> sa.ColumnElement:
@@ -86,7 +87,8 @@ def _failure(name: str, error: FileFormatError) -> Failure:
             "file": p.file,
             "line": "" if p.line is None else p.line,
             "field": p.field or "",
-            "value": "" if p.value is None else p.value,
+            # A value can be 5 MB; the message shows the same first characters.
+            "value": "" if p.value is None else p.value[:_VALUE_SHOWN],
             "expected": p.expected,
         }
         for p in problems[:PROBLEMS_SHOWN]
@@ -96,7 +98,7 @@ def _failure(name: str, error: FileFormatError) -> Failure:
         metadata={
             "problem_count": len(problems),
             "files_with_problems": sorted({p.file for p in problems}),
-            "problems": MetadataValue.md(markdown_table(pd.DataFrame(rows), PROBLEMS_SHOWN)),
+            "problems": metadata_table(pd.DataFrame(rows), PROBLEMS_SHOWN),
         },
     )
 
@@ -243,14 +245,22 @@ def _split_strays(
     return inside, _as_quarantined(strays.reset_index(drop=True), spec)
 
 
-def _file_summary(files: list[FileLoad]) -> str:
+def _file_summary(files: list[FileLoad]) -> MetadataValue:
+    """One row per landing file, as a table: a file name holding ``|`` stays one cell."""
     rows = [
-        f"| {f.path} | {f.status} | {f.rows} | {f.first_date or ''}..{f.last_date or ''} | "
-        f"{f.rows_superseded} | {f.format} | {f.note} |"
+        {
+            "file": f.path,
+            "status": f.status,
+            "rows": f.rows,
+            "dates": f"{f.first_date or ''}..{f.last_date or ''}",
+            "superseded": f.rows_superseded,
+            "format": f.format,
+            "note": f.note,
+        }
         for f in files
     ]
-    head = "| file | status | rows | dates | superseded | format | note |\n" + "|---" * 7 + "|"
-    return "\n".join([head, *rows]) if rows else "_no files_"
+    columns = ["file", "status", "rows", "dates", "superseded", "format", "note"]
+    return metadata_table(pd.DataFrame(rows, columns=columns), max_rows=len(rows))
 
 
 def _reject_fx(
@@ -382,7 +392,7 @@ def build_file_asset(name: str, description: str) -> AssetsDefinition:
                 "rows_superseded": batch.rows_superseded,
                 **conservation.to_metadata(),
                 "rows_replaced": deleted,
-                "files": MetadataValue.md(_file_summary(batch.files)),
+                "files": _file_summary(batch.files),
             },
             check_results=[check],
         )

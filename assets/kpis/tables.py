@@ -20,7 +20,7 @@ from pydantic import Field
 from assets.files.sources import FILE_SOURCES
 from assets.freshness import DAILY_FRESHNESS
 from assets.ga4.reports import GA4_ASSETS
-from assets.metadata import markdown_table, table_metadata
+from assets.metadata import markdown_table, md_cell, table_metadata
 from assets.settings import catalog
 from kpi.catalog import Catalog
 from kpi.comparisons import SEASONAL, SEASONAL_FALLBACK
@@ -68,10 +68,10 @@ def _catalog_markdown() -> str:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for kpi in sorted(cat.kpis.values(), key=lambda k: (k.area, k.id)):
-        rows.append(
-            f"| {kpi.name} (`{kpi.id}`) | {kpi.area} | {kpi.owner} | {kpi.type} | "
-            f"{formula(kpi)} | {', '.join(kpi.grains)} |"
-        )
+        # Names, owners and formulas are free text (a filter `a | b`): escaped per cell.
+        cells = [f"{kpi.name} (`{kpi.id}`)", kpi.area, kpi.owner, kpi.type, formula(kpi)]
+        cells.append(", ".join(kpi.grains))
+        rows.append("| " + " | ".join(md_cell(c) for c in cells) + " |")
     return "\n".join(rows)
 
 
@@ -136,7 +136,8 @@ def kpi_periods(
             "output_sanity",
             asset="kpi_values",
             blocking=False,
-            description="Percent KPIs within 0..1, no NULL value with a positive denominator, "
+            description="Percent KPIs within 0..1 (growth rates: not below -100%), no NULL "
+            "value with a positive denominator, "
             "and dimension slices of additive KPIs adding up to the total row (warns only).",
         )
     ],

@@ -11,7 +11,7 @@ SELECT
     CAST(`anon_1`.`numerator` AS FLOAT64) AS `numerator`,
     CAST(`anon_1`.`denominator` AS FLOAT64) AS `denominator`,
     CAST(`anon_1`.`sample_size` AS INT64) AS `sample_size`,
-    '988be4a44fd8' AS `definition_version`,
+    '<definition_version>' AS `definition_version`,
     CAST(CURRENT_TIMESTAMP AS TIMESTAMP) AS `computed_at`
 FROM (
     SELECT
@@ -26,7 +26,7 @@ FROM (
             coalesce(sum(`anon_4`.`total`), 0) AS `value`,
             NULL AS `numerator`,
             NULL AS `denominator`,
-            coalesce(sum(`anon_4`.`n`), 0) AS `sample_size`
+            coalesce(sum(`anon_4`.`nonnull`), 0) AS `sample_size`
         FROM `kpi`.`periods` AS `periods_1`
         LEFT OUTER JOIN (
             SELECT
@@ -65,7 +65,7 @@ FROM (
             coalesce(sum(`anon_7`.`total`), 0) AS `value`,
             NULL AS `numerator`,
             NULL AS `denominator`,
-            coalesce(sum(`anon_7`.`n`), 0) AS `sample_size`
+            coalesce(sum(`anon_7`.`nonnull`), 0) AS `sample_size`
         FROM `kpi`.`periods` AS `periods_2`
         LEFT OUTER JOIN (
             SELECT

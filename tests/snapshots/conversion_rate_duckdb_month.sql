@@ -26,7 +26,7 @@ FROM (
             coalesce(sum(anon_4.total), 0) AS value,
             NULL AS numerator,
             NULL AS denominator,
-            coalesce(sum(anon_4.n), 0) AS sample_size
+            coalesce(sum(anon_4.nonnull), 0) AS sample_size
         FROM kpi.periods AS periods_1
         LEFT OUTER JOIN (
             SELECT
@@ -65,7 +65,7 @@ FROM (
             coalesce(sum(anon_7.total), 0) AS value,
             NULL AS numerator,
             NULL AS denominator,
-            coalesce(sum(anon_7.n), 0) AS sample_size
+            coalesce(sum(anon_7.nonnull), 0) AS sample_size
         FROM kpi.periods AS periods_2
         LEFT OUTER JOIN (
             SELECT

@@ -11,7 +11,7 @@ SELECT
     CAST(`anon_1`.`numerator` AS FLOAT64) AS `numerator`,
     CAST(`anon_1`.`denominator` AS FLOAT64) AS `denominator`,
     CAST(`anon_1`.`sample_size` AS INT64) AS `sample_size`,
-    'ed59d9d4bad7' AS `definition_version`,
+    '<definition_version>' AS `definition_version`,
     CAST(CURRENT_TIMESTAMP AS TIMESTAMP) AS `computed_at`
 FROM (
     SELECT
@@ -19,7 +19,7 @@ FROM (
         coalesce(sum(`anon_2`.`total`), 0) AS `value`,
         NULL AS `numerator`,
         NULL AS `denominator`,
-        coalesce(sum(`anon_2`.`n`), 0) AS `sample_size`
+        coalesce(sum(`anon_2`.`nonnull`), 0) AS `sample_size`
     FROM `kpi`.`periods` AS `periods_1`
     LEFT OUTER JOIN (
         SELECT

@@ -19,7 +19,7 @@ FROM (
         coalesce(sum(anon_2.total), 0) AS value,
         NULL AS numerator,
         NULL AS denominator,
-        coalesce(sum(anon_2.n), 0) AS sample_size
+        coalesce(sum(anon_2.nonnull), 0) AS sample_size
     FROM kpi.periods AS periods_1
     LEFT OUTER JOIN (
         SELECT
