@@ -885,10 +885,28 @@ def _status_badge(status: str | None) -> str:
     )
 
 
+def _points(change: float) -> str:
+    return f"{change * 100:+.1f} pp"
+
+
+def _change(meta: KpiMeta, row, before, change_rel):
+    """The change shown against ``before``: relative, but for a growth KPI the difference in
+    points (33.4% after 4.9% is +28.4 pp, not +576%: a relative change of a rate misleads)."""
+    if meta.kpi_type != str(KpiType.period_over_period):
+        return change_rel
+    actual, before = _num(row.actual), _num(before)
+    return None if actual is None or before is None else actual - before
+
+
 def _change_cell(
-    change, verdict: str | None, in_band: bool = False, no_history: bool = False
+    change,
+    verdict: str | None,
+    in_band: bool = False,
+    no_history: bool = False,
+    points: bool = False,
 ) -> str:
-    """A relative change with its arrow and, in words, whether it is good news.
+    """A relative change (or, with ``points``, a difference of rates in percentage points)
+    with its arrow and, in words, whether it is good news.
 
     ``no_history``: the period compared with lies (partly) before the first day of data,
     so there is nothing to compare with; said in words, never shown as a change from 0."""
@@ -904,7 +922,7 @@ def _change_cell(
     word_html = f'<span class="verdict">{_esc(word)}</span>' if word else ""
     return (
         f'<td class="{css}"><span aria-hidden="true">{arrow}</span> '
-        f"{_esc(_pct(change, signed=True))}{word_html}</td>"
+        f"{_esc(_points(change) if points else _pct(change, signed=True))}{word_html}</td>"
     )
 
 
@@ -990,6 +1008,9 @@ def _status_tables(data: ReportData) -> str:
                 loaded and actual is not None and _no_history(data, r, before, back)
                 for before, back in ((r.previous, 1), (r.last_year, 12))
             )
+            growth = meta.kpi_type == str(KpiType.period_over_period)
+            prev_change = _change(meta, r, r.previous, r.change_rel)
+            ly_change = _change(meta, r, r.last_year, r.change_ly_rel)
             in_band = (
                 meta.direction == Direction.within_band
                 and band is not None
@@ -1003,8 +1024,8 @@ def _status_tables(data: ReportData) -> str:
                 f"<td><strong>{_esc(_actual_text(data, meta, r))}</strong></td>"
                 f'<td class="wrap">{_target_text(meta, r, band)}</td>'
                 f"{_attainment_cell(data, meta, r) if loaded else f'<td>{DASH}</td>'}"
-                f"{_change_cell(r.change_rel, vs_prev, in_band, no_prev)}"
-                f"{_change_cell(r.change_ly_rel, vs_ly, in_band, no_ly)}"
+                f"{_change_cell(prev_change, vs_prev, in_band, no_prev, growth)}"
+                f"{_change_cell(ly_change, vs_ly, in_band, no_ly, growth)}"
                 f"{_benchmark_cell(meta, r)}"
                 f'<td class="text">{_status_badge(r.status)}</td>'
                 "</tr>"

@@ -6,7 +6,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from kpi.catalog import Catalog
-from kpi.models import Unit
+from kpi.models import KpiType, Unit
 from kpi.publication import scorecard_select
 from kpi.warehouse import Warehouse
 
@@ -49,6 +49,10 @@ def render(frame: pd.DataFrame, catalog: Catalog) -> str:
         kpi = catalog.kpis[r.kpi_id]
         currency = kpi.currency or catalog.reporting.currency
         change = "-" if pd.isna(r.change_rel) else f"{r.change_rel * 100:+.1f}%"
+        if kpi.type == KpiType.period_over_period:
+            # A growth rate moves in points: 33.4% after 4.9% is +28.4 pp, not +576%.
+            gone = pd.isna(r.actual) or pd.isna(r.previous)
+            change = "-" if gone else f"{(r.actual - r.previous) * 100:+.1f} pp"
         if pd.isna(r.previous) and not pd.isna(r.actual):
             # The previous period lies before the data: nothing to compare with, not a 0.
             change = "no history"

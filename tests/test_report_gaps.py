@@ -229,6 +229,18 @@ def test_growth_attainment_is_in_points_and_no_percentage_has_four_digits(decemb
     assert not FOUR_DIGIT_PERCENT.findall(page), FOUR_DIGIT_PERCENT.findall(page)
 
 
+def test_growth_change_against_previous_is_in_points(december_first):
+    """33.4% after 4.9% moved by +28.4 pp; its relative change (+576%) means nothing."""
+    _, _, data, page = december_first
+    growth = data.scorecard.set_index("kpi_id").loc["revenue_growth_mom"]
+    actual, previous = float(growth.actual), float(growth.previous)
+    row = _cells(page).rows[data.kpis["revenue_growth_mom"].name]
+    assert (
+        row[VS_PREVIOUS].lstrip("\u25b2\u25bc ").startswith(f"{(actual - previous) * 100:+.1f} pp")
+    ), row
+    assert "%" not in row[VS_PREVIOUS], row
+
+
 # ---------------------------------------------------------------------------------------------
 # 5: better/worse against the target follows the KPI's direction (variance_favourable)
 # ---------------------------------------------------------------------------------------------
@@ -319,6 +331,25 @@ def test_terminal_scorecard_says_no_history():
     )
     lines = render(frame, catalog).splitlines()
     assert "no history" in lines[2] and "+33.5%" in lines[3], lines
+
+
+def test_terminal_scorecard_shows_a_growth_change_in_points():
+    from kpi.catalog import load_catalog
+    from kpi.scorecard import render
+
+    catalog = load_catalog()
+    row = {
+        "area": "sales",
+        "kpi_id": "revenue_growth_mom",
+        "period_start": D(2026, 11, 1),
+        "actual": 0.3338,
+        "previous": 0.0494,
+        "change_rel": 0.3338 / 0.0494 - 1,  # +576%: what the scorecard printed before
+        "target": 0.01,
+        "status": "on_track",
+    }
+    line = render(pd.DataFrame([row]), catalog).splitlines()[2]
+    assert "+28.4 pp" in line and "576" not in line, line
 
 
 def test_attainment_text_never_prints_four_digits():
