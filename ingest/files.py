@@ -18,7 +18,9 @@ says so in its ``note``.
 Deliveries: files are identified by the SHA-256 of their bytes. A file with the same bytes
 as another one (a re-delivery under another name) is recorded as a duplicate and not read
 again. Rows are identified by the source's business key: when several files hold the same
-key, the row of the latest delivery wins, so a corrected file replaces the rows it corrects.
+key, the row of the latest delivery wins, so a corrected file replaces the rows it corrects;
+a row that is quarantined (a parse problem, or ``row_problems`` of ``read_source``) never
+wins: the earlier good row of its key stays until a valid one arrives.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import io
 import os
 import re
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -660,12 +662,16 @@ def read_source(
     time_zone: str,
     first_loaded: Mapping[str, dt.datetime] | None = None,
     strict: bool = True,
+    row_problems: Callable[[pd.DataFrame], pd.Series] | None = None,
 ) -> SourceBatch:
     """Read every landing file of ``spec``: one row per business key, latest delivery wins.
 
     Raises FileFormatError listing every problem of every file; then nothing is loaded.
     With ``strict=False`` only unusable files raise; rows with problems are returned in
-    ``SourceBatch.rejected`` (for quarantine) and the other rows load.
+    ``SourceBatch.rejected`` (for quarantine) and the other rows load. ``row_problems``
+    (with ``strict=False``) gives each row's reason to be quarantined, or None: such rows
+    join ``rejected`` before keys are deduplicated, so a bad re-delivery never supersedes
+    the good row of its key (the previous value stays until a valid one arrives).
     """
     listed = landing.files(spec.landing)
     # One file's bytes in memory at a time; identical bytes are parsed once.
@@ -729,12 +735,42 @@ def read_source(
         return SourceBatch(_empty(spec), [loads[f.path] for f in listed], rejected)
     combined = pd.concat(frames, ignore_index=True)  # earliest delivery first
     key = [k for k in spec.key if k in combined.columns]
+    if key and row_problems is not None and not strict:
+        combined, rejected = _reject_invalid_rows(combined, key, row_problems, rejected, loads)
     if key:
         superseded = combined.duplicated(subset=key, keep="last")
         for path, count in combined.loc[superseded, "_source_file"].value_counts().items():
             loads[str(path)].rows_superseded = int(count)
         combined = combined[~superseded].reset_index(drop=True)
     return SourceBatch(combined, [loads[f.path] for f in listed], rejected)
+
+
+def _reject_invalid_rows(
+    combined: pd.DataFrame,
+    key: list[str],
+    row_problems: Callable[[pd.DataFrame], pd.Series],
+    rejected: pd.DataFrame,
+    loads: dict[str, FileLoad],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Move the rows ``row_problems`` names out of ``combined`` into ``rejected``.
+
+    Only rows whose key is in several deliveries are judged here (a row alone with its key
+    supersedes nothing and is judged, like every row, when it is written): validating
+    every row of every file on each run would cost seconds on a long history.
+    """
+    contested = combined.duplicated(subset=key, keep=False).to_numpy(dtype=bool)
+    if not contested.any():
+        return combined, rejected
+    reasons = pd.Series(None, index=combined.index, dtype=object)
+    reasons[contested] = row_problems(combined[contested].reset_index(drop=True)).to_numpy()
+    bad_mask = reasons.notna().to_numpy(dtype=bool)
+    if not bad_mask.any():
+        return combined, rejected
+    bad = combined[bad_mask].copy()
+    bad["_problem"] = list(reasons[bad_mask])
+    bad["_file_day"] = [loads[str(f)].first_date for f in bad["_source_file"]]
+    moved = pd.concat([rejected, bad], ignore_index=True) if not rejected.empty else bad
+    return combined[~bad_mask].reset_index(drop=True), moved.reset_index(drop=True)
 
 
 def _reject_problem_rows(parsed: list[ParsedFile], loads: dict[str, FileLoad]) -> pd.DataFrame:

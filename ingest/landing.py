@@ -20,6 +20,15 @@ import fsspec
 SUPPORTED_SUFFIXES = (".csv", ".parquet")
 
 
+class LandingUnavailable(OSError):
+    """The landing root, or a declared source's folder under it, is missing or unreadable.
+
+    Raised before anything is read or written: an unmounted share or a mistyped
+    ``LANDING_ROOT`` lists no files, and loading "no files" would replace the loaded days
+    with nothing.
+    """
+
+
 @dataclass(frozen=True)
 class LandingFile:
     """One file in a source's landing folder, as listed (the bytes are not read yet)."""
@@ -46,11 +55,49 @@ class Landing:
         self.fs, self._base = fsspec.core.url_to_fs(self.root, **storage_options)
         self._is_url = "://" in self.root
 
+    def require(self, folder: str | None = None) -> None:
+        """Raise :class:`LandingUnavailable` unless the root (and ``folder`` under it) is a
+        folder that can be listed. A source without files has an empty folder (on an object
+        store, a folder holding only a hidden ``.keep`` object)."""
+        self._listable(self._base, f"the landing root {self.root!r} (LANDING_ROOT)")
+        if folder:
+            shown = self._shown(folder, "").rstrip("/\\")
+            self._listable(
+                self._folder(folder),
+                f"the folder {shown!r} of a declared source (under the landing root "
+                f"{self.root!r}; create it empty when the source has no files yet)",
+            )
+
+    def _listable(self, fs_path: str, what: str) -> None:
+        try:
+            if not self.fs.isdir(fs_path):
+                raise LandingUnavailable(f"{what} does not exist or is not a folder")
+            self.fs.ls(fs_path, detail=False)
+        except LandingUnavailable:
+            raise
+        except OSError as exc:
+            raise LandingUnavailable(f"{what} cannot be listed: {exc}") from exc
+
+    def folders(self) -> list[str]:
+        """The names of the sub-folders directly under the root (none when it is missing)."""
+        try:
+            listed = self.fs.ls(self._base, detail=True)
+        except OSError:
+            return []
+        return sorted(
+            posixpath.basename(info["name"].rstrip("/"))
+            for info in listed
+            if info.get("type") == "directory"
+        )
+
+    def _folder(self, folder: str) -> str:
+        return posixpath.join(self._base.rstrip("/") or "/", folder)
+
     def files(self, folder: str | None) -> list[LandingFile]:
         """The supported files directly in ``folder`` (under the root), sorted by name."""
         if not folder:
             return []
-        fs_folder = posixpath.join(self._base.rstrip("/") or "/", folder)
+        fs_folder = self._folder(folder)
         if not self.fs.isdir(fs_folder):
             return []
         out = []

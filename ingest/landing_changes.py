@@ -16,13 +16,14 @@ of its files: the same files never produce a second run key.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ingest.files import date_range, parse_file
-from ingest.landing import Landing, content_sha256
+from ingest.landing import Landing, LandingUnavailable, content_sha256
 from kpi.models import SourceSpec
 
 STATE_VERSION = 1
@@ -100,6 +101,8 @@ class Scan:
     changes: list[Change]
     state: LandingState
     messages: list[str]  # for the sensor log: duplicates, files without dates, read errors
+    # For the sensor log at WARN: missing source folders, folders no source declares.
+    warnings: list[str] = field(default_factory=list)
 
 
 def scan_landing(
@@ -108,12 +111,24 @@ def scan_landing(
     state: LandingState,
     time_zone: str,
 ) -> Scan:
-    """Compare the landing folders with ``state``; return the changes and the new state."""
+    """Compare the landing folders with ``state``; return the changes and the new state.
+
+    Raises :class:`LandingUnavailable` when the landing root is missing or unreadable: the
+    sensor's tick then fails naming it, and the state is kept.
+    """
+    landing.require()
     changes: list[Change] = []
     messages: list[str] = []
+    warnings = undeclared_folders(landing, sources)
     new_state = LandingState()
     for source, spec in sources.items():
         before = state.files.get(source, {})
+        try:
+            landing.require(spec.landing)
+        except LandingUnavailable as exc:
+            warnings.append(f"{source}: {exc}; its runs will fail until it exists")
+            new_state.files[source] = dict(before)
+            continue
         listed = landing.files(spec.landing)
         if not listed and before:
             # An empty listing of a folder that had files is more likely an unmounted or
@@ -172,7 +187,25 @@ def scan_landing(
                 )
             )
         new_state.files[source] = now
-    return Scan(changes, new_state, messages)
+    return Scan(changes, new_state, messages, warnings)
+
+
+def undeclared_folders(landing: Landing, sources: Mapping[str, SourceSpec]) -> list[str]:
+    """A warning per folder under the root that no source declares (a typo such as
+    ``adspend/``): its files would otherwise be ignored without a word."""
+    declared = {spec.landing: name for name, spec in sources.items() if spec.landing}
+    out = []
+    for folder in landing.folders():
+        if folder in declared or folder.startswith((".", "_")):
+            continue
+        near = difflib.get_close_matches(folder, list(declared), n=1, cutoff=0.6)
+        hint = f"; did you mean `{near[0]}/` (source {declared[near[0]]})?" if near else ""
+        shown = ", ".join(f"`{f}/`" for f in sorted(declared))
+        out.append(
+            f"landing folder `{folder}/` is declared by no source, so its files are not "
+            f"loaded{hint} Declared folders: {shown}"
+        )
+    return out
 
 
 @dataclass(frozen=True)

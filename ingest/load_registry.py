@@ -40,6 +40,14 @@ def file_loads_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("duplicate_of", sa.String, comment="file with the same bytes that was read"),
         sa.Column("rows_in_file", sa.BigInteger, nullable=False),
         sa.Column("rows_loaded", sa.BigInteger, nullable=False, comment="rows this run wrote"),
+        # Nullable: registries written before these were recorded have none.
+        sa.Column(
+            "rows_received",
+            sa.BigInteger,
+            comment="rows of the file in the run's window (after supersession): loaded + "
+            "quarantined",
+        ),
+        sa.Column("rows_quarantined", sa.BigInteger, comment="rows this run quarantined"),
         sa.Column(
             "rows_superseded",
             sa.BigInteger,
@@ -79,8 +87,11 @@ def record_loads(
     window: tuple[dt.date, dt.date],
     run_id: str,
     loaded_at: dt.datetime,
+    rows_received: Mapping[str, int] | None = None,
+    rows_quarantined: Mapping[str, int] | None = None,
 ) -> int:
-    """Append one registry row per file; returns the rows appended."""
+    """Append one registry row per file; returns the rows appended. ``rows_received`` and
+    ``rows_quarantined`` (per file path) record the file's row conservation."""
     if not files:
         return 0
     table = file_loads_table(sa.MetaData())
@@ -95,6 +106,8 @@ def record_loads(
                 "duplicate_of": f.duplicate_of,
                 "rows_in_file": f.rows,
                 "rows_loaded": int(rows_loaded.get(f.path, 0)),
+                "rows_received": _count(rows_received, f.path),
+                "rows_quarantined": _count(rows_quarantined, f.path),
                 "rows_superseded": f.rows_superseded,
                 "first_date": f.first_date,
                 "last_date": f.last_date,
@@ -111,6 +124,10 @@ def record_loads(
     # replace_rows with a condition that matches nothing is an append in one transaction.
     _, inserted = wh.replace_rows(table, sa.false(), frame)
     return inserted
+
+
+def _count(counts: Mapping[str, int] | None, path: str) -> int | None:
+    return None if counts is None else int(counts.get(path, 0))
 
 
 def _utc(value) -> dt.datetime:

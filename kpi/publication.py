@@ -87,7 +87,7 @@ def record_changes(
     PostgreSQL the primary key of (kpi_id, definition_version) turns a concurrent insert of
     the same version into nothing rather than an error."""
     c = changes
-    with wh.engine.begin() as conn:
+    with wh.transaction(lock=[changes]) as conn:
         known = {
             (r.kpi_id, r.definition_version)
             for r in conn.execute(sa.select(c.c.kpi_id, c.c.definition_version))
@@ -196,7 +196,8 @@ def scorecard_select(comparisons: sa.Table, dimensions: list[str], grain: str = 
 def create_scorecard_view(wh: Warehouse, comparisons: sa.Table, dimensions: list[str]) -> str:
     """(Re)create ``kpi.kpi_scorecard`` over the comparisons; return its qualified name."""
     query = scorecard_select(comparisons, dimensions)
-    with wh.engine.begin() as conn:
+    # Two runs replacing the view at once fail on PostgreSQL ("tuple concurrently updated").
+    with wh.transaction(lock=[f"{comparisons.schema}.kpi_scorecard"]) as conn:
         preparer = conn.dialect.identifier_preparer
         name = f"{preparer.quote_schema(comparisons.schema)}.{preparer.quote('kpi_scorecard')}"
         body = query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})

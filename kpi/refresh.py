@@ -31,6 +31,7 @@ from kpi.schema import (
     kpi_values_table,
 )
 from kpi.warehouse import Warehouse
+from kpi.write_locks import DDL
 
 
 def default_as_of(catalog: Catalog, now: dt.datetime | None = None) -> dt.date:
@@ -208,7 +209,7 @@ def refresh_kpi_values(
         .where(values.c.kpi_id.in_(kpi_ids))
         .group_by(values.c.kpi_id)
     )
-    with wh.transaction() as conn:
+    with wh.transaction(lock=[DDL, *(t for t, _ in builds), values]) as conn:
         Warehouse.rebuild_tables_in(conn, builds)
         Warehouse.replace_from_select_in(conn, values, values.c.kpi_id.in_(kpi_ids), [combined])
         found = dict(conn.execute(count).all())

@@ -21,6 +21,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from kpi import dsn
 from kpi.dsn import check_unambiguous, scrub_errors, scrub_exception, url_secrets
+from kpi.write_locks import DDL, lock_tables, locked_transaction
 
 DEFAULT_WAREHOUSE_URL = "duckdb:///data/warehouse.duckdb"
 # Bound values per statement, below PostgreSQL's limit of 65,535.
@@ -100,7 +101,8 @@ class Warehouse:
         added to an existing table as a nullable column, so upgrading keeps the history.
         """
         tables = list(tables)
-        with self.engine.begin() as conn:
+        # Locked: two fresh runs would both CREATE SCHEMA/TABLE and collide in the catalogue.
+        with self.transaction(lock=[DDL]) as conn:
             default = conn.dialect.default_schema_name
             schemas = sorted({t.schema for t in tables if t.schema})
             for schema in schemas:
@@ -151,9 +153,14 @@ class Warehouse:
                 conn.execute(sa.schema.SetColumnComment(column))
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """One transaction for several of the ``*_in`` writes below: all of them or none."""
-        with self.engine.begin() as conn:
+    def transaction(self, lock: Iterable[sa.Table | str] = ()) -> Iterator[Connection]:
+        """One transaction for several of the ``*_in`` writes below: all of them or none.
+
+        ``lock``: every table the transaction writes, locked at its start (kpi.write_locks)
+        so that a concurrent writer of them waits; the ``*_in`` writes lock their own table
+        too, but a transaction writing several should name them all here (one sorted order).
+        """
+        with locked_transaction(self.engine, lock) as conn:
             yield conn
 
     def rebuild_tables(self, builds: list[tuple[sa.Table, sa.Select]]) -> dict[str, int]:
@@ -163,7 +170,7 @@ class Warehouse:
         follow the catalogue, so they are rebuilt rather than migrated. One transaction for
         all of them, so a reader never sees a cube of this run beside a rollup of the last.
         """
-        with self.transaction() as conn:
+        with self.transaction(lock=[DDL, *(t for t, _ in builds)]) as conn:
             return self.rebuild_tables_in(conn, builds)
 
     @staticmethod
@@ -171,6 +178,7 @@ class Warehouse:
         conn: Connection, builds: list[tuple[sa.Table, sa.Select]]
     ) -> dict[str, int]:
         """``rebuild_tables`` inside the caller's transaction."""
+        lock_tables(conn, [DDL, *(t for t, _ in builds)])
         counts = {}
         for schema in sorted({t.schema for t, _ in builds if t.schema}):
             conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
@@ -202,7 +210,7 @@ class Warehouse:
         inserted) per replacement, in order.
         """
         counts = []
-        with self.engine.begin() as conn:
+        with self.transaction(lock=[t for t, _, _ in replacements]) as conn:
             for table, where, rows in replacements:
                 deleted = self._delete(conn, table, where)
                 counts.append((deleted, self.insert_rows_in(conn, table, rows)))
@@ -212,7 +220,7 @@ class Warehouse:
         self, table: sa.Table, where: ColumnElement | None, selects: list[sa.Select]
     ) -> tuple[int, int]:
         """Delete ``where`` and insert the result of ``selects``, computed in the warehouse."""
-        with self.transaction() as conn:
+        with self.transaction(lock=[table]) as conn:
             return self.replace_from_select_in(conn, table, where, selects)
 
     @classmethod
@@ -224,6 +232,7 @@ class Warehouse:
         selects: list[sa.Select],
     ) -> tuple[int, int]:
         """``replace_from_select`` inside the caller's transaction."""
+        lock_tables(conn, [table])
         deleted = cls._delete(conn, table, where)
         inserted = 0
         for select in selects:
@@ -248,6 +257,7 @@ class Warehouse:
         """
         if not key:
             raise ValueError(f"{table.fullname}: no key columns to match rows by")
+        lock_tables(conn, [table])
         keys = _python_values(keys[key]).drop_duplicates()
         partial = keys.isna().any(axis=1)
         deleted = 0

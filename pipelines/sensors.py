@@ -44,6 +44,8 @@ def landing_files_sensor(
     scan = scan_landing(landing.landing(), sources, state, catalog().reporting.time_zone)
     for message in scan.messages:
         context.log.info(message)
+    for warning in scan.warnings:
+        context.log.warning(warning)
     for change in scan.changes:
         note = f"; {change.problems} problem(s), the run will list them" if change.problems else ""
         context.log.info(
@@ -51,6 +53,12 @@ def landing_files_sensor(
             f"{change.first}..{change.last}{note}"
         )
     bounds = partition_bounds()
+    for change in scan.changes:
+        if bounds and change.last < bounds[0]:
+            context.log.warning(
+                f"{change.source}: {change.path} holds only days before the first partition "
+                f"({bounds[0]}); no run for it here, the next daily run quarantines its rows"
+            )
     ranges = contiguous_ranges(scan.changes, *bounds) if bounds else []
     requests = [
         RunRequest(

@@ -17,23 +17,27 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pandas as pd
 import sqlalchemy as sa
 
-from quality.suites import Suite
+from quality.suites import DateInPartition, Suite, Unique
 from quality.validate import ValidationReport, validate_frame
 
 __all__ = [
     "META_COLUMNS",
     "PARSE_PREFIX",
     "Conservation",
+    "ConservationError",
     "no_partition_reason",
     "outside_window_reason",
     "placed_by_a_run",
     "quarantine_frame",
     "quarantine_table",
+    "require_conserved",
+    "row_value_problems",
     "split_rows",
 ]
 
@@ -100,6 +104,10 @@ def quarantine_table(raw: sa.Table, metadata: sa.MetaData) -> sa.Table:
     )
 
 
+class ConservationError(RuntimeError):
+    """A load lost or doubled rows: received != loaded + quarantined."""
+
+
 @dataclass(frozen=True)
 class Conservation:
     """received = loaded + quarantined, for one load."""
@@ -111,6 +119,17 @@ class Conservation:
     @property
     def holds(self) -> bool:
         return self.received == self.loaded + self.quarantined
+
+    def require(self, where: str) -> None:
+        """Raise :class:`ConservationError` naming ``where`` (source, file) and the three
+        counts unless every received row was loaded or quarantined."""
+        if not self.holds:
+            gap = self.received - self.loaded - self.quarantined
+            raise ConservationError(
+                f"{where}: rows not conserved: received {self.received} != loaded "
+                f"{self.loaded} + quarantined {self.quarantined} ({abs(gap)} row(s) "
+                f"{'unaccounted for' if gap > 0 else 'too many'})"
+            )
 
     def to_metadata(self) -> dict[str, int | bool]:
         return {
@@ -162,3 +181,58 @@ def quarantine_frame(
     out["_run_id"] = run_id
     out["_quarantined_at"] = at or dt.datetime.now(dt.UTC)
     return out.reset_index(drop=True)
+
+
+def row_value_problems(frame: pd.DataFrame, suite: Suite) -> pd.Series:
+    """Per row of ``frame`` (all deliveries of a source, before later ones supersede earlier
+    ones by key): the row-level ``error`` expectations it fails, joined by "; ", else None.
+
+    A row failing one is quarantined and must not displace the row of the same key it would
+    have superseded: the previous value stays until a valid one arrives. Only expectations
+    judging a row on its own values count here (``unique`` compares deliveries with each
+    other, ``date_in_partition`` depends on the run's window) and only those whose columns
+    the rows already have (an amount converted to the reporting currency is judged after
+    conversion, as before).
+    """
+    present = set(frame.columns)
+    own = [
+        e
+        for e in suite.expectations
+        if e.row_level
+        and e.severity == "error"
+        and not isinstance(e, Unique | DateInPartition)
+        and set(e.columns_used) <= present
+    ]
+    out = pd.Series([None] * len(frame), index=frame.index, dtype=object)
+    if not own or frame.empty:
+        return out
+    report = validate_frame(
+        frame.reset_index(drop=True), suite.model_copy(update={"expectations": own})
+    )
+    for position, names in report.failing_rows().items():
+        out.iloc[position] = "; ".join(names)
+    return out
+
+
+def require_conserved(
+    source: str,
+    total: Conservation,
+    received: Mapping[str, int],
+    loaded: Mapping[str, int],
+    quarantined: Mapping[str, int],
+) -> dict[str, Conservation]:
+    """Each file's conservation (by path); raises :class:`ConservationError` naming every
+    file (and the source's total) whose received rows are not loaded + quarantined."""
+    files = sorted(set(received) | set(loaded) | set(quarantined))
+    per_file = {
+        f: Conservation(received.get(f, 0), loaded.get(f, 0), quarantined.get(f, 0)) for f in files
+    }
+    problems = []
+    for where, counts in [(source, total), *((f"{source}: {f}", c) for f, c in per_file.items())]:
+        try:
+            counts.require(where)
+        except ConservationError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ConservationError("\n".join(problems))
+    return per_file

@@ -75,7 +75,7 @@ def replay(source: str, wh: Warehouse, definitions: Path | None = None) -> Repla
             _run_id=f"replay-{uuid.uuid4().hex[:12]}", _loaded_at=dt.datetime.now(dt.UTC)
         )
         # Raw rows with the same business key are replaced, so a replay never duplicates.
-        with wh.transaction() as conn:
+        with wh.transaction(lock=[table, qtable]) as conn:
             Warehouse.delete_keys_in(conn, table, list(spec.key), good)
             Warehouse.insert_rows_in(conn, table, loaded)
             Warehouse.delete_keys_in(conn, qtable, ["_quarantine_id"], good)

@@ -19,7 +19,12 @@ from dagster import (
 from assets.freshness import DAILY_FRESHNESS
 from assets.metadata import metadata_table, table_metadata
 from assets.partitions import daily_partitions, monthly_chunks, partition_dates
-from assets.quality import quality_check_spec, run_quality_check, write_with_quarantine
+from assets.quality import (
+    asset_suite,
+    quality_check_spec,
+    run_quality_check,
+    write_with_quarantine,
+)
 from assets.settings import catalog, history_start, source_code_version
 from ingest.files import (
     FileFormatError,
@@ -29,12 +34,19 @@ from ingest.files import (
     local_dates,
     read_source,
 )
+from ingest.landing import LandingUnavailable
 from ingest.load_registry import file_loads_table, first_loaded, record_loads
 from kpi.compiler import local_date
-from kpi.models import SourceSpec
+from kpi.models import Grain, SourceSpec
 from kpi.schema import source_table
 from kpi.warehouse import Warehouse
-from quality.quarantine import no_partition_reason
+from quality.quarantine import (
+    ConservationError,
+    no_partition_reason,
+    quarantine_table,
+    require_conserved,
+    row_value_problems,
+)
 from resources.landing import LandingResource
 from resources.warehouse import WarehouseResource
 
@@ -73,6 +85,15 @@ def _loaded_per_file(wh: Warehouse, table: sa.Table, window: sa.ColumnElement) -
         .group_by(table.c._source_file)
     )
     return {str(r.file): int(r.n) for r in wh.read(query).itertuples(index=False)}
+
+
+def _rows_per_file(frame: pd.DataFrame, rejected: pd.DataFrame) -> dict[str, int]:
+    """Rows this run received from each landing file: to load, or already rejected."""
+    files = [f["_source_file"] for f in (frame, rejected) if "_source_file" in f]
+    if not files:
+        return {}
+    counts = pd.concat(files, ignore_index=True).astype(str).value_counts()
+    return {str(path): int(n) for path, n in counts.items()}
 
 
 def _rates(wh: Warehouse) -> sa.Table:
@@ -117,10 +138,12 @@ class _Reach:
 
     A row dated after today (a typo, a clock in the wrong zone) or before the first
     partition would otherwise never be read by any run, so it would vanish without trace.
-    The run whose window reaches the last partition (yesterday) takes the rows after today,
-    the run reaching the first partition those before it, and both quarantine them under
-    their own day, which that run's quarantine replace covers: a re-run never duplicates
-    them, and once a future day becomes a partition its own run takes the row over.
+    The run whose window reaches the last partition (yesterday) takes the rows after today
+    and those before the first partition (a file holding only such rows is taken by the next
+    daily run, whichever days the run that noticed it covered); a run reaching the first
+    partition takes those before it too. They are quarantined under their own day, which
+    that run's quarantine replace covers: a re-run never duplicates them, and once a future
+    day becomes a partition its own run takes the row over.
     """
 
     start: dt.date
@@ -134,7 +157,7 @@ class _Reach:
 
     @property
     def takes_past(self) -> bool:
-        return self.start <= self.first_day
+        return self.start <= self.first_day or self.takes_future
 
     def in_window(self, days: pd.Series) -> pd.Series:
         return _stamps(days).between(pd.Timestamp(self.start), pd.Timestamp(self.end))
@@ -161,6 +184,19 @@ class _Reach:
         if self.takes_past:
             cond = cond | (q.c._partition < self.first_day)
         return cond
+
+
+def _period_start(day: dt.date, grain: Grain) -> dt.date:
+    """The first day of the ``grain`` period holding ``day`` (weeks start on Monday)."""
+    if grain == Grain.week:
+        return day - dt.timedelta(days=day.weekday())
+    if grain == Grain.month:
+        return day.replace(day=1)
+    if grain == Grain.quarter:
+        return day.replace(month=(day.month - 1) // 3 * 3 + 1, day=1)
+    if grain == Grain.year:
+        return day.replace(month=1, day=1)
+    return day
 
 
 def _stamps(days: pd.Series) -> pd.Series:
@@ -290,7 +326,8 @@ def build_file_asset(name: str, description: str) -> AssetsDefinition:
         name=name,
         description=f"{description}\n\nLoaded from `{spec.landing}/` in the landing folder; "
         "each run replaces the days of its partitions, so reloading never duplicates rows. "
-        "A business key found in several files takes the row of the latest delivery; a file "
+        "A business key found in several files takes the row of the latest valid delivery (a "
+        "quarantined row never replaces a good one); a file "
         "with the same bytes as another is read once. Every file is logged in "
         "`raw.file_loads`.",
         partitions_def=daily_partitions,
@@ -312,14 +349,36 @@ def build_file_asset(name: str, description: str) -> AssetsDefinition:
         loads_table = file_loads_table(sa.MetaData())
         wh = warehouse.warehouse
         wh.ensure_tables([table, loads_table])
-        start, end = partition_dates(context)
+        first_partition, end = partition_dates(context)
+        # A row of a month source is dated by its month's first day, which the run's first
+        # partition may lie after (a window from the 5th): the run reaches the whole periods
+        # its partitions touch, reads and replaces them, else that row would be in no window.
+        start = _period_start(first_partition, spec.grain)
+        folder = landing.landing()
+        try:
+            # Before any delete: a missing folder lists no files, and loading "no files"
+            # would replace the loaded days with nothing.
+            folder.require(spec.landing)
+        except LandingUnavailable as exc:
+            raise Failure(description=f"{name}: {exc}; nothing was loaded or deleted") from exc
         try:
             # Bad rows are quarantined below; only a file that cannot be read fails the run.
             loaded_first = first_loaded(wh, name)
-            batch = read_source(landing.landing(), spec, zone, loaded_first, strict=False)
+            # A row the suite quarantines never supersedes the good row of its key.
+            batch = read_source(
+                folder,
+                spec,
+                zone,
+                loaded_first,
+                strict=False,
+                row_problems=lambda rows: row_value_problems(
+                    _as_quarantined(rows, spec), asset_suite(name)
+                ),
+            )
         except FileFormatError as exc:
             raise _failure(name, exc) from exc
-        reach = _Reach(start, end, dt.date.fromisoformat(history_start()), _today(zone))
+        first_day = _period_start(dt.date.fromisoformat(history_start()), spec.grain)
+        reach = _Reach(start, end, first_day, _today(zone))
         arrival = _arrival_days(batch.files, loaded_first, zone, reach)
         frame, strays = _split_strays(batch.frame, spec, zone, reach, arrival)
         rejected = _rejected_between(batch.rejected, spec, zone, reach, arrival)
@@ -344,6 +403,7 @@ def build_file_asset(name: str, description: str) -> AssetsDefinition:
             )
         loaded_at = dt.datetime.now(dt.UTC)
         frame = frame.assign(_run_id=context.run.run_id, _loaded_at=loaded_at)
+        received_per_file = _rows_per_file(frame, rejected)
         window = _day_of(table, name).between(start, end)
         deleted, inserted, conservation = write_with_quarantine(
             wh,
@@ -364,7 +424,24 @@ def build_file_asset(name: str, description: str) -> AssetsDefinition:
                 f"{table.fullname}__quarantine"
             )
         per_file = _loaded_per_file(wh, table, window)
-        record_loads(wh, name, batch.files, per_file, (start, end), context.run.run_id, loaded_at)
+        qtable = quarantine_table(table, sa.MetaData())
+        held = _loaded_per_file(wh, qtable, reach.quarantine_slice(qtable))
+        record_loads(
+            wh,
+            name,
+            batch.files,
+            per_file,
+            (start, end),
+            context.run.run_id,
+            loaded_at,
+            received_per_file,
+            held,
+        )
+        try:
+            # Recorded first, so raw.file_loads shows the counts that did not add up.
+            require_conserved(name, conservation, received_per_file, per_file, held)
+        except ConservationError as exc:
+            raise Failure(description=str(exc), metadata=conservation.to_metadata()) from exc
         read = [f for f in batch.files if f.status != "duplicate"]
         context.log.info(
             f"{name}: {inserted} rows for {start}..{end} from {len(read)} file(s) "
@@ -384,7 +461,8 @@ def build_file_asset(name: str, description: str) -> AssetsDefinition:
         return MaterializeResult(
             metadata={
                 **table_metadata(wh, table, window),
-                "window": f"{start}..{end}",
+                "window": f"{first_partition}..{end}",
+                "rows_window": f"{start}..{end}",
                 "files_found": len(batch.files),
                 "files_read": len(read),
                 "duplicate_files": [f.path for f in batch.files if f.status == "duplicate"],

@@ -227,6 +227,8 @@ def load_report(
             ),
             partition=(min(keys), max(keys)),
         )
+        # Fails the step, naming the property, the periods and the three counts.
+        kept.require(f"{report.source}: GA4 property {property_id}, {min(keys)}..{max(keys)}")
         received += kept.received
         loaded += kept.loaded
         quarantined += kept.quarantined
@@ -300,6 +302,7 @@ def load_report(
     keys = [b.key for b in buckets]
     window = time_column.between(min(keys), max(keys))
     conservation = Conservation(received, loaded, quarantined)
+    conservation.require(f"{report.source}: GA4 report {report.name}, {first}..{last}")
     check = run_quality_check(
         wh,
         table,
