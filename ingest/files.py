@@ -740,7 +740,7 @@ def read_source(
     if key:
         superseded = combined.duplicated(subset=key, keep="last")
         for path, count in combined.loc[superseded, "_source_file"].value_counts().items():
-            loads[str(path)].rows_superseded = int(count)
+            loads[str(path)].rows_superseded += int(count)
         combined = combined[~superseded].reset_index(drop=True)
     return SourceBatch(combined, [loads[f.path] for f in listed], rejected)
 
@@ -752,11 +752,16 @@ def _reject_invalid_rows(
     rejected: pd.DataFrame,
     loads: dict[str, FileLoad],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Move the rows ``row_problems`` names out of ``combined`` into ``rejected``.
+    """Take the bad deliveries that would displace a key's last good row out of ``combined``.
 
     Only rows whose key is in several deliveries are judged here (a row alone with its key
     supersedes nothing and is judged, like every row, when it is written): validating
     every row of every file on each run would cost seconds on a long history.
+
+    Of the bad rows delivered after a key's last good row, the latest is quarantined (it is
+    what the sender means now) and the earlier ones are superseded by it; a bad row older
+    than the good row is superseded by it, as any older delivery is. So a key never has more
+    than one quarantined row here, and a later replay of it cannot load two.
     """
     contested = combined.duplicated(subset=key, keep=False).to_numpy(dtype=bool)
     if not contested.any():
@@ -766,11 +771,23 @@ def _reject_invalid_rows(
     bad_mask = reasons.notna().to_numpy(dtype=bool)
     if not bad_mask.any():
         return combined, rejected
+    group = combined.groupby(key, sort=False, dropna=False).ngroup().to_numpy()
+    order = np.arange(len(combined))  # earliest delivery first
+    last_good = pd.Series(np.where(bad_mask, -1, order)).groupby(group).transform("max")
+    last_row = pd.Series(order).groupby(group).transform("max")
+    trailing = bad_mask & (order > last_good.to_numpy())  # bad, after the last good row
+    bad_mask = trailing & (order == last_row.to_numpy())  # the latest of those: quarantined
+    dropped = combined.loc[trailing & ~bad_mask, "_source_file"]
+    for path, count in dropped.value_counts().items():  # superseded by the quarantined row
+        loads[str(path)].rows_superseded += int(count)
+    keep = ~trailing
+    if not bad_mask.any():
+        return combined[keep].reset_index(drop=True), rejected
     bad = combined[bad_mask].copy()
     bad["_problem"] = list(reasons[bad_mask])
     bad["_file_day"] = [loads[str(f)].first_date for f in bad["_source_file"]]
     moved = pd.concat([rejected, bad], ignore_index=True) if not rejected.empty else bad
-    return combined[~bad_mask].reset_index(drop=True), moved.reset_index(drop=True)
+    return combined[keep].reset_index(drop=True), moved.reset_index(drop=True)
 
 
 def _reject_problem_rows(parsed: list[ParsedFile], loads: dict[str, FileLoad]) -> pd.DataFrame:

@@ -102,6 +102,43 @@ def test_a_quarantined_row_does_not_displace_good_rows_of_any_source(warehouse_u
     ) == [(-7.5, 2, "between(hours_worked, min=0)")]
 
 
+def test_only_the_latest_bad_delivery_after_the_good_row_is_quarantined(warehouse_url, tmp_path):
+    """A bad row a later good row corrected stays superseded (not quarantined), and of two
+    bad re-deliveries after a good row only the latest is quarantined: a key never has two
+    quarantined rows a replay could load twice."""
+    root = tmp_path / "landing"
+    ops = root / "operations"
+    ops.mkdir(parents=True)
+    header = "date,team,output_units,hours_worked\n"
+    deliveries = {
+        "a.csv": "2026-01-05,north,10,-1.0\n2026-01-06,north,12,7.5\n",  # 05 bad, 06 good
+        "b.csv": "2026-01-05,north,10,8.0\n2026-01-06,north,12,-7.5\n",  # 05 fixed, 06 bad
+        "c.csv": "2026-01-06,north,12,-9.0\n",  # 06 bad again
+    }
+    for name, rows in deliveries.items():
+        (ops / name).write_text(header + rows)
+        time.sleep(0.01)  # later files are later deliveries
+    assert load(warehouse_url, root, window=FIXTURE_DAYS, names=["operations"]).success
+    assert query(warehouse_url, "select date, hours_worked from raw.operations order by date") == [
+        (D(2026, 1, 5), 8.0),
+        (D(2026, 1, 6), 7.5),
+    ]
+    assert query(
+        warehouse_url,
+        "select date, hours_worked, _failed_expectations from raw.operations__quarantine",
+    ) == [(D(2026, 1, 6), -9.0, "between(hours_worked, min=0)")]
+    superseded = query(
+        warehouse_url,
+        "select file_path, rows_superseded from raw.file_loads where source = 'operations'",
+    )
+    # a.csv's -1.0 (by b.csv's 8.0) and b.csv's -7.5 (by c.csv's -9.0): 5 received = 2 + 1 + 2.
+    assert {str(f).rsplit("/", 1)[-1]: n for f, n in superseded} == {
+        "a.csv": 1,
+        "b.csv": 1,
+        "c.csv": 0,
+    }
+
+
 def test_conservation_that_does_not_hold_fails_with_the_counts():
     from quality.quarantine import Conservation, ConservationError
 
