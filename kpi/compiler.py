@@ -430,16 +430,18 @@ class KpiCompiler:
             return sa.null(), sa.null(), sa.func.min(data.c.low), n
         return sa.null(), sa.null(), sa.func.max(data.c.high), n
 
+    def local_day(self, src: SourceSpec, moment: ColumnElement) -> ColumnElement:
+        """``moment`` (a value of ``src``'s time column, or a min/max of it) as a day in the
+        reporting time zone; a date column already is one."""
+        if src.time.type != "timestamp":
+            return moment
+        return local_date(moment, sa.literal(self.catalog.reporting.time_zone, sa.String))
+
     def _rows(
         self, measure: Measure, src: SourceSpec, table: sa.Table, dims: tuple[str, ...]
     ) -> FromClause:
         """Source rows as (day, dimension values, x) with the measure's filter applied."""
-        time_col = table.c[src.time.column]
-        day = (
-            local_date(time_col, sa.literal(self.catalog.reporting.time_zone, sa.String))
-            if src.time.type == "timestamp"
-            else time_col
-        )
+        day = self.local_day(src, table.c[src.time.column])
 
         def column(name: str) -> ColumnElement:
             return table.c[name]
@@ -613,12 +615,7 @@ class KpiCompiler:
         """The rollup of ``source``: one row per local day and dimension values, with the
         row count and the daily aggregates of every measure the cube stores."""
         src, table = self.catalog.sources[source], self.tables[source]
-        time_col = table.c[src.time.column]
-        day = (
-            local_date(time_col, sa.literal(self.catalog.reporting.time_zone, sa.String))
-            if src.time.type == "timestamp"
-            else time_col
-        )
+        day = self.local_day(src, table.c[src.time.column])
         dims = [self._dimension(src, table, d).label(d) for d in self.cube_dims[source]]
 
         def dimension_or_column(name: str) -> ColumnElement:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from kpi.compiler import KpiCompiler, local_date
+from kpi.compiler import KpiCompiler
 from kpi.models import Grain, Kpi
 from kpi.periods import add_months
 from kpi.warehouse import Warehouse
@@ -82,17 +82,14 @@ def source_coverage(wh: Warehouse, compiler: KpiCompiler) -> dict[str, Coverage]
     One query for all of them."""
     catalog = compiler.catalog
     inspector = sa.inspect(wh.engine)
-    zone = sa.literal(catalog.reporting.time_zone, sa.String)
     parts = []
     for name, src in sorted(catalog.sources.items()):
         table = compiler.tables.get(name)
         if table is None or not inspector.has_table(table.name, schema=table.schema):
             continue
         column = table.c[src.time.column]
-        if src.time.type == "timestamp":
-            low, high = local_date(sa.func.min(column), zone), local_date(sa.func.max(column), zone)
-        else:
-            low, high = sa.cast(sa.func.min(column), sa.Date), sa.cast(sa.func.max(column), sa.Date)
+        low = compiler.local_day(src, sa.func.min(column))
+        high = compiler.local_day(src, sa.func.max(column))
         parts.append(
             sa.select(
                 sa.literal(name, sa.String).label("source"),

@@ -35,7 +35,6 @@ from kpi.compiler import (
     KpiCompiler,
     RunningWindow,
     Window,
-    local_date,
 )
 from kpi.models import GRAIN_ORDER, Grain, Kpi, KpiType
 
@@ -99,15 +98,13 @@ def first_day_of_sources(compiler: KpiCompiler, kpi: Kpi) -> sa.Subquery:
     compared were computed from): a scan of a few thousand rows, not of the raw table, once
     per KPI, grain and slice.
     """
-    zone = sa.literal(compiler.catalog.reporting.time_zone, sa.String)
     firsts = []
     for name in compiler.source_names(kpi):
         if compiler.use_cubes and name in compiler.cubes:
             firsts.append(sa.select(sa.func.min(compiler.cubes[name].c.day).label("day")))
             continue
         src, table = compiler.catalog.sources[name], compiler.tables[name]
-        low = sa.func.min(table.c[src.time.column])
-        day = local_date(low, zone) if src.time.type == "timestamp" else sa.cast(low, sa.Date)
+        day = compiler.local_day(src, sa.func.min(table.c[src.time.column]))
         firsts.append(sa.select(day.label("day")))
     if not firsts:  # a KPI of constants reads no source: it has no data, nor history
         firsts.append(sa.select(sa.cast(sa.null(), sa.Date).label("day")))
