@@ -93,6 +93,7 @@ def write_with_quarantine(
     rejected: pd.DataFrame | None = None,
     partition: tuple[dt.date, dt.date] | None = None,
     time_zone: str | None = None,
+    per_file_out: tuple[dict[str, int], dict[str, int]] | None = None,
 ) -> tuple[int, int, Conservation]:
     """Split ``frame`` with the asset's suite, write good rows over ``where`` and bad rows
     (plus already ``rejected`` ones, carrying ``_problem``) over ``quarantine_where``.
@@ -102,8 +103,10 @@ def write_with_quarantine(
     both. ``day_of`` gives each row's partition day; ``partition`` bounds
     ``date_in_partition`` (timestamps by their day in ``time_zone``), and a row outside it
     is quarantined even if the suite does not declare ``date_in_partition``: ``where`` would
-    not replace it on a re-run, so it would be loaded twice. Returns (rows deleted, rows
-    inserted, conservation).
+    not replace it on a re-run, so it would be loaded twice. ``per_file_out``: two dicts
+    filled with the rows loaded and the rows quarantined per ``_source_file``. Every count is
+    taken inside the write's transaction, while its write locks are held. Returns (rows
+    deleted, rows inserted, conservation).
     """
     suite = asset_suite(asset_name)
     good, bad, _ = split_rows(frame, suite, partition, time_zone)
@@ -122,15 +125,33 @@ def write_with_quarantine(
         rejected = rejected.rename(columns={"_problem": "_failed_expectations"})
         parts.append(quarantine_frame(rejected, qtable, run_id, rejected["_partition_day"], at))
     quarantined = pd.concat([p for p in parts if not p.empty] or [parts[0]], ignore_index=True)
-    (deleted, inserted), _ = wh.replace_rows_together(
-        [(table, where, good), (qtable, quarantine_where(qtable), quarantined)]
+    qwhere = quarantine_where(qtable)
+    # Counted in the warehouse after the write, not from the frames written: a write that
+    # lost or doubled rows shows as received != loaded + quarantined. Counted in the write's
+    # transaction, before its commit: a writer of the same table waiting for the lock would
+    # otherwise change the counts between the commit and the count.
+    reads = [_count_query(table, where), _count_query(qtable, qwhere)]
+    if per_file_out is not None:
+        reads += [_per_file_query(table, where), _per_file_query(qtable, qwhere)]
+    ((deleted, inserted), _), results = wh.replace_rows_then_read(
+        [(table, where, good), (qtable, qwhere, quarantined)], reads
     )
     received = len(frame) + (0 if rejected is None else len(rejected))
-    # Counted in the warehouse after the write, not from the frames written: a write that
-    # lost or doubled rows shows as received != loaded + quarantined.
-    loaded = wh.count(table, where)
-    held = wh.count(qtable, quarantine_where(qtable))
+    loaded, held = (int(rows[0][0] or 0) for rows in results[:2])
+    if per_file_out is not None:
+        for out, rows in zip(per_file_out, results[2:], strict=True):
+            out.update({str(file): int(n) for file, n in rows})
     return deleted, inserted, Conservation(received, loaded, held)
+
+
+def _count_query(table: sa.Table, where: ColumnElement | None) -> sa.Select:
+    query = sa.select(sa.func.count()).select_from(table)
+    return query if where is None else query.where(where)
+
+
+def _per_file_query(table: sa.Table, where: ColumnElement | None) -> sa.Select:
+    query = sa.select(table.c._source_file, sa.func.count()).group_by(table.c._source_file)
+    return query if where is None else query.where(where)
 
 
 def volume_outcome(

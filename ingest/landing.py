@@ -17,6 +17,8 @@ from typing import Any
 
 import fsspec
 
+from kpi.dsn import location_secrets, redact_location, scrub_exception, scrub_location
+
 SUPPORTED_SUFFIXES = (".csv", ".parquet")
 
 
@@ -52,6 +54,9 @@ class Landing:
 
     def __init__(self, root: str | os.PathLike[str], **storage_options: Any):
         self.root = os.fspath(root)
+        # The root as shown (errors, messages, the file paths kept as lineage): an
+        # object-store URL can carry credentials (``s3://key:secret@bucket``, ``?token=``).
+        self.shown_root = redact_location(self.root)
         self.fs, self._base = fsspec.core.url_to_fs(self.root, **storage_options)
         self._is_url = "://" in self.root
 
@@ -59,13 +64,13 @@ class Landing:
         """Raise :class:`LandingUnavailable` unless the root (and ``folder`` under it) is a
         folder that can be listed. A source without files has an empty folder (on an object
         store, a folder holding only a hidden ``.keep`` object)."""
-        self._listable(self._base, f"the landing root {self.root!r} (LANDING_ROOT)")
+        self._listable(self._base, f"the landing root {self.shown_root!r} (LANDING_ROOT)")
         if folder:
             shown = self._shown(folder, "").rstrip("/\\")
             self._listable(
                 self._folder(folder),
                 f"the folder {shown!r} of a declared source (under the landing root "
-                f"{self.root!r}; create it empty when the source has no files yet)",
+                f"{self.shown_root!r}; create it empty when the source has no files yet)",
             )
 
     def _listable(self, fs_path: str, what: str) -> None:
@@ -76,7 +81,13 @@ class Landing:
         except LandingUnavailable:
             raise
         except OSError as exc:
-            raise LandingUnavailable(f"{what} cannot be listed: {exc}") from exc
+            self._scrub(exc)
+            message = scrub_location(f"{what} cannot be listed: {exc}", self.root)
+            raise LandingUnavailable(message) from exc
+
+    def _scrub(self, error: BaseException) -> None:
+        """Hide the root's credentials in ``error`` (a filesystem error may quote the URL)."""
+        scrub_exception(error, location_secrets(self.root))
 
     def folders(self) -> list[str]:
         """The names of the sub-folders directly under the root (none when it is missing)."""
@@ -98,10 +109,15 @@ class Landing:
         if not folder:
             return []
         fs_folder = self._folder(folder)
-        if not self.fs.isdir(fs_folder):
-            return []
+        try:
+            if not self.fs.isdir(fs_folder):
+                return []
+            listed = self.fs.ls(fs_folder, detail=True)
+        except OSError as exc:
+            self._scrub(exc)
+            raise
         out = []
-        for info in self.fs.ls(fs_folder, detail=True):
+        for info in listed:
             if info.get("type") != "file":
                 continue
             name = posixpath.basename(info["name"].rstrip("/"))
@@ -119,13 +135,17 @@ class Landing:
 
     def read(self, file: LandingFile) -> bytes:
         """The bytes of ``file``."""
-        return self.fs.cat_file(file.fs_path)
+        try:
+            return self.fs.cat_file(file.fs_path)
+        except OSError as exc:
+            self._scrub(exc)
+            raise
 
     def _shown(self, folder: str, name: str) -> str:
         # Keep the root as the user configured it (relative paths stay relative), so the
         # lineage column reads like the settings and stays the same from run to run.
         if self._is_url:
-            return f"{self.root.rstrip('/')}/{folder}/{name}"
+            return f"{self.shown_root.rstrip('/')}/{folder}/{name}"
         return os.path.join(self.root, folder, name)
 
 

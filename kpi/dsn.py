@@ -165,3 +165,89 @@ def scrub_exception(error: BaseException, secrets: Iterable[str]) -> None:
     """Scrub ``error``'s arguments in place (its text is built from them)."""
     secrets = list(secrets)
     error.args = tuple(scrub(a, secrets) if isinstance(a, str) else a for a in error.args)
+
+
+# -- locations: a landing root or a file under it (a path or an fsspec URL) ---------------------
+
+# Query names of object-store URLs whose value is a credential, besides _SECRET_KEY_RE's:
+# signed URLs (AWS X-Amz-Signature / -Credential, Azure SAS ``sig``, GCS X-Goog-Signature)
+# and API keys.
+_LOCATION_SECRET_RE = re.compile(r"^sig$|signature|credential|key$|auth", re.IGNORECASE)
+
+
+def _is_location_secret_key(name: str) -> bool:
+    return is_secret_key(name) or bool(_LOCATION_SECRET_RE.search(name))
+
+
+def _location_userinfo(rest: str) -> tuple[str, str] | None:
+    """(user-info, what follows its ``@``) of a URL without its scheme, or None.
+
+    The user-info ends at the last ``@`` of the authority; a password written with an
+    unencoded ``/`` (AWS secret keys hold them) ends the authority early, so a ``user:...@``
+    before the query counts too (at worst a path holding ``:`` and ``@`` is hidden more)."""
+    head = rest.split("?", 1)[0]
+    authority = re.split(r"[/#]", head, maxsplit=1)[0]
+    if "@" in authority:
+        end = authority.rfind("@")
+    else:
+        end = head.rfind("@")
+        if end < 0 or ":" not in head[:end]:
+            return None
+    return rest[:end], rest[end + 1 :]
+
+
+def location_secrets(location: str) -> set[str]:
+    """Every credential text a landing location carries (as written and URL-decoded): the
+    password of its user-info (all of a user-info without ``:``, a token) and secret query
+    values. A plain path carries none."""
+    scheme = _SCHEME_RE.match(location)
+    if scheme is None:
+        return set()
+    rest = location[scheme.end() :]
+    found: set[str] = set()
+    userinfo = _location_userinfo(rest)
+    if userinfo is not None:
+        user, _, password = userinfo[0].partition(":")
+        secret = password if ":" in userinfo[0] else user
+        found |= {secret, urllib.parse.unquote(secret)}
+    query = rest.split("?", 1)[1] if "?" in rest else ""
+    for part in query.split("#", 1)[0].split("&"):
+        key, _, value = part.partition("=")
+        if value and _is_location_secret_key(urllib.parse.unquote_plus(key)):
+            found |= {value, urllib.parse.unquote_plus(value)}
+    return {s for s in found if s}
+
+
+def redact_location(location: str) -> str:
+    """A landing location (a path, or an fsspec URL such as ``s3://key:secret@bucket/x``)
+    with its credentials replaced by ``***``: the password of the user-info (all of a
+    user-info without ``:``, a token), secret query values, and any other place the same
+    texts appear. The rest is kept as written, so a location without credentials (a path,
+    ``memory://x``, ``s3://bucket/x``) is returned unchanged."""
+    scheme = _SCHEME_RE.match(location)
+    if scheme is None:
+        return location
+    secrets = location_secrets(location)
+    rest = location[scheme.end() :]
+    userinfo = _location_userinfo(rest)
+    if userinfo is not None:
+        info, after = userinfo
+        shown_info = f"{info.partition(':')[0]}:{MASK}" if ":" in info else MASK
+        rest = f"{shown_info}@{after}"
+    if "?" in rest:
+        head, query = rest.split("?", 1)
+        query, hash_, fragment = query.partition("#")
+        parts = []
+        for part in query.split("&"):
+            key, eq, value = part.partition("=")
+            if value and _is_location_secret_key(urllib.parse.unquote_plus(key)):
+                value = MASK
+            parts.append(f"{key}{eq}{value}")
+        rest = f"{head}?{'&'.join(parts)}{hash_}{fragment}"
+    return scrub(f"{scheme[0]}{rest}", secrets)
+
+
+def scrub_location(text: str, location: str) -> str:
+    """``text`` (an error, a message) with every credential of ``location`` replaced by
+    ``***``."""
+    return scrub(text, location_secrets(location))

@@ -37,6 +37,11 @@ class WarehouseBusyError(RuntimeError):
     """Another process holds the DuckDB file: DuckDB allows one writer at a time."""
 
 
+class DuplicateKeyError(RuntimeError):
+    """A table made before its unique key already holds two rows with the same key, so
+    ``ensure_tables`` cannot add the key's index."""
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; a DuckDB file's folder is created when missing.
 
@@ -113,8 +118,9 @@ class Warehouse:
                 have = existing.get((table.schema or default, table.name))
                 if have:
                     self._add_missing_columns(conn, table, have)
+                    self._add_unique_keys(conn, table)
                 else:
-                    table.create(conn, checkfirst=True)
+                    table.create(conn, checkfirst=True)  # with its unique key (PostgreSQL)
 
     @staticmethod
     def _existing_columns(conn: Connection, schemas: list[str]) -> dict[tuple, set[str]]:
@@ -151,6 +157,25 @@ class Warehouse:
             # A fresh table gets its comments from CREATE TABLE; an added column needs its own.
             if column.comment and conn.dialect.supports_comments:
                 conn.execute(sa.schema.SetColumnComment(column))
+
+    @staticmethod
+    def _add_unique_keys(conn: Connection, table: sa.Table) -> None:
+        """Add ``table``'s unique key (kpi.schema.unique_key) to a table made before it;
+        IF NOT EXISTS, so a no-op once there. PostgreSQL only: DuckDB has none (too slow).
+
+        Rows that already break the key fail with :class:`DuplicateKeyError`, naming the
+        table, the key and an example, rather than PostgreSQL's unique violation."""
+        if conn.dialect.name != "postgresql":
+            return
+        for index in sorted(table.indexes, key=lambda i: i.name):
+            if not index.unique:
+                continue
+            try:
+                # A savepoint: after a failure the transaction can still count duplicates.
+                with conn.begin_nested():
+                    conn.execute(sa.schema.CreateIndex(index, if_not_exists=True))
+            except sa.exc.IntegrityError:
+                raise _duplicate_key_error(conn, table, list(index.columns)) from None
 
     @contextlib.contextmanager
     def transaction(self, lock: Iterable[sa.Table | str] = ()) -> Iterator[Connection]:
@@ -209,12 +234,28 @@ class Warehouse:
         if any of them fails, none of the tables changes. Returns (rows deleted, rows
         inserted) per replacement, in order.
         """
+        return self.replace_rows_then_read(replacements, [])[0]
+
+    def replace_rows_then_read(
+        self,
+        replacements: Sequence[tuple[sa.Table, ColumnElement | None, pd.DataFrame]],
+        reads: Sequence[sa.Select],
+    ) -> tuple[list[tuple[int, int]], list[list[tuple]]]:
+        """``replace_rows_together``, then each of ``reads`` in the same transaction, before
+        its COMMIT, while the write locks of the replaced tables are still held.
+
+        For counts that must describe this write alone (received = loaded + quarantined): read
+        after the commit, a concurrent writer of the same table that took the lock as soon as
+        it was released could already have changed them. Returns ((rows deleted, rows
+        inserted) per replacement, the rows of each read), in order.
+        """
         counts = []
         with self.transaction(lock=[t for t, _, _ in replacements]) as conn:
             for table, where, rows in replacements:
                 deleted = self._delete(conn, table, where)
                 counts.append((deleted, self.insert_rows_in(conn, table, rows)))
-        return counts
+            results = [[tuple(row) for row in conn.execute(query)] for query in reads]
+        return counts, results
 
     def replace_from_select(
         self, table: sa.Table, where: ColumnElement | None, selects: list[sa.Select]
@@ -382,3 +423,39 @@ def _dates_as_datetime64(frame: pd.DataFrame, table: sa.Table) -> pd.DataFrame:
         days[[v is None for v in values]] = np.datetime64("NaT")
         converted[name] = pd.Series(days, index=column.index)
     return frame.assign(**converted) if converted else frame
+
+
+def _duplicate_key_error(
+    conn: Connection, table: sa.Table, key: list[sa.Column]
+) -> DuplicateKeyError:
+    """How many keys of ``table`` more than one row holds, with the most repeated one.
+
+    GROUP BY puts NULLs together, as the index does (NULLS NOT DISTINCT)."""
+    groups = (
+        sa.select(*key, sa.func.count().label("n"))
+        .group_by(*key)
+        .having(sa.func.count() > 1)
+        .subquery()
+    )
+    keys, rows = conn.execute(
+        sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(groups.c.n), 0))
+    ).one()
+    example = conn.execute(
+        sa.select(groups).order_by(groups.c.n.desc(), *[groups.c[c.name] for c in key]).limit(1)
+    ).first()
+    names = ", ".join(c.name for c in key)
+    shown = ""
+    if example is not None:
+        values = ", ".join(_sql_literal(v) for v in example[:-1])
+        shown = f"; e.g. ({names}) = ({values}) is on {example[-1]} rows"
+    return DuplicateKeyError(
+        f"{table.fullname}: cannot add its unique key ({names}): {keys} key(s) are held by "
+        f"{rows} rows{shown}. Keep one row per key (delete the others), then run again."
+    )
+
+
+def _sql_literal(value) -> str:
+    """A key value as it reads in SQL: NULL, 'text', 2026-03-02, 12."""
+    if value is None:
+        return "NULL"
+    return repr(value) if isinstance(value, str) else str(value)

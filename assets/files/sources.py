@@ -43,7 +43,6 @@ from kpi.warehouse import Warehouse
 from quality.quarantine import (
     ConservationError,
     no_partition_reason,
-    quarantine_table,
     require_conserved,
     row_value_problems,
 )
@@ -74,17 +73,6 @@ def _day_of(table: sa.Table, name: str) -> sa.ColumnElement:
 
 def _today(zone: str) -> dt.date:
     return dt.datetime.now(ZoneInfo(zone)).date()
-
-
-def _loaded_per_file(wh: Warehouse, table: sa.Table, window: sa.ColumnElement) -> dict[str, int]:
-    """Rows of the window in the raw table per landing file: what this run loaded from each
-    (quarantined rows are not loaded)."""
-    query = (
-        sa.select(table.c._source_file.label("file"), sa.func.count().label("n"))
-        .where(window)
-        .group_by(table.c._source_file)
-    )
-    return {str(r.file): int(r.n) for r in wh.read(query).itertuples(index=False)}
 
 
 def _rows_per_file(frame: pd.DataFrame, rejected: pd.DataFrame) -> dict[str, int]:
@@ -405,6 +393,9 @@ def build_file_asset(name: str, description: str) -> AssetsDefinition:
         frame = frame.assign(_run_id=context.run.run_id, _loaded_at=loaded_at)
         received_per_file = _rows_per_file(frame, rejected)
         window = _day_of(table, name).between(start, end)
+        # Rows loaded and quarantined per landing file, counted in the write's transaction.
+        per_file: dict[str, int] = {}
+        held: dict[str, int] = {}
         deleted, inserted, conservation = write_with_quarantine(
             wh,
             table,
@@ -417,15 +408,13 @@ def build_file_asset(name: str, description: str) -> AssetsDefinition:
             rejected,
             (start, end),
             zone,
+            per_file_out=(per_file, held),
         )
         if conservation.quarantined:
             context.log.warning(
                 f"{name}: {conservation.quarantined} row(s) quarantined in "
                 f"{table.fullname}__quarantine"
             )
-        per_file = _loaded_per_file(wh, table, window)
-        qtable = quarantine_table(table, sa.MetaData())
-        held = _loaded_per_file(wh, qtable, reach.quarantine_slice(qtable))
         record_loads(
             wh,
             name,

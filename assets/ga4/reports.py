@@ -13,9 +13,10 @@ own 1 March. A property whose zone is not the reporting zone is loaded all the s
 is in the load log); the non-blocking ``ga4_flags`` check then warns, because its days are not
 the reporting zone's days. Currency works the same way.
 
-Failures: a property that fails (no permission, quota gone, retries exhausted) does not stop
-the other properties; once all are done the run fails with a ``Failure`` naming each failed
-property, the cause and what was and was not loaded. The periods already loaded stay loaded.
+Failures: a property that fails (no permission, quota gone, retries exhausted, or a write
+whose rows do not add up: received != loaded + quarantined) does not stop the other
+properties; once all are done the run fails with a ``Failure`` naming each failed property,
+the cause and what was and was not loaded. The periods already loaded stay loaded.
 """
 
 import datetime as dt
@@ -63,7 +64,7 @@ from kpi.catalog import Catalog, definitions_dir
 from kpi.models import Reporting
 from kpi.schema import source_table
 from kpi.warehouse import Warehouse
-from quality.quarantine import Conservation
+from quality.quarantine import Conservation, ConservationError
 from resources.ga4 import GA4Resource
 from resources.warehouse import WarehouseResource
 
@@ -203,10 +204,14 @@ def load_report(
 
     log: list[dict] = []
     received = loaded = quarantined = 0
-    failures: dict[str, tuple[GA4Error, list[Bucket], list[Bucket]]] = {}
+    failures: dict[str, tuple[str, list[Bucket], list[Bucket]]] = {}
 
-    def write(property_id: str, items: list[BucketResult]) -> list[Bucket]:
-        """Replace ``items``' periods of ``property_id``; the periods written."""
+    def write(
+        property_id: str, items: list[BucketResult], problems: list[ConservationError]
+    ) -> list[Bucket]:
+        """Replace ``items``' periods of ``property_id``; the periods written. Rows not
+        conserved (received != loaded + quarantined) are appended to ``problems``: the
+        periods were written all the same, and are logged with the counts as their error."""
         nonlocal received, loaded, quarantined, log
         frame, counts = _group_rows(context, report, table, property_id, items)
         frame = frame.assign(_run_id=run_id, _loaded_at=loaded_at)
@@ -227,24 +232,32 @@ def load_report(
             ),
             partition=(min(keys), max(keys)),
         )
-        # Fails the step, naming the property, the periods and the three counts.
-        kept.require(f"{report.source}: GA4 property {property_id}, {min(keys)}..{max(keys)}")
         received += kept.received
         loaded += kept.loaded
         quarantined += kept.quarantined
-        log += loaded_rows(
+        rows = loaded_rows(
             run_id,
             report.name,
             report.table.table,
             report.grain,
             [(item, *count) for item, count in zip(items, counts, strict=True)],
         )
+        try:
+            # Fails the step once every property is done (like a GA4 error), naming the
+            # property, the periods and the three counts; the load log records them first.
+            kept.require(f"{report.source}: GA4 property {property_id}, {min(keys)}..{max(keys)}")
+        except ConservationError as exc:
+            problems.append(exc)
+            rows = [{**row, "error": str(exc)} for row in rows]
+        log += rows
         return [item.bucket for item in items]
 
     for property_id in ga4.property_ids:
         done: list[Bucket] = []
         pending: list[BucketResult] = []
         error: GA4Error | None = None
+        # A write whose rows are not conserved stops the property, like a GA4 error.
+        problems: list[ConservationError] = []
         try:
             for batch in ga4.pull(property_id, report.spec, buckets):
                 pending += batch
@@ -252,22 +265,26 @@ def load_report(
                     len(pending) >= WRITE_PERIODS
                     or sum(len(item.result.rows) for item in pending) >= WRITE_ROWS
                 ):
-                    done += write(property_id, pending)
-                    pending = []
+                    group, pending = pending, []
+                    done += write(property_id, group, problems)
+                    if problems:
+                        break
         except GA4Error as exc:
             error = exc
         if pending:  # complete pulls, also when a later batch failed: they load
             try:
-                done += write(property_id, pending)
+                done += write(property_id, pending, problems)
             except Exception as write_error:
                 if error is None:
                     raise
                 # The API's error stays visible, as the cause: the write failed while
                 # loading what had been pulled before it.
                 raise write_error from error
-        if error is not None:
+        if error is not None or problems:
             rest = [b for b in buckets if b not in done]
             status = STATUS_DEFERRED if isinstance(error, GA4QuotaExhaustedError) else STATUS_FAILED
+            message = "; ".join(str(e) for e in [*problems, error] if e is not None)
+            unloaded = str(error) if error is not None else f"not pulled: {message}"
             log += unloaded_rows(
                 run_id,
                 property_id,
@@ -276,10 +293,10 @@ def load_report(
                 report.grain,
                 rest,
                 status,
-                str(error),
+                unloaded,
             )
-            failures[property_id] = (error, done, rest)
-            context.log.error(f"GA4 property {property_id}, report {report.name}: {error}")
+            failures[property_id] = (message, done, rest)
+            context.log.error(f"GA4 property {property_id}, report {report.name}: {message}")
             continue
         rows = sum(r["rows"] for r in log if r["property_id"] == property_id)
         context.log.info(
@@ -390,7 +407,7 @@ def _log_markdown(frame: pd.DataFrame) -> str:
 
 def _failure_text(
     report: GA4Report,
-    failures: dict[str, tuple[GA4Error, list[Bucket], list[Bucket]]],
+    failures: dict[str, tuple[str, list[Bucket], list[Bucket]]],
     properties: int,
 ) -> str:
     lines = [
