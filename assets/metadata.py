@@ -10,7 +10,7 @@ import pandas as pd
 import sqlalchemy as sa
 from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
 
-from kpi.warehouse import Warehouse
+from kpi.warehouse.connection import Warehouse
 
 
 def table_schema(table: sa.Table) -> TableSchema:

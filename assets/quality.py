@@ -30,7 +30,7 @@ from dagster import (
 from sqlalchemy.sql.elements import ColumnElement
 
 from assets.settings import suites_dir
-from kpi.warehouse import Warehouse
+from kpi.warehouse.connection import Warehouse
 from quality.docs import write_data_docs_or_warn
 from quality.quarantine import (
     Conservation,

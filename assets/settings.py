@@ -6,7 +6,8 @@ import os
 from functools import cache
 from pathlib import Path
 
-from kpi.catalog import Catalog, definitions_dir, load_catalog
+from kpi.language.catalog import Catalog, definitions_dir
+from kpi.language.loader import load_catalog
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

@@ -157,9 +157,9 @@ def generate(db: Path, rows: int, days: int) -> dict[str, int]:
     """Create every catalogue table in ``db`` and fill GA4 traffic and ad spend with SQL."""
     import sqlalchemy as sa
 
-    from kpi.catalog import load_catalog
-    from kpi.refresh import KpiTables
-    from kpi.warehouse import Warehouse
+    from kpi.compute.tables import KpiTables
+    from kpi.language.loader import load_catalog
+    from kpi.warehouse.connection import Warehouse
 
     if db.exists():
         _check_is_bench_db(db)
@@ -265,9 +265,10 @@ def run_ours(db: Path, phases: dict[str, float]) -> int:
     calendar (schema check and the periods tables) and the KPI SQL (refresh_kpi_values, the
     step the pipeline's kpi_values asset runs; it includes closing the database).
     """
-    from kpi.catalog import load_catalog
-    from kpi.refresh import KpiTables, refresh_kpi_values, refresh_periods
-    from kpi.warehouse import Warehouse
+    from kpi.compute.tables import KpiTables
+    from kpi.language.loader import load_catalog
+    from kpi.refresh import refresh_kpi_values, refresh_periods
+    from kpi.warehouse.connection import Warehouse
 
     lap = time.perf_counter()
 
@@ -683,10 +684,6 @@ def worker(contender: str, db: Path) -> dict:
         import duckdb_engine  # noqa: F401  (SQLAlchemy would import it on first connect)
 
         # The refresh, and what load_catalog imports late: the rules, and theirs.
-        import kpi.alerts
-        import kpi.refresh
-        import kpi.rules
-        import kpi.source_rules  # noqa: F401
     baseline = _max_rss_mb()
     start = time.perf_counter()
     frame = None

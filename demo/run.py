@@ -46,9 +46,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # Imported late: the definitions read the environment set above.
     from assets.settings import catalog
-    from kpi.refresh import KpiTables
-    from kpi.scorecard import latest_scorecard, render
-    from kpi.warehouse import DEFAULT_WAREHOUSE_URL, Warehouse, redact_url
+    from kpi.compute.tables import KpiTables
+    from kpi.publication.scorecard import latest_scorecard, render
+    from kpi.warehouse.connection import DEFAULT_WAREHOUSE_URL, Warehouse, redact_url
     from pipelines.definitions import defs
 
     job = defs.resolve_job_def("marketing_kpis_job")

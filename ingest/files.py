@@ -59,7 +59,7 @@ from ingest.value_rules import (
     spelled_not_finite,
     text_problems,
 )
-from kpi.models import SourceSpec
+from kpi.language.models import SourceSpec
 
 __all__ = [
     "SUPPORTED_SUFFIXES",

@@ -19,7 +19,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from ingest.ga4_pull import Bucket, BucketResult
-from kpi.schema import RAW_SCHEMA
+from kpi.warehouse.schema import RAW_SCHEMA
 
 LOAD_LOG_TABLE = "ga4_load_log"
 

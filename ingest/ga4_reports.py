@@ -41,8 +41,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ingest.ga4 import TIME_DIMENSIONS, ReportSpec, snake_case
 from ingest.ga4_filters import FilterSyntaxError, ReportFilter, parse_filter
-from kpi.expressions import did_you_mean
-from kpi.yaml_source import LocatedYaml, YamlSyntaxError, load_located_yaml
+from kpi.language.expressions import did_you_mean
+from kpi.language.yaml_source import LocatedYaml, YamlSyntaxError, load_located_yaml
 
 # GA4 metrics that count distinct users or are ratios/averages: summing them across days (or
 # across any dimension) gives a wrong number, so their columns must not be declared additive.

@@ -17,7 +17,7 @@ from typing import Any
 
 import fsspec
 
-from kpi.dsn import location_secrets, redact_location, scrub_exception, scrub_location
+from kpi.warehouse.dsn import location_secrets, redact_location, scrub_exception, scrub_location
 
 SUPPORTED_SUFFIXES = (".csv", ".parquet")
 

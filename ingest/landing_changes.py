@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from ingest.files import date_range, parse_file
 from ingest.landing import Landing, LandingUnavailable, content_sha256
-from kpi.models import SourceSpec
+from kpi.language.models import SourceSpec
 
 STATE_VERSION = 1
 

@@ -18,8 +18,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from ingest.files import FileLoad
-from kpi.schema import RAW_SCHEMA
-from kpi.warehouse import Warehouse
+from kpi.warehouse.connection import Warehouse
+from kpi.warehouse.schema import RAW_SCHEMA
 
 TABLE_NAME = "file_loads"
 

@@ -27,10 +27,12 @@ from typing import Any
 
 from sqlalchemy.engine import Dialect
 
-from kpi.catalog import Catalog, Problem, collect_catalog
-from kpi.catalog import definitions_dir as catalog_definitions_dir
-from kpi.expressions import did_you_mean
-from kpi.models import GRAIN_ORDER, Kpi, KpiType, Measure
+from kpi.language.catalog import Catalog
+from kpi.language.catalog import definitions_dir as catalog_definitions_dir
+from kpi.language.expressions import did_you_mean
+from kpi.language.loader import collect_catalog
+from kpi.language.models import GRAIN_ORDER, Kpi, KpiType, Measure
+from kpi.language.problems import Problem
 
 ENV_DEFINITIONS = "KPI_DEFINITIONS_DIR"
 DIALECTS = ("duckdb", "postgresql", "bigquery", "snowflake")
@@ -133,7 +135,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     folder = definitions_dir(args)
     catalog, problems = collect_catalog(folder)
     if catalog is not None:
-        from kpi.suite_rules import suite_problems
+        from kpi.language.rules.suites import suite_problems
 
         problems = [*problems, *suite_problems(folder, catalog)]
     if problems:
@@ -295,7 +297,7 @@ def load_dialect(name: str) -> tuple[Dialect, str | None]:
     BigQuery and Snowflake need their dialect packages (``sqlalchemy-bigquery``,
     ``snowflake-sqlalchemy``). Without them the SQL is compiled by SQLAlchemy's generic
     dialect under the warehouse's name, so the warehouse-specific constructs of
-    ``kpi.compiler`` (local dates) still compile for that warehouse, but quoting and type
+    ``kpi.compute.compiler`` (local dates) still compile for that warehouse, but quoting and type
     names are ANSI ones.
     """
     if name == "duckdb":
@@ -333,7 +335,7 @@ def compile_sql(
     catalog: Catalog, kpi_id: str, grain: str, dims: tuple[str, ...], dialect: Dialect
 ) -> str:
     """The SQL text of ``KpiCompiler(catalog).compile(...)`` with literal values inlined."""
-    from kpi.compiler import KpiCompiler
+    from kpi.compute.compiler import KpiCompiler
 
     query = KpiCompiler(catalog).compile(kpi_id, grain, dims)
     return str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True})).strip()

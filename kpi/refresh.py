@@ -7,104 +7,26 @@ The Dagster assets are thin wrappers around these functions.
 from __future__ import annotations
 
 import datetime as dt
-import functools
-from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 import sqlalchemy as sa
 
-from kpi.anomalies import flag_anomalies
-from kpi.catalog import Catalog
-from kpi.comparisons import comparison_select, daily_history, phase_targets
-from kpi.compiler import KpiCompiler
-from kpi.coverage import kpi_coverage, source_coverage
-from kpi.periods import Calendar, Period, day_periods, period_columns
-from kpi.publication import catalog_rows, create_scorecard_view, record_changes
-from kpi.rollups import PeriodRollups
-from kpi.schema import (
-    kpi_anomalies_table,
-    kpi_catalog_table,
-    kpi_changes_table,
-    kpi_comparisons_table,
-    kpi_targets_table,
-    kpi_values_table,
-)
-from kpi.warehouse import Warehouse
-from kpi.write_locks import DDL
+from kpi.compute.coverage import kpi_coverage, source_coverage
+from kpi.compute.periods import Calendar, Period, day_periods, period_columns
+from kpi.compute.tables import KpiTables
+from kpi.language.catalog import Catalog
+from kpi.publication.catalog_tables import catalog_rows, create_scorecard_view, record_changes
+from kpi.status.anomalies import flag_anomalies
+from kpi.status.comparisons import comparison_select, daily_history, phase_targets
+from kpi.warehouse.connection import Warehouse
+from kpi.warehouse.locks import DDL
 
 
 def default_as_of(catalog: Catalog, now: dt.datetime | None = None) -> dt.date:
     """Yesterday in the reporting time zone: the last day that is complete."""
     now = now or dt.datetime.now(dt.UTC)
     return now.astimezone(ZoneInfo(catalog.reporting.time_zone)).date() - dt.timedelta(days=1)
-
-
-@dataclass
-class KpiTables:
-    """The KPI tables of one catalog, bound to SQLAlchemy metadata."""
-
-    compiler: KpiCompiler
-
-    @property
-    def catalog(self) -> Catalog:
-        return self.compiler.catalog
-
-    @property
-    def periods(self) -> sa.Table:
-        return self.compiler.periods
-
-    @property
-    def values(self) -> sa.Table:
-        return kpi_values_table(self.compiler.metadata, self.catalog.dimensions)
-
-    @property
-    def targets(self) -> sa.Table:
-        return kpi_targets_table(self.compiler.metadata)
-
-    @property
-    def comparisons(self) -> sa.Table:
-        return kpi_comparisons_table(self.compiler.metadata, self.catalog.dimensions)
-
-    @functools.cached_property
-    def rollups(self) -> PeriodRollups:
-        return PeriodRollups(self.compiler)
-
-    @property
-    def raw_tables(self) -> dict[str, sa.Table]:
-        return self.compiler.tables
-
-    @property
-    def catalog_table(self) -> sa.Table:
-        return kpi_catalog_table(self.compiler.metadata)
-
-    @property
-    def changes(self) -> sa.Table:
-        return kpi_changes_table(self.compiler.metadata)
-
-    @property
-    def anomalies(self) -> sa.Table:
-        return kpi_anomalies_table(self.compiler.metadata)
-
-    def all_tables(self) -> list[sa.Table]:
-        return [
-            *self.raw_tables.values(),
-            self.periods,
-            self.compiler.day_periods,
-            self.values,
-            self.targets,
-            self.comparisons,
-            self.catalog_table,
-            self.changes,
-            self.anomalies,
-        ]
-
-    @classmethod
-    def for_catalog(cls, catalog: Catalog, use_cubes: bool = False) -> KpiTables:
-        """The tables of ``catalog``; ``use_cubes`` makes refreshes read daily rollups."""
-        tables = cls(KpiCompiler(catalog, use_cubes=use_cubes))
-        tables.all_tables()  # bind every table to the metadata
-        return tables
 
 
 def first_day_of_data(wh: Warehouse, tables: KpiTables) -> dt.date | None:
@@ -157,7 +79,7 @@ def refresh_periods(wh: Warehouse, tables: KpiTables, as_of: dt.date) -> list[Pe
 
 def refresh_cubes(wh: Warehouse, tables: KpiTables) -> dict[str, int]:
     """Rebuild every daily cube (one scan of each raw table), then its period rollup (see
-    kpi.rollups), in one transaction; rows per cube. ``refresh_kpi_values`` rebuilds the
+    kpi.compute.rollups), in one transaction; rows per cube. ``refresh_kpi_values`` rebuilds the
     cubes it reads itself; the tests call this to query the cubes on their own."""
     names = list(tables.compiler.cubes)
     counts = wh.rebuild_tables(_cube_builds(tables, names))
@@ -181,7 +103,7 @@ def refresh_kpi_values(
 
     One transaction and one INSERT: with cubes, the cubes the KPIs read are rebuilt first,
     and every KPI that is a function of its period's sums is a projection of the period
-    rollups (kpi.rollups); each other KPI is the compiler's query of all its grains and
+    rollups (kpi.compute.rollups); each other KPI is the compiler's query of all its grains and
     slices. A reader sees all of the old values or all of the new.
     """
     computed_at = computed_at or dt.datetime.now(dt.UTC)
@@ -273,7 +195,7 @@ def refresh_anomalies(wh: Warehouse, tables: KpiTables, threshold: float = 3.0) 
             v.c.grain == "day", *totals
         )
     )
-    # Days the KPI's sources have not loaded (yet) are unknown, not zero (kpi.coverage).
+    # Days the KPI's sources have not loaded (yet) are unknown, not zero (kpi.compute.coverage).
     known = kpi_coverage(tables.compiler, source_coverage(wh, tables.compiler))
     flagged = flag_anomalies(daily[["kpi_id", "period_start", "value"]], threshold, known)
     versions = dict(zip(daily["kpi_id"], daily["definition_version"], strict=False))

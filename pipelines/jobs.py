@@ -7,7 +7,7 @@ import os
 import sqlalchemy as sa
 from dagster import AssetSelection, define_asset_job
 
-from kpi.warehouse import DEFAULT_WAREHOUSE_URL
+from kpi.warehouse.connection import DEFAULT_WAREHOUSE_URL
 
 DUCKDB_WRITER_TAG = "marketing_kpis/duckdb_writer"
 

@@ -2,7 +2,7 @@
 
 from dagster import DefaultSensorStatus, RunFailureSensorContext, run_failure_sensor
 
-from kpi.alerts import AlertMessage
+from kpi.monitoring.alerts import AlertMessage
 from resources.notifier import NotifierResource
 
 CHANNELS = ("slack", "email")

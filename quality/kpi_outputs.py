@@ -18,9 +18,9 @@ from __future__ import annotations
 import pandas as pd
 import sqlalchemy as sa
 
-from kpi.catalog import Catalog
-from kpi.models import Agg, KpiType, Unit
-from kpi.warehouse import Warehouse
+from kpi.language.catalog import Catalog
+from kpi.language.models import Agg, KpiType, Unit
+from kpi.warehouse.connection import Warehouse
 
 __all__ = ["kpi_output_problems"]
 

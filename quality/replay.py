@@ -21,9 +21,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from kpi.catalog import definitions_dir, load_catalog
-from kpi.schema import source_table
-from kpi.warehouse import DEFAULT_WAREHOUSE_URL, Warehouse
+from kpi.language.catalog import definitions_dir
+from kpi.language.loader import load_catalog
+from kpi.warehouse.connection import DEFAULT_WAREHOUSE_URL, Warehouse
+from kpi.warehouse.schema import source_table
 from quality.quarantine import PARSE_PREFIX, placed_by_a_run, quarantine_table, split_rows
 from quality.suites import load_suite
 

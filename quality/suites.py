@@ -46,7 +46,7 @@ from pydantic import (
     model_validator,
 )
 
-from kpi.yaml_source import YamlSyntaxError, load_located_yaml
+from kpi.language.yaml_source import YamlSyntaxError, load_located_yaml
 
 __all__ = [
     "Between",

@@ -23,7 +23,7 @@ from email.message import EmailMessage
 from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
 
-from kpi.alerts import DELIVERED, FAILED, SKIPPED, AlertMessage, ChannelResult
+from kpi.monitoring.alerts import DELIVERED, FAILED, SKIPPED, AlertMessage, ChannelResult
 
 MAX_ERROR_CHARS = 300
 _FALSE = {"0", "false", "no", "off"}

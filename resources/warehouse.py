@@ -5,7 +5,7 @@ from __future__ import annotations
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
-from kpi.warehouse import DEFAULT_WAREHOUSE_URL, Warehouse, redact_url
+from kpi.warehouse.connection import DEFAULT_WAREHOUSE_URL, Warehouse, redact_url
 
 
 class WarehouseResource(ConfigurableResource):

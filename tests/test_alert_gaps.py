@@ -15,10 +15,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kpi.alerts import evaluate, render_message
-from kpi.catalog import load_catalog
-from kpi.refresh import KpiTables
-from kpi.warehouse import Warehouse
+from kpi.compute.tables import KpiTables
+from kpi.language.loader import load_catalog
+from kpi.monitoring.alerts import evaluate, render_message
+from kpi.warehouse.connection import Warehouse
 
 SOURCES_YAML = """\
 reporting: {time_zone: UTC, currency: EUR}

@@ -29,19 +29,22 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from dagster import DagsterInstance, materialize
 
-from kpi.alerts import alert_problems, run_alerts
-from kpi.catalog import Catalog, DefinitionError, load_catalog
-from kpi.models import AlertRule, format_duration, parse_duration
+from kpi.compute.tables import KpiTables
+from kpi.language.catalog import Catalog
+from kpi.language.loader import load_catalog
+from kpi.language.models import AlertRule, format_duration, parse_duration
+from kpi.language.problems import DefinitionError
+from kpi.language.rules.alerts import alert_problems
+from kpi.monitoring.alerts import run_alerts
 from kpi.refresh import (
-    KpiTables,
     refresh_anomalies,
     refresh_comparisons,
     refresh_kpi_values,
     refresh_periods,
     refresh_targets,
 )
-from kpi.schema import kpi_alerts_table
-from kpi.warehouse import Warehouse
+from kpi.warehouse.connection import Warehouse
+from kpi.warehouse.schema import kpi_alerts_table
 from resources.notifier import NotifierResource, notifier_from_env
 from resources.warehouse import WarehouseResource
 
@@ -220,8 +223,8 @@ class _Records(logging.Handler):
 
 @pytest.fixture
 def alert_logs():
-    """Lines logged by kpi.alerts (pytest's logging plugin is off in this project)."""
-    handler, logger = _Records(), logging.getLogger("kpi.alerts")
+    """Lines logged by kpi.monitoring.alerts (pytest's logging plugin is off in this project)."""
+    handler, logger = _Records(), logging.getLogger("kpi.monitoring.alerts")
     level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kpi.anomalies import flag_anomalies
+from kpi.status.anomalies import flag_anomalies
 
 START = dt.date(2026, 1, 5)  # a Monday
 

@@ -20,18 +20,14 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from kpi.anomalies import flag_anomalies
-from kpi.catalog import DEFAULT_DEFINITIONS_DIR, load_catalog
-from kpi.coverage import Coverage
-from kpi.models import Grain
-from kpi.refresh import (
-    KpiTables,
-    refresh_anomalies,
-    refresh_catalog,
-    refresh_kpi_values,
-    refresh_periods,
-)
-from kpi.warehouse import Warehouse
+from kpi.compute.coverage import Coverage
+from kpi.compute.tables import KpiTables
+from kpi.language.catalog import DEFAULT_DEFINITIONS_DIR
+from kpi.language.loader import load_catalog
+from kpi.language.models import Grain
+from kpi.refresh import refresh_anomalies, refresh_catalog, refresh_kpi_values, refresh_periods
+from kpi.status.anomalies import flag_anomalies
+from kpi.warehouse.connection import Warehouse
 
 START = dt.date(2026, 1, 5)  # a Monday
 MAD_TO_SD = 1.4826

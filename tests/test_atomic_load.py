@@ -12,8 +12,8 @@ import sqlalchemy as sa
 import assets.quality
 from assets.quality import write_with_quarantine
 from assets.settings import catalog
-from kpi.schema import source_table
-from kpi.warehouse import Warehouse
+from kpi.warehouse.connection import Warehouse
+from kpi.warehouse.schema import source_table
 from quality.quarantine import quarantine_table
 from tests.test_files_loading import (
     AD_HEADER,

@@ -19,11 +19,12 @@ import pytest
 import sqlalchemy as sa
 
 from kpi import cli
-from kpi.catalog import DEFAULT_DEFINITIONS_DIR, load_catalog
 from kpi.cli import compile_sql, format_sql, load_dialect, main
-from kpi.compiler import KpiCompiler
-from kpi.models import Grain
-from kpi.periods import Calendar, day_periods
+from kpi.compute.compiler import KpiCompiler
+from kpi.compute.periods import Calendar, day_periods
+from kpi.language.catalog import DEFAULT_DEFINITIONS_DIR
+from kpi.language.loader import load_catalog
+from kpi.language.models import Grain
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 DIALECTS = ("duckdb", "postgresql", "bigquery", "snowflake")

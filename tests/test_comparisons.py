@@ -1,4 +1,4 @@
-"""``kpi.comparisons``: status rules, target phasing, and the SQL status agreeing with Python."""
+"""``kpi.status.comparisons``: status rules, target phasing, SQL status agreeing with Python."""
 
 from __future__ import annotations
 
@@ -8,8 +8,21 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from kpi.catalog import Catalog, load_catalog
-from kpi.comparisons import (
+from kpi.compute.periods import Calendar
+from kpi.compute.tables import KpiTables
+from kpi.language.catalog import Catalog
+from kpi.language.facts import scales_with_days
+from kpi.language.loader import load_catalog
+from kpi.language.models import Kpi, Reporting
+from kpi.publication.catalog_tables import _insert_missing
+from kpi.refresh import (
+    refresh_catalog,
+    refresh_comparisons,
+    refresh_kpi_values,
+    refresh_periods,
+    refresh_targets,
+)
+from kpi.status.comparisons import (
     AT_RISK,
     INSUFFICIENT_DATA,
     NO_TARGET,
@@ -17,21 +30,9 @@ from kpi.comparisons import (
     ON_TRACK,
     last_year_day,
     phase_targets,
-    scales_with_days,
     status_of,
 )
-from kpi.models import Kpi, Reporting
-from kpi.periods import Calendar
-from kpi.publication import _insert_missing
-from kpi.refresh import (
-    KpiTables,
-    refresh_catalog,
-    refresh_comparisons,
-    refresh_kpi_values,
-    refresh_periods,
-    refresh_targets,
-)
-from kpi.warehouse import Warehouse
+from kpi.warehouse.connection import Warehouse
 
 D = dt.date
 

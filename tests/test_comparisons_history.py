@@ -13,18 +13,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from kpi.catalog import load_catalog
-from kpi.comparisons import (
-    AT_RISK,
-    INSUFFICIENT_DATA,
-    OFF_TRACK,
-    ON_TRACK,
-    comparison_select,
-    status_of,
-)
-from kpi.models import Kpi
+from kpi.compute.tables import KpiTables
+from kpi.language.loader import load_catalog
+from kpi.language.models import Kpi
 from kpi.refresh import (
-    KpiTables,
     refresh_catalog,
     refresh_comparisons,
     refresh_kpi_values,
@@ -32,7 +24,15 @@ from kpi.refresh import (
     refresh_scorecard_view,
     refresh_targets,
 )
-from kpi.warehouse import Warehouse
+from kpi.status.comparisons import (
+    AT_RISK,
+    INSUFFICIENT_DATA,
+    OFF_TRACK,
+    ON_TRACK,
+    comparison_select,
+    status_of,
+)
+from kpi.warehouse.connection import Warehouse
 
 D = dt.date
 

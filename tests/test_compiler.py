@@ -16,9 +16,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from kpi.catalog import load_catalog
-from kpi.refresh import KpiTables, refresh_kpi_values, refresh_periods
-from kpi.warehouse import Warehouse
+from kpi.compute.tables import KpiTables
+from kpi.language.loader import load_catalog
+from kpi.refresh import refresh_kpi_values, refresh_periods
+from kpi.warehouse.connection import Warehouse
 
 D = dt.date
 UTC = "UTC"

@@ -1,4 +1,4 @@
-"""Two writers of the same slice at once leave one copy of it (kpi.write_locks).
+"""Two writers of the same slice at once leave one copy of it (kpi.warehouse.locks).
 
 Each test runs the same replace in two threads, each with its own engine (two runs), and
 holds both at a barrier just before their first DELETE, so that both transactions are open
@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-import kpi.warehouse
-from kpi.warehouse import Warehouse
+import kpi.warehouse.connection
+from kpi.warehouse.connection import Warehouse
 
 WAIT = 3.0  # seconds a writer waits for the other at a barrier before going on alone
 
@@ -151,8 +151,10 @@ def test_two_writers_of_one_slice_leave_one_copy(warehouse_url: str, how: str) -
 def test_without_the_locks_the_race_shows(warehouse_url: str, monkeypatch) -> None:
     """The barrier really opens both transactions at once: with the locks switched off the
     same race duplicates the slice or fails a writer, so the test above can fail."""
-    monkeypatch.setattr(kpi.warehouse, "lock_tables", lambda conn, tables: None)
-    monkeypatch.setattr(kpi.warehouse, "locked_transaction", lambda engine, tables: engine.begin())
+    monkeypatch.setattr(kpi.warehouse.connection, "lock_tables", lambda conn, tables: None)
+    monkeypatch.setattr(
+        kpi.warehouse.connection, "locked_transaction", lambda engine, tables: engine.begin()
+    )
     table = _seeded(warehouse_url)
     errors = _race(warehouse_url, _replace_rows(table))
     counts = _day_counts(warehouse_url, table)
@@ -160,7 +162,7 @@ def test_without_the_locks_the_race_shows(warehouse_url: str, monkeypatch) -> No
 
 
 def test_lock_keys_are_stable_and_distinct() -> None:
-    from kpi.write_locks import lock_key
+    from kpi.warehouse.locks import lock_key
 
     # blake2b is the same in every process (unlike hash()), so two runs agree on the key.
     assert lock_key("raw.orders") == lock_key("raw.orders")

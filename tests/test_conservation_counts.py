@@ -2,12 +2,12 @@
 write locks are held: a writer of the same table that takes the lock the moment the load
 commits cannot change the counts of the load (a real DuckDB file and a real PostgreSQL).
 
-The concurrent writer is made deterministic by wrapping ``kpi.warehouse.locked_transaction``
-(the real one runs): when the load's transaction has committed and released its locks, a
-second writer, in another thread with its own connection, takes the lock and inserts a row
-into the same slice through the real lock and the real warehouse. That is the interleaving
-of the race (a writer scheduled right after the commit); without the wrapper it happens
-only by chance.
+The concurrent writer is made deterministic by wrapping
+``kpi.warehouse.connection.locked_transaction`` (the real one runs): when the load's
+transaction has committed and released its locks, a second writer, in another thread with
+its own connection, takes the lock and inserts a row into the same slice through the real
+lock and the real warehouse. That is the interleaving of the race (a writer scheduled right
+after the commit); without the wrapper it happens only by chance.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import threading
 
 import sqlalchemy as sa
 
-import kpi.warehouse
+import kpi.warehouse.connection
 from assets.settings import catalog
-from kpi.schema import source_table
-from kpi.warehouse import Warehouse
-from kpi.write_locks import locked_transaction
+from kpi.warehouse.connection import Warehouse
+from kpi.warehouse.locks import locked_transaction
+from kpi.warehouse.schema import source_table
 from quality.quarantine import quarantine_table
 from tests.test_atomic_load import _ad_rows, _write
 from tests.test_files_loading import AD_HEADER, AD_ROWS, FIXTURE_DAYS, load, write_landing
@@ -38,7 +38,7 @@ def _intrude_after_the_load(monkeypatch, source_file: str) -> list[str]:
     """After the first transaction that writes raw.ad_spend and its quarantine together has
     committed (its locks released), another thread inserts one ad_spend row of 2026-01-05
     from ``source_file``. Returns a list that gets "done" once it did."""
-    real = kpi.warehouse.locked_transaction
+    real = kpi.warehouse.connection.locked_transaction
     done: list[str] = []
     table = _table()
     qname = quarantine_table(table, sa.MetaData()).fullname
@@ -61,7 +61,7 @@ def _intrude_after_the_load(monkeypatch, source_file: str) -> list[str]:
             thread.join(timeout=60)
             assert done, "the concurrent writer did not finish"
 
-    monkeypatch.setattr(kpi.warehouse, "locked_transaction", spied)
+    monkeypatch.setattr(kpi.warehouse.connection, "locked_transaction", spied)
     return done
 
 

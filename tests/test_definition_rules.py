@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from kpi.catalog import DEFAULT_DEFINITIONS_DIR, DefinitionError, Problem, load_catalog
-from kpi.compiler import KpiCompiler
+from kpi.compute.compiler import KpiCompiler
+from kpi.language.catalog import DEFAULT_DEFINITIONS_DIR
+from kpi.language.loader import load_catalog
+from kpi.language.problems import DefinitionError, Problem
 
 # A minimal sources file: a daily source, a timestamped one, a balance and a source that is
 # pre-aggregated by month. Tests that need a broken source replace a line of it.
@@ -209,8 +211,8 @@ def test_the_fixture_used_below_is_valid(tmp_path):
 
 
 def test_every_rule_class_has_its_section_here():
-    """A new rule in kpi/rules.py comes with a `# <RuleClass>` section of tests in this file."""
-    from kpi import rules
+    """A new rule in kpi/language/rules/ comes with a `# <RuleClass>` section of tests here."""
+    from kpi.language.rules import definitions as rules
 
     classes = {
         name
@@ -1336,7 +1338,7 @@ def test_alert_rule_that_cannot_fire_is_located(tmp_path):
 def test_file_source_rule_runs_when_definitions_load(tmp_path):
     import shutil
 
-    from kpi.catalog import DEFAULT_DEFINITIONS_DIR
+    from kpi.language.catalog import DEFAULT_DEFINITIONS_DIR
 
     folder = tmp_path / "defs"
     shutil.copytree(DEFAULT_DEFINITIONS_DIR, folder)

@@ -14,11 +14,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from kpi.catalog import DEFAULT_DEFINITIONS_DIR, collect_catalog, load_catalog
 from kpi.cli import main
-from kpi.expressions import ExpressionError, parse
-from kpi.refresh import KpiTables
-from kpi.warehouse import Warehouse
+from kpi.compute.tables import KpiTables
+from kpi.language.catalog import DEFAULT_DEFINITIONS_DIR
+from kpi.language.expressions import ExpressionError, parse
+from kpi.language.loader import collect_catalog, load_catalog
+from kpi.warehouse.connection import Warehouse
 
 SOURCES = """\
 reporting: {time_zone: UTC, currency: EUR}

@@ -1,4 +1,4 @@
-"""``kpi.expressions``: the allowlisted expression language and the SQL it compiles to."""
+"""``kpi.language.expressions``: the allowlisted expression language and the SQL it compiles to."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from kpi.expressions import (
+from kpi.language.expressions import (
     ExpressionError,
     parse,
     referenced_names,
@@ -293,7 +293,7 @@ def test_division_by_zero_is_null_in_duckdb():
 
 
 def test_safe_divide_in_the_warehouse(warehouse_url):
-    from kpi.warehouse import make_engine
+    from kpi.warehouse.connection import make_engine
 
     cases = [
         (sa.literal(5.0, sa.Double), sa.literal(0.0, sa.Double), None),

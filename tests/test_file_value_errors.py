@@ -26,8 +26,8 @@ from assets.settings import catalog
 from ingest.files import FileFormatError, file_schema, parse_file, read_source
 from ingest.landing import Landing
 from ingest.landing_changes import LandingState, scan_landing
-from kpi.models import SourceSpec
-from kpi.warehouse import Warehouse
+from kpi.language.models import SourceSpec
+from kpi.warehouse.connection import Warehouse
 from resources.landing import LandingResource
 from resources.warehouse import WarehouseResource
 

@@ -1,5 +1,5 @@
 """File source declarations in sources.yaml: ``required``, ``allowed`` and keys, checked by
-``kpi.source_rules.FileSourceRule`` with the file and line of each mistake."""
+``kpi.language.rules.file_sources.FileSourceRule`` with the file and line of each mistake."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import shutil
 
 import pytest
 
-from kpi.catalog import DEFAULT_DEFINITIONS_DIR, collect_catalog, load_catalog
-from kpi.models import ColumnSpec
-from kpi.source_rules import FileSourceRule
+from kpi.language.catalog import DEFAULT_DEFINITIONS_DIR
+from kpi.language.loader import collect_catalog, load_catalog
+from kpi.language.models import ColumnSpec
+from kpi.language.rules.file_sources import FileSourceRule
 
 
 def test_the_shipped_declarations_pass():

@@ -20,7 +20,7 @@ from dagster._core.storage.tags import (
 )
 
 from assets.files.sources import file_assets
-from kpi.warehouse import Warehouse
+from kpi.warehouse.connection import Warehouse
 from resources.landing import LandingResource
 from resources.warehouse import WarehouseResource
 

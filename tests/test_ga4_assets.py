@@ -33,7 +33,7 @@ from assets.ga4.reports import GA4_ASSETS, _write_log, flags_result, ga4_assets,
 from assets.settings import catalog
 from demo.fake_ga4_server import FakeGA4Server, FakeProperty
 from ingest.ga4_load_log import ga4_load_log_table, log_frame
-from kpi.warehouse import Warehouse
+from kpi.warehouse.connection import Warehouse
 from resources.ga4 import GA4Resource
 from resources.warehouse import WarehouseResource
 

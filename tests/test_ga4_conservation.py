@@ -20,8 +20,8 @@ import sqlalchemy as sa
 import assets.ga4.reports as reports
 from assets.settings import catalog
 from demo.fake_ga4_server import FakeGA4Server
-from kpi.schema import source_table
-from kpi.warehouse import Warehouse
+from kpi.warehouse.connection import Warehouse
+from kpi.warehouse.schema import source_table
 from tests.test_ga4_assets import DAYS, _failure, _prop, _read, _run
 
 

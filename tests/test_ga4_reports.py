@@ -19,7 +19,8 @@ from assets.ga4.reports import REPORTS_FILE, reports_path, table_declarations
 from ingest.ga4 import TRAFFIC_REPORT, USERS_MONTHLY_REPORT
 from ingest.ga4_filters import FieldFilter, FilterGroup, FilterSyntaxError, parse_filter, to_proto
 from ingest.ga4_reports import GA4ReportsError, TableDeclaration, load_reports
-from kpi.catalog import DEFAULT_DEFINITIONS_DIR, load_catalog
+from kpi.language.catalog import DEFAULT_DEFINITIONS_DIR
+from kpi.language.loader import load_catalog
 
 TABLES = table_declarations(load_catalog(DEFAULT_DEFINITIONS_DIR))
 

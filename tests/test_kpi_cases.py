@@ -15,9 +15,10 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from kpi.catalog import load_catalog
-from kpi.refresh import KpiTables, refresh_cubes, refresh_kpi_values, refresh_periods
-from kpi.warehouse import Warehouse
+from kpi.compute.tables import KpiTables
+from kpi.language.loader import load_catalog
+from kpi.refresh import refresh_cubes, refresh_kpi_values, refresh_periods
+from kpi.warehouse.connection import Warehouse
 
 CASES = sorted((Path(__file__).parent / "kpi_cases").glob("*.yaml"))
 

@@ -15,7 +15,7 @@ real DuckDB file with the pipeline's daily cubes and period rollups, and for a s
 the self-contained per-KPI queries on a real PostgreSQL database) at every grain it
 declares, for the total and for the ``channel`` slice, and compared row by row with the
 reference below. The reference implements the documented semantics on its own, with pandas
-``Period`` arithmetic instead of ``kpi.periods.Calendar``:
+``Period`` arithmetic instead of ``kpi.compute.periods.Calendar``:
 
 - periods are calendar periods in the reporting time zone (a timestamp counts on its local
   day), weeks start on the configured weekday, quarters and years on the fiscal month;
@@ -58,9 +58,11 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kpi.catalog import DefinitionError, load_catalog
-from kpi.refresh import KpiTables, refresh_kpi_values, refresh_periods
-from kpi.warehouse import Warehouse
+from kpi.compute.tables import KpiTables
+from kpi.language.loader import load_catalog
+from kpi.language.problems import DefinitionError
+from kpi.refresh import refresh_kpi_values, refresh_periods
+from kpi.warehouse.connection import Warehouse
 
 GRAINS = ("day", "week", "month", "quarter", "year")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -74,7 +76,8 @@ TRAFFIC_CHANNEL_MAP = {"search": "Paid Search"}
 
 # Each example refreshes 10-20 compiled queries (~20 ms each), so the example counts are
 # sized for the whole file to run in ~25 s on 2 cores; KPI_PROPERTY_SCALE=10 runs ten times
-# as many examples (for a nightly run, or after touching kpi/compiler.py or kpi/periods.py).
+# as many examples (for a nightly run, or after touching kpi/compute/compiler.py or
+# kpi/compute/periods.py).
 SCALE = float(os.environ.get("KPI_PROPERTY_SCALE", "1"))
 
 

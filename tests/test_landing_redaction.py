@@ -13,7 +13,7 @@ from dagster import build_sensor_context, instance_for_test
 from assets.settings import catalog
 from ingest.landing import Landing, LandingUnavailable
 from ingest.landing_changes import LandingState, scan_landing
-from kpi.dsn import redact_location
+from kpi.warehouse.dsn import redact_location
 from tests.test_files_loading import (
     AD_HEADER,
     AD_ROWS,

@@ -16,8 +16,19 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from kpi.catalog import Catalog, load_catalog
-from kpi.comparisons import (
+from kpi.compute.periods import Calendar
+from kpi.compute.tables import KpiTables
+from kpi.language.catalog import Catalog
+from kpi.language.loader import load_catalog
+from kpi.language.models import Kpi, Reporting
+from kpi.refresh import (
+    refresh_comparisons,
+    refresh_cubes,
+    refresh_kpi_values,
+    refresh_periods,
+    refresh_targets,
+)
+from kpi.status.comparisons import (
     AT_RISK,
     INSUFFICIENT_DATA,
     NO_TARGET,
@@ -25,17 +36,7 @@ from kpi.comparisons import (
     ON_TRACK,
     phase_targets,
 )
-from kpi.models import Kpi, Reporting
-from kpi.periods import Calendar
-from kpi.refresh import (
-    KpiTables,
-    refresh_comparisons,
-    refresh_cubes,
-    refresh_kpi_values,
-    refresh_periods,
-    refresh_targets,
-)
-from kpi.warehouse import Warehouse
+from kpi.warehouse.connection import Warehouse
 
 D = dt.date
 

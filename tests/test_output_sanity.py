@@ -13,9 +13,10 @@ import datetime as dt
 import pandas as pd
 import sqlalchemy as sa
 
-from kpi.catalog import DEFAULT_DEFINITIONS_DIR, load_catalog
-from kpi.schema import kpi_values_table
-from kpi.warehouse import Warehouse
+from kpi.language.catalog import DEFAULT_DEFINITIONS_DIR
+from kpi.language.loader import load_catalog
+from kpi.warehouse.connection import Warehouse
+from kpi.warehouse.schema import kpi_values_table
 from quality.kpi_outputs import kpi_output_problems
 
 D = dt.date

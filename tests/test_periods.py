@@ -1,4 +1,4 @@
-"""``kpi.periods.Calendar``: period boundaries and comparison windows, worked out by hand.
+"""``kpi.compute.periods.Calendar``: period boundaries and comparison windows, worked out by hand.
 
 Weekday anchors used below: 2026-01-01 is a Thursday, 2026-01-05 a Monday, 2026-03-09 a
 Monday, 2024-02-29 a Thursday.
@@ -10,8 +10,8 @@ import datetime as dt
 
 import pytest
 
-from kpi.models import Grain, Reporting
-from kpi.periods import Calendar
+from kpi.compute.periods import Calendar
+from kpi.language.models import Grain, Reporting
 
 D = dt.date
 

@@ -13,9 +13,9 @@ from dagster import AssetCheckSeverity, AssetKey, DagsterInstance
 
 from demo.generator import ga4_traffic, outage_day
 from demo.landing import write_demo_landing
-from kpi.catalog import load_catalog
-from kpi.refresh import KpiTables
-from kpi.warehouse import Warehouse
+from kpi.compute.tables import KpiTables
+from kpi.language.loader import load_catalog
+from kpi.warehouse.connection import Warehouse
 from tests.support import fake_ga4, run_pipeline, traffic_rows
 
 D = dt.date

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 
 from assets.quality import volume_outcome
 from assets.settings import catalog
-from kpi.schema import source_table
-from kpi.warehouse import Warehouse
+from kpi.warehouse.connection import Warehouse
+from kpi.warehouse.schema import source_table
 from quality.quarantine import Conservation, quarantine_table, split_rows
 from quality.replay import main as replay_main
 from quality.replay import replay
@@ -204,7 +204,7 @@ def test_a_row_without_any_date_is_quarantined_once_on_the_day_its_file_arrived(
 
 def test_kpi_output_checks_find_bad_rates_nulls_and_totals(warehouse_url):
     from assets.settings import catalog
-    from kpi.schema import kpi_values_table
+    from kpi.warehouse.schema import kpi_values_table
     from quality.kpi_outputs import kpi_output_problems
 
     cat = catalog()

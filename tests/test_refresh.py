@@ -7,9 +7,10 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from kpi.catalog import load_catalog
-from kpi.refresh import KpiTables, first_day_of_data, refresh_kpi_values, refresh_periods
-from kpi.warehouse import Warehouse
+from kpi.compute.tables import KpiTables
+from kpi.language.loader import load_catalog
+from kpi.refresh import first_day_of_data, refresh_kpi_values, refresh_periods
+from kpi.warehouse.connection import Warehouse
 
 LOADED = {"_source_file": "t.csv", "_source_line": 2, "_run_id": "t"}
 

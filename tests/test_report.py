@@ -27,18 +27,12 @@ import pytest
 import sqlalchemy as sa
 
 from demo import extra_sources, generator
-from kpi.catalog import DEFAULT_DEFINITIONS_DIR, Catalog, load_catalog
-from kpi.models import Grain
-from kpi.periods import Period
-from kpi.refresh import (
-    KpiTables,
-    refresh_catalog,
-    refresh_comparisons,
-    refresh_kpi_values,
-    refresh_periods,
-    refresh_targets,
-)
-from kpi.report import (
+from kpi.compute.periods import Period
+from kpi.compute.tables import KpiTables
+from kpi.language.catalog import DEFAULT_DEFINITIONS_DIR, Catalog
+from kpi.language.loader import load_catalog
+from kpi.language.models import Grain
+from kpi.publication.report import (
     build_report,
     judge_change,
     load_report_data,
@@ -49,7 +43,14 @@ from kpi.report import (
     vega_lite_trend,
     write_report,
 )
-from kpi.warehouse import Warehouse
+from kpi.refresh import (
+    refresh_catalog,
+    refresh_comparisons,
+    refresh_kpi_values,
+    refresh_periods,
+    refresh_targets,
+)
+from kpi.warehouse.connection import Warehouse
 from tests.browser import FLAGS
 
 D = dt.date

@@ -20,18 +20,24 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from kpi.coverage import Coverage, source_coverage
-from kpi.periods import Period
+from kpi.compute.coverage import Coverage, source_coverage
+from kpi.compute.periods import Period
+from kpi.compute.tables import KpiTables
+from kpi.publication.report import (
+    load_report_data,
+    render_report,
+    top_movers,
+    trend_svg,
+    vega_lite_trend,
+)
 from kpi.refresh import (
-    KpiTables,
     refresh_catalog,
     refresh_comparisons,
     refresh_kpi_values,
     refresh_periods,
     refresh_targets,
 )
-from kpi.report import load_report_data, render_report, top_movers, trend_svg, vega_lite_trend
-from kpi.warehouse import Warehouse
+from kpi.warehouse.connection import Warehouse
 from tests.conftest import _admin_url
 from tests.test_report import _raw_frames, monthly_catalog
 
@@ -312,7 +318,7 @@ def test_no_history_instead_of_a_change(short_history):
 
 
 def test_terminal_scorecard_says_no_history():
-    from kpi.scorecard import render
+    from kpi.publication.scorecard import render
 
     catalog = monthly_catalog()
     row = {
@@ -334,8 +340,8 @@ def test_terminal_scorecard_says_no_history():
 
 
 def test_terminal_scorecard_shows_a_growth_change_in_points():
-    from kpi.catalog import load_catalog
-    from kpi.scorecard import render
+    from kpi.language.loader import load_catalog
+    from kpi.publication.scorecard import render
 
     catalog = load_catalog()
     row = {
@@ -353,7 +359,7 @@ def test_terminal_scorecard_shows_a_growth_change_in_points():
 
 
 def test_attainment_text_never_prints_four_digits():
-    from kpi.target_gap import attainment_text
+    from kpi.status.target_gap import attainment_text
 
     assert attainment_text(False, 55.0 / 57.91, None) == "95.0%"  # 0.9497
     assert attainment_text(False, 9.99, None) == "999.0%"

@@ -1,4 +1,4 @@
-"""The refresh path: daily cubes, period rollups and the fused statement (kpi/rollups.py).
+"""The refresh path: daily cubes, period rollups and the fused statement (kpi/compute/rollups.py).
 
 The numbers of this path are checked elsewhere, against hand-worked rows
 (tests/kpi_cases, path "refresh"), against a pandas reference on random data
@@ -14,10 +14,10 @@ import re
 
 import pytest
 
-from kpi.catalog import load_catalog
 from kpi.cli import DIALECTS, load_dialect
-from kpi.models import Agg, KpiType
-from kpi.refresh import KpiTables
+from kpi.compute.tables import KpiTables
+from kpi.language.loader import load_catalog
+from kpi.language.models import Agg, KpiType
 
 COMPUTED_AT = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 

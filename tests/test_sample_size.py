@@ -34,17 +34,17 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from kpi.catalog import load_catalog
-from kpi.comparisons import INSUFFICIENT_DATA, ON_TRACK
+from kpi.compute.tables import KpiTables
+from kpi.language.loader import load_catalog
 from kpi.refresh import (
-    KpiTables,
     refresh_comparisons,
     refresh_cubes,
     refresh_kpi_values,
     refresh_periods,
     refresh_targets,
 )
-from kpi.warehouse import Warehouse
+from kpi.status.comparisons import INSUFFICIENT_DATA, ON_TRACK
+from kpi.warehouse.connection import Warehouse
 
 D = dt.date
 WEEK, AS_OF = D(2026, 11, 2), D(2026, 11, 8)

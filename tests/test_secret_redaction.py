@@ -16,7 +16,7 @@ import urllib.parse
 import pytest
 import sqlalchemy as sa
 
-from kpi.warehouse import Warehouse, redact_url
+from kpi.warehouse.connection import Warehouse, redact_url
 from resources.warehouse import WarehouseResource
 
 SECRET = "S3cr3t-Pw_71"

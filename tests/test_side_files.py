@@ -18,7 +18,7 @@ from dagster import AssetKey, DagsterEventType, DagsterInstance
 
 from demo.generator import ga4_traffic
 from demo.landing import write_demo_landing
-from kpi.warehouse import Warehouse
+from kpi.warehouse.connection import Warehouse
 from quality.docs import write_data_docs, write_data_docs_or_warn
 from quality.validate import ValidationReport
 from tests.support import fake_ga4, run_pipeline

@@ -8,9 +8,9 @@ import shutil
 import pytest
 import yaml
 
-from kpi.catalog import DEFAULT_DEFINITIONS_DIR
 from kpi.cli import main
-from kpi.suite_rules import COMMON, EXPECTATIONS
+from kpi.language.catalog import DEFAULT_DEFINITIONS_DIR
+from kpi.language.rules.suites import COMMON, EXPECTATIONS
 
 # Each case: a suite file's lines and the problems `kpi validate` must print, as
 # (line, fragment) pairs. The folder is a copy of the shipped definitions.

@@ -1,7 +1,8 @@
-"""On PostgreSQL every table with a natural key has a unique index on it (kpi.schema.unique_key):
-a second row with the same key is refused whatever writes it, a NULL key part included
-(NULLS NOT DISTINCT). ensure_tables adds the index to tables made before it, and refuses
-clearly when their rows already break the key. DuckDB has no such index (too slow there)."""
+"""On PostgreSQL every table with a natural key has a unique index on it
+(kpi.warehouse.schema.unique_key): a second row with the same key is refused whatever writes
+it, a NULL key part included (NULLS NOT DISTINCT). ensure_tables adds the index to tables
+made before it, and refuses clearly when their rows already break the key. DuckDB has no
+such index (too slow there)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-import kpi.warehouse
-from kpi.catalog import load_catalog
+import kpi.warehouse.connection
+from kpi.compute.tables import KpiTables
+from kpi.language.loader import load_catalog
 from kpi.refresh import (
-    KpiTables,
     refresh_anomalies,
     refresh_catalog,
     refresh_comparisons,
@@ -21,7 +22,7 @@ from kpi.refresh import (
     refresh_periods,
     refresh_targets,
 )
-from kpi.warehouse import Warehouse
+from kpi.warehouse.connection import Warehouse
 
 pytestmark = pytest.mark.postgres
 
@@ -203,7 +204,7 @@ def test_ensure_tables_names_the_table_and_key_an_older_table_breaks(postgres_ur
     wh.ensure_tables([raw])
     _insert(wh, raw, _traffic_row(None), _traffic_row(None), _traffic_row("spring"))
 
-    with pytest.raises(kpi.warehouse.DuplicateKeyError) as caught:
+    with pytest.raises(kpi.warehouse.connection.DuplicateKeyError) as caught:
         wh.ensure_tables(tables.all_tables())
     message = str(caught.value)
     assert "raw.ga4_traffic" in message

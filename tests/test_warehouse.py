@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from kpi.warehouse import Warehouse, WarehouseBusyError, redact_url
+from kpi.warehouse.connection import Warehouse, WarehouseBusyError, redact_url
 
 
 def _table(*extra: sa.Column) -> sa.Table:
@@ -159,7 +159,7 @@ def test_frame_dates_and_timestamps_round_trip(warehouse_url):
 
 def test_duckdb_keywords_are_quoted_from_the_warehouse_connection(tmp_path):
     """The dialect learns DuckDB's reserved words from the warehouse's first connection
-    (kpi.duckdb_dialect): a column named after one that PostgreSQL does not reserve still
+    (kpi.warehouse.duckdb_dialect): a column named after one that PostgreSQL does not reserve still
     works, as do the other DuckDB-only ones."""
     wh = Warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}")
     table = _loaded_table(
@@ -184,7 +184,7 @@ def test_duckdb_engines_open_no_database_of_their_own(tmp_path):
         import sqlalchemy as sa
         from duckdb_engine.config import get_core_config
         from sqlalchemy.dialects.postgresql.base import PGIdentifierPreparer
-        from kpi.warehouse import Warehouse
+        from kpi.warehouse.connection import Warehouse
 
         wh = Warehouse("duckdb:///{tmp_path / "w.duckdb"}")
         assert wh.scalar(sa.select(sa.literal(1))) == 1

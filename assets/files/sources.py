@@ -36,10 +36,10 @@ from ingest.files import (
 )
 from ingest.landing import LandingUnavailable
 from ingest.load_registry import file_loads_table, first_loaded, record_loads
-from kpi.compiler import local_date
-from kpi.models import Grain, SourceSpec
-from kpi.schema import source_table
-from kpi.warehouse import Warehouse
+from kpi.compute.compiler import local_date
+from kpi.language.models import Grain, SourceSpec
+from kpi.warehouse.connection import Warehouse
+from kpi.warehouse.schema import source_table
 from quality.quarantine import (
     ConservationError,
     no_partition_reason,

@@ -60,10 +60,10 @@ from ingest.ga4_load_log import (
 )
 from ingest.ga4_pull import Bucket, BucketResult, buckets_for
 from ingest.ga4_reports import GA4Report, TableDeclaration, load_reports
-from kpi.catalog import Catalog, definitions_dir
-from kpi.models import Reporting
-from kpi.schema import source_table
-from kpi.warehouse import Warehouse
+from kpi.language.catalog import Catalog, definitions_dir
+from kpi.language.models import Reporting
+from kpi.warehouse.connection import Warehouse
+from kpi.warehouse.schema import source_table
 from quality.quarantine import Conservation, ConservationError
 from resources.ga4 import GA4Resource
 from resources.warehouse import WarehouseResource

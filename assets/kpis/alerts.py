@@ -23,8 +23,8 @@ from assets.kpis.tables import (
 )
 from assets.metadata import markdown_table, table_metadata
 from assets.settings import catalog
-from kpi.alerts import AlertRun, run_alerts
-from kpi.schema import kpi_alerts_table
+from kpi.monitoring.alerts import AlertRun, run_alerts
+from kpi.warehouse.schema import kpi_alerts_table
 from resources.notifier import NotifierResource
 from resources.warehouse import WarehouseResource
 

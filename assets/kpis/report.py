@@ -6,8 +6,8 @@ from pydantic import Field
 from assets.kpis.tables import KPI_FRESHNESS, OWNERS, catalog_code_version
 from assets.metadata import markdown_table
 from assets.settings import catalog
-from kpi.refresh import KpiTables
-from kpi.report import (
+from kpi.compute.tables import KpiTables
+from kpi.publication.report import (
     headline_kpi,
     load_report_data,
     render_report,

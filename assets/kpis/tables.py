@@ -22,12 +22,12 @@ from assets.freshness import DAILY_FRESHNESS
 from assets.ga4.reports import GA4_ASSETS
 from assets.metadata import markdown_table, md_cell, table_metadata
 from assets.settings import catalog
-from kpi.catalog import Catalog
-from kpi.comparisons import SEASONAL, SEASONAL_FALLBACK
-from kpi.periods import Period
-from kpi.publication import formula
+from kpi.compute.periods import Period
+from kpi.compute.tables import KpiTables
+from kpi.language.catalog import Catalog
+from kpi.publication.catalog_tables import formula
+from kpi.publication.scorecard import latest_scorecard, render
 from kpi.refresh import (
-    KpiTables,
     default_as_of,
     refresh_anomalies,
     refresh_catalog,
@@ -37,7 +37,7 @@ from kpi.refresh import (
     refresh_scorecard_view,
     refresh_targets,
 )
-from kpi.scorecard import latest_scorecard, render
+from kpi.status.comparisons import SEASONAL, SEASONAL_FALLBACK
 from quality.kpi_outputs import kpi_output_problems
 from resources.warehouse import WarehouseResource
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
-from kpi.models import Direction, Kpi, KpiType
+from kpi.language.models import Direction, Kpi, KpiType
 
 
 def variance_favourable_expr(

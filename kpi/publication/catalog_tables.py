@@ -9,9 +9,9 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from kpi.catalog import Catalog
-from kpi.models import Kpi, KpiType
-from kpi.warehouse import Warehouse
+from kpi.language.catalog import Catalog
+from kpi.language.models import Kpi, KpiType
+from kpi.warehouse.connection import Warehouse
 
 
 def formula(kpi: Kpi) -> str:

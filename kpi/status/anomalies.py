@@ -16,7 +16,7 @@ of ordinary days; now about 0.8% (3 standard deviations are 0.27% with a known s
 estimated from 28 days is itself uncertain by about a fifth, which fattens the tails).
 
 Days outside the loaded data of a KPI's sources (``known``: before the first or after the
-last day with rows, as ``kpi.coverage`` reads them) are unknown, not zero: they are neither
+last day with rows, as ``kpi.compute.coverage`` reads them) are unknown, not zero: they are neither
 judged nor used as history, so an open day not loaded yet is not a "drop", and the empty days
 before a source starts do not make a flat history that every real day would break.
 """
@@ -28,7 +28,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from kpi.coverage import Coverage
+from kpi.compute.coverage import Coverage
 
 WINDOW_DAYS = 28
 MAD_TO_SD = 1.4826  # the MAD of a normal distribution times this is its standard deviation

@@ -1,125 +1,22 @@
 """Loading ``kpi_definitions/`` into one checked catalog, with every problem located.
 
 ``load_catalog`` either returns a catalog that compiles, or raises ``DefinitionError``
-listing every problem at once (file, line, KPI id, what is wrong and a suggestion).
+listing every problem at once (file, line, KPI id, what is wrong and a suggestion): the
+YAML is read and shaped here, then every rule of ``kpi.language.rules`` runs on it.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from kpi.expressions import did_you_mean
-from kpi.models import Kpi, KpiFile, Reporting, SourcesFile, SourceSpec, definition_version
-from kpi.yaml_source import LocatedYaml, YamlSyntaxError, load_located_yaml
-
-SOURCES_FILE = "sources.yaml"
-DEFAULT_DEFINITIONS_DIR = Path(__file__).resolve().parent.parent / "kpi_definitions"
-
-
-def definitions_dir() -> Path:
-    """The definitions folder: ``KPI_DEFINITIONS_DIR``, else the shipped ``kpi_definitions/``."""
-    return Path(os.environ.get("KPI_DEFINITIONS_DIR") or DEFAULT_DEFINITIONS_DIR)
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with the definitions, with where it is."""
-
-    file: str
-    line: int | None
-    message: str
-    kpi_id: str | None = None
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        who = f" [{self.kpi_id}]" if self.kpi_id else ""
-        return f"{where}{who}: {self.message}"
-
-
-class DefinitionError(ValueError):
-    """The definitions have problems; ``problems`` lists every one of them."""
-
-    def __init__(self, problems: list[Problem]):
-        self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"{len(problems)} problem(s) in the KPI definitions:\n{lines}")
-
-
-@dataclass(frozen=True)
-class Location:
-    doc: LocatedYaml
-    path: tuple[str | int, ...]
-
-    def at(self, *more: str | int) -> tuple[str, int | None]:
-        return str(self.doc.path), self.doc.line_of((*self.path, *more))
-
-
-@dataclass
-class Catalog:
-    """Every source and KPI, after validation."""
-
-    reporting: Reporting
-    dimensions: list[str]
-    sources: dict[str, SourceSpec]
-    kpis: dict[str, Kpi]
-    kpi_locations: dict[str, Location] = field(default_factory=dict)
-    source_locations: dict[str, Location] = field(default_factory=dict)
-    sources_location: Location | None = None
-
-    def kpi(self, kpi_id: str) -> Kpi:
-        return self.kpis[kpi_id]
-
-    def dependencies(self, kpi_id: str) -> list[Kpi]:
-        """All KPIs ``kpi_id`` is computed from, transitively, without itself."""
-        seen: dict[str, Kpi] = {}
-        stack = list(self.kpis[kpi_id].referenced_kpis())
-        while stack:
-            ref = stack.pop()
-            if ref in seen or ref not in self.kpis or ref == kpi_id:
-                continue
-            seen[ref] = self.kpis[ref]
-            stack.extend(self.kpis[ref].referenced_kpis())
-        return list(seen.values())
-
-    def sources_of(self, kpi_id: str) -> list[SourceSpec]:
-        """The sources a KPI reads, directly or through the KPIs it is computed from."""
-        names: list[str] = []
-        for k in [self.kpis[kpi_id], *self.dependencies(kpi_id)]:
-            for _, m in k.measures:
-                if m.source not in names:
-                    names.append(m.source)
-        return [self.sources[n] for n in names if n in self.sources]
-
-    @cached_property
-    def versions(self) -> dict[str, str]:
-        return {
-            kid: definition_version(k, self.dependencies(kid), self.sources_of(kid))
-            for kid, k in self.kpis.items()
-        }
-
-    def evaluation_order(self) -> list[str]:
-        """KPI ids with every KPI after the ones it is computed from."""
-        order: list[str] = []
-        visiting: set[str] = set()
-
-        def visit(kid: str) -> None:
-            if kid in order or kid in visiting:
-                return
-            visiting.add(kid)
-            for ref in self.kpis[kid].referenced_kpis():
-                if ref in self.kpis:
-                    visit(ref)
-            visiting.discard(kid)
-            order.append(kid)
-
-        for kid in self.kpis:
-            visit(kid)
-        return order
+from kpi.language.catalog import DEFAULT_DEFINITIONS_DIR, SOURCES_FILE, Catalog, Location
+from kpi.language.expressions import did_you_mean
+from kpi.language.models import Kpi, KpiFile, SourcesFile
+from kpi.language.problems import DefinitionError, Problem
+from kpi.language.rules import run_rules
+from kpi.language.yaml_source import LocatedYaml, YamlSyntaxError, load_located_yaml
 
 
 def load_catalog(folder: Path | str = DEFAULT_DEFINITIONS_DIR) -> Catalog:
@@ -133,8 +30,6 @@ def load_catalog(folder: Path | str = DEFAULT_DEFINITIONS_DIR) -> Catalog:
 
 def collect_catalog(folder: Path) -> tuple[Catalog | None, list[Problem]]:
     """Load ``folder`` and return the catalog (None if unusable) and every problem found."""
-    from kpi.rules import run_rules
-
     problems: list[Problem] = []
     sources_path = folder / SOURCES_FILE
     if not sources_path.exists():

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from kpi.compiler import KpiCompiler
-from kpi.models import Grain, Kpi
-from kpi.periods import add_months
-from kpi.warehouse import Warehouse
+from kpi.compute.compiler import KpiCompiler
+from kpi.compute.periods import add_months
+from kpi.language.models import Grain, Kpi
+from kpi.warehouse.connection import Warehouse
 
 __all__ = ["Coverage", "kpi_coverage", "source_coverage"]
 

@@ -7,9 +7,9 @@ Attainment is direction-aware and 1.0 means "on target":
   higher_is_better: actual / target;  lower_is_better: target / actual;
   within_band: 1.0 inside the band, else how close the actual is to the nearer edge.
 A growth KPI (period over period) has its gap in growth points instead, and its status
-judges the levels the growths reach (kpi.variance). ``variance_favourable`` is the gap to
+judges the levels the growths reach (kpi.status.variance). ``variance_favourable`` is the gap to
 the target signed so that positive is better. History before the data is NULL, and a
-to-date KPI compares with the same span a period or a year earlier (kpi.history).
+to-date KPI compares with the same span a period or a year earlier (kpi.compute.history).
 Status: insufficient_data (no value, or fewer samples than the KPI's minimum), no_target,
 then on_track / at_risk / off_track by the KPI's thresholds on attainment.
 An open period is held against the target for the days elapsed, not the whole period.
@@ -45,15 +45,16 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
-from kpi.catalog import Catalog
-from kpi.compiler import CURRENT, LAST_YEAR, PREVIOUS, KpiCompiler, local_date
-from kpi.expressions import safe_divide
-from kpi.history import HistoryLookup
-from kpi.models import Agg, Direction, Grain, Kpi, KpiType, Target
-from kpi.periods import Calendar, Period, as_date
-from kpi.unphased import counts_without_adding, unphased
-from kpi.variance import as_levels, is_growth, variance_favourable_expr
-from kpi.warehouse import Warehouse
+from kpi.compute.compiler import CURRENT, LAST_YEAR, PREVIOUS, KpiCompiler, local_date
+from kpi.compute.history import HistoryLookup
+from kpi.compute.periods import Calendar, Period, as_date
+from kpi.language.catalog import Catalog
+from kpi.language.expressions import safe_divide
+from kpi.language.facts import scales_with_days, shape_kpi
+from kpi.language.models import Direction, Grain, Kpi, KpiType, Target
+from kpi.status.unphased import counts_without_adding, unphased
+from kpi.status.variance import as_levels, is_growth, variance_favourable_expr
+from kpi.warehouse.connection import Warehouse
 
 ON_TRACK, AT_RISK, OFF_TRACK = "on_track", "at_risk", "off_track"
 INSUFFICIENT_DATA, NO_TARGET = "insufficient_data", "no_target"
@@ -66,11 +67,6 @@ SEASONAL_FALLBACK_RUN_RATE = "seasonal_fallback_run_rate"
 CURRENT_VALUE = "current_value"
 
 History = dict[dt.date, float]  # one KPI's daily values (total row), by day
-
-
-def scales_with_days(kpi: Kpi) -> bool:
-    """True when a KPI adds up over days, so its target is spread over the days."""
-    return kpi.type == KpiType.simple and kpi.measure.agg in (Agg.sum, Agg.count)
 
 
 @dataclass(frozen=True)
@@ -108,13 +104,6 @@ def last_year_day(day: dt.date) -> dt.date:
     weeks (364 days) earlier, as ``Calendar.same_period_last_year`` gives for days and
     weeks, so a seasonal target follows last year's weekdays and the row's ``last_year``."""
     return day - dt.timedelta(days=364)
-
-
-def shape_kpi(catalog: Catalog, kpi: Kpi) -> Kpi:
-    """The KPI whose daily values shape ``kpi``'s target: itself, or a running total's base."""
-    if kpi.type == KpiType.cumulative and kpi.cumulative is not None:
-        return catalog.kpis.get(kpi.cumulative.of, kpi)
-    return kpi
 
 
 def daily_history(wh: Warehouse, values: sa.Table, catalog: Catalog) -> dict[str, History]:
@@ -231,7 +220,7 @@ def _kpi_targets(
     cumulative = kpi.cumulative if kpi.type == KpiType.cumulative else None
     # A running total's target is its base's daily target summed over the same window.
     base = shape_kpi(catalog, kpi)
-    # A count that does not add up over days is not phased at all (kpi.unphased).
+    # A count that does not add up over days is not phased at all (kpi.status.unphased).
     held_at_own_grain = counts_without_adding(catalog, kpi)
     additive = scales_with_days(base) and not held_at_own_grain
     seasonal = t.phasing == SEASONAL and additive
@@ -468,7 +457,7 @@ def status_of(
     """The same status rule in Python, for single values and tests of the SQL."""
     if actual is None or (kpi.min_sample_size and (sample_size or 0) < kpi.min_sample_size):
         return INSUFFICIENT_DATA
-    # A growth KPI is judged by the levels its growth reaches (kpi.variance).
+    # A growth KPI is judged by the levels its growth reaches (kpi.status.variance).
     actual, target = as_levels(kpi, actual, target)
     band = None if band is None else tuple(as_levels(kpi, *band))
     if kpi.direction == Direction.within_band:
@@ -543,7 +532,7 @@ def comparison_select(
     actual = v.c.value
     target = sa.case((v.c.is_complete_period, t.c.target), else_=t.c.target_to_date)
     # Previous period and last year: NULL before the data, the same span for to-date KPIs,
-    # stored growths for growth KPIs (kpi.history).
+    # stored growths for growth KPIs (kpi.compute.history).
     lookup = HistoryLookup(compiler, kpi, grain, dims, values, v, p, slices, joins)
     prev = lookup.compared(PREVIOUS, "prev")
     ly = lookup.compared(LAST_YEAR, "ly")
@@ -554,7 +543,7 @@ def comparison_select(
     )
     band = (t.c.band_min, t.c.band_max)
     # A growth KPI's attainment is its gap in growth points; its status (and pace) judges
-    # the levels its growth reaches (kpi.variance), and not a growth over a period that
+    # the levels its growth reaches (kpi.status.variance), and not a growth over a period that
     # starts before the data.
     judged = lookup.judged(actual)
     favourable = variance_favourable_expr(kpi.direction, judged, target, *band)
@@ -667,7 +656,7 @@ def comparison_select(
 def _reaches(kpi: Kpi, projected, target, band_min, band_max) -> ColumnElement:
     """Will ``projected`` meet the goal: the same rule as ``on_pace`` (attainment at least the
     KPI's at_risk_below, 1.0 by default), so lower_is_better means projected <= target.
-    A growth KPI is judged by the levels its growth reaches (kpi.variance)."""
+    A growth KPI is judged by the levels its growth reaches (kpi.status.variance)."""
     projected, target, band_min, band_max = as_levels(kpi, projected, target, band_min, band_max)
     attainment = attainment_expr(kpi.direction, projected, target, band_min, band_max)
     whens = [(projected.is_(None), sa.null())]

@@ -1,7 +1,7 @@
 """The KPI language: sources, conformed dimensions and KPI definitions, as typed models.
 
 The models only check the shape of each field. Rules that look across fields or files
-(unknown columns, cycles, additivity) live in ``kpi.rules`` so that every problem is
+(unknown columns, cycles, additivity) live in ``kpi.language.rules`` so that every problem is
 collected and reported together.
 """
 
@@ -215,7 +215,7 @@ class Target(_Strict):
     phasing: Literal["linear", "per_period", "seasonal"] = "linear"
     per_period: dict[dt.date, float] = Field(default_factory=dict)
     # The goal's deadline: the goal runs from the start of the (fiscal) year holding it, and
-    # kpi_comparisons projects the KPI to it (kpi.comparisons).
+    # kpi_comparisons projects the KPI to it (kpi.status.comparisons).
     deadline: dt.date | None = None
     example: bool = False
 
@@ -288,7 +288,7 @@ AlertChannel = Literal["slack", "email"]
 
 
 class AlertRule(_Strict):
-    """When a KPI notifies people; evaluated by ``kpi.alerts`` after each refresh.
+    """When a KPI notifies people; evaluated by ``kpi.monitoring.alerts`` after each refresh.
 
     ``status_change``: the latest complete period at ``grain`` has status ``to`` and the one
     before it did not. ``anomaly``: a day flagged in ``kpi_anomalies`` in the last few days.
@@ -380,7 +380,7 @@ class Kpi(_Strict):
 
     def referenced_kpis(self) -> list[str]:
         """Other KPIs this one is computed from (derived, cumulative, period over period)."""
-        from kpi.expressions import referenced_names
+        from kpi.language.expressions import referenced_names
 
         if self.type == KpiType.derived and self.expr:
             try:

@@ -19,9 +19,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
-from kpi import dsn
-from kpi.dsn import check_unambiguous, scrub_errors, scrub_exception, url_secrets
-from kpi.write_locks import DDL, lock_tables, locked_transaction
+from kpi.warehouse import dsn
+from kpi.warehouse.dsn import check_unambiguous, scrub_errors, scrub_exception, url_secrets
+from kpi.warehouse.locks import DDL, lock_tables, locked_transaction
 
 DEFAULT_WAREHOUSE_URL = "duckdb:///data/warehouse.duckdb"
 # Bound values per statement, below PostgreSQL's limit of 65,535.
@@ -29,8 +29,8 @@ MAX_PARAMETERS = 30_000
 
 # Named here so that create_engine finds DuckDB's dialect at once: without it SQLAlchemy
 # scans every installed package's entry points, about 20 ms on each new engine. Ours is
-# duckdb_engine's without the databases it opens for itself (kpi.duckdb_dialect).
-sa.dialects.registry.register("duckdb", "kpi.duckdb_dialect", "DuckDBDialect")
+# duckdb_engine's without the databases it opens for itself (kpi.warehouse.duckdb_dialect).
+sa.dialects.registry.register("duckdb", "kpi.warehouse.duckdb_dialect", "DuckDBDialect")
 
 
 class WarehouseBusyError(RuntimeError):
@@ -45,7 +45,7 @@ class DuplicateKeyError(RuntimeError):
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; a DuckDB file's folder is created when missing.
 
-    Its errors (connection errors included) never show the URL's secrets (kpi.dsn).
+    Its errors (connection errors included) never show the URL's secrets (kpi.warehouse.dsn).
     """
     check_unambiguous(url)
     try:
@@ -84,7 +84,7 @@ def _explain_duckdb_lock(context) -> None:
 
 def redact_url(url: str) -> str:
     """The URL with every credential hidden (user-info, ``?password=``, ``?sslpassword=``,
-    tokens, libpq keyword/value strings), for logs and metadata: see :mod:`kpi.dsn`."""
+    tokens, libpq keyword/value strings), for logs and metadata: see :mod:`kpi.warehouse.dsn`."""
     return dsn.redact_url(url)
 
 
@@ -160,7 +160,7 @@ class Warehouse:
 
     @staticmethod
     def _add_unique_keys(conn: Connection, table: sa.Table) -> None:
-        """Add ``table``'s unique key (kpi.schema.unique_key) to a table made before it;
+        """Add ``table``'s unique key (kpi.warehouse.schema.unique_key) to a table made before it;
         IF NOT EXISTS, so a no-op once there. PostgreSQL only: DuckDB has none (too slow).
 
         Rows that already break the key fail with :class:`DuplicateKeyError`, naming the
@@ -181,7 +181,7 @@ class Warehouse:
     def transaction(self, lock: Iterable[sa.Table | str] = ()) -> Iterator[Connection]:
         """One transaction for several of the ``*_in`` writes below: all of them or none.
 
-        ``lock``: every table the transaction writes, locked at its start (kpi.write_locks)
+        ``lock``: every table the transaction writes, locked at its start (kpi.warehouse.locks)
         so that a concurrent writer of them waits; the ``*_in`` writes lock their own table
         too, but a transaction writing several should name them all here (one sorted order).
         """

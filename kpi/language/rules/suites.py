@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kpi.catalog import Catalog, Problem
-from kpi.expressions import did_you_mean
-from kpi.yaml_source import YamlSyntaxError, load_located_yaml
+from kpi.language.catalog import Catalog
+from kpi.language.expressions import did_you_mean
+from kpi.language.problems import Problem
+from kpi.language.yaml_source import YamlSyntaxError, load_located_yaml
 
 COMMON = ("type", "severity", "row_level", "name")
 # type -> the parameters it takes besides COMMON.

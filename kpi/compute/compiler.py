@@ -26,10 +26,10 @@ from sqlalchemy.sql import FromClause
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
-from kpi.catalog import Catalog
-from kpi.expressions import referenced_names, safe_divide, to_sql
-from kpi.models import Additivity, Agg, Grain, Kpi, KpiType, Measure, SourceSpec
-from kpi.schema import day_periods_table, periods_table, source_table
+from kpi.language.catalog import Catalog
+from kpi.language.expressions import referenced_names, safe_divide, to_sql
+from kpi.language.models import Additivity, Agg, Grain, Kpi, KpiType, Measure, SourceSpec
+from kpi.warehouse.schema import day_periods_table, periods_table, source_table
 
 NOT_SET = "(not set)"
 ADDITIVE_AGGS = {Agg.sum, Agg.count, Agg.average, Agg.min, Agg.max}

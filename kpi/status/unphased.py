@@ -7,7 +7,7 @@ its target (and benchmark) only at the target's own grain, and only for a comple
 every other row of ``kpi_targets`` has none, so its comparison says ``no_target`` instead
 of ``off_track`` against the whole month. The model has no way to declare a target for a
 coarser grain (a quarter of distinct customers is not three months of them either), so
-coarser grains get none too. ``kpi.comparisons`` phases every other target.
+coarser grains get none too. ``kpi.status.comparisons`` phases every other target.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, TypeVar
 
-from kpi.catalog import Catalog
-from kpi.compiler import unknown_when_missing
-from kpi.models import Agg, Grain, Kpi, KpiType
+from kpi.compute.compiler import unknown_when_missing
+from kpi.language.catalog import Catalog
+from kpi.language.models import Agg, Grain, Kpi, KpiType
 
 if TYPE_CHECKING:
-    from kpi.periods import Period
+    from kpi.compute.periods import Period
 
-Row = TypeVar("Row")  # a kpi.comparisons.TargetRow
+Row = TypeVar("Row")  # a kpi.status.comparisons.TargetRow
 
 _TARGET_COLUMNS = (
     "target",

@@ -28,15 +28,8 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
-from kpi.compiler import (
-    CURRENT,
-    LAST_YEAR,
-    PREVIOUS,
-    KpiCompiler,
-    RunningWindow,
-    Window,
-)
-from kpi.models import GRAIN_ORDER, Grain, Kpi, KpiType
+from kpi.compute.compiler import CURRENT, LAST_YEAR, PREVIOUS, KpiCompiler, RunningWindow, Window
+from kpi.language.models import GRAIN_ORDER, Grain, Kpi, KpiType
 
 
 class add_days(FunctionElement):

@@ -12,7 +12,7 @@ import datetime as dt
 import operator
 from dataclasses import dataclass, fields
 
-from kpi.models import GRAIN_ORDER, WEEKDAYS, Grain, Reporting
+from kpi.language.models import GRAIN_ORDER, WEEKDAYS, Grain, Reporting
 
 ROLLING_WINDOWS = (7, 28, 90)
 # The running windows every period carries, each ending on one of its window ends.

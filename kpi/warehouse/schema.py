@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from kpi.models import SourceSpec
+from kpi.language.models import SourceSpec
 
 RAW_SCHEMA = "raw"
 KPI_SCHEMA = "kpi"
@@ -32,7 +32,7 @@ def unique_key(table_name: str, *columns: str) -> sa.Index:
     key part (a total row's dimension) equals another NULL, as the writers' deletes treat it.
 
     PostgreSQL only. On DuckDB a unique index made the 1M-row replace of kpi_values 19
-    times slower (0.45 s -> 8.6 s); there the write locks (kpi.write_locks) and the
+    times slower (0.45 s -> 8.6 s); there the write locks (kpi.warehouse.locks) and the
     delete-then-insert writes keep keys unique. ``Warehouse.ensure_tables`` adds the index
     to tables created before it existed.
     """

@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from typing import ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from kpi.catalog import Catalog, Problem
-from kpi.expressions import ExpressionError, did_you_mean, parse, referenced_names
-from kpi.models import (
+from kpi.language.catalog import Catalog
+from kpi.language.expressions import ExpressionError, did_you_mean, parse, referenced_names
+from kpi.language.facts import scales_with_days, shape_kpi
+from kpi.language.models import (
     GRAIN_ORDER,
     Additivity,
     Agg,
@@ -23,6 +24,10 @@ from kpi.models import (
     Measure,
     Unit,
 )
+from kpi.language.problems import Problem
+from kpi.language.rules.alerts import alert_problems
+from kpi.language.rules.file_sources import FileSourceRule
+from kpi.language.rules.zeros import always_zero, never_true, zero_divisors
 
 
 class Rule:
@@ -187,8 +192,6 @@ class ExpressionRule(Rule):
 
 def _zero_denominators(catalog: Catalog) -> list[Problem]:
     """A divisor that is a constant zero makes every value NULL, silently."""
-    from kpi.zero_rules import always_zero, never_true, zero_divisors
-
     problems = []
     expected = "expected an expression of the source's columns that can be non-zero"
     for kpi in catalog.kpis.values():
@@ -622,8 +625,6 @@ class SeasonalPhasingRule(Rule):
     name = "seasonal_phasing"
 
     def check(self, catalog: Catalog) -> list[Problem]:
-        from kpi.comparisons import scales_with_days, shape_kpi
-
         problems = []
         for kpi in catalog.kpis.values():
             if kpi.target is None or kpi.target.phasing != "seasonal":
@@ -686,8 +687,6 @@ class FileSourceDeclarationRule(Rule):
     name = "file_source"
 
     def check(self, catalog: Catalog) -> list[Problem]:
-        from kpi.source_rules import FileSourceRule
-
         return FileSourceRule().check(catalog)
 
 
@@ -697,8 +696,6 @@ class AlertRulesRule(Rule):
     name = "alerts"
 
     def check(self, catalog: Catalog) -> list[Problem]:
-        from kpi.alerts import alert_problems
-
         return alert_problems(catalog)
 
 

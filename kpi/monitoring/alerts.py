@@ -1,6 +1,6 @@
 """KPI alerts: which alert rules of the definitions fire now, and their history.
 
-Rules are declared per KPI under ``alerts:`` (``kpi.models.AlertRule``) and read the tables
+Rules are declared per KPI under ``alerts:`` (``kpi.language.models.AlertRule``) and read the tables
 the refresh wrote, total rows only:
 
 - ``status_change``: the latest complete period at the rule's grain has status ``to``
@@ -35,19 +35,21 @@ from typing import Literal, Protocol
 import pandas as pd
 import sqlalchemy as sa
 
-from kpi.catalog import Catalog, Problem
-from kpi.comparisons import OFF_TRACK
-from kpi.models import AlertRule, Grain, Kpi, KpiType, format_duration
-from kpi.periods import as_date
-from kpi.schema import (
+from kpi.compute.periods import as_date
+from kpi.language.catalog import Catalog
+from kpi.language.models import AlertRule, Grain, Kpi, KpiType, format_duration
+from kpi.language.problems import Problem
+from kpi.language.rules.alerts import alert_problems
+from kpi.publication.scorecard import STATUS_MARK, format_value
+from kpi.status.comparisons import OFF_TRACK
+from kpi.status.target_gap import MAX_ATTAINMENT, favourable_gap, gap_text, points
+from kpi.warehouse.connection import Warehouse
+from kpi.warehouse.schema import (
     kpi_alerts_table,
     kpi_anomalies_table,
     kpi_comparisons_table,
     kpi_targets_table,
 )
-from kpi.scorecard import STATUS_MARK, format_value
-from kpi.target_gap import MAX_ATTAINMENT, favourable_gap, gap_text, points
-from kpi.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -177,40 +179,6 @@ class AlertRun:
 
     def frame(self, run_id: str | None = None) -> pd.DataFrame:
         return pd.DataFrame([r.as_row(run_id) for r in self.records])
-
-
-# ---------------------------------------------------------------------------------------------
-# Checking the rules against the catalog
-# ---------------------------------------------------------------------------------------------
-
-
-def alert_problems(catalog: Catalog) -> list[Problem]:
-    """Alert rules that could never fire, located like every other definition problem.
-
-    These look across fields (the rule against the KPI's grains and target), so they belong
-    with the catalog rules of ``kpi.rules`` rather than in the model.
-    """
-    problems = []
-    for kpi in catalog.kpis.values():
-        seen: dict[str, int] = {}
-        for i, rule in enumerate(kpi.alerts):
-            messages = []
-            if rule.period_grain not in kpi.grains:
-                messages.append(
-                    f"grain `{rule.period_grain}` is not one of the KPI's grains "
-                    f"({', '.join(kpi.grains)}), so the rule can never fire"
-                )
-            if rule.rule != "anomaly" and kpi.target is None:
-                messages.append("the KPI has no target, so its status never changes")
-            if rule.label in seen:
-                messages.append(f"the same rule as alerts[{seen[rule.label]}]")
-            seen.setdefault(rule.label, i)
-            loc = catalog.kpi_locations.get(kpi.id)
-            file, line = loc.at("alerts", i) if loc else ("", None)
-            problems += [
-                Problem(file, line, f"alerts[{i}] ({rule.rule}): {m}", kpi.id) for m in messages
-            ]
-    return problems
 
 
 # ---------------------------------------------------------------------------------------------

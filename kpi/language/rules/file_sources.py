@@ -1,14 +1,10 @@
-"""Definition rules for file sources: keys, ``required`` and ``allowed`` declarations.
-
-Same interface as the rules of ``kpi.rules`` (a ``name`` and ``check(catalog)`` returning
-every Problem, located by file and line). This module does not import ``kpi.rules`` so that
-``kpi.rules`` can import it to register the rule without an import cycle.
-"""
+"""Definition rules for file sources: keys, ``required`` and ``allowed`` declarations."""
 
 from __future__ import annotations
 
-from kpi.catalog import Catalog, Problem
-from kpi.expressions import did_you_mean
+from kpi.language.catalog import Catalog
+from kpi.language.expressions import did_you_mean
+from kpi.language.problems import Problem
 
 
 class FileSourceRule:

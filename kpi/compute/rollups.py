@@ -30,9 +30,9 @@ import sqlalchemy as sa
 from sqlalchemy.sql import FromClause
 from sqlalchemy.sql.elements import ColumnElement
 
-from kpi.compiler import CUBE_COLUMNS, KpiCompiler, unknown_when_missing
-from kpi.expressions import safe_divide, to_sql
-from kpi.models import Agg, Kpi, KpiType, Measure
+from kpi.compute.compiler import CUBE_COLUMNS, KpiCompiler, unknown_when_missing
+from kpi.language.expressions import safe_divide, to_sql
+from kpi.language.models import Agg, Kpi, KpiType, Measure
 
 ROLLUP_AGGS = {Agg.sum, Agg.count, Agg.average, Agg.min, Agg.max}
 TOTAL = ""  # the slice (and slice value) of the row for "all dimensions"

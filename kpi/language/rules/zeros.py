@@ -12,7 +12,7 @@ import ast
 import operator
 from collections.abc import Callable
 
-from kpi.expressions import ExpressionError, parse
+from kpi.language.expressions import ExpressionError, parse
 
 _BINARY: dict[type, Callable[[float, float], float]] = {
     ast.Add: operator.add,

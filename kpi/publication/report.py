@@ -22,14 +22,14 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
-from kpi.coverage import Coverage, kpi_coverage, source_coverage
-from kpi.models import Direction, KpiType, Unit
-from kpi.periods import add_months
-from kpi.publication import scorecard_select
-from kpi.refresh import KpiTables
-from kpi.scorecard import format_value
-from kpi.target_gap import attainment_text, favourable_gap, gap_text, gap_verdict
-from kpi.warehouse import Warehouse
+from kpi.compute.coverage import Coverage, kpi_coverage, source_coverage
+from kpi.compute.periods import add_months
+from kpi.compute.tables import KpiTables
+from kpi.language.models import Direction, KpiType, Unit
+from kpi.publication.catalog_tables import scorecard_select
+from kpi.publication.scorecard import format_value
+from kpi.status.target_gap import attainment_text, favourable_gap, gap_text, gap_verdict
+from kpi.warehouse.connection import Warehouse
 
 DEFAULT_REPORT_DIR = "data/reports"
 TREND_MONTHS = 13
@@ -112,7 +112,7 @@ class ReportData:
     trends: pd.DataFrame
     kpis: dict[str, KpiMeta]
     dialect: str
-    # The days the loaded data covers, per KPI and per source (kpi.coverage). A KPI that is
+    # The days the loaded data covers, per KPI and per source (kpi.compute.coverage). A KPI that is
     # not in ``coverage`` is unknown, and its values are shown as stored.
     coverage: dict[str, Coverage] = field(default_factory=dict)
     sources: dict[str, Coverage] = field(default_factory=dict)
@@ -269,7 +269,7 @@ def load_report_data(wh: Warehouse, tables: KpiTables, as_of: dt.date | None = N
     sources = {n: c for n, c in source_coverage(wh, tables.compiler).items() if n in used}
     coverage = kpi_coverage(tables.compiler, sources)
     if not coverage:
-        sources = {}  # nothing loaded at all: unknown, not "no data" (kpi.coverage)
+        sources = {}  # nothing loaded at all: unknown, not "no data" (kpi.compute.coverage)
     return ReportData(
         as_of=as_of,
         months=months,
@@ -1261,7 +1261,7 @@ def render_report(data: ReportData, generated_at: dt.datetime | None = None) -> 
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="marketing-kpis kpi.report">
+<meta name="generator" content="marketing-kpis kpi.publication.report">
 <title>KPI scorecard as of {data.as_of.isoformat()}</title>
 <style>{CSS}</style>
 </head>

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from kpi.models import Direction, Unit
+from kpi.language.models import Direction, Unit
 
 DASH = "\u2013"
 # A ratio of 10 or more (1000%) says only "far off": a target that small is a typo or a

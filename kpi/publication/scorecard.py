@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import sqlalchemy as sa
 
-from kpi.catalog import Catalog
-from kpi.models import KpiType, Unit
-from kpi.publication import scorecard_select
-from kpi.warehouse import Warehouse
+from kpi.language.catalog import Catalog
+from kpi.language.models import KpiType, Unit
+from kpi.publication.catalog_tables import scorecard_select
+from kpi.warehouse.connection import Warehouse
 
 STATUS_MARK = {
     "on_track": "on track",

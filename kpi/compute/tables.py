@@ -1,0 +1,87 @@
+"""The KPI tables of one catalog, bound to one SQLAlchemy metadata: what every step writes."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from kpi.compute.compiler import KpiCompiler
+from kpi.compute.rollups import PeriodRollups
+from kpi.language.catalog import Catalog
+from kpi.warehouse.schema import (
+    kpi_anomalies_table,
+    kpi_catalog_table,
+    kpi_changes_table,
+    kpi_comparisons_table,
+    kpi_targets_table,
+    kpi_values_table,
+)
+
+
+@dataclass
+class KpiTables:
+    """The KPI tables of one catalog, bound to SQLAlchemy metadata."""
+
+    compiler: KpiCompiler
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.compiler.catalog
+
+    @property
+    def periods(self) -> sa.Table:
+        return self.compiler.periods
+
+    @property
+    def values(self) -> sa.Table:
+        return kpi_values_table(self.compiler.metadata, self.catalog.dimensions)
+
+    @property
+    def targets(self) -> sa.Table:
+        return kpi_targets_table(self.compiler.metadata)
+
+    @property
+    def comparisons(self) -> sa.Table:
+        return kpi_comparisons_table(self.compiler.metadata, self.catalog.dimensions)
+
+    @functools.cached_property
+    def rollups(self) -> PeriodRollups:
+        return PeriodRollups(self.compiler)
+
+    @property
+    def raw_tables(self) -> dict[str, sa.Table]:
+        return self.compiler.tables
+
+    @property
+    def catalog_table(self) -> sa.Table:
+        return kpi_catalog_table(self.compiler.metadata)
+
+    @property
+    def changes(self) -> sa.Table:
+        return kpi_changes_table(self.compiler.metadata)
+
+    @property
+    def anomalies(self) -> sa.Table:
+        return kpi_anomalies_table(self.compiler.metadata)
+
+    def all_tables(self) -> list[sa.Table]:
+        return [
+            *self.raw_tables.values(),
+            self.periods,
+            self.compiler.day_periods,
+            self.values,
+            self.targets,
+            self.comparisons,
+            self.catalog_table,
+            self.changes,
+            self.anomalies,
+        ]
+
+    @classmethod
+    def for_catalog(cls, catalog: Catalog, use_cubes: bool = False) -> KpiTables:
+        """The tables of ``catalog``; ``use_cubes`` makes refreshes read daily rollups."""
+        tables = cls(KpiCompiler(catalog, use_cubes=use_cubes))
+        tables.all_tables()  # bind every table to the metadata
+        return tables

@@ -1,0 +1,94 @@
+"""The catalog: every source and KPI of ``kpi_definitions/``, with where each is written.
+
+``kpi.language.loader`` builds it from the YAML files and runs the rules on it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from kpi.language.models import Kpi, Reporting, SourceSpec, definition_version
+from kpi.language.yaml_source import LocatedYaml
+
+SOURCES_FILE = "sources.yaml"
+DEFAULT_DEFINITIONS_DIR = Path(__file__).resolve().parents[2] / "kpi_definitions"
+
+
+def definitions_dir() -> Path:
+    """The definitions folder: ``KPI_DEFINITIONS_DIR``, else the shipped ``kpi_definitions/``."""
+    return Path(os.environ.get("KPI_DEFINITIONS_DIR") or DEFAULT_DEFINITIONS_DIR)
+
+
+@dataclass(frozen=True)
+class Location:
+    doc: LocatedYaml
+    path: tuple[str | int, ...]
+
+    def at(self, *more: str | int) -> tuple[str, int | None]:
+        return str(self.doc.path), self.doc.line_of((*self.path, *more))
+
+
+@dataclass
+class Catalog:
+    """Every source and KPI, after validation."""
+
+    reporting: Reporting
+    dimensions: list[str]
+    sources: dict[str, SourceSpec]
+    kpis: dict[str, Kpi]
+    kpi_locations: dict[str, Location] = field(default_factory=dict)
+    source_locations: dict[str, Location] = field(default_factory=dict)
+    sources_location: Location | None = None
+
+    def kpi(self, kpi_id: str) -> Kpi:
+        return self.kpis[kpi_id]
+
+    def dependencies(self, kpi_id: str) -> list[Kpi]:
+        """All KPIs ``kpi_id`` is computed from, transitively, without itself."""
+        seen: dict[str, Kpi] = {}
+        stack = list(self.kpis[kpi_id].referenced_kpis())
+        while stack:
+            ref = stack.pop()
+            if ref in seen or ref not in self.kpis or ref == kpi_id:
+                continue
+            seen[ref] = self.kpis[ref]
+            stack.extend(self.kpis[ref].referenced_kpis())
+        return list(seen.values())
+
+    def sources_of(self, kpi_id: str) -> list[SourceSpec]:
+        """The sources a KPI reads, directly or through the KPIs it is computed from."""
+        names: list[str] = []
+        for k in [self.kpis[kpi_id], *self.dependencies(kpi_id)]:
+            for _, m in k.measures:
+                if m.source not in names:
+                    names.append(m.source)
+        return [self.sources[n] for n in names if n in self.sources]
+
+    @cached_property
+    def versions(self) -> dict[str, str]:
+        return {
+            kid: definition_version(k, self.dependencies(kid), self.sources_of(kid))
+            for kid, k in self.kpis.items()
+        }
+
+    def evaluation_order(self) -> list[str]:
+        """KPI ids with every KPI after the ones it is computed from."""
+        order: list[str] = []
+        visiting: set[str] = set()
+
+        def visit(kid: str) -> None:
+            if kid in order or kid in visiting:
+                return
+            visiting.add(kid)
+            for ref in self.kpis[kid].referenced_kpis():
+                if ref in self.kpis:
+                    visit(ref)
+            visiting.discard(kid)
+            order.append(kid)
+
+        for kid in self.kpis:
+            visit(kid)
+        return order
