@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 
-.PHONY: run test dev lint format bench clean
+.PHONY: run test test-fast dev lint format bench clean
 
 $(STAMP): pyproject.toml
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -23,17 +23,28 @@ $(DAGSTER_HOME):
 # The demo run uses an in-memory Dagster instance: storing ~5,000 per-partition events of a
 # 14-month range in the SQLite instance would triple its time. `make dev` keeps history.
 run: $(STAMP)
-	env -u DAGSTER_HOME LOG_LEVEL=$${LOG_LEVEL:-WARNING} $(BIN)/python -m demo.run
+	env -u DAGSTER_HOME KPI_DEMO=1 LOG_LEVEL=$${LOG_LEVEL:-WARNING} $(BIN)/python -m demo.run
+
+# Tests run in parallel, one pytest-xdist worker per core (TEST_WORKERS=1 for a serial run).
+# loadgroup: tests are spread one by one, except those sharing an expensive module fixture
+# (tests/conftest.py groups them), which stay on one worker.
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
+PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadgroup
 
 ## test: the whole suite, PostgreSQL tests included (starts PostgreSQL when it is down)
 test: $(STAMP)
 	@bash scripts/ensure_postgres.sh "$(PG_URL)"
-	KPI_TEST_POSTGRES_URL="$(PG_URL)" $(BIN)/python -m pytest $(PYTEST_ARGS)
+	KPI_TEST_POSTGRES_URL="$(PG_URL)" $(BIN)/python -m pytest $(PYTEST_PARALLEL) --durations=15 $(PYTEST_ARGS)
 
-## dev: the Dagster UI on http://127.0.0.1:3000 with the demo data
+## test-fast: the suite without the tests marked slow (whole-job runs, subprocesses)
+test-fast: $(STAMP)
+	@bash scripts/ensure_postgres.sh "$(PG_URL)"
+	KPI_TEST_POSTGRES_URL="$(PG_URL)" $(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not slow" $(PYTEST_ARGS)
+
+## dev: the Dagster UI on http://127.0.0.1:3000 with the demo data (KPI_DEMO=1: the demo's GA4)
 dev: $(STAMP) $(DAGSTER_HOME)
 	$(BIN)/python -m demo.landing
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	KPI_DEMO=1 $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 ## lint: ruff check and format check
 lint: $(STAMP)

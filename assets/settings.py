@@ -1,15 +1,21 @@
-"""Settings the Dagster wiring reads once at load time, from the environment."""
+"""What the assets need from the code location's settings (:mod:`resources.settings`)."""
 
 from __future__ import annotations
 
-import os
+import hashlib
 from functools import cache
 from pathlib import Path
 
-from kpi.language.catalog import Catalog, definitions_dir
+from kpi.language.catalog import Catalog
 from kpi.language.loader import load_catalog
+from resources.settings import settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def definitions_dir() -> Path:
+    """The definitions folder (``KPI_DEFINITIONS_DIR``, else the shipped ``kpi_definitions/``)."""
+    return settings().definitions_dir
 
 
 @cache
@@ -20,12 +26,12 @@ def catalog() -> Catalog:
 
 def history_start() -> str:
     """First day of the daily partitions (``KPI_HISTORY_START``, ISO date)."""
-    return os.environ.get("KPI_HISTORY_START", "2024-01-01")
+    return settings().history_start.isoformat()
 
 
 def lookback_days() -> int:
     """Days the daily run re-pulls, ending yesterday (``GA4_LOOKBACK_DAYS``, default 3)."""
-    return int(os.environ.get("GA4_LOOKBACK_DAYS", "3"))
+    return settings().lookback_days
 
 
 def suites_dir() -> Path:
@@ -34,7 +40,5 @@ def suites_dir() -> Path:
 
 def source_code_version(source: str) -> str:
     """A code version for a raw asset: changes when its declaration in sources.yaml does."""
-    import hashlib
-
     spec = catalog().sources[source]
     return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:12]

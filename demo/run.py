@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     start, end = parse_window(os.environ.get("DEMO_START"), os.environ.get("DEMO_END"))
     if args.days:
         start = max(start, end - dt.timedelta(days=args.days - 1))
+    os.environ["KPI_DEMO"] = "1"  # the demo switch: pipelines.definitions picks the demo GA4
     os.environ.setdefault("DEMO_START", start.isoformat())
     os.environ.setdefault("DEMO_END", end.isoformat())
     landing = Path(os.environ.setdefault("LANDING_ROOT", "data/landing"))
@@ -48,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     from assets.settings import catalog
     from kpi.compute.tables import KpiTables
     from kpi.publication.scorecard import latest_scorecard, render
-    from kpi.warehouse.connection import DEFAULT_WAREHOUSE_URL, Warehouse, redact_url
+    from kpi.warehouse.connection import Warehouse, redact_url
     from pipelines.definitions import defs
+    from resources.settings import settings
 
     job = defs.resolve_job_def("marketing_kpis_job")
     instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         print("the run failed; see the errors above", file=sys.stderr)
         return 1
 
-    wh = Warehouse(os.environ.get("WAREHOUSE_URL", DEFAULT_WAREHOUSE_URL))
+    wh = Warehouse(settings().warehouse_url)
     tables = KpiTables.for_catalog(catalog())
     card = latest_scorecard(wh, tables.comparisons, tables.catalog.dimensions)
     print()

@@ -22,7 +22,8 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ingest.files import date_range, parse_file
+from ingest.files.dates import date_range
+from ingest.files.parsing import parse_file
 from ingest.landing import Landing, LandingUnavailable, content_sha256
 from kpi.language.models import SourceSpec
 

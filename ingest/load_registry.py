@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 import sqlalchemy as sa
 
-from ingest.files import FileLoad
+from ingest.files.deliveries import FileLoad
 from kpi.warehouse.connection import Warehouse
 from kpi.warehouse.schema import RAW_SCHEMA
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import textwrap
@@ -27,8 +28,7 @@ from typing import Any
 
 from sqlalchemy.engine import Dialect
 
-from kpi.language.catalog import Catalog
-from kpi.language.catalog import definitions_dir as catalog_definitions_dir
+from kpi.language.catalog import DEFAULT_DEFINITIONS_DIR, Catalog
 from kpi.language.expressions import did_you_mean
 from kpi.language.loader import collect_catalog
 from kpi.language.models import GRAIN_ORDER, Kpi, KpiType, Measure
@@ -217,7 +217,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def definitions_dir(args: argparse.Namespace) -> Path:
     """``--definitions``, else ``$KPI_DEFINITIONS_DIR``, else the project's definitions."""
     given = getattr(args, "definitions", None)
-    folder = Path(given) if given is not None else catalog_definitions_dir()
+    if given is not None:
+        folder = Path(given)
+    else:  # the command is an entry point: its default may come from the environment
+        folder = Path(os.environ.get(ENV_DEFINITIONS) or DEFAULT_DEFINITIONS_DIR)
     if not folder.is_dir():
         raise UsageError(f"definitions folder {folder} does not exist")
     return folder

@@ -18,7 +18,8 @@ from kpi.compute.tables import KpiTables
 from kpi.language.catalog import Catalog
 from kpi.publication.catalog_tables import catalog_rows, create_scorecard_view, record_changes
 from kpi.status.anomalies import flag_anomalies
-from kpi.status.comparisons import comparison_select, daily_history, phase_targets
+from kpi.status.comparisons import comparison_select
+from kpi.status.targets import daily_history, phase_targets
 from kpi.warehouse.connection import Warehouse
 from kpi.warehouse.locks import DDL
 
@@ -81,15 +82,15 @@ def refresh_cubes(wh: Warehouse, tables: KpiTables) -> dict[str, int]:
     """Rebuild every daily cube (one scan of each raw table), then its period rollup (see
     kpi.compute.rollups), in one transaction; rows per cube. ``refresh_kpi_values`` rebuilds the
     cubes it reads itself; the tests call this to query the cubes on their own."""
-    names = list(tables.compiler.cubes)
+    names = list(tables.compiler.cubes.tables)
     counts = wh.rebuild_tables(_cube_builds(tables, names))
-    return {s: counts[tables.compiler.cubes[s].name] for s in names}
+    return {s: counts[tables.compiler.cubes.tables[s].name] for s in names}
 
 
 def _cube_builds(tables: KpiTables, names: list[str]) -> list[tuple[sa.Table, sa.Select]]:
     """(table, select) of the cubes of ``names``, then of their rollups (which read them)."""
     compiler, rollups = tables.compiler, tables.rollups
-    builds = [(compiler.cubes[s], compiler.cube_select(s)) for s in names]
+    builds = [(compiler.cubes.tables[s], compiler.cubes.select(s)) for s in names]
     return builds + [(rollups.tables[s], rollups.rollup_select(s)) for s in names]
 
 
@@ -118,7 +119,7 @@ def refresh_kpi_values(
     if compiler.use_cubes:
         # Only the cubes these KPIs read: a refresh of one area rescans none of the others.
         read = {s for k in kpi_ids for s in compiler.source_names(tables.catalog.kpis[k])}
-        builds = _cube_builds(tables, [s for s in compiler.cubes if s in read])
+        builds = _cube_builds(tables, [s for s in compiler.cubes.tables if s in read])
         fused = [k for k in kpi_ids if tables.rollups.fusable(tables.catalog.kpis[k])]
     selects = [tables.rollups.values_select(fused, computed_at)] if fused else []
     for kpi_id in kpi_ids:

@@ -1,10 +1,14 @@
-"""The one Definitions object of the code location."""
+"""The one Definitions object of the code location.
+
+Production by default: GA4 is read from the properties of ``GA4_PROPERTY_IDS``. The demo
+(``make run``, ``make dev``) sets the one switch ``KPI_DEMO=1``; only then is the demo's
+GA4 resource (the local fake server holding the demo data) imported and used. Every setting
+comes from :mod:`resources.settings`.
+"""
 
 from __future__ import annotations
 
-import os
-
-from dagster import Definitions, EnvVar, in_process_executor
+from dagster import Definitions, in_process_executor
 
 from assets.files.sources import file_assets
 from assets.ga4.reports import ga4_assets
@@ -18,6 +22,7 @@ from assets.kpis.tables import (
     kpi_targets,
     kpi_values,
 )
+from kpi.publication.report import DEFAULT_REPORT_DIR
 from pipelines.jobs import marketing_kpis_job
 from pipelines.run_alerts import run_failure_alert_sensor
 from pipelines.schedules import daily_refresh_schedule
@@ -25,43 +30,40 @@ from pipelines.sensors import landing_files_sensor
 from resources.ga4 import GA4Resource
 from resources.landing import LandingResource
 from resources.notifier import notifier_from_env
+from resources.reports import ReportResource
+from resources.settings import DEMO_SWITCH, Settings, SettingsError, env_var, settings
 from resources.warehouse import WarehouseResource
 
 
-def _env(name: str, default: str | None = None):
-    """``EnvVar(name)`` when the variable is set, so the value stays out of run config."""
-    return EnvVar(name) if os.environ.get(name) else default
+def ga4_resource(config: Settings) -> GA4Resource:
+    """The GA4 resource: the demo's when the demo switch is on, production's otherwise."""
+    if config.demo:
+        # The only import of the demo outside demo/: taken only with the switch on, so the
+        # production code location never loads the demo's modules.
+        from demo.resources import demo_ga4_resource
 
-
-def ga4_resource() -> GA4Resource:
-    """The production GA4 resource when GA4_PROPERTY_IDS is set; the demo otherwise."""
-    ids = os.environ.get("GA4_PROPERTY_IDS")
-    if ids:
-        return GA4Resource(
-            property_ids=[p.strip() for p in ids.split(",") if p.strip()],
-            credentials_json=_env("GA4_CREDENTIALS_JSON"),
-            api_endpoint=_env("GA4_API_ENDPOINT"),
-            min_daily_tokens=int(os.environ.get("GA4_MIN_DAILY_TOKENS", "10000")),
+        return demo_ga4_resource()
+    if not config.ga4_property_ids:
+        raise SettingsError(
+            "GA4_PROPERTY_IDS is not set: set it to your numeric GA4 property ids "
+            f"(comma-separated), or set {DEMO_SWITCH}=1 to run the demo on generated data "
+            "from a local fake GA4 server"
         )
-    from demo.generator import DEMO_PROPERTY_ID
-
     return GA4Resource(
-        property_ids=[DEMO_PROPERTY_ID],
-        api_endpoint=_env("GA4_API_ENDPOINT"),
-        serve_demo_data=not os.environ.get("GA4_API_ENDPOINT"),
-        demo_start=os.environ.get("DEMO_START"),
-        demo_end=os.environ.get("DEMO_END"),
+        property_ids=list(config.ga4_property_ids),
+        credentials_json=env_var("GA4_CREDENTIALS_JSON"),
+        api_endpoint=env_var("GA4_API_ENDPOINT"),
+        min_daily_tokens=config.ga4_min_daily_tokens,
     )
 
 
-def resources() -> dict:
+def resources(config: Settings) -> dict:
     return {
-        "warehouse": WarehouseResource(
-            url=_env("WAREHOUSE_URL", "duckdb:///data/warehouse.duckdb")
-        ),
-        "ga4": ga4_resource(),
-        "landing": LandingResource(root=_env("LANDING_ROOT", "data/landing")),
+        "warehouse": WarehouseResource(url=env_var("WAREHOUSE_URL", config.warehouse_url)),
+        "ga4": ga4_resource(config),
+        "landing": LandingResource(root=env_var("LANDING_ROOT", "data/landing")),
         "notifier": notifier_from_env(),
+        "reports": ReportResource(folder=env_var("KPI_REPORT_DIR", DEFAULT_REPORT_DIR)),
     }
 
 
@@ -81,7 +83,7 @@ defs = Definitions(
     jobs=[marketing_kpis_job],
     schedules=[daily_refresh_schedule],
     sensors=[landing_files_sensor, run_failure_alert_sensor],
-    resources=resources(),
+    resources=resources(settings()),
     # DuckDB allows one writer per file: the steps of a run (and runs launched from the UI
     # on single assets) execute one after another in one process.
     executor=in_process_executor,

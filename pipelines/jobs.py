@@ -7,14 +7,14 @@ import os
 import sqlalchemy as sa
 from dagster import AssetSelection, define_asset_job
 
-from kpi.warehouse.connection import DEFAULT_WAREHOUSE_URL
+from resources.settings import settings
 
 DUCKDB_WRITER_TAG = "marketing_kpis/duckdb_writer"
 
 
-def writer_tags() -> dict[str, str]:
+def writer_tags(warehouse_url: str) -> dict[str, str]:
     """Runs writing one DuckDB file carry its path, so the run queue lets one at a time."""
-    url = sa.make_url(os.environ.get("WAREHOUSE_URL", DEFAULT_WAREHOUSE_URL))
+    url = sa.make_url(warehouse_url)
     if not url.drivername.startswith("duckdb"):
         return {}
     return {DUCKDB_WRITER_TAG: os.path.abspath(url.database or ":memory:")}
@@ -27,5 +27,5 @@ marketing_kpis_job = define_asset_job(
     selection=AssetSelection.all(),
     description="Extract GA4 and landing files for the run's days, validate them, and "
     "recompute the KPI tables and the scorecard.",
-    tags=writer_tags(),
+    tags=writer_tags(settings().warehouse_url),
 )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 
 from dagster import RunRequest, ScheduleEvaluationContext, schedule
 from dagster._core.storage.tags import (
@@ -14,6 +13,7 @@ from dagster._core.storage.tags import (
 from assets.partitions import daily_partitions
 from assets.settings import catalog, lookback_days
 from pipelines.jobs import marketing_kpis_job
+from resources.settings import settings
 
 
 def lookback_range(scheduled: dt.datetime, days: int) -> tuple[str, str]:
@@ -25,7 +25,7 @@ def lookback_range(scheduled: dt.datetime, days: int) -> tuple[str, str]:
 
 @schedule(
     job=marketing_kpis_job,
-    cron_schedule=f"0 {int(os.environ.get('KPI_DAILY_RUN_HOUR', '6'))} * * *",
+    cron_schedule=f"0 {settings().daily_run_hour} * * *",
     execution_timezone=catalog().reporting.time_zone,
     description="Every morning: re-pull the last GA4_LOOKBACK_DAYS days (GA4 revises recent "
     "days for up to 48 h), reload files for those days, and recompute the KPIs.",

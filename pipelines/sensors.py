@@ -10,9 +10,9 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from assets.files.sources import FILE_SOURCES
 from assets.partitions import daily_partitions
 from assets.settings import catalog
+from ingest.files.loading import file_sources
 from ingest.landing_changes import LandingState, contiguous_ranges, scan_landing
 from pipelines.jobs import marketing_kpis_job
 from resources.landing import LandingResource
@@ -40,7 +40,7 @@ def landing_files_sensor(
     context: SensorEvaluationContext, landing: LandingResource
 ) -> SensorResult:
     state = LandingState.from_json(context.cursor)
-    sources = {name: catalog().sources[name] for name in FILE_SOURCES}
+    sources = file_sources(catalog())
     scan = scan_landing(landing.landing(), sources, state, catalog().reporting.time_zone)
     for message in scan.messages:
         context.log.info(message)

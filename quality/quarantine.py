@@ -5,7 +5,7 @@ the rows failing a row-level expectation of severity ``error`` (not_null, betwee
 unique, ...) from the good ones. The bad rows go to ``raw.<source>__quarantine``
 (:func:`quarantine_table`) with the expectations they failed, the run id and the time,
 replaced per partition window exactly like the raw rows, and in the same transaction as
-them (``assets.quality.write_with_quarantine``), so a re-run never duplicates them and a
+them (``quality.writes.write_with_quarantine``), so a re-run never duplicates them and a
 failed write never leaves raw rows without their quarantine, or the reverse.
 
 Row conservation: every received row is either loaded or quarantined; :class:`Conservation`

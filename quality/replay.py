@@ -21,7 +21,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from kpi.language.catalog import definitions_dir
+from kpi.language.catalog import DEFAULT_DEFINITIONS_DIR
 from kpi.language.loader import load_catalog
 from kpi.warehouse.connection import DEFAULT_WAREHOUSE_URL, Warehouse
 from kpi.warehouse.schema import source_table
@@ -42,7 +42,7 @@ class ReplayResult:
 
 def replay(source: str, wh: Warehouse, definitions: Path | None = None) -> ReplayResult:
     """Move the quarantined rows of ``source`` that pass its suite now into the raw table."""
-    folder = definitions or definitions_dir()
+    folder = definitions or Path(os.environ.get("KPI_DEFINITIONS_DIR") or DEFAULT_DEFINITIONS_DIR)
     cat = load_catalog(folder)
     spec = cat.sources[source]
     if not spec.key:

@@ -286,7 +286,7 @@ class Volume(_Base):
     rows on some weekdays (no operations output at weekends).
 
     It needs the warehouse history, so :func:`quality.validate.validate_frame` skips it and
-    :mod:`assets.quality` evaluates it after the write. Days with too little history to
+    :mod:`quality.checks` evaluates it after the write. Days with too little history to
     compare with are not judged, and the outcome says so.
     """
 
@@ -340,7 +340,7 @@ class DateInPartition(_Base):
 class Freshness(_Base):
     """The latest day loaded (in the warehouse, up to the end of the partition window) is
     at most ``max_lag_days`` before the end of the window; evaluated by
-    :mod:`assets.quality`, which knows the window."""
+    :mod:`quality.checks`, which knows the window."""
 
     ROW_LEVEL_DEFAULT: ClassVar[bool] = False
     type: Literal["freshness"]

@@ -507,7 +507,7 @@ def validate_frame(
     gx_expectations = []
     for i, exp in enumerate(suite.expectations):
         if isinstance(exp, Volume | Freshness):
-            continue  # needs the warehouse history: evaluated by assets.quality
+            continue  # needs the warehouse history: evaluated by quality.checks
         missing = [c for c in exp.columns_used if c not in present]
         if missing:
             outcomes[i] = _missing_columns_outcome(names[i], exp, missing, near)

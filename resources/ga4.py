@@ -9,15 +9,12 @@ from dagster import ConfigurableResource, InitResourceContext
 from google.analytics.data_v1beta import BetaAnalyticsDataClient
 from pydantic import Field, PrivateAttr
 
-from ingest.ga4 import (
-    MAX_BATCH_REQUESTS,
-    ReportResult,
-    ReportSpec,
-    RetryPolicy,
-    make_client,
-    run_report,
-)
-from ingest.ga4_pull import Bucket, BucketResult, pull_buckets
+from ingest.ga4.client import make_client
+from ingest.ga4.pull import Bucket, BucketResult, pull_buckets
+from ingest.ga4.request import MAX_BATCH_REQUESTS
+from ingest.ga4.retry import RetryPolicy
+from ingest.ga4.run import ReportResult, run_report
+from ingest.ga4.spec import ReportSpec
 
 
 class GA4Resource(ConfigurableResource):
@@ -26,10 +23,8 @@ class GA4Resource(ConfigurableResource):
     Credentials come from ``GA4_CREDENTIALS_JSON`` (a service-account file path or its JSON
     content) or, when unset, application default credentials. ``GA4_API_ENDPOINT``
     (``host:port``, plain gRPC) points the same client at another server, such as the
-    project's fake GA4 server in the demo and the tests.
-
-    With ``serve_demo_data`` the resource starts that fake server itself, in process, with
-    the deterministic demo data, so the demo runs the production extraction path.
+    project's fake GA4 server in the tests (the demo's ``DemoGA4Resource`` starts it with the
+    demo data and runs this same extraction path).
 
     Quota: every property has its own token buckets (200,000 a day for a standard property).
     The resource remembers the daily tokens each property has left, across the reports of a
@@ -57,30 +52,22 @@ class GA4Resource(ConfigurableResource):
     initial_backoff_s: float = Field(default=1.0, ge=0)
     max_backoff_s: float = Field(default=30.0, ge=0)
     timeout_s: float = Field(default=60.0, gt=0, description="deadline of one API call")
-    serve_demo_data: bool = Field(default=False, description="serve the demo data locally")
-    demo_start: str | None = Field(default=None, description="first day of demo data")
-    demo_end: str | None = Field(default=None, description="last day of demo data")
 
     _client: BetaAnalyticsDataClient | None = PrivateAttr(default=None)
-    _server: object | None = PrivateAttr(default=None)
     _daily_tokens_left: dict[str, int] = PrivateAttr(default_factory=dict)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        endpoint = self.api_endpoint or None
-        if self.serve_demo_data:
-            from demo.servers import start_demo_ga4_server
+        self.connect(self.api_endpoint or None)
 
-            self._server = start_demo_ga4_server(self.demo_start, self.demo_end)
-            endpoint = self._server.endpoint
+    def connect(self, endpoint: str | None) -> None:
+        """Open the client on ``endpoint`` (``host:port``), or on Google's API when None."""
         self._client = make_client(endpoint=endpoint, credentials_json=self.credentials_json)
         self._daily_tokens_left = {}
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._client is not None:
             self._client.transport.close()
-        if self._server is not None:
-            self._server.stop()
-        self._client, self._server = None, None
+        self._client = None
 
     def _retry_policy(self) -> RetryPolicy:
         return RetryPolicy(
@@ -114,7 +101,7 @@ class GA4Resource(ConfigurableResource):
     ) -> Iterator[list[BucketResult]]:
         """One request per period in ``buckets``, batched, paged, retried, within the quota
         floor; yields each batch's results as soon as it is complete (see
-        :func:`ingest.ga4_pull.pull_buckets`)."""
+        :func:`ingest.ga4.pull.pull_buckets`)."""
 
         def remember(remaining: int) -> None:
             self._daily_tokens_left[property_id] = remaining

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
-from dagster import DagsterInstance, Definitions, ExecuteInProcessResult
+from dagster import AssetKey, DagsterInstance, Definitions, ExecuteInProcessResult
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
@@ -16,6 +18,7 @@ from demo.fake_ga4_server import FakeGA4Server, FakeProperty
 from resources.ga4 import GA4Resource
 from resources.landing import LandingResource
 from resources.notifier import NotifierResource
+from resources.reports import ReportResource
 from resources.warehouse import WarehouseResource
 
 PROPERTY_ID = "123456789"
@@ -75,11 +78,14 @@ def run_pipeline(
     as_of: dt.date | None = None,
     instance: DagsterInstance | None = None,
     raise_on_error: bool = True,
+    assets: Iterable[str] | None = None,
 ) -> ExecuteInProcessResult:
     """Run ``marketing_kpis_job`` for the days ``start..end`` with these resources.
 
     The project's own Definitions are rebuilt around test resources, so the job, assets,
-    checks and executor are exactly the ones ``dagster dev`` loads.
+    checks and executor are exactly the ones ``dagster dev`` loads. ``assets`` runs only
+    those assets of the job (and their checks), as a user's selection in the UI does; the
+    whole job is for tests about the whole job.
     """
     from pipelines import definitions
 
@@ -90,6 +96,8 @@ def run_pipeline(
         ),
         "landing": LandingResource(root=str(landing)),
         "notifier": NotifierResource(),  # no channel configured: alerts are recorded only
+        # The folder conftest gives every test (the production wiring reads the same variable).
+        "reports": ReportResource(folder=os.environ.get("KPI_REPORT_DIR", "data/reports")),
     }
     defs = Definitions(
         assets=list(definitions.defs.assets),
@@ -97,12 +105,17 @@ def run_pipeline(
         executor=definitions.defs.executor,
         resources=resources,
     )
+    selection = None if assets is None else [AssetKey(name) for name in assets]
+    run_config = {}
+    if selection is None or AssetKey("kpi_periods") in selection:
+        run_config = {"ops": {"kpi_periods": {"config": {"as_of": (as_of or end).isoformat()}}}}
     return defs.resolve_job_def("marketing_kpis_job").execute_in_process(
         instance=instance,
         tags={
             ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
             ASSET_PARTITION_RANGE_END_TAG: end.isoformat(),
         },
-        run_config={"ops": {"kpi_periods": {"config": {"as_of": (as_of or end).isoformat()}}}},
+        run_config=run_config,
         raise_on_error=raise_on_error,
+        asset_selection=selection,
     )

@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-import assets.quality
-from assets.quality import write_with_quarantine
+import quality.writes
 from assets.settings import catalog
 from kpi.warehouse.connection import Warehouse
 from kpi.warehouse.schema import source_table
 from quality.quarantine import quarantine_table
+from quality.writes import write_with_quarantine
 from tests.test_files_loading import (
     AD_HEADER,
     AD_ROWS,
@@ -144,12 +144,12 @@ def test_a_run_whose_quarantine_write_fails_leaves_the_partition_as_it_was(
         root,
         {"b.csv": "\n".join([AD_HEADER, "2026-01-07,meta,social,late,10,1,-5.00,EUR"]) + "\n"},
     )
-    real = assets.quality.quarantine_frame
+    real = quality.writes.quarantine_frame
 
     def without_ids(*args, **kwargs) -> pd.DataFrame:
         return real(*args, **kwargs).assign(_quarantine_id=None)
 
-    monkeypatch.setattr(assets.quality, "quarantine_frame", without_ids)
+    monkeypatch.setattr(quality.writes, "quarantine_frame", without_ids)
     result = load(warehouse_url, root, window=FIXTURE_DAYS, raise_on_error=False)
     assert not result.success
     assert query(warehouse_url, raw_sql) == raw_before
@@ -160,7 +160,7 @@ def test_a_run_whose_quarantine_write_fails_leaves_the_partition_as_it_was(
     )
 
     # Without the fault the same run loads both, once.
-    monkeypatch.setattr(assets.quality, "quarantine_frame", real)
+    monkeypatch.setattr(quality.writes, "quarantine_frame", real)
     for _ in range(2):
         assert load(warehouse_url, root, window=FIXTURE_DAYS).success
         assert len(query(warehouse_url, raw_sql)) == 3

@@ -14,6 +14,7 @@ from kpi.language.catalog import Catalog
 from kpi.language.facts import scales_with_days
 from kpi.language.loader import load_catalog
 from kpi.language.models import Kpi, Reporting
+from kpi.language.status import Status
 from kpi.publication.catalog_tables import _insert_missing
 from kpi.refresh import (
     refresh_catalog,
@@ -22,16 +23,8 @@ from kpi.refresh import (
     refresh_periods,
     refresh_targets,
 )
-from kpi.status.comparisons import (
-    AT_RISK,
-    INSUFFICIENT_DATA,
-    NO_TARGET,
-    OFF_TRACK,
-    ON_TRACK,
-    last_year_day,
-    phase_targets,
-    status_of,
-)
+from kpi.status.judgement import status_of
+from kpi.status.targets import last_year_day, phase_targets
 from kpi.warehouse.connection import Warehouse
 
 D = dt.date
@@ -65,13 +58,13 @@ BAND = make_kpi(direction="within_band")
     ("actual", "target", "expected"),
     [
         # Default thresholds: on track from attainment 1.0, at risk from 0.9.
-        (101, 100, ON_TRACK),  # 1.01
-        (100, 100, ON_TRACK),  # exactly 1.0
-        (99.99, 100, AT_RISK),  # 0.9999
-        (90, 100, AT_RISK),  # exactly 0.9
-        (89.99, 100, OFF_TRACK),  # 0.8999
-        (0, 100, OFF_TRACK),  # 0.0
-        (-5, 100, OFF_TRACK),
+        (101, 100, Status.on_track),  # 1.01
+        (100, 100, Status.on_track),  # exactly 1.0
+        (99.99, 100, Status.at_risk),  # 0.9999
+        (90, 100, Status.at_risk),  # exactly 0.9
+        (89.99, 100, Status.off_track),  # 0.8999
+        (0, 100, Status.off_track),  # 0.0
+        (-5, 100, Status.off_track),
     ],
 )
 def test_higher_is_better(actual, target, expected):
@@ -82,12 +75,12 @@ def test_higher_is_better(actual, target, expected):
     ("actual", "target", "expected"),
     [
         # Attainment = target / actual.
-        (40, 50, ON_TRACK),  # 1.25: below target is good
-        (50, 50, ON_TRACK),  # 1.0
-        (50.01, 50, AT_RISK),  # 0.9998
-        (50, 45, AT_RISK),  # 45 / 50 = 0.9 exactly
-        (50.01, 45, OFF_TRACK),  # 0.8998
-        (100, 45, OFF_TRACK),  # 0.45
+        (40, 50, Status.on_track),  # 1.25: below target is good
+        (50, 50, Status.on_track),  # 1.0
+        (50.01, 50, Status.at_risk),  # 0.9998
+        (50, 45, Status.at_risk),  # 45 / 50 = 0.9 exactly
+        (50.01, 45, Status.off_track),  # 0.8998
+        (100, 45, Status.off_track),  # 0.45
     ],
 )
 def test_lower_is_better(actual, target, expected):
@@ -98,16 +91,16 @@ def test_lower_is_better(actual, target, expected):
     ("actual", "expected"),
     [
         # Band 30..40 with off_track_below 0.8: inside (edges included) is 1.0.
-        (35, ON_TRACK),
-        (30, ON_TRACK),
-        (40, ON_TRACK),
-        (29.99, AT_RISK),  # 29.99 / 30 = 0.9997
-        (24, AT_RISK),  # 24 / 30 = 0.8 exactly
-        (23.99, OFF_TRACK),  # 0.7997
-        (40.01, AT_RISK),  # 40 / 40.01 = 0.99975
-        (50, AT_RISK),  # 40 / 50 = 0.8 exactly
-        (50.01, OFF_TRACK),  # 0.7998
-        (0, OFF_TRACK),  # 0 / 30
+        (35, Status.on_track),
+        (30, Status.on_track),
+        (40, Status.on_track),
+        (29.99, Status.at_risk),  # 29.99 / 30 = 0.9997
+        (24, Status.at_risk),  # 24 / 30 = 0.8 exactly
+        (23.99, Status.off_track),  # 0.7997
+        (40.01, Status.at_risk),  # 40 / 40.01 = 0.99975
+        (50, Status.at_risk),  # 40 / 50 = 0.8 exactly
+        (50.01, Status.off_track),  # 0.7998
+        (0, Status.off_track),  # 0 / 30
     ],
 )
 def test_within_band(actual, expected):
@@ -120,11 +113,11 @@ def test_within_band(actual, expected):
 @pytest.mark.parametrize(
     ("actual", "expected"),
     [
-        (100, ON_TRACK),  # 1.0
-        (95, ON_TRACK),  # 0.95 exactly: at_risk_below 0.95 -> on track
-        (94.99, AT_RISK),
-        (85, AT_RISK),  # 0.85 exactly
-        (84.99, OFF_TRACK),
+        (100, Status.on_track),  # 1.0
+        (95, Status.on_track),  # 0.95 exactly: at_risk_below 0.95 -> on track
+        (94.99, Status.at_risk),
+        (85, Status.at_risk),  # 0.85 exactly
+        (84.99, Status.off_track),
     ],
 )
 def test_custom_thresholds(actual, expected):
@@ -135,35 +128,35 @@ def test_custom_thresholds(actual, expected):
 def test_min_sample_size_gives_insufficient_data():
     kpi = make_kpi(min_sample_size=30)
     # 0.99 would be on track with a 0.85 target, but 29 answers are not evidence.
-    assert status_of(kpi, 0.99, 0.85, sample_size=29) == INSUFFICIENT_DATA
-    assert status_of(kpi, 0.99, 0.85, sample_size=None) == INSUFFICIENT_DATA
-    assert status_of(kpi, 0.99, 0.85, sample_size=0) == INSUFFICIENT_DATA
-    assert status_of(kpi, 0.99, 0.85, sample_size=30) == ON_TRACK  # exactly the minimum
-    assert status_of(kpi, 0.5, 0.85, sample_size=31) == OFF_TRACK  # 0.588
+    assert status_of(kpi, 0.99, 0.85, sample_size=29) == Status.insufficient_data
+    assert status_of(kpi, 0.99, 0.85, sample_size=None) == Status.insufficient_data
+    assert status_of(kpi, 0.99, 0.85, sample_size=0) == Status.insufficient_data
+    assert status_of(kpi, 0.99, 0.85, sample_size=30) == Status.on_track  # exactly the minimum
+    assert status_of(kpi, 0.5, 0.85, sample_size=31) == Status.off_track  # 0.588
     # Small samples win over a missing target: nothing to say either way.
-    assert status_of(kpi, 0.99, None, sample_size=3) == INSUFFICIENT_DATA
+    assert status_of(kpi, 0.99, None, sample_size=3) == Status.insufficient_data
     # Without a minimum the sample size does not matter.
-    assert status_of(HIGHER, 0.99, 0.85, sample_size=1) == ON_TRACK
+    assert status_of(HIGHER, 0.99, 0.85, sample_size=1) == Status.on_track
 
 
 def test_no_target_and_no_value():
-    assert status_of(HIGHER, 10, None) == NO_TARGET
-    assert status_of(LOWER, 10, None) == NO_TARGET
+    assert status_of(HIGHER, 10, None) == Status.no_target
+    assert status_of(LOWER, 10, None) == Status.no_target
     # A band KPI without a band has no target even when a value is passed.
-    assert status_of(BAND, 10, 10) == NO_TARGET
+    assert status_of(BAND, 10, 10) == Status.no_target
     # No value: insufficient data, with or without a target.
-    assert status_of(HIGHER, None, 100) == INSUFFICIENT_DATA
-    assert status_of(HIGHER, None, None) == INSUFFICIENT_DATA
-    assert status_of(BAND, None, None, band=(1, 2)) == INSUFFICIENT_DATA
+    assert status_of(HIGHER, None, 100) == Status.insufficient_data
+    assert status_of(HIGHER, None, None) == Status.insufficient_data
+    assert status_of(BAND, None, None, band=(1, 2)) == Status.insufficient_data
 
 
 def test_zero_target_for_higher_is_better_is_not_a_division_error():
     # actual / 0 has no attainment.
-    assert status_of(HIGHER, 5, 0) == INSUFFICIENT_DATA
+    assert status_of(HIGHER, 5, 0) == Status.insufficient_data
 
 
 def test_zero_actual_lower_is_better_is_on_track():
-    assert status_of(LOWER, 0, 50) == ON_TRACK
+    assert status_of(LOWER, 0, 50) == Status.on_track
 
 
 # ---------------------------------------------------------------------------------------------
@@ -756,12 +749,12 @@ def test_sql_status_by_hand(compared):
     # sessions, target 100 a day: 100 on track, 95 and 90 at risk, 89 and 80 off track,
     # the empty day 01-06 is 0 -> off track.
     assert _status_table(compared, "sessions") == {
-        D(2026, 1, 1): ON_TRACK,
-        D(2026, 1, 2): AT_RISK,
-        D(2026, 1, 3): AT_RISK,
-        D(2026, 1, 4): OFF_TRACK,
-        D(2026, 1, 5): OFF_TRACK,
-        D(2026, 1, 6): OFF_TRACK,
+        D(2026, 1, 1): Status.on_track,
+        D(2026, 1, 2): Status.at_risk,
+        D(2026, 1, 3): Status.at_risk,
+        D(2026, 1, 4): Status.off_track,
+        D(2026, 1, 5): Status.off_track,
+        D(2026, 1, 6): Status.off_track,
     }
     # January is open at 01-06: 454 sessions (100+95+90+89+80+0) against the to-date
     # target 6 * 100 = 600 -> 0.757 -> off track (not against 3100 for the whole month).
@@ -770,39 +763,39 @@ def test_sql_status_by_hand(compared):
     assert jan.actual.tolist() == [454]
     assert jan.target.tolist() == [pytest.approx(600)]
     assert jan.attainment.tolist() == [pytest.approx(454 / 600)]
-    assert jan.status.tolist() == [OFF_TRACK]
+    assert jan.status.tolist() == [Status.off_track]
     # Slices get no target: no_target, and their previous period still works.
     a = out[(out.kpi_id == "sessions") & (out.grain == "day") & (out.channel == "a")]
-    assert set(a.status) == {NO_TARGET}
+    assert set(a.status) == {Status.no_target}
     # CPA, target 10: 100/10 = 10 on track; 100/9 = 11.1 -> 0.9 at risk; 250/10 = 25 -> 0.4
     # off track; 160/8 = 20 -> 0.5; 01-06: 0/0 -> NULL; 01-04: 0/5 = 0 beats any target.
     cpa = _status_table(compared, "cost_per_conversion")
     assert cpa == {
-        D(2026, 1, 1): ON_TRACK,
-        D(2026, 1, 2): AT_RISK,
-        D(2026, 1, 3): OFF_TRACK,
-        D(2026, 1, 4): ON_TRACK,
-        D(2026, 1, 5): OFF_TRACK,
-        D(2026, 1, 6): INSUFFICIENT_DATA,
+        D(2026, 1, 1): Status.on_track,
+        D(2026, 1, 2): Status.at_risk,
+        D(2026, 1, 3): Status.off_track,
+        D(2026, 1, 4): Status.on_track,
+        D(2026, 1, 5): Status.off_track,
+        D(2026, 1, 6): Status.insufficient_data,
     }
     # cost, band 100..200 a day, off track below 0.8: 100 in, 100 in, 250 -> 200/250 = 0.8
     # at risk, 0 -> off, 160 in, 0 -> off.
     assert _status_table(compared, "cost") == {
-        D(2026, 1, 1): ON_TRACK,
-        D(2026, 1, 2): ON_TRACK,
-        D(2026, 1, 3): AT_RISK,
-        D(2026, 1, 4): OFF_TRACK,
-        D(2026, 1, 5): ON_TRACK,
-        D(2026, 1, 6): OFF_TRACK,
+        D(2026, 1, 1): Status.on_track,
+        D(2026, 1, 2): Status.on_track,
+        D(2026, 1, 3): Status.at_risk,
+        D(2026, 1, 4): Status.off_track,
+        D(2026, 1, 5): Status.on_track,
+        D(2026, 1, 6): Status.off_track,
     }
     # conversions: no target; 01-01 has two rows (a and b), the others one or none.
     assert _status_table(compared, "conversions") == {
-        D(2026, 1, 1): NO_TARGET,
-        D(2026, 1, 2): INSUFFICIENT_DATA,
-        D(2026, 1, 3): INSUFFICIENT_DATA,
-        D(2026, 1, 4): INSUFFICIENT_DATA,
-        D(2026, 1, 5): INSUFFICIENT_DATA,
-        D(2026, 1, 6): INSUFFICIENT_DATA,
+        D(2026, 1, 1): Status.no_target,
+        D(2026, 1, 2): Status.insufficient_data,
+        D(2026, 1, 3): Status.insufficient_data,
+        D(2026, 1, 4): Status.insufficient_data,
+        D(2026, 1, 5): Status.insufficient_data,
+        D(2026, 1, 6): Status.insufficient_data,
     }
 
 
@@ -832,7 +825,7 @@ def test_sql_status_agrees_with_status_of(compared):
 
 def test_sql_zero_actual_lower_is_better_is_on_track(compared):
     # 01-04: cost 0 / 5 conversions = CPA 0 against a target of 10.
-    assert _status_table(compared, "cost_per_conversion")[D(2026, 1, 4)] == ON_TRACK
+    assert _status_table(compared, "cost_per_conversion")[D(2026, 1, 4)] == Status.on_track
 
 
 # ---------------------------------------------------------------------------------------------

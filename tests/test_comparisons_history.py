@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from kpi.compute.tables import KpiTables
 from kpi.language.loader import load_catalog
 from kpi.language.models import Kpi
+from kpi.language.status import Status
 from kpi.refresh import (
     refresh_catalog,
     refresh_comparisons,
@@ -24,14 +25,8 @@ from kpi.refresh import (
     refresh_scorecard_view,
     refresh_targets,
 )
-from kpi.status.comparisons import (
-    AT_RISK,
-    INSUFFICIENT_DATA,
-    OFF_TRACK,
-    ON_TRACK,
-    comparison_select,
-    status_of,
-)
+from kpi.status.comparisons import comparison_select
+from kpi.status.judgement import status_of
 from kpi.warehouse.connection import Warehouse
 
 D = dt.date
@@ -360,11 +355,11 @@ def test_period_over_period_kpis_get_history_and_points_attainment(compared, tmp
     # is below the off-track threshold of 0.9.
     assert nov.attainment == pytest.approx(-1 / 11 - 0.05)
     assert nov.variance_favourable == pytest.approx(-1 / 11 - 0.05)
-    assert nov.status == OFF_TRACK
+    assert nov.status == Status.off_track
     # October: 0.25 against 0.05 is 20 points ahead (not 500%): 1.25 / 1.05 on track.
     oct_ = c[("revenue_growth", "month", D(2026, 10, 1), None)]
     assert oct_.attainment == pytest.approx(0.20)
-    assert oct_.status == ON_TRACK
+    assert oct_.status == Status.on_track
     assert oct_.previous == pytest.approx((440 - 16) / 16)
     assert _null(oct_.last_year)  # October 2025 over September 2025's 0: undefined
     # Lower is better: the same growths read the other way round. November's fall is
@@ -373,20 +368,20 @@ def test_period_over_period_kpis_get_history_and_points_attainment(compared, tmp
     low_nov = c[("revenue_growth_low", "month", D(2026, 11, 1), None)]
     assert low_nov.attainment == pytest.approx(0.05 + 1 / 11)
     assert low_nov.variance_favourable == pytest.approx(0.05 + 1 / 11)
-    assert low_nov.status == ON_TRACK
+    assert low_nov.status == Status.on_track
     low_oct = c[("revenue_growth_low", "month", D(2026, 10, 1), None)]
     assert low_oct.attainment == pytest.approx(-0.20)
-    assert low_oct.status == OFF_TRACK
+    assert low_oct.status == Status.off_track
     # April 2025 over the partly covered March 2025 (from the 10th): (0 - 5) / 5 = -1 in
     # kpi_values, but no growth to judge: no attainment, insufficient data (not off track).
     apr = c[("sessions_growth", "month", D(2025, 4, 1), None)]
     assert apr.actual == -1
     assert _null(apr.attainment) and _null(apr.variance_favourable)
-    assert apr.status == INSUFFICIENT_DATA
+    assert apr.status == Status.insufficient_data
     # March 2026 over February: (13 - 11) / 11, 13.2 points above +5%.
     mar = c[("sessions_growth", "month", D(2026, 3, 1), None)]
     assert mar.attainment == pytest.approx(2 / 11 - 0.05)
-    assert mar.status == ON_TRACK
+    assert mar.status == Status.on_track
     # The SQL status is the Python rule's, wherever there is a growth to judge.
     kpis = load_catalog(tmp_path / "defs").kpis
     judged = [(k, r) for k, r in c.items() if "growth" in k[0] and not _null(r.attainment)]
@@ -418,13 +413,13 @@ def _growth_kpi(direction: str, thresholds: dict | None = None) -> Kpi:
     ("direction", "actual", "expected"),
     [
         # Levels reached: (1 + actual) / (1 + target), target +5%.
-        ("higher_is_better", 0.05, ON_TRACK),  # 1.0
-        ("higher_is_better", -0.04, AT_RISK),  # 0.96 / 1.05 = 0.914
-        ("higher_is_better", -0.06, OFF_TRACK),  # 0.94 / 1.05 = 0.895
-        ("lower_is_better", -0.04, ON_TRACK),  # 1.05 / 0.96 = 1.09
-        ("lower_is_better", 0.15, AT_RISK),  # 1.05 / 1.15 = 0.913
-        ("lower_is_better", 0.17, OFF_TRACK),  # 1.05 / 1.17 = 0.897
-        ("lower_is_better", -1.0, ON_TRACK),  # nothing left of what is to be kept low
+        ("higher_is_better", 0.05, Status.on_track),  # 1.0
+        ("higher_is_better", -0.04, Status.at_risk),  # 0.96 / 1.05 = 0.914
+        ("higher_is_better", -0.06, Status.off_track),  # 0.94 / 1.05 = 0.895
+        ("lower_is_better", -0.04, Status.on_track),  # 1.05 / 0.96 = 1.09
+        ("lower_is_better", 0.15, Status.at_risk),  # 1.05 / 1.15 = 0.913
+        ("lower_is_better", 0.17, Status.off_track),  # 1.05 / 1.17 = 0.897
+        ("lower_is_better", -1.0, Status.on_track),  # nothing left of what is to be kept low
     ],
 )
 def test_status_of_a_growth_kpi_compares_the_levels_it_reaches(direction, actual, expected):
@@ -435,8 +430,8 @@ def test_status_of_a_growth_kpi_compares_the_levels_it_reaches(direction, actual
 def test_status_of_a_growth_kpi_within_a_band():
     kpi = _growth_kpi("within_band")
     # Band -2% .. +2%: inside on track; +5% reaches 1.05 against at most 1.02: 0.971.
-    assert status_of(kpi, 0.0, None, band=(-0.02, 0.02)) == ON_TRACK
-    assert status_of(kpi, 0.05, None, band=(-0.02, 0.02)) == AT_RISK
+    assert status_of(kpi, 0.0, None, band=(-0.02, 0.02)) == Status.on_track
+    assert status_of(kpi, 0.05, None, band=(-0.02, 0.02)) == Status.at_risk
     assert math.isclose(1.02 / 1.05, 0.9714, abs_tol=1e-4)
 
 

@@ -176,7 +176,7 @@ def test_lock_keys_are_stable_and_distinct() -> None:
 _RUN_COLUMNS = ("_run_id", "run_id", "_loaded_at", "_quarantine_id")
 # Logs that every run appends to by design (ingest/load_registry.py): two runs, two entries.
 _APPEND_ONLY = {"raw.file_loads"}
-# One row per GA4 request of a run (ingest/ga4_load_log.py), holding the quota the fake
+# One row per GA4 request of a run (ingest/ga4/load_log.py), holding the quota the fake
 # server had left, which both runs spend at once: only the number of rows is comparable.
 _PER_RUN_REQUESTS = {"raw.ga4_load_log"}
 
@@ -203,9 +203,9 @@ def _every_row(url: str) -> dict[str, list[tuple]]:
         wh.dispose()
 
 
-def test_two_runs_at_once_equal_one_run(postgres_url, postgres_admin, tmp_path) -> None:
+@pytest.mark.slow
+def test_two_runs_at_once_equal_one_run(postgres_url, make_postgres_url, tmp_path) -> None:
     import datetime as dt
-    import uuid
 
     from demo.generator import ga4_traffic
     from demo.landing import write_demo_landing
@@ -214,38 +214,31 @@ def test_two_runs_at_once_equal_one_run(postgres_url, postgres_admin, tmp_path) 
     start, end = dt.date(2026, 1, 1), dt.date(2026, 1, 12)
     landing = tmp_path / "landing"
     write_demo_landing(landing, start, end)
-    single = f"kpi_test_{uuid.uuid4().hex[:12]}"
-    with postgres_admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{single}"'))
-    single_url = sa.make_url(postgres_url).set(database=single).render_as_string(False)
-    try:
-        with fake_ga4(ga4_traffic(start, end)) as server:
-            results: list = []
-            errors: list[BaseException] = []
+    single_url = make_postgres_url()  # a second fresh database, for the run alone
+    with fake_ga4(ga4_traffic(start, end)) as server:
+        results: list = []
+        errors: list[BaseException] = []
 
-            def run() -> None:
-                try:
-                    results.append(run_pipeline(postgres_url, server.endpoint, landing, start, end))
-                except BaseException as error:  # reported to the test
-                    errors.append(error)
+        def run() -> None:
+            try:
+                results.append(run_pipeline(postgres_url, server.endpoint, landing, start, end))
+            except BaseException as error:  # reported to the test
+                errors.append(error)
 
-            threads = [threading.Thread(target=run) for _ in range(2)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(600)
-            assert errors == []
-            assert len(results) == 2 and all(r.success for r in results)
-            assert run_pipeline(single_url, server.endpoint, landing, start, end).success
-        twice, once = _every_row(postgres_url), _every_row(single_url)
-        assert sorted(twice) == sorted(once)
-        assert once["raw.orders"], "the window loads orders: the comparison is not empty"
-        for name in once:
-            if name in _PER_RUN_REQUESTS:
-                assert len(twice[name]) == 2 * len(once[name]), name
-                continue
-            expected = sorted(once[name] * 2) if name in _APPEND_ONLY else once[name]
-            assert twice[name] == expected, name
-    finally:
-        with postgres_admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{single}" WITH (FORCE)'))
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(600)
+        assert errors == []
+        assert len(results) == 2 and all(r.success for r in results)
+        assert run_pipeline(single_url, server.endpoint, landing, start, end).success
+    twice, once = _every_row(postgres_url), _every_row(single_url)
+    assert sorted(twice) == sorted(once)
+    assert once["raw.orders"], "the window loads orders: the comparison is not empty"
+    for name in once:
+        if name in _PER_RUN_REQUESTS:
+            assert len(twice[name]) == 2 * len(once[name]), name
+            continue
+        expected = sorted(once[name] * 2) if name in _APPEND_ONLY else once[name]
+        assert twice[name] == expected, name

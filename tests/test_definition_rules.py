@@ -212,13 +212,22 @@ def test_the_fixture_used_below_is_valid(tmp_path):
 
 def test_every_rule_class_has_its_section_here():
     """A new rule in kpi/language/rules/ comes with a `# <RuleClass>` section of tests here."""
-    from kpi.language.rules import definitions as rules
+    import importlib
+    import pkgutil
 
-    classes = {
-        name
-        for name, obj in vars(rules).items()
-        if isinstance(obj, type) and issubclass(obj, rules.Rule) and obj is not rules.Rule
-    }
+    from kpi.language import rules
+
+    classes = set()
+    for module in pkgutil.iter_modules(rules.__path__):
+        found = vars(importlib.import_module(f"{rules.__name__}.{module.name}"))
+        classes |= {
+            name
+            for name, obj in found.items()
+            if isinstance(obj, type)
+            and issubclass(obj, rules.Rule)
+            and obj is not rules.Rule
+            and obj.__module__ == f"{rules.__name__}.{module.name}"
+        }
     assert {type(r).__name__ for r in rules.RULES} == classes, "a rule class is not in RULES"
     headers = set(re.findall(r"^# (\w+Rule)$", Path(__file__).read_text(), flags=re.M))
     assert classes <= headers, f"rules without tests: {sorted(classes - headers)}"
@@ -658,6 +667,36 @@ def test_equals_sign_inside_a_string_literal_is_kept(tmp_path):
         .compile(compile_kwargs={"literal_binds": True})
     )
     assert "'utm=spring'" in sql and "'a<>b'" in sql
+
+
+# ---------------------------------------------------------------------------------------------
+# ZeroDenominatorRule
+# (each constant zero it finds is tested in tests/test_definition_safety.py)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_constant_zero_denominator_is_reported_between_expression_and_type_problems(tmp_path):
+    # The order of the problems is the order of RULES: an unknown column (ExpressionRule), then
+    # the constant zero (ZeroDenominatorRule), then a field of the wrong type (KpiTypeFieldsRule).
+    per_nothing = kpi(
+        "per_nothing",
+        """
+        type: ratio
+        numerator: {source: orders, agg: sum, expr: revenu}
+        denominator: {source: orders, agg: sum, expr: 1 - 1}
+        expr: stray
+        """,
+        unit="ratio",
+    )
+    text = area(per_nothing)
+    folder = write_definitions(tmp_path, {"test.yaml": text})
+    problems = problems_of(folder)
+    messages = [p.message for p in problems]
+    unknown = messages.index(find(problems, "unknown column `revenu`").message)
+    zero = messages.index(find(problems, "is always zero").message)
+    stray = messages.index(find(problems, "`expr` does not belong").message)
+    assert unknown < zero < stray, messages
+    assert_at(problems[zero], folder / "test.yaml", line_of(text, "expr: 1 - 1}"), "per_nothing")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1327,6 +1366,39 @@ def test_alert_rule_that_cannot_fire_is_located(tmp_path):
     messages = " ".join(p.message for p in problems)
     assert "quarter" in messages
     assert "target" in messages
+
+
+def test_alert_status_is_one_a_status_change_can_reach(tmp_path):
+    # `to` takes on_track, at_risk or off_track (the default); the other statuses are refused
+    # with the three allowed values, at the line of `to`.
+    def with_alerts(*rules: str) -> str:
+        lines = "".join(f"      - {rule}\n" for rule in rules)
+        target = "    target: {value: 100, grain: month}\n"
+        return area(
+            SESSIONS.replace(
+                "    grains: [day, week, month]\n",
+                f"    grains: [day, week, month]\n{target}    alerts:\n{lines}",
+            )
+        )
+
+    for sub in ("good", "no_target", "offtrack"):
+        (tmp_path / sub).mkdir()
+    text = with_alerts("{rule: status_change, to: at_risk}", "{rule: status_change}")
+    good = load_catalog(write_definitions(tmp_path / "good", {"test.yaml": text}))
+    rules = good.kpis["sessions"].alerts
+    assert [r.to_status for r in rules] == ["at_risk", "off_track"]
+    assert [r.label for r in rules] == [
+        "status_change:month:at_risk",
+        "status_change:month:off_track",
+    ]
+    for wrong in ("no_target", "offtrack"):
+        text = with_alerts(f"{{rule: status_change, to: {wrong}}}")
+        folder = write_definitions(tmp_path / wrong, {"test.yaml": text})
+        problem = only(problems_of(folder))
+        assert_at(problem, folder / "test.yaml", line_of(text, f"to: {wrong}"), "sessions")
+        assert problem.message == (
+            f"alerts.0.to: Input should be 'on_track', 'at_risk' or 'off_track' (got '{wrong}')"
+        )
 
 
 # ---------------------------------------------------------------------------------------------

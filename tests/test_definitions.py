@@ -159,3 +159,131 @@ def test_a_new_target_makes_targets_and_comparisons_stale_but_not_values():
     after = (kpi_assets.catalog_code_version(changed), kpi_assets.goals_code_version(changed))
     assert after[0] == before[0]  # the values do not depend on targets
     assert after[1] != before[1]  # kpi_targets, kpi_comparisons and kpi_catalog do
+
+
+# ---------------------------------------------------------------------------------------------
+# The demo switch and the settings (resources/settings.py)
+# ---------------------------------------------------------------------------------------------
+
+
+def _load_definitions(code: str, **env: str | None) -> subprocess.CompletedProcess:
+    """Run ``code`` after importing pipelines.definitions in a fresh interpreter with ``env``
+    (a None value removes the variable)."""
+    import os
+
+    environ = {**os.environ}
+    for name, value in env.items():
+        environ.pop(name, None)
+        if value is not None:
+            environ[name] = value
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; import pipelines.definitions as d\n" + code],
+        capture_output=True,
+        text=True,
+        env=environ,
+    )
+
+
+def test_production_definitions_never_import_the_demo():
+    code = (
+        "ga4 = d.defs.resources['ga4']\n"
+        "print(type(ga4).__module__, type(ga4).__name__, ga4.property_ids)\n"
+        "print(sorted(m for m in sys.modules if m == 'demo' or m.startswith('demo.')))\n"
+    )
+    done = _load_definitions(code, KPI_DEMO=None, GA4_PROPERTY_IDS="111, 222")
+    assert done.returncode == 0, done.stderr[-2000:]
+    resource, modules = done.stdout.splitlines()
+    assert resource == "resources.ga4 GA4Resource ['111', '222']"
+    assert modules == "[]"
+
+
+def test_without_the_switch_or_property_ids_the_location_fails_naming_both():
+    done = _load_definitions("", KPI_DEMO="0", GA4_PROPERTY_IDS=None)
+    assert done.returncode != 0
+    assert "GA4_PROPERTY_IDS is not set" in done.stderr
+    assert "KPI_DEMO=1" in done.stderr
+
+
+def test_the_switch_serves_the_demo_data_whatever_the_property_ids():
+    code = (
+        "from demo.generator import DEMO_PROPERTY_ID\n"
+        "ga4 = d.defs.resources['ga4']\n"
+        "print(type(ga4).__module__, type(ga4).__name__, ga4.property_ids == [DEMO_PROPERTY_ID])\n"
+        "print(ga4.demo_start, ga4.demo_end, ga4.api_endpoint)\n"
+    )
+    done = _load_definitions(
+        code,
+        KPI_DEMO="1",
+        GA4_PROPERTY_IDS="111",
+        GA4_API_ENDPOINT=None,
+        DEMO_START="2026-03-01",
+        DEMO_END="2026-03-07",
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == [
+        "demo.resources DemoGA4Resource True",
+        "2026-03-01 2026-03-07 None",
+    ]
+
+
+def test_the_demo_resource_serves_the_demo_window_through_the_production_client():
+    from dagster import build_init_resource_context
+
+    from demo.generator import DEMO_PROPERTY_ID
+    from demo.resources import DemoGA4Resource
+    from ingest.ga4.spec import ReportSpec
+    from resources.ga4 import GA4Resource
+
+    assert {"serve_demo_data", "demo_start", "demo_end"}.isdisjoint(GA4Resource.model_fields)
+    ga4 = DemoGA4Resource(demo_start="2026-03-01", demo_end="2026-03-03")
+    assert ga4.property_ids == [DEMO_PROPERTY_ID]
+    spec = ReportSpec("traffic", ("date",), ("sessions",))
+    with ga4.from_resource_context_cm(build_init_resource_context()) as live:
+        result = live.run_report(DEMO_PROPERTY_ID, spec, dt.date(2026, 3, 1), dt.date(2026, 3, 3))
+    days = {str(d) for d in result.rows["date"]}
+    assert days == {"2026-03-01", "2026-03-02", "2026-03-03"}
+
+
+def test_settings_are_read_from_the_environment_and_checked():
+    from resources.settings import Settings, SettingsError
+
+    defaults = Settings.from_env({})
+    assert (defaults.demo, defaults.ga4_property_ids, defaults.daily_run_hour) == (False, (), 6)
+    assert defaults.history_start == dt.date(2024, 1, 1) and defaults.lookback_days == 3
+    given = Settings.from_env(
+        {
+            "KPI_DEMO": "1",
+            "KPI_DAILY_RUN_HOUR": "7",
+            "KPI_HISTORY_START": "2025-10-05",
+            "KPI_DEFINITIONS_DIR": "/srv/defs",
+            "GA4_LOOKBACK_DAYS": "5",
+            "WAREHOUSE_URL": "postgresql://kpi:s3cret@db/kpi",
+        }
+    )
+    assert given.demo and given.daily_run_hour == 7 and given.lookback_days == 5
+    assert given.history_start == dt.date(2025, 10, 5)
+    assert str(given.definitions_dir) == "/srv/defs"
+    assert "s3cret" not in repr(given)
+    for name, value in [
+        ("KPI_DAILY_RUN_HOUR", "24"),
+        ("KPI_HISTORY_START", "2025-13-01"),
+        ("GA4_LOOKBACK_DAYS", "three"),
+        ("KPI_DEMO", "maybe"),
+    ]:
+        try:
+            Settings.from_env({name: value})
+        except SettingsError as exc:
+            assert f"{name}={value!r}" in str(exc)
+        else:
+            raise AssertionError(f"{name}={value} was accepted")
+
+
+def test_the_schedule_and_partitions_follow_the_settings():
+    code = (
+        "from assets.partitions import daily_partitions\n"
+        "from pipelines.schedules import daily_refresh_schedule as s\n"
+        "print(s.cron_schedule, daily_partitions.start.date())\n"
+    )
+    done = _load_definitions(code, KPI_DAILY_RUN_HOUR="7", KPI_HISTORY_START="2025-10-05")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "0 7 * * * 2025-10-05"

@@ -329,3 +329,39 @@ def _quiet_beta_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
+
+
+def test_a_window_loads_without_dagster(warehouse_url, tmp_path, caplog):
+    """The load itself is ingest.files.loading: no Dagster context, only a warehouse, a
+    landing folder, the catalog and a logger; the counts it returns are the warehouse's."""
+    import logging
+
+    from assets.settings import catalog
+    from ingest.files.loading import load_window
+    from ingest.landing import Landing
+
+    root = tmp_path / "landing"
+    bad = "2026-01-07,meta,social,late,10,1,-5.00,EUR"  # a negative cost: quarantined
+    write_landing(root, {"a.csv": "\n".join([AD_HEADER, *AD_ROWS, bad]) + "\n"})
+    log = logging.getLogger("test_files_loading")
+    wh = Warehouse(warehouse_url)
+    try:
+        for name in ("fx_rates", "ad_spend"):
+            result = load_window(
+                wh, Landing(root), catalog(), name, *FIXTURE_DAYS, "r1", D(2024, 1, 1), log
+            )
+    finally:
+        wh.dispose()
+    assert (result.start, result.end) == FIXTURE_DAYS
+    assert [(f.path.rsplit("/", 1)[-1], f.status, f.rows) for f in result.files] == [
+        ("a.csv", "read", 4)
+    ]
+    summary = result.summary()
+    assert (summary["rows_received"], summary["rows_loaded"], summary["rows_quarantined"]) == (
+        4,
+        3,
+        1,
+    )
+    assert summary["rows_conserved"] and summary["files_read"] == 1
+    assert len(ad_rows(warehouse_url)) == 3
+    assert "ad_spend: 1 row(s) quarantined in raw.ad_spend__quarantine" in caplog.text

@@ -28,11 +28,12 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-import assets.ga4.reports as reports
-from assets.ga4.reports import GA4_ASSETS, _write_log, flags_result, ga4_assets, ga4_reports
+import ingest.ga4.loading as loading
+from assets.ga4.reports import GA4_ASSETS, flags_result, ga4_assets, ga4_reports
 from assets.settings import catalog
 from demo.fake_ga4_server import FakeGA4Server, FakeProperty
-from ingest.ga4_load_log import ga4_load_log_table, log_frame
+from ingest.ga4.load_log import ga4_load_log_table, log_frame
+from ingest.ga4.loading import write_log
 from kpi.warehouse.connection import Warehouse
 from resources.ga4 import GA4Resource
 from resources.warehouse import WarehouseResource
@@ -213,7 +214,7 @@ def test_load_log_writes_are_idempotent_per_run_property_report_and_date(duckdb_
     try:
         log_table = ga4_load_log_table(sa.MetaData())
         frame = wh.read(sa.select(log_table))
-        _write_log(wh, log_table, frame, result.run_id, ga4_reports()["traffic"])
+        write_log(wh, log_table, frame, result.run_id, ga4_reports()["traffic"])
         assert wh.count(log_table) == 2
     finally:
         wh.dispose()
@@ -290,7 +291,7 @@ def _spy_writes(monkeypatch: pytest.MonkeyPatch, fail_on: int | None = None) -> 
     ``fail_on``, that write (counting from 1) raises instead of running: a warehouse that
     fails on exactly one write in the middle of a run cannot be arranged for real here.
     """
-    real = reports.write_with_quarantine
+    real = loading.write_with_quarantine
     written: list[int] = []
 
     def spy(wh, table, where, frame, *args, **kwargs):
@@ -299,7 +300,7 @@ def _spy_writes(monkeypatch: pytest.MonkeyPatch, fail_on: int | None = None) -> 
             raise RuntimeError("warehouse went away")
         return real(wh, table, where, frame, *args, **kwargs)
 
-    monkeypatch.setattr(reports, "write_with_quarantine", spy)
+    monkeypatch.setattr(loading, "write_with_quarantine", spy)
     return written
 
 
@@ -318,8 +319,8 @@ def test_pulled_days_are_written_in_bounded_groups(
     are written together; WRITE_PERIODS and WRITE_ROWS bound a group (memory), and the rows
     loaded are the same however the days are grouped."""
     # The bounds are the module's own settings, set smaller so that a week shows them.
-    monkeypatch.setattr(reports, "WRITE_PERIODS", periods)
-    monkeypatch.setattr(reports, "WRITE_ROWS", rows)
+    monkeypatch.setattr(loading, "WRITE_PERIODS", periods)
+    monkeypatch.setattr(loading, "WRITE_ROWS", rows)
     written = _spy_writes(monkeypatch)
     with FakeGA4Server([_prop()]) as server:
         result = _run(server, duckdb_url, DAYS[0], DAYS[6], batch_size=2)
@@ -467,7 +468,7 @@ def test_days_pulled_before_the_quota_floor_load_in_their_groups(
 ) -> None:
     """Groups of 3 periods, 2 days an API batch: days 1-4 are written as a group, days 5-6
     are still pending when the floor stops the pull, and load all the same; day 7 waits."""
-    monkeypatch.setattr(reports, "WRITE_PERIODS", 3)
+    monkeypatch.setattr(loading, "WRITE_PERIODS", 3)
     written = _spy_writes(monkeypatch)
     # 20 tokens a batch of 2 requests: 80 - 3 * 20 = 20 left after 3 batches, below 35.
     with FakeGA4Server([_prop()], tokens_per_day=80, tokens_per_request=10) as server:
@@ -485,7 +486,7 @@ def test_a_failing_write_after_the_quota_floor_keeps_the_floor_as_its_cause(
     duckdb_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The first group (days 1-4) loads; the write of days 5-6, after the floor, fails.
-    monkeypatch.setattr(reports, "WRITE_PERIODS", 3)
+    monkeypatch.setattr(loading, "WRITE_PERIODS", 3)
     _spy_writes(monkeypatch, fail_on=2)
     with FakeGA4Server([_prop()], tokens_per_day=80, tokens_per_request=10) as server:
         result = _run(server, duckdb_url, DAYS[0], DAYS[6], batch_size=2, min_daily_tokens=35)

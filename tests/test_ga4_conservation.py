@@ -17,7 +17,7 @@ import dataclasses
 import pytest
 import sqlalchemy as sa
 
-import assets.ga4.reports as reports
+import ingest.ga4.loading as loading
 from assets.settings import catalog
 from demo.fake_ga4_server import FakeGA4Server
 from kpi.warehouse.connection import Warehouse
@@ -27,7 +27,7 @@ from tests.test_ga4_assets import DAYS, _failure, _prop, _read, _run
 
 def _lose_a_row_of_property_111(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     if url.startswith("duckdb"):
-        real = reports.write_with_quarantine
+        real = loading.write_with_quarantine
 
         def spy(wh, table, where, frame, *args, **kwargs):
             deleted, inserted, kept = real(wh, table, where, frame, *args, **kwargs)
@@ -35,7 +35,7 @@ def _lose_a_row_of_property_111(url: str, monkeypatch: pytest.MonkeyPatch) -> No
                 kept = dataclasses.replace(kept, loaded=kept.loaded - 1)
             return deleted, inserted, kept
 
-        monkeypatch.setattr(reports, "write_with_quarantine", spy)
+        monkeypatch.setattr(loading, "write_with_quarantine", spy)
         return
     table = source_table("ga4_traffic", catalog().sources["ga4_traffic"], sa.MetaData())
     wh = Warehouse(url)

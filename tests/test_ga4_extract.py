@@ -25,21 +25,18 @@ from google.analytics.data_v1beta.types import (
 from google.api_core import exceptions as gexc
 
 from demo.fake_ga4_server import FakeGA4Server, FakeProperty
-from ingest.ga4 import (
-    TRAFFIC_REPORT,
-    USERS_MONTHLY_REPORT,
+from ingest.ga4.client import make_client
+from ingest.ga4.errors import (
     GA4CredentialsError,
     GA4Error,
     GA4QuotaExhaustedError,
     GA4RequestError,
     GA4RetriesExhaustedError,
-    ReportResult,
-    ReportSpec,
-    RetryPolicy,
-    make_client,
-    run_report,
-    snake_case,
 )
+from ingest.ga4.retry import RetryPolicy
+from ingest.ga4.rows import snake_case
+from ingest.ga4.run import ReportResult, run_report
+from ingest.ga4.spec import TRAFFIC_REPORT, USERS_MONTHLY_REPORT, ReportSpec
 
 PROPERTY = "123456"
 START, END = dt.date(2024, 3, 1), dt.date(2024, 3, 3)

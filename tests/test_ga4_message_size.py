@@ -25,15 +25,12 @@ from google.analytics.data_v1beta.services.beta_analytics_data.transports import
 from google.api_core import exceptions as gexc
 
 from demo.fake_ga4_server import FakeGA4Server, FakeProperty
-from ingest.ga4 import (
-    TRAFFIC_REPORT,
-    GA4MessageTooLargeError,
-    GA4RequestError,
-    RetryPolicy,
-    make_client,
-    run_report,
-)
-from ingest.ga4_pull import buckets_for, pull_buckets
+from ingest.ga4.client import make_client
+from ingest.ga4.errors import GA4MessageTooLargeError, GA4RequestError
+from ingest.ga4.pull import buckets_for, pull_buckets
+from ingest.ga4.retry import RetryPolicy
+from ingest.ga4.run import run_report
+from ingest.ga4.spec import TRAFFIC_REPORT
 
 PROPERTY = "123456"
 DAY = dt.date(2024, 3, 1)

@@ -1,4 +1,4 @@
-"""Pulling GA4 period by period (``ingest.ga4_pull``) and filters, against the fake Data API over
+"""Pulling GA4 period by period (``ingest.ga4.pull``) and filters, against the fake Data API over
 real gRPC with the official client.
 
 Fixture (``_rows``): 7 days from Friday 2024-03-01, each with 2 channels x 3 devices = 6 rows;
@@ -17,22 +17,16 @@ import pytest
 from google.api_core import exceptions as gexc
 
 from demo.fake_ga4_server import FakeGA4Server, FakeProperty
-from ingest.ga4 import (
-    TRAFFIC_REPORT,
-    USERS_MONTHLY_REPORT,
-    GA4Error,
-    GA4QuotaExhaustedError,
-    GA4RequestError,
-    ReportResult,
-    ReportSpec,
-    RetryPolicy,
-    build_request,
-    make_client,
-    parse_time_value,
-)
-from ingest.ga4_filters import FieldFilter, FilterGroup
-from ingest.ga4_load_log import loaded_rows
-from ingest.ga4_pull import Bucket, BucketResult, GA4QuotaFloorError, buckets_for, pull_buckets
+from ingest.ga4.client import make_client
+from ingest.ga4.errors import GA4Error, GA4QuotaExhaustedError, GA4RequestError
+from ingest.ga4.filters import FieldFilter, FilterGroup
+from ingest.ga4.load_log import loaded_rows
+from ingest.ga4.pull import Bucket, BucketResult, GA4QuotaFloorError, buckets_for, pull_buckets
+from ingest.ga4.request import build_request
+from ingest.ga4.retry import RetryPolicy
+from ingest.ga4.rows import parse_time_value
+from ingest.ga4.run import ReportResult
+from ingest.ga4.spec import TRAFFIC_REPORT, USERS_MONTHLY_REPORT, ReportSpec
 
 PROPERTY = "424242"
 DAYS = [dt.date(2024, 3, 1) + dt.timedelta(days=i) for i in range(7)]

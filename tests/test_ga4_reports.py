@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from assets.ga4.reports import REPORTS_FILE, reports_path, table_declarations
-from ingest.ga4 import TRAFFIC_REPORT, USERS_MONTHLY_REPORT
-from ingest.ga4_filters import FieldFilter, FilterGroup, FilterSyntaxError, parse_filter, to_proto
-from ingest.ga4_reports import GA4ReportsError, TableDeclaration, load_reports
+from assets.ga4.reports import REPORTS_FILE, reports_path
+from ingest.ga4.filters import FieldFilter, FilterGroup, FilterSyntaxError, parse_filter, to_proto
+from ingest.ga4.reports import GA4ReportsError, TableDeclaration, load_reports, table_declarations
+from ingest.ga4.spec import TRAFFIC_REPORT, USERS_MONTHLY_REPORT
 from kpi.language.catalog import DEFAULT_DEFINITIONS_DIR
 from kpi.language.loader import load_catalog
 

@@ -131,7 +131,7 @@ def test_sensor_logs_the_typo_at_warn(tmp_path, capfd):
 def test_a_file_wholly_before_the_first_partition_is_quarantined_by_the_daily_run(
     warehouse_url, tmp_path
 ):
-    from assets.files.sources import _today
+    from ingest.files.reach import today_in as _today
 
     root = tmp_path / "landing"
     # Partitions start on 2024-01-01 (KPI_HISTORY_START's default): both rows are before.

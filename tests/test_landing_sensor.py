@@ -18,6 +18,7 @@ from ingest.landing_changes import Change, LandingState, contiguous_ranges
 from pipelines import definitions
 from pipelines.sensors import landing_files_sensor
 from resources.landing import LandingResource
+from resources.settings import settings
 
 D = dt.date
 START = "dagster/asset_partition_range_start"
@@ -185,7 +186,7 @@ def test_the_sensor_fits_the_code_location():
         jobs=list(definitions.defs.jobs),
         schedules=list(definitions.defs.schedules),
         sensors=[landing_files_sensor],
-        resources=definitions.resources(),
+        resources=definitions.resources(settings()),
         executor=definitions.defs.executor,
     )
     with warnings.catch_warnings():

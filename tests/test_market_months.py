@@ -35,7 +35,7 @@ def test_month_rows_load_when_the_window_starts_inside_their_month(
 ):
     # Partitions start on 5 October, as in the demo: the October row, dated 1 October, is
     # before the first partition but its month is not.
-    monkeypatch.setenv("KPI_HISTORY_START", "2025-10-05")
+    monkeypatch.setattr("assets.files.sources.history_start", lambda: "2025-10-05")
     root = tmp_path / "landing"
     (root / "market").mkdir(parents=True)
     (root / "market" / "market.csv").write_text(MARKET)

@@ -21,6 +21,7 @@ from kpi.compute.tables import KpiTables
 from kpi.language.catalog import Catalog
 from kpi.language.loader import load_catalog
 from kpi.language.models import Kpi, Reporting
+from kpi.language.status import Status
 from kpi.refresh import (
     refresh_comparisons,
     refresh_cubes,
@@ -28,14 +29,7 @@ from kpi.refresh import (
     refresh_periods,
     refresh_targets,
 )
-from kpi.status.comparisons import (
-    AT_RISK,
-    INSUFFICIENT_DATA,
-    NO_TARGET,
-    OFF_TRACK,
-    ON_TRACK,
-    phase_targets,
-)
+from kpi.status.targets import phase_targets
 from kpi.warehouse.connection import Warehouse
 
 D = dt.date
@@ -283,17 +277,17 @@ def test_statuses_of_non_additive_kpis(warehouse_url, tmp_path):
     assert months.actual.tolist() == [4, 2, 1]
     assert months.target.tolist() == [3, 3, 3]
     assert months.attainment.tolist() == pytest.approx([4 / 3, 2 / 3, 1 / 3])
-    assert months.status.tolist() == [ON_TRACK, OFF_TRACK, OFF_TRACK]
+    assert months.status.tolist() == [Status.on_track, Status.off_track, Status.off_track]
     # Days and weeks: no target, no attainment, no_target (was: 1 customer against 3,
     # off track, on every day with an order).
     finer = customers[customers.grain != "month"]
     assert len(finer) == 90 + 14  # 90 days, weeks of 2025-12-29 .. 2026-03-30
     assert finer.target.isna().all() and finer.attainment.isna().all()
-    assert set(finer.status) == {NO_TARGET}
+    assert set(finer.status) == {Status.no_target}
     # Users: January 120 / 100 on track, March 90 / 100 = 0.9 at risk, February unknown
     # (not 0 users against 100, off track).
     users = out[out.kpi_id == "users"].set_index("period_start")
-    assert users.loc[D(2026, 1, 1), "status"] == ON_TRACK
-    assert users.loc[D(2026, 3, 1), "status"] == AT_RISK
+    assert users.loc[D(2026, 1, 1), "status"] == Status.on_track
+    assert users.loc[D(2026, 3, 1), "status"] == Status.at_risk
     assert pd.isna(users.loc[D(2026, 2, 1), "actual"])
-    assert users.loc[D(2026, 2, 1), "status"] == INSUFFICIENT_DATA
+    assert users.loc[D(2026, 2, 1), "status"] == Status.insufficient_data

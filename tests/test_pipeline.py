@@ -4,11 +4,13 @@ warehouse (DuckDB file and PostgreSQL), Great Expectations checks, KPI SQL."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+import yaml
 from dagster import AssetCheckSeverity, AssetKey, DagsterInstance
 
 from demo.generator import ga4_traffic, outage_day
@@ -57,6 +59,7 @@ def _counts(url: str) -> dict[str, int]:
         wh.dispose()
 
 
+@pytest.mark.slow
 def test_whole_job_on_demo_data_is_idempotent(warehouse_url, tmp_path):
     start, end = D(2026, 2, 1), D(2026, 3, 10)
     landing = tmp_path / "landing"
@@ -114,57 +117,32 @@ def _assert_stored_values_match_self_contained_queries(url: str) -> None:
         assert same.all(), both.loc[~same, [*keys, f"{column}_stored", f"{column}_query"]]
 
 
-def _month_values(url: str, kpi_id: str, month: dt.date) -> dict:
-    wh = Warehouse(url)
-    try:
-        frame = wh.read(
-            sa.text(
-                "select value, numerator, denominator, is_complete_period from kpi.kpi_values "
-                "where kpi_id = :k and grain = 'month' and period_start = :p and channel is null "
-                "and device is null and campaign is null"
-            ),
-            k=kpi_id,
-            p=month,
-        )
-    finally:
-        wh.dispose()
-    assert len(frame) == 1, frame
-    return frame.iloc[0].to_dict()
+CASE = Path(__file__).parent / "kpi_cases" / "conversion_rate_and_aov_ratio_of_sums.yaml"
+SHIPPED = Path(__file__).parent.parent / "kpi_definitions"
 
 
-def test_conversion_rate_and_aov_match_hand_computation(warehouse_url, tmp_path):
-    # January 2026, four rows on three days; worked out by hand:
-    #   sessions 10 + 100 + 300 + 50 = 460, transactions 0 + 1 + 9 + 5 = 15,
-    #   revenue 0 + 50 + 810 + 200 = 1060
-    #   conversion rate = 15 / 460 = 0.03261   (the mean of the daily rates would be
-    #   (0/10 + 10/400 + 5/50) / 3 = 0.04167: wrong)
-    #   AOV = 1060 / 15 = 70.667               (mean of daily AOVs: (86 + 40) / 2 = 63)
-    # The first row is on Jan 1, so the data covers the whole month: it is complete.
-    rows = traffic_rows(
-        [
-            (D(2026, 1, 1), "Organic Search", "mobile", 10, 5, 0, 0.0),
-            (D(2026, 1, 5), "Paid Search", "mobile", 100, 60, 1, 50.0),
-            (D(2026, 1, 5), "Direct", "desktop", 300, 210, 9, 810.0),
-            (D(2026, 1, 20), "Direct", "desktop", 50, 20, 5, 200.0),
-        ]
-    )
-    # The file sources deliver every day (an empty one would rightly block the KPIs); none
-    # of them feeds the KPIs checked here.
-    landing = tmp_path / "landing"
-    write_demo_landing(landing, D(2026, 1, 1), D(2026, 1, 31))
-    with fake_ga4(rows) as server:
-        result = run_pipeline(
-            warehouse_url, server.endpoint, landing, D(2026, 1, 1), D(2026, 1, 31)
-        )
-    assert result.success
-    cr = _month_values(warehouse_url, "conversion_rate", D(2026, 1, 1))
-    assert cr["numerator"] == 15 and cr["denominator"] == 460
-    assert cr["value"] == pytest.approx(15 / 460, rel=1e-12)
-    assert bool(cr["is_complete_period"]) is True
-    aov = _month_values(warehouse_url, "average_order_value", D(2026, 1, 1))
-    assert aov["value"] == pytest.approx(1060 / 15, rel=1e-12)
-    sessions = _month_values(warehouse_url, "sessions", D(2026, 1, 1))
-    assert sessions["value"] == 460
+def test_the_hand_worked_conversion_case_uses_the_shipped_definitions():
+    """The hand-worked conversion rate and AOV (tests/kpi_cases/, run on both warehouses by
+    test_kpi_cases.py) are computed with the shipped catalogue's definitions: the same
+    measures over the same GA4 columns, time zone and dimension columns."""
+    case = yaml.safe_load(CASE.read_text())
+    shipped_kpis = {
+        k["id"]: k
+        for path in SHIPPED.glob("*.yaml")
+        if path.name != "sources.yaml"
+        for k in (yaml.safe_load(path.read_text()) or {}).get("kpis") or []
+    }
+    shipped = yaml.safe_load((SHIPPED / "sources.yaml").read_text())
+    for kpi in case["kpis"]:
+        ours, theirs = kpi, shipped_kpis[kpi["id"]]
+        for field in ("type", "measure", "numerator", "denominator", "dimensions", "grains"):
+            assert ours.get(field) == theirs.get(field), (kpi["id"], field)
+    ours, theirs = case["sources"]["ga4_traffic"], shipped["sources"]["ga4_traffic"]
+    assert ours["table"] == theirs["table"] and ours["time"] == theirs["time"]
+    assert ours["dimensions"] == {d: theirs["dimensions"][d] for d in ("channel", "device")}
+    for name, column in ours["columns"].items():
+        assert column == {k: theirs["columns"][name][k] for k in column}, name
+    assert case["reporting"]["time_zone"] == shipped["reporting"]["time_zone"]
 
 
 def _materialized(result) -> set[str]:
@@ -178,6 +156,7 @@ def _materialized(result) -> set[str]:
 KPI_ASSETS = {"kpi_periods", "kpi_values", "kpi_targets", "kpi_comparisons"}
 
 
+@pytest.mark.slow
 def test_broken_raw_row_is_quarantined_and_outage_day_warns_while_kpis_run(duckdb_url, tmp_path):
     # Demo traffic ending 2026-03-10 has its tracking outage (-80 % sessions) on 2026-01-29;
     # the run covers nine days before it, enough history for the volume comparison.
@@ -186,8 +165,8 @@ def test_broken_raw_row_is_quarantined_and_outage_day_warns_while_kpis_run(duckd
     broken = traffic_rows([(D(2026, 1, 22), "Direct", "desktop", -40, 10, 1, 20.0)])
     broken["sessionCampaignName"] = "broken-tag"  # its own key: only between() fails
     rows = pd.concat([ga4_traffic(D(2026, 1, 20), D(2026, 3, 10)), broken], ignore_index=True)
-    landing = tmp_path / "landing"
-    write_demo_landing(landing, D(2026, 1, 20), D(2026, 1, 31))  # files are not the point here
+    landing = tmp_path / "landing"  # files are not the point here: not in the selection
+    landing.mkdir()
     instance = DagsterInstance.ephemeral()
     with fake_ga4(rows) as server:
         result = run_pipeline(
@@ -197,6 +176,9 @@ def test_broken_raw_row_is_quarantined_and_outage_day_warns_while_kpis_run(duckd
             D(2026, 1, 20),
             D(2026, 1, 31),
             instance=instance,
+            # kpi_periods is the one asset downstream of ga4_traffic: that it and kpi_values
+            # run shows the warning blocks nothing (the rest of the KPI chain depends on them).
+            assets=["ga4_traffic", "kpi_catalog", "kpi_periods", "kpi_values"],
         )
     assert result.success
     ga4_check = next(
@@ -225,14 +207,14 @@ def test_broken_raw_row_is_quarantined_and_outage_day_warns_while_kpis_run(duckd
         wh.dispose()
     assert quarantined.values.tolist() == [[D(2026, 1, 22), -40, "between(sessions, min=0)"]]
     assert negative == 0
-    assert _materialized(result) >= KPI_ASSETS
+    assert _materialized(result) >= {"ga4_traffic", "kpi_periods", "kpi_values"}
 
 
 def test_table_level_failure_fails_blocking_check_and_blocks_kpis(duckdb_url, tmp_path):
     # No traffic at all for the window: ga4_traffic's row_count(min=1) fails. The files are
-    # all there, so GA4 is what blocks.
+    # not in the selection, so GA4 is what blocks.
     landing = tmp_path / "landing"
-    write_demo_landing(landing, D(2026, 1, 1), D(2026, 1, 31))
+    landing.mkdir()
     instance = DagsterInstance.ephemeral()
     with fake_ga4(traffic_rows([])) as server:
         result = run_pipeline(
@@ -243,6 +225,7 @@ def test_table_level_failure_fails_blocking_check_and_blocks_kpis(duckdb_url, tm
             D(2026, 1, 31),
             instance=instance,
             raise_on_error=False,
+            assets=["ga4_traffic", "kpi_catalog", *KPI_ASSETS],
         )
     assert not result.success
     ga4_check = next(

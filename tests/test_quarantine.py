@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from assets.quality import volume_outcome
 from assets.settings import catalog
 from kpi.warehouse.connection import Warehouse
 from kpi.warehouse.schema import source_table
+from quality.checks import volume_outcome
 from quality.quarantine import Conservation, quarantine_table, split_rows
 from quality.replay import main as replay_main
 from quality.replay import replay
@@ -263,7 +263,7 @@ def test_dates_outside_the_partition_or_in_the_future_are_quarantined():
 
 
 def test_freshness_fails_when_the_latest_date_lags_the_partition_end():
-    from assets.quality import freshness_outcome
+    from quality.checks import freshness_outcome
     from quality.suites import Freshness
 
     exp = Freshness(type="freshness", column="date", max_lag_days=1)
@@ -415,7 +415,7 @@ def test_timestamps_are_in_the_partition_by_their_local_day():
 
 
 def test_freshness_reads_the_latest_day_loaded_up_to_the_window_end(warehouse_url):
-    from assets.quality import warehouse_freshness_outcome
+    from quality.checks import warehouse_freshness_outcome
     from quality.suites import Freshness
 
     exp = Freshness(type="freshness", column="day", max_lag_days=2)

@@ -379,9 +379,15 @@ def test_report_file_name_and_escaping(warehouse, tmp_path):
     data = load_report_data(wh, tables)
     # A KPI name is text, never markup.
     sessions = data.kpis["sessions"]
-    data.kpis["sessions"] = dataclasses.replace(sessions, name="<b>Sessions</b>")
+    data.kpis["sessions"] = dataclasses.replace(
+        sessions, name="<b>Sessions</b>", owner="Ads & <Web>", description='"Visits" & more'
+    )
     html = render_report(data)
     assert "<b>Sessions</b>" not in html and "&lt;b&gt;Sessions&lt;/b&gt;" in html
+    # Escaped exactly once, wherever the text lands (tables, charts, definitions).
+    assert "Ads &amp; &lt;Web&gt;" in html and "&quot;Visits&quot; &amp; more" in html
+    assert "&amp;amp;" not in html and "&amp;lt;" not in html and "&amp;quot;" not in html
+    assert "<Web>" not in html
     path = write_report(html, tmp_path / "reports", AS_OF)
     assert path == report_path(tmp_path / "reports", AS_OF)
     assert path.name == "scorecard-2026-03-18.html"
@@ -391,12 +397,17 @@ def test_kpi_report_asset_writes_the_file_and_metadata(warehouse, tmp_path):
     from dagster import materialize
 
     from assets.kpis.report import kpi_report
+    from resources.reports import ReportResource
     from resources.warehouse import WarehouseResource
 
     wh, _ = warehouse
     result = materialize(
         [kpi_report],
-        resources={"warehouse": WarehouseResource(url=wh.url)},
+        resources={
+            "warehouse": WarehouseResource(url=wh.url),
+            "reports": ReportResource(folder=str(tmp_path / "elsewhere")),
+        },
+        # The run's config overrides the resource's folder.
         run_config={"ops": {"kpi_report": {"config": {"folder": str(tmp_path / "reports")}}}},
         raise_on_error=True,
     )
@@ -407,6 +418,44 @@ def test_kpi_report_asset_writes_the_file_and_metadata(warehouse, tmp_path):
     assert "| Sessions | 2026-02 |" in metadata["summary"].value
     spec = metadata["headline_trend"].value
     assert spec["$schema"].endswith("vega-lite/v5.json") and spec["data"]["values"]
+
+
+def test_report_templates_ship_with_the_package():
+    # The page is rendered from files next to the code: an installed package needs them.
+    import tomllib
+    from fnmatch import fnmatch
+
+    import kpi.publication.report as report
+
+    config = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"]["package-data"]["kpi.publication.report"]
+    folder = Path(report.__file__).parent
+    files = [p.relative_to(folder).as_posix() for p in (folder / "templates").iterdir()]
+    assert files and all(any(fnmatch(f, pattern) for pattern in patterns) for f in files)
+
+
+def test_kpi_report_folder_comes_from_the_reports_resource(warehouse, tmp_path, monkeypatch):
+    # The kernel reads no environment: the folder is the resource's (the code location sets
+    # it from KPI_REPORT_DIR), whatever the environment of the run says.
+    from dagster import materialize
+
+    from assets.kpis.report import kpi_report
+    from resources.reports import ReportResource
+    from resources.warehouse import WarehouseResource
+
+    monkeypatch.setenv("KPI_REPORT_DIR", str(tmp_path / "from-the-environment"))
+    wh, _ = warehouse
+    result = materialize(
+        [kpi_report],
+        resources={
+            "warehouse": WarehouseResource(url=wh.url),
+            "reports": ReportResource(folder=str(tmp_path / "from-the-resource")),
+        },
+        raise_on_error=True,
+    )
+    path = Path(result.asset_materializations_for_node("kpi_report")[0].metadata["path"].value)
+    assert path == (tmp_path / "from-the-resource" / "scorecard-2026-03-18.html").resolve()
+    assert not (tmp_path / "from-the-environment").exists()
 
 
 @pytest.mark.parametrize(

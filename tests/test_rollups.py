@@ -48,12 +48,12 @@ def test_a_filter_on_a_cube_dimension_reads_the_unfiltered_column(tables):
     # ROAS and CPA read paid revenue and paid transactions: `channel in (...)` is applied to
     # cube rows, so the GA4 scan sums revenue and transactions once, not twice.
     compiler = tables.compiler
-    read = compiler.cube_measures["ga4_traffic"]
-    stored = compiler.cube_stored["ga4_traffic"]
+    read = compiler.cubes.measures["ga4_traffic"]
+    stored = compiler.cubes.stored["ga4_traffic"]
     assert any(f and "channel" in f for _, f in read)
     assert all(f is None for _, f in stored), stored
     assert len(stored) < len(read)
-    columns = {c.name for c in compiler.cubes["ga4_traffic"].columns}
+    columns = {c.name for c in compiler.cubes.tables["ga4_traffic"].columns}
     # Only the parts some KPI needs: sums need no min or max (their non-null count is the
     # sample size).
     assert not {c for c in columns if c.endswith(("_low", "_high"))}, columns
@@ -61,10 +61,10 @@ def test_a_filter_on_a_cube_dimension_reads_the_unfiltered_column(tables):
 
 def test_a_filter_on_a_raw_column_is_applied_while_scanning(tables):
     compiler = tables.compiler
-    stored = compiler.cube_stored["survey_answers"]
+    stored = compiler.cubes.stored["survey_answers"]
     assert (None, "csat_score >= 4") in stored
     j = stored.index((None, "csat_score >= 4"))
-    assert f"s{j}_n" in compiler.cubes["survey_answers"].c
+    assert f"s{j}_n" in compiler.cubes.tables["survey_answers"].c
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
@@ -79,8 +79,8 @@ def test_refresh_statements_compile_for_every_dialect(tables, dialect):
         )
         return str(compiled).replace("`", "").replace('"', "")
 
-    for statement in [compiler.cube_select(s) for s in compiler.cubes] + [
-        rollups.rollup_select(s) for s in compiler.cubes
+    for statement in [compiler.cubes.select(s) for s in compiler.cubes.tables] + [
+        rollups.rollup_select(s) for s in compiler.cubes.tables
     ]:
         assert sql(statement).lstrip().startswith("SELECT")
     # The fused KPIs go in as one INSERT whose shared joins are CTEs: BigQuery and Snowflake

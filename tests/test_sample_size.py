@@ -36,6 +36,7 @@ import sqlalchemy as sa
 
 from kpi.compute.tables import KpiTables
 from kpi.language.loader import load_catalog
+from kpi.language.status import Status
 from kpi.refresh import (
     refresh_comparisons,
     refresh_cubes,
@@ -43,7 +44,6 @@ from kpi.refresh import (
     refresh_periods,
     refresh_targets,
 )
-from kpi.status.comparisons import INSUFFICIENT_DATA, ON_TRACK
 from kpi.warehouse.connection import Warehouse
 
 D = dt.date
@@ -253,10 +253,10 @@ def test_a_thin_sample_is_insufficient_data(warehouse_url, tmp_path):
     # 11/12 = 0.917 against 0.85 would be on track, but only 12 answers (< 30) carry a score.
     assert int(by_kpi["csat"].sample_size) == 12
     assert by_kpi["csat"].attainment == pytest.approx((11 / 12) / 0.85)
-    assert by_kpi["csat"].status == INSUFFICIENT_DATA
+    assert by_kpi["csat"].status == Status.insufficient_data
     # NPS 30 against 20, but 20 answers (< 30).
     assert int(by_kpi["nps"].sample_size) == 20
-    assert by_kpi["nps"].status == INSUFFICIENT_DATA
+    assert by_kpi["nps"].status == Status.insufficient_data
     # No minimum: 0.5 against 0.4 is on track, on its 20 answers.
     assert int(by_kpi["promoter_share"].sample_size) == 20
-    assert by_kpi["promoter_share"].status == ON_TRACK
+    assert by_kpi["promoter_share"].status == Status.on_track

@@ -19,12 +19,13 @@ import pandas as pd
 import pytest
 from dagster import AssetCheckSeverity, ExecuteInProcessResult
 
-from assets.settings import catalog, history_start, suites_dir
+from assets.settings import catalog, history_start
 from demo import extra_sources, generator
 from demo.fake_ga4_server import FakeGA4Server
 from demo.generator import ga4_traffic, outage_day
 from demo.landing import fx_rates
 from quality.suites import Freshness, Volume, load_suite
+from quality.writes import suites_dir
 from tests.support import traffic_rows
 from tests.test_files_loading import load, query
 from tests.test_ga4_assets import DAYS, GA4_ASSETS, _prop, _rows, _run

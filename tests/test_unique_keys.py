@@ -215,6 +215,7 @@ def test_ensure_tables_names_the_table_and_key_an_older_table_breaks(postgres_ur
     wh.dispose()
 
 
+@pytest.mark.slow
 def test_a_full_refresh_writes_under_the_keys(postgres_url, tables) -> None:
     """Every KPI table refreshed twice, over loaded raw rows: the keys refuse nothing."""
     wh = Warehouse(postgres_url)

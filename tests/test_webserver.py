@@ -76,8 +76,8 @@ def dagster_dev(tmp_path):
         "LANDING_ROOT": str(landing),
         "DEMO_START": start.isoformat(),
         "DEMO_END": end.isoformat(),
+        "KPI_DEMO": "1",  # as `make dev` sets it: the demo's GA4 resource
     }
-    env.pop("GA4_PROPERTY_IDS", None)
     env.pop("GA4_API_ENDPOINT", None)
     log = tmp_path / "dagster_dev.log"
     dagster = Path(sys.executable).parent / "dagster"

@@ -11,18 +11,19 @@ from kpi.publication.report import (
     headline_kpi,
     load_report_data,
     render_report,
-    report_dir,
     summary_frame,
     vega_lite_trend,
     write_report,
 )
+from resources.reports import ReportResource
 from resources.warehouse import WarehouseResource
 
 
 class ReportConfig(Config):
     folder: str | None = Field(
         default=None,
-        description="Folder the report is written to; default: KPI_REPORT_DIR or data/reports",
+        description="Folder the report is written to in this run; default: the `reports` "
+        "resource's folder (KPI_REPORT_DIR, else data/reports)",
     )
     headline_kpi: str | None = Field(
         default=None,
@@ -41,7 +42,10 @@ class ReportConfig(Config):
     freshness_policy=KPI_FRESHNESS,
 )
 def kpi_report(
-    context: AssetExecutionContext, config: ReportConfig, warehouse: WarehouseResource
+    context: AssetExecutionContext,
+    config: ReportConfig,
+    warehouse: WarehouseResource,
+    reports: ReportResource,
 ) -> MaterializeResult:
     """The scorecard as one self-contained HTML page for managers,
     `scorecard-<as-of date>.html`: status by area (actual, target, attainment, change on the
@@ -50,7 +54,7 @@ def kpi_report(
     versions. Inline CSS and SVG only: it opens offline, in a mail or printed."""
     tables = KpiTables.for_catalog(catalog())
     data = load_report_data(warehouse.warehouse, tables)
-    path = write_report(render_report(data), config.folder or report_dir(), data.as_of)
+    path = write_report(render_report(data), config.folder or reports.folder, data.as_of)
     context.log.info(f"scorecard report written to {path}")
 
     metadata = {

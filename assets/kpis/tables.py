@@ -17,11 +17,11 @@ from dagster import (
 )
 from pydantic import Field
 
-from assets.files.sources import FILE_SOURCES
 from assets.freshness import DAILY_FRESHNESS
 from assets.ga4.reports import GA4_ASSETS
 from assets.metadata import markdown_table, md_cell, table_metadata
 from assets.settings import catalog
+from ingest.files.loading import FX_RATES, file_sources
 from kpi.compute.periods import Period
 from kpi.compute.tables import KpiTables
 from kpi.language.catalog import Catalog
@@ -37,15 +37,15 @@ from kpi.refresh import (
     refresh_scorecard_view,
     refresh_targets,
 )
-from kpi.status.comparisons import SEASONAL, SEASONAL_FALLBACK
+from kpi.status.targets import SEASONAL, SEASONAL_FALLBACK
 from quality.kpi_outputs import kpi_output_problems
 from resources.warehouse import WarehouseResource
 
 KPI_FRESHNESS = DAILY_FRESHNESS
 
-# Every raw table KPIs read: the GA4 reports of reports.yaml and the file sources (exchange
-# rates are read by the sources they convert, not by KPIs).
-RAW_ASSETS = [*GA4_ASSETS, *[n for n in FILE_SOURCES if n != "fx_rates"]]
+# Every raw table KPIs read: the GA4 reports of reports.yaml and the file sources of
+# sources.yaml (exchange rates are read by the sources they convert, not by KPIs).
+RAW_ASSETS = [*GA4_ASSETS, *[n for n in file_sources(catalog()) if n != FX_RATES]]
 OWNERS = ["team:analytics-engineering"]
 
 

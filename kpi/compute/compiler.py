@@ -21,35 +21,18 @@ import datetime as dt
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import FromClause
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.functions import FunctionElement
 
+from kpi.compute.cubes import SourceCubes
+from kpi.compute.source_sql import dimension_value, local_day, source_names
+from kpi.compute.windows import CURRENT, LAST_YEAR, PREVIOUS, Window
 from kpi.language.catalog import Catalog
 from kpi.language.expressions import referenced_names, safe_divide, to_sql
 from kpi.language.models import Additivity, Agg, Grain, Kpi, KpiType, Measure, SourceSpec
 from kpi.warehouse.schema import day_periods_table, periods_table, source_table
 
-NOT_SET = "(not set)"
 ADDITIVE_AGGS = {Agg.sum, Agg.count, Agg.average, Agg.min, Agg.max}
-# The daily aggregates a cube keeps per measure (besides its row count ``n``), by the
-# aggregation that reads them. Every one keeps ``nonnull``: it is the sample size.
-CUBE_PARTS = {
-    Agg.sum: {"total", "nonnull"},
-    Agg.count: {"nonnull"},
-    Agg.average: {"total", "nonnull"},
-    Agg.min: {"low", "nonnull"},
-    Agg.max: {"high", "nonnull"},
-    Agg.last: {"total", "nonnull"},
-}
-CUBE_COLUMNS = {
-    "total": (sa.Double, "sum of"),
-    "nonnull": (sa.BigInteger, "non-null"),
-    "low": (sa.Double, "min of"),
-    "high": (sa.Double, "max of"),
-    "n": (sa.BigInteger, "rows of"),
-}
 
 
 def unknown_when_missing(measure: Measure, src: SourceSpec) -> bool:
@@ -62,82 +45,6 @@ def unknown_when_missing(measure: Measure, src: SourceSpec) -> bool:
     return any(
         n in src.columns and src.columns[n].additivity == Additivity.non_additive for n in names
     )
-
-
-@dataclass(frozen=True)
-class Window:
-    """Which columns of the periods table bound the days a value covers.
-
-    ``offset`` is "" for the period itself, "prev_" for the previous period and "ly_" for
-    the same period last year; the columns of each offset are named with that prefix.
-    """
-
-    offset: str = ""
-
-    @property
-    def start(self) -> str:
-        return f"{self.offset}period_start"
-
-    @property
-    def end(self) -> str:
-        return f"{self.offset}window_end"
-
-    def running(self, kind: str) -> RunningWindow:
-        """A running window (``month_to_date``, ``rolling_7``...) ending where this one does."""
-        return RunningWindow(self.offset, kind)
-
-
-@dataclass(frozen=True)
-class RunningWindow(Window):
-    kind: str = "month_to_date"
-
-    @property
-    def start(self) -> str:
-        return f"{self.offset}{self.kind}_start"
-
-
-CURRENT = Window()
-PREVIOUS = Window("prev_")
-LAST_YEAR = Window("ly_")
-
-
-# ---------------------------------------------------------------------------------------------
-# Dialect-specific pieces, compiled per warehouse
-# ---------------------------------------------------------------------------------------------
-
-
-class local_date(FunctionElement):
-    """The calendar date of a timestamp in a time zone."""
-
-    type = sa.Date()
-    inherit_cache = True
-    name = "local_date"
-
-
-@compiles(local_date)
-def _local_date_default(element, compiler, **kw):  # PostgreSQL, DuckDB
-    ts, zone = list(element.clauses)
-    return f"CAST(timezone({compiler.process(zone, **kw)}, {compiler.process(ts, **kw)}) AS DATE)"
-
-
-@compiles(local_date, "bigquery")
-def _local_date_bigquery(element, compiler, **kw):
-    ts, zone = list(element.clauses)
-    return f"DATE({compiler.process(ts, **kw)}, {compiler.process(zone, **kw)})"
-
-
-@compiles(local_date, "snowflake")
-def _local_date_snowflake(element, compiler, **kw):
-    ts, zone = list(element.clauses)
-    return (
-        f"CAST(CONVERT_TIMEZONE({compiler.process(zone, **kw)}, "
-        f"{compiler.process(ts, **kw)}) AS DATE)"
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# The compiler
-# ---------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -165,12 +72,10 @@ class KpiCompiler:
             name: source_table(name, spec, self.metadata) for name, spec in catalog.sources.items()
         }
         # With cubes, additive measures read a per-source daily rollup built once per
-        # refresh (see cube_select) instead of scanning the raw table once per KPI, grain
+        # refresh (kpi.compute.cubes) instead of scanning the raw table once per KPI, grain
         # and slice. Without, every query is self-contained (``kpi compile``).
         self.use_cubes = use_cubes
-        self.cube_dims = self._collect_cube_dims()
-        self._collect_cube_storage()
-        self.cubes = {source: self._cube_table(source) for source in self.cube_measures}
+        self.cubes = SourceCubes(catalog, self.metadata, self.periods.schema, self.tables)
 
     # -- public -----------------------------------------------------------------------------
 
@@ -327,7 +232,7 @@ class KpiCompiler:
         rows = self._rows(measure, src, table, dims)
         cubed = self.use_cubes and measure.agg != Agg.count_distinct
         daily_of = (
-            (lambda: self._cube_daily(measure, dims))
+            (lambda: self.cubes.daily(measure, dims))
             if cubed
             else (lambda: self._daily(rows, dims))
         )
@@ -433,9 +338,7 @@ class KpiCompiler:
     def local_day(self, src: SourceSpec, moment: ColumnElement) -> ColumnElement:
         """``moment`` (a value of ``src``'s time column, or a min/max of it) as a day in the
         reporting time zone; a date column already is one."""
-        if src.time.type != "timestamp":
-            return moment
-        return local_date(moment, sa.literal(self.catalog.reporting.time_zone, sa.String))
+        return local_day(src, moment, self.catalog.reporting.time_zone)
 
     def _rows(
         self, measure: Measure, src: SourceSpec, table: sa.Table, dims: tuple[str, ...]
@@ -450,13 +353,13 @@ class KpiCompiler:
             # Filters speak the conformed vocabulary: `channel` means the mapped channel even
             # when the source has a raw column of the same name in its own vocabulary.
             if name in src.dimensions:
-                return self._dimension(src, table, name)
+                return dimension_value(src, table, name)
             return table.c[name]
 
         x = to_sql(measure.expr, column) if measure.expr else sa.literal(1)
         query = sa.select(
             day.label("day"),
-            *[self._dimension(src, table, d).label(d) for d in dims],
+            *[dimension_value(src, table, d).label(d) for d in dims],
             x.label("x"),
         )
         if measure.filter:
@@ -479,192 +382,22 @@ class KpiCompiler:
             .subquery()
         )
 
-    def _dimension(self, src: SourceSpec, table: sa.Table, dim: str) -> ColumnElement:
-        mapping = src.dimensions[dim]
-        col = table.c[mapping.column]
-        if mapping.map:
-            col = sa.case(mapping.map, value=col, else_=col)
-        return sa.func.coalesce(sa.cast(col, sa.String), NOT_SET)
-
     def slice_values(self, kpi: Kpi, dims: tuple[str, ...]) -> FromClause | None:
         """Every value combination of ``dims`` seen in any source the KPI reads."""
         if not dims:
             return None
         selects = []
         for name in self.source_names(kpi):
-            if self.use_cubes and name in self.cubes:
-                cube = self.cubes[name]
+            if self.use_cubes and name in self.cubes.tables:
+                cube = self.cubes.tables[name]
                 selects.append(sa.select(*[cube.c[d] for d in dims]).distinct())
                 continue
             src, table = self.catalog.sources[name], self.tables[name]
             selects.append(
-                sa.select(*[self._dimension(src, table, d).label(d) for d in dims]).distinct()
+                sa.select(*[dimension_value(src, table, d).label(d) for d in dims]).distinct()
             )
         return sa.union(*selects).subquery() if len(selects) > 1 else selects[0].subquery()
 
     def source_names(self, kpi: Kpi) -> list[str]:
         """The sources ``kpi`` reads, itself or through the KPIs it is built on."""
-        names: list[str] = []
-        for k in [kpi, *self.catalog.dependencies(kpi.id)]:
-            for _, m in k.measures:
-                if m.source not in names:
-                    names.append(m.source)
-        return names
-
-    # -- cubes: one daily rollup per source -------------------------------------------------
-    #
-    # A cube has one row per local day and value combination of the dimensions KPIs slice
-    # the source by, a row count ``n``, and per *stored* measure (an expression, with the
-    # part of its filter that needs raw columns) the daily aggregates some KPI needs:
-    # ``s{j}_total`` (sum), ``s{j}_nonnull``, ``s{j}_low`` (min), ``s{j}_high`` (max) and,
-    # for a filtered one, ``s{j}_n``. A filter that speaks only of dimensions the cube keeps
-    # (``channel in ('Paid Search', ...)``) is applied to cube rows, not raw rows, so
-    # revenue and paid revenue are one column of the scan, not two.
-
-    def _collect_cube_storage(self) -> None:
-        """Per source, every distinct (expr, filter) an additive or `last` measure reads
-        (``cube_measures``), which measures the cube stores (``cube_stored``) with which
-        parts, and how each measure read maps onto them (``cube_reads``: stored index,
-        filter on cube rows)."""
-        self.cube_measures: dict[str, list[tuple[str | None, str | None]]] = {}
-        self.cube_stored: dict[str, list[tuple[str | None, str | None]]] = {}
-        self.cube_parts: dict[tuple[str, int], set[str]] = {}
-        self.cube_reads: dict[tuple[str, tuple[str | None, str | None]], tuple[int, str | None]]
-        self.cube_reads = {}
-        for kpi in self.catalog.kpis.values():
-            for _, m in kpi.measures:
-                if m.agg == Agg.count_distinct or m.source not in self.catalog.sources:
-                    continue
-                read = self.cube_measures.setdefault(m.source, [])
-                if (m.expr, m.filter) not in read:
-                    read.append((m.expr, m.filter))
-                names = set(referenced_names(m.filter)) if m.filter else set()
-                on_cube = bool(names) and names <= set(self.cube_dims[m.source])
-                stored_key = (m.expr, None if on_cube else m.filter)
-                stored = self.cube_stored.setdefault(m.source, [])
-                if stored_key not in stored:
-                    stored.append(stored_key)
-                j = stored.index(stored_key)
-                self.cube_reads[(m.source, (m.expr, m.filter))] = (j, m.filter if on_cube else None)
-                parts = self.cube_parts.setdefault((m.source, j), set())
-                parts.update(CUBE_PARTS[m.agg])
-                if stored_key[1]:
-                    parts.add("n")
-
-    def cube_measure_index(self, measure: Measure) -> int:
-        """The ``i`` of ``measure`` among the source's cube measures (``cube_measures``)."""
-        return self.cube_measures[measure.source].index((measure.expr, measure.filter))
-
-    def cube_part(
-        self, cube: FromClause, source: str, key: tuple[str | None, str | None], part: str
-    ) -> ColumnElement | None:
-        """One daily aggregate (``total``, ``nonnull``, ``low``, ``high``, ``n``) of the
-        measure ``key`` on a cube row, or None when no KPI needs that part."""
-        j, cube_filter = self.cube_reads[(source, key)]
-        if part == "n":
-            column = cube.c.get(f"s{j}_n", cube.c.n)
-        elif f"s{j}_{part}" in cube.c:
-            column = cube.c[f"s{j}_{part}"]
-        else:
-            return None
-        if cube_filter is None:
-            return column
-        keep = to_sql(cube_filter, lambda name: cube.c[name])
-        return sa.case((keep, column), else_=sa.null())
-
-    def _collect_cube_dims(self) -> dict[str, list[str]]:
-        """Per source, the dimensions some KPI reading it is sliced by: the cube keeps those
-        and no finer breakdown, so it stays small."""
-        found: dict[str, list[str]] = {name: [] for name in self.catalog.sources}
-        for kpi in self.catalog.kpis.values():
-            for name in self.source_names(kpi):
-                src = self.catalog.sources.get(name)
-                if src is None:
-                    continue
-                for dim in kpi.dimensions:
-                    if dim in src.dimensions and dim not in found[name]:
-                        found[name].append(dim)
-        return found
-
-    def _cube_table(self, source: str) -> sa.Table:
-        name = f"cube_{source}"
-        schema = self.periods.schema
-        if f"{schema}.{name}" in self.metadata.tables:
-            return self.metadata.tables[f"{schema}.{name}"]
-        columns = [sa.Column("day", sa.Date, nullable=False)]
-        columns += [sa.Column(d, sa.String, nullable=False) for d in self.cube_dims[source]]
-        columns += [sa.Column("n", sa.BigInteger, nullable=False, comment="source rows")]
-        for j, (expr, filter_) in enumerate(self.cube_stored.get(source, [])):
-            what = f"{expr or 'rows'}" + (f" where {filter_}" if filter_ else "")
-            parts = self.cube_parts[(source, j)]
-            columns += [
-                sa.Column(f"s{j}_{part}", type_, comment=f"{label} {what}")
-                for part, (type_, label) in CUBE_COLUMNS.items()
-                if part in parts
-            ]
-        return sa.Table(
-            name,
-            self.metadata,
-            *columns,
-            schema=schema,
-            comment=f"Daily rollup of {source} by the dimensions KPIs slice it by; rebuilt "
-            "from scratch on every run (it holds no history)",
-        )
-
-    def cube_select(self, source: str) -> sa.Select:
-        """The rollup of ``source``: one row per local day and dimension values, with the
-        row count and the daily aggregates of every measure the cube stores."""
-        src, table = self.catalog.sources[source], self.tables[source]
-        day = self.local_day(src, table.c[src.time.column])
-        dims = [self._dimension(src, table, d).label(d) for d in self.cube_dims[source]]
-
-        def dimension_or_column(name: str) -> ColumnElement:
-            if name in src.dimensions:
-                return self._dimension(src, table, name)
-            return table.c[name]
-
-        aggregates = [sa.func.count().label("n")]
-        for j, (expr, filter_) in enumerate(self.cube_stored.get(source, [])):
-            x = to_sql(expr, lambda name: table.c[name]) if expr else sa.literal(1)
-            if filter_:
-                keep = to_sql(filter_, dimension_or_column)
-                x = sa.case((keep, x), else_=sa.null())
-                one = sa.case((keep, 1), else_=sa.null())
-            else:
-                one = sa.literal(1)
-            of_part = {
-                "total": sa.func.sum(x),
-                "nonnull": sa.func.count(x),
-                "low": sa.func.min(x),
-                "high": sa.func.max(x),
-                "n": sa.func.count(one),
-            }
-            parts = self.cube_parts[(source, j)]
-            aggregates += [of_part[p].label(f"s{j}_{p}") for p in CUBE_COLUMNS if p in parts]
-        keys = [day.label("day"), *dims]
-        return sa.select(*keys, *aggregates).group_by(*[k.element for k in keys])
-
-    def _cube_daily(self, measure: Measure, dims: tuple[str, ...]) -> FromClause:
-        cube = self.cubes[measure.source]
-        key = (measure.expr, measure.filter)
-        keys = [cube.c.day, *[cube.c[d] for d in dims]]
-        n = sa.func.sum(self.cube_part(cube, measure.source, key, "n"))
-
-        def part(name: str, agg) -> ColumnElement:
-            column = self.cube_part(cube, measure.source, key, name)
-            return (agg(column) if column is not None else sa.null()).label(name)
-
-        return (
-            sa.select(
-                *keys,
-                part("total", sa.func.sum),
-                part("nonnull", sa.func.sum),
-                part("low", sa.func.min),
-                part("high", sa.func.max),
-                n.label("n"),
-            )
-            .group_by(*keys)
-            # A day where the filter kept no row is no day of this measure, as on raw rows.
-            .having(n > 0)
-            .subquery()
-        )
+        return source_names(self.catalog, kpi)

@@ -28,7 +28,8 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
-from kpi.compute.compiler import CURRENT, LAST_YEAR, PREVIOUS, KpiCompiler, RunningWindow, Window
+from kpi.compute.compiler import KpiCompiler
+from kpi.compute.windows import CURRENT, LAST_YEAR, PREVIOUS, RunningWindow, Window
 from kpi.language.models import GRAIN_ORDER, Grain, Kpi, KpiType
 
 
@@ -93,8 +94,8 @@ def first_day_of_sources(compiler: KpiCompiler, kpi: Kpi) -> sa.Subquery:
     """
     firsts = []
     for name in compiler.source_names(kpi):
-        if compiler.use_cubes and name in compiler.cubes:
-            firsts.append(sa.select(sa.func.min(compiler.cubes[name].c.day).label("day")))
+        if compiler.use_cubes and name in compiler.cubes.tables:
+            firsts.append(sa.select(sa.func.min(compiler.cubes.tables[name].c.day).label("day")))
             continue
         src, table = compiler.catalog.sources[name], compiler.tables[name]
         day = compiler.local_day(src, sa.func.min(table.c[src.time.column]))

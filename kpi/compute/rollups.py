@@ -1,6 +1,6 @@
 """Every plain KPI of the catalogue in one statement, from per-source period rollups.
 
-A refresh first builds the daily cube of each source (``KpiCompiler.cube_select``: the only
+A refresh first builds the daily cube of each source (``kpi.compute.cubes``: the only
 scan of a raw table). This module adds one more, much smaller step per source: the
 **period rollup**, the cube summed into every period of every grain, for the total and for
 each single dimension, keyed by ``(grain, period_start, slice, slice_value)``.
@@ -30,7 +30,8 @@ import sqlalchemy as sa
 from sqlalchemy.sql import FromClause
 from sqlalchemy.sql.elements import ColumnElement
 
-from kpi.compute.compiler import CUBE_COLUMNS, KpiCompiler, unknown_when_missing
+from kpi.compute.compiler import KpiCompiler, unknown_when_missing
+from kpi.compute.cubes import CUBE_COLUMNS
 from kpi.language.expressions import safe_divide, to_sql
 from kpi.language.models import Agg, Kpi, KpiType, Measure
 
@@ -53,7 +54,7 @@ class PeriodRollups:
             raise ValueError("period rollups read the daily cubes: use_cubes must be on")
         self.compiler = compiler
         self.catalog = compiler.catalog
-        self.tables = {source: self._table(source) for source in compiler.cubes}
+        self.tables = {source: self._table(source) for source in compiler.cubes.tables}
 
     # -- which KPIs ---------------------------------------------------------------------------
 
@@ -63,7 +64,7 @@ class PeriodRollups:
             return all(self._fusable_measure(m, kpi) for _, m in kpi.measures)
         if kpi.type == KpiType.derived:
             return all(self.fusable(self.catalog.kpis[r]) for r in kpi.referenced_kpis()) and all(
-                d in self.compiler.cube_dims[s] for s in self._sources(kpi) for d in kpi.dimensions
+                d in self.compiler.cubes.dims[s] for s in self._sources(kpi) for d in kpi.dimensions
             )
         return False
 
@@ -71,14 +72,14 @@ class PeriodRollups:
         return (
             measure.agg in ROLLUP_AGGS
             and measure.source in self.tables
-            and all(d in self.compiler.cube_dims[measure.source] for d in kpi.dimensions)
+            and all(d in self.compiler.cubes.dims[measure.source] for d in kpi.dimensions)
         )
 
     # -- the rollup tables --------------------------------------------------------------------
 
     def _table(self, source: str) -> sa.Table:
         name = f"rollup_{source}"
-        schema = self.compiler.cubes[source].schema
+        schema = self.compiler.cubes.tables[source].schema
         key = f"{schema}.{name}"
         if key in self.compiler.metadata.tables:
             return self.compiler.metadata.tables[key]
@@ -101,26 +102,26 @@ class PeriodRollups:
         """``m{i}_{part}`` -> (measure key, part, type, comment), for every measure of the
         source KPIs read and every part of it the cube keeps."""
         columns = {}
-        cube = self.compiler.cubes[source]
-        for i, key in enumerate(self.compiler.cube_measures[source]):
+        cube = self.compiler.cubes.tables[source]
+        for i, key in enumerate(self.compiler.cubes.measures[source]):
             expr, filter_ = key
             what = f"{expr or 'rows'}" + (f" where {filter_}" if filter_ else "")
             for part, (type_, label) in CUBE_COLUMNS.items():
-                if self.compiler.cube_part(cube, source, key, part) is not None:
+                if self.compiler.cubes.part(cube, source, key, part) is not None:
                     columns[f"m{i}_{part}"] = (key, part, type_, f"{label} {what}")
         return columns
 
     def rollup_select(self, source: str) -> sa.Select | sa.CompoundSelect:
         """The cube of ``source`` summed into every period (via day_periods), per slice."""
-        cube = self.compiler.cubes[source]
+        cube = self.compiler.cubes.tables[source]
         dp = self.compiler.day_periods
         aggregates = [
-            PART_ROLLUP[part](self.compiler.cube_part(cube, source, key, part)).label(name)
+            PART_ROLLUP[part](self.compiler.cubes.part(cube, source, key, part)).label(name)
             for name, (key, part, _, _) in self._columns(source).items()
         ]
         joined = cube.join(dp, dp.c.day == cube.c.day)
         selects = []
-        for dim in [None, *self.compiler.cube_dims[source]]:
+        for dim in [None, *self.compiler.cubes.dims[source]]:
             value = cube.c[dim] if dim else sa.literal(TOTAL, sa.String)
             keys = [dp.c.grain, dp.c.period_start] + ([cube.c[dim]] if dim else [])
             selects.append(
@@ -235,7 +236,7 @@ class PeriodRollups:
         selects: list[sa.Select] = [total]
         for dim in kpi.dimensions:
             seen = [
-                sa.select(self.compiler.cubes[src].c[dim].label("v")).distinct()
+                sa.select(self.compiler.cubes.tables[src].c[dim].label("v")).distinct()
                 for src in self._sources(kpi)
             ]
             values = (sa.union(*seen) if len(seen) > 1 else seen[0]).subquery()
@@ -270,7 +271,7 @@ class PeriodRollups:
         self, measure: Measure, rollups: dict[str, Callable[[str], ColumnElement]]
     ) -> tuple[ColumnElement, ColumnElement, ColumnElement, ColumnElement]:
         column = rollups[measure.source]
-        i = self.compiler.cube_measure_index(measure)
+        i = self.compiler.cubes.measure_index(measure)
 
         def col(part: str) -> ColumnElement:
             return column(f"m{i}_{part}")

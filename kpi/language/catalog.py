@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -14,12 +13,9 @@ from kpi.language.models import Kpi, Reporting, SourceSpec, definition_version
 from kpi.language.yaml_source import LocatedYaml
 
 SOURCES_FILE = "sources.yaml"
+# The shipped definitions; callers pass the folder they load (the code location's settings,
+# the CLI's --definitions), the kernel never reads the environment.
 DEFAULT_DEFINITIONS_DIR = Path(__file__).resolve().parents[2] / "kpi_definitions"
-
-
-def definitions_dir() -> Path:
-    """The definitions folder: ``KPI_DEFINITIONS_DIR``, else the shipped ``kpi_definitions/``."""
-    return Path(os.environ.get("KPI_DEFINITIONS_DIR") or DEFAULT_DEFINITIONS_DIR)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,9 @@ from pydantic import (
     PlainSerializer,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
+
+from kpi.language.status import Status
 
 
 class Grain(StrEnum):
@@ -286,6 +289,22 @@ Duration = Annotated[
 ]
 AlertChannel = Literal["slack", "email"]
 
+# The statuses a status_change rule can wait for (a KPI never changes *to* having no target).
+ALERT_STATUSES: tuple[Status, ...] = (Status.on_track, Status.at_risk, Status.off_track)
+
+
+def parse_alert_status(value: object) -> Status:
+    """One of ``ALERT_STATUSES``, written as its value (``off_track``)."""
+    if isinstance(value, str) and value in ALERT_STATUSES:
+        return Status(value)
+    # The same error type and message as a Literal of the three values.
+    names = [f"'{s}'" for s in ALERT_STATUSES]
+    expected = f"{', '.join(names[:-1])} or {names[-1]}"
+    raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+
+
+AlertStatus = Annotated[Status, BeforeValidator(parse_alert_status)]
+
 
 class AlertRule(_Strict):
     """When a KPI notifies people; evaluated by ``kpi.monitoring.alerts`` after each refresh.
@@ -298,7 +317,7 @@ class AlertRule(_Strict):
     """
 
     rule: Literal["status_change", "anomaly", "consecutive_breaches"]
-    to: Literal["on_track", "at_risk", "off_track"] | None = None  # status_change only
+    to: AlertStatus | None = None  # status_change only
     grain: Grain | None = None  # default month; anomalies are always daily
     count: int | None = Field(None, ge=2, le=366)  # consecutive_breaches only
     cooldown: Duration = dt.timedelta(days=1)
@@ -326,8 +345,8 @@ class AlertRule(_Strict):
         return Grain.day if self.rule == "anomaly" else (self.grain or Grain.month)
 
     @property
-    def to_status(self) -> str:
-        return self.to or "off_track"
+    def to_status(self) -> Status:
+        return self.to or Status.off_track
 
     @property
     def label(self) -> str:

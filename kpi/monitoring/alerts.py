@@ -29,20 +29,33 @@ import datetime as dt
 import itertools
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from dataclasses import dataclass
 
 import pandas as pd
 import sqlalchemy as sa
 
 from kpi.compute.periods import as_date
 from kpi.language.catalog import Catalog
-from kpi.language.models import AlertRule, Grain, Kpi, KpiType, format_duration
-from kpi.language.problems import Problem
+from kpi.language.models import AlertRule, Grain, Kpi
 from kpi.language.rules.alerts import alert_problems
-from kpi.publication.scorecard import STATUS_MARK, format_value
+from kpi.monitoring.events import (
+    CHANNELS,
+    DELIVERED,
+    FAILED,
+    NO_CHANNEL,
+    SENT,
+    SKIPPED,
+    SUPPRESSED,
+    AlertMessage,
+    AlertRecord,
+    AlertRun,
+    ChannelResult,
+    Firing,
+    Notifier,
+)
+from kpi.monitoring.messages import period_label, render_message
+from kpi.publication.queries import totals_with_targets
 from kpi.status.comparisons import OFF_TRACK
-from kpi.status.target_gap import MAX_ATTAINMENT, favourable_gap, gap_text, points
 from kpi.warehouse.connection import Warehouse
 from kpi.warehouse.schema import (
     kpi_alerts_table,
@@ -53,132 +66,30 @@ from kpi.warehouse.schema import (
 
 log = logging.getLogger(__name__)
 
+# The names other modules import from here: the alert types live in kpi.monitoring.events,
+# the messages in kpi.monitoring.messages.
+__all__ = [
+    "ANOMALY_LOOKBACK_DAYS",
+    "CHANNELS",
+    "DELIVERED",
+    "FAILED",
+    "NO_CHANNEL",
+    "SENT",
+    "SKIPPED",
+    "SUPPRESSED",
+    "AlertMessage",
+    "AlertRecord",
+    "AlertRun",
+    "ChannelResult",
+    "Firing",
+    "Notifier",
+    "evaluate",
+    "period_label",
+    "render_message",
+    "run_alerts",
+]
+
 ANOMALY_LOOKBACK_DAYS = 3  # GA4 revises the last 48 hours: a flag can appear a day late
-SENT, FAILED, NO_CHANNEL, SUPPRESSED = "sent", "failed", "no_channel", "suppressed"
-DELIVERED, SKIPPED = "delivered", "skipped"
-CHANNELS = ("slack", "email")
-
-
-@dataclass(frozen=True)
-class ChannelResult:
-    """What one channel did with one alert. ``error`` never holds a secret."""
-
-    outcome: Literal["delivered", "failed", "skipped"]
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class AlertMessage:
-    """One alert as plain text (email) and as Slack mrkdwn."""
-
-    subject: str
-    text: str
-    slack_text: str
-
-
-class Notifier(Protocol):
-    """Delivers a message; must return a result per channel instead of raising."""
-
-    def send(self, message: AlertMessage, channels: Sequence[str]) -> dict[str, ChannelResult]:
-        """Send ``message`` on each of ``channels``."""
-        ...
-
-
-@dataclass(frozen=True)
-class Firing:
-    """An alert rule of a KPI that fires for a period."""
-
-    kpi_id: str
-    rule: AlertRule
-    period_start: dt.date
-    period_end: dt.date
-    status: str | None
-    actual: float | None
-    target: float | None
-    attainment: float | None = None
-    band: tuple[float, float] | None = None
-    previous_status: str | None = None
-    anomaly_kind: str | None = None
-    baseline: float | None = None
-    z_score: float | None = None
-    # The gap to the target, positive = better (kpi_comparisons.variance_favourable).
-    variance_favourable: float | None = None
-
-    @property
-    def event_key(self) -> str:
-        """Stable across runs: the same KPI, rule and period is the same event."""
-        return f"{self.kpi_id}/{self.rule.label}/{self.period_start.isoformat()}"
-
-
-@dataclass(frozen=True)
-class AlertRecord:
-    """A firing after the cooldown and the channels had their say: one kpi_alerts row."""
-
-    firing: Firing
-    message: AlertMessage
-    fired_at: dt.datetime
-    outcome: str
-    results: dict[str, ChannelResult] = field(default_factory=dict)
-
-    @property
-    def suppressed(self) -> bool:
-        return self.outcome == SUPPRESSED
-
-    def as_row(self, run_id: str | None = None) -> dict:
-        f = self.firing
-        row = {
-            "kpi_id": f.kpi_id,
-            "rule": f.rule.label,
-            "event_key": f.event_key,
-            "grain": str(f.rule.period_grain),
-            "period_start": f.period_start,
-            "period_end": f.period_end,
-            "status": f.status,
-            "actual": f.actual,
-            "target": f.target,
-            "message": self.message.text,
-            "fired_at": self.fired_at,
-            "channels": ",".join(f.rule.channels),
-            "delivered": any(r.outcome == DELIVERED for r in self.results.values()),
-            "suppressed_by_cooldown": self.suppressed,
-            "outcome": self.outcome,
-            "run_id": run_id,
-        }
-        for channel in CHANNELS:
-            result = self.results.get(channel)
-            row[channel] = result.outcome if result else None
-            row[f"{channel}_error"] = result.error if result else None
-        return row
-
-
-@dataclass
-class AlertRun:
-    """What one evaluation did."""
-
-    records: list[AlertRecord]
-    problems: list[Problem]
-
-    @property
-    def fired(self) -> list[AlertRecord]:
-        """Alerts that went out, or were meant to: everything but the suppressed."""
-        return [r for r in self.records if not r.suppressed]
-
-    @property
-    def suppressed(self) -> list[AlertRecord]:
-        return [r for r in self.records if r.suppressed]
-
-    @property
-    def failures(self) -> list[tuple[AlertRecord, str, str]]:
-        """(alert, channel, error) for every channel that failed."""
-        return [
-            (r, channel, result.error or "failed")
-            for r in self.records
-            for channel, result in r.results.items()
-            if result.outcome == FAILED
-        ]
-
-    def frame(self, run_id: str | None = None) -> pd.DataFrame:
-        return pd.DataFrame([r.as_row(run_id) for r in self.records])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,7 +153,11 @@ def _latest_periods(
     # slice of every period, and only the few latest totals matter.
     recency = sa.func.row_number().over(partition_by=c.c.kpi_id, order_by=c.c.period_start.desc())
     ranked = (
-        sa.select(
+        totals_with_targets(
+            c,
+            t,
+            catalog.dimensions,
+            str(grain),
             c.c.kpi_id,
             c.c.period_start,
             c.c.period_end,
@@ -251,26 +166,9 @@ def _latest_periods(
             c.c.target,
             c.c.attainment,
             c.c.variance_favourable,
-            t.c.band_min,
-            t.c.band_max,
-            recency.label("recency"),
         )
-        .select_from(
-            c.outerjoin(
-                t,
-                sa.and_(
-                    t.c.kpi_id == c.c.kpi_id,
-                    t.c.grain == c.c.grain,
-                    t.c.period_start == c.c.period_start,
-                ),
-            )
-        )
-        .where(
-            c.c.grain == str(grain),
-            c.c.is_complete_period.is_(True),
-            c.c.kpi_id.in_(kpi_ids),
-            *_totals(c, catalog),
-        )
+        .add_columns(recency.label("recency"))
+        .where(c.c.is_complete_period.is_(True), c.c.kpi_id.in_(kpi_ids))
         .subquery()
     )
     frame = wh.read(sa.select(ranked).where(ranked.c.recency <= depth))
@@ -399,104 +297,6 @@ def _anomalies(
 
 def _number(value) -> float | None:
     return None if value is None or pd.isna(value) else float(value)
-
-
-# ---------------------------------------------------------------------------------------------
-# Messages
-# ---------------------------------------------------------------------------------------------
-
-_SLACK_MARK = {
-    "on_track": ":large_green_circle:",
-    "at_risk": ":large_orange_circle:",
-    "off_track": ":red_circle:",
-}
-
-
-def period_label(grain: str, start: dt.date, end: dt.date) -> str:
-    """How a period reads in a message: 2026-10-05, 2026-10, or week 2026-10-05 to ..."""
-    if grain == "day":
-        return start.isoformat()
-    if grain == "month" and start.day == 1:
-        return f"{start:%Y-%m}"
-    return f"{grain} {start.isoformat()} to {end.isoformat()}"
-
-
-def _status_text(status: str | None) -> str:
-    return STATUS_MARK.get(status, status).lower() if status else "unknown"
-
-
-def _slack_escape(text: str) -> str:
-    # Slack reads <...> as links and mentions; names are shown, never interpreted.
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def render_message(firing: Firing, catalog: Catalog) -> AlertMessage:
-    """The alert as plain text and as Slack mrkdwn: KPI, period, actual vs target, status."""
-    kpi = catalog.kpis[firing.kpi_id]
-    rule = firing.rule
-    currency = kpi.currency or catalog.reporting.currency
-
-    def fmt(value: float | None) -> str:
-        return format_value(value, kpi.unit, currency)
-
-    period = period_label(str(rule.period_grain), firing.period_start, firing.period_end)
-    status = _status_text(firing.status)
-    if firing.band is not None:
-        target = f"{fmt(firing.band[0])} to {fmt(firing.band[1])}"
-    else:
-        target = fmt(firing.target)
-    vs_target = f"{fmt(firing.actual)} vs target {target}"
-    growth = kpi.type == KpiType.period_over_period
-    gap = favourable_gap(
-        kpi.direction, firing.actual, firing.target, firing.band, firing.variance_favourable
-    )
-    if growth:
-        # A rate of change against a rate target: the gap in points, never a ratio of two
-        # small rates (+33% against +1% is not 3,300% of target).
-        if gap is not None:
-            vs_target += f" ({points(gap)})"
-    elif firing.attainment is not None:
-        if abs(firing.attainment) > MAX_ATTAINMENT:
-            vs_target += " (more than 10 times the target)"
-        else:
-            vs_target += f" ({firing.attainment:.0%} of target)"
-    against = gap_text(gap, kpi.unit, fmt, growth, kpi.direction)
-
-    if rule.rule == "status_change":
-        was = _status_text(firing.previous_status)
-        headline = f"{kpi.name} is {status} for {period} (previous period: {was})"
-    elif rule.rule == "consecutive_breaches":
-        headline = (
-            f"{kpi.name} has been off track for {rule.count} {rule.period_grain}s in a row, "
-            f"through {period}"
-        )
-    else:
-        headline = f"{kpi.name}: unusual {firing.anomaly_kind or 'value'} on {period}"
-
-    details = [f"Actual: {vs_target}", f"Status: {status}"]
-    if against is not None:
-        # Better or worse by the KPI's direction: a CPA above its target is worse.
-        details.append(f"Against the target: {against}")
-    if rule.rule == "anomaly":
-        expected = f"Expected about {fmt(firing.baseline)} for this weekday"
-        if firing.z_score is not None:
-            expected += f" ({firing.z_score:+.1f} robust standard deviations)"
-        details.insert(1, expected)
-    footer = [
-        f"KPI: {kpi.id} ({kpi.area}), owner {kpi.owner}",
-        f"Rule: {rule.label}, cooldown {format_duration(rule.cooldown)}",
-    ]
-    text = "\n".join([headline, "", *details, "", *footer])
-
-    mark = ":warning:" if rule.rule == "anomaly" else _SLACK_MARK.get(firing.status or "", "")
-    slack_lines = [
-        f"{mark} *{_slack_escape(headline)}*".strip(),
-        *(_slack_escape(line) for line in details),
-        "_" + _slack_escape(" · ".join(footer)) + "_",
-    ]
-    return AlertMessage(
-        subject=f"[KPI alert] {headline}", text=text, slack_text="\n".join(slack_lines)
-    )
 
 
 # ---------------------------------------------------------------------------------------------

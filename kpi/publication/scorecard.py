@@ -6,17 +6,10 @@ import pandas as pd
 import sqlalchemy as sa
 
 from kpi.language.catalog import Catalog
-from kpi.language.models import KpiType, Unit
+from kpi.language.models import KpiType
 from kpi.publication.catalog_tables import scorecard_select
+from kpi.publication.formatting import format_value, percent, points, status_mark
 from kpi.warehouse.connection import Warehouse
-
-STATUS_MARK = {
-    "on_track": "on track",
-    "at_risk": "AT RISK",
-    "off_track": "OFF TRACK",
-    "insufficient_data": "insufficient data",
-    "no_target": "no target",
-}
 
 
 def latest_scorecard(
@@ -26,21 +19,6 @@ def latest_scorecard(
     return wh.read(scorecard_select(comparisons, dimensions, grain))
 
 
-def format_value(value: float | None, unit: Unit | str, currency: str = "EUR") -> str:
-    if value is None or pd.isna(value):
-        return "-"
-    unit = Unit(unit)
-    if unit == Unit.percent:
-        return f"{value * 100:.2f}%"
-    if unit == Unit.currency:
-        return f"{value:,.2f} {currency}"
-    if unit == Unit.count:
-        return f"{value:,.0f}"
-    if unit == Unit.seconds:
-        return f"{value:,.0f} s"
-    return f"{value:,.2f}"
-
-
 def render(frame: pd.DataFrame, catalog: Catalog) -> str:
     """A plain-text table: KPI, period, value, target, previous, change, status."""
     headers = ["area", "KPI", "period", "value", "target", "vs previous", "status"]
@@ -48,11 +26,11 @@ def render(frame: pd.DataFrame, catalog: Catalog) -> str:
     for r in frame.itertuples():
         kpi = catalog.kpis[r.kpi_id]
         currency = kpi.currency or catalog.reporting.currency
-        change = "-" if pd.isna(r.change_rel) else f"{r.change_rel * 100:+.1f}%"
+        change = "-" if pd.isna(r.change_rel) else percent(r.change_rel, signed=True)
         if kpi.type == KpiType.period_over_period:
             # A growth rate moves in points: 33.4% after 4.9% is +28.4 pp, not +576%.
             gone = pd.isna(r.actual) or pd.isna(r.previous)
-            change = "-" if gone else f"{(r.actual - r.previous) * 100:+.1f} pp"
+            change = "-" if gone else points(r.actual - r.previous)
         if pd.isna(r.previous) and not pd.isna(r.actual):
             # The previous period lies before the data: nothing to compare with, not a 0.
             change = "no history"
@@ -70,7 +48,7 @@ def render(frame: pd.DataFrame, catalog: Catalog) -> str:
                 format_value(r.actual, kpi.unit, currency),
                 target,
                 change,
-                STATUS_MARK.get(r.status, r.status),
+                status_mark(r.status),
             ]
         )
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]

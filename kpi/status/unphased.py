@@ -7,7 +7,7 @@ its target (and benchmark) only at the target's own grain, and only for a comple
 every other row of ``kpi_targets`` has none, so its comparison says ``no_target`` instead
 of ``off_track`` against the whole month. The model has no way to declare a target for a
 coarser grain (a quarter of distinct customers is not three months of them either), so
-coarser grains get none too. ``kpi.status.comparisons`` phases every other target.
+coarser grains get none too. ``kpi.status.targets`` phases every other target.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from kpi.language.models import Agg, Grain, Kpi, KpiType
 if TYPE_CHECKING:
     from kpi.compute.periods import Period
 
-Row = TypeVar("Row")  # a kpi.status.comparisons.TargetRow
+Row = TypeVar("Row")  # a kpi.status.targets.TargetRow
 
 _TARGET_COLUMNS = (
     "target",

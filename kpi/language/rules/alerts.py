@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from kpi.language.catalog import Catalog
 from kpi.language.problems import Problem
+from kpi.language.rules.base import Rule
 
 
 def alert_problems(catalog: Catalog) -> list[Problem]:
@@ -33,3 +34,12 @@ def alert_problems(catalog: Catalog) -> list[Problem]:
                 Problem(file, line, f"alerts[{i}] ({rule.rule}): {m}", kpi.id) for m in messages
             ]
     return problems
+
+
+class AlertRulesRule(Rule):
+    """Alert rules can fire: a grain the KPI has, a target for status rules, no duplicates."""
+
+    name = "alerts"
+
+    def check(self, catalog: Catalog) -> list[Problem]:
+        return alert_problems(catalog)

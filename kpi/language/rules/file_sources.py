@@ -5,6 +5,7 @@ from __future__ import annotations
 from kpi.language.catalog import Catalog
 from kpi.language.expressions import did_you_mean
 from kpi.language.problems import Problem
+from kpi.language.rules.base import Rule
 
 
 class FileSourceRule:
@@ -75,3 +76,12 @@ class FileSourceRule:
                         message=f"`{column}`: `allowed` lists {', '.join(repeated)} more than once",
                     )
         return problems
+
+
+class FileSourceDeclarationRule(Rule):
+    """File sources declare what a file must hold: a key, required and allowed values."""
+
+    name = "file_source"
+
+    def check(self, catalog: Catalog) -> list[Problem]:
+        return FileSourceRule().check(catalog)

@@ -1,5 +1,5 @@
 """Denominators that are always zero: a ratio (or a derived division) whose divisor is a
-constant zero is NULL for every period, silently. ``ExpressionRule`` reports them.
+constant zero is NULL for every period, silently. ``ZeroDenominatorRule`` reports them.
 
 Only what is certain is flagged: an expression without columns that evaluates to 0
 (``0``, ``1 - 1``), a product with such a factor (``visits * 0``), and a count whose
@@ -12,7 +12,11 @@ import ast
 import operator
 from collections.abc import Callable
 
+from kpi.language.catalog import Catalog
 from kpi.language.expressions import ExpressionError, parse
+from kpi.language.models import Agg, KpiType
+from kpi.language.problems import Problem
+from kpi.language.rules.base import Rule, problem_at
 
 _BINARY: dict[type, Callable[[float, float], float]] = {
     ast.Add: operator.add,
@@ -91,3 +95,52 @@ def zero_divisors(text: str) -> list[str]:
         and isinstance(node.op, ast.Div)
         and _is_zero(constant_value(node.right))
     ]
+
+
+class ZeroDenominatorRule(Rule):
+    """A divisor that is a constant zero makes every value NULL, silently."""
+
+    name = "zero_denominator"
+
+    def check(self, catalog: Catalog) -> list[Problem]:
+        problems = []
+        expected = "expected an expression of the source's columns that can be non-zero"
+        for kpi in catalog.kpis.values():
+            m = kpi.denominator
+            if kpi.type == KpiType.ratio and m is not None:
+                if m.agg != Agg.count and always_zero(m.expr):
+                    problems.append(
+                        problem_at(
+                            catalog,
+                            kpi,
+                            "denominator",
+                            "expr",
+                            message=f"denominator.expr: `{m.expr}` is always zero, so every value "
+                            f"of the ratio would be NULL; {expected}",
+                        )
+                    )
+                if never_true(m.filter):
+                    problems.append(
+                        problem_at(
+                            catalog,
+                            kpi,
+                            "denominator",
+                            "filter",
+                            message=f"denominator.filter: `{m.filter}` keeps no row, so the "
+                            "denominator is always zero and every value NULL; expected a filter "
+                            "on the source's columns",
+                        )
+                    )
+            if kpi.type == KpiType.derived and kpi.expr:
+                for divisor in zero_divisors(kpi.expr):
+                    problems.append(
+                        problem_at(
+                            catalog,
+                            kpi,
+                            "expr",
+                            message=f"expr: `{kpi.expr}` divides by `{divisor}`, which is always "
+                            "zero, so every value would be NULL; expected a divisor that can be "
+                            "non-zero",
+                        )
+                    )
+        return problems

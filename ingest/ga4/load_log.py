@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pandas as pd
 import sqlalchemy as sa
 
-from ingest.ga4_pull import Bucket, BucketResult
+from ingest.ga4.pull import Bucket, BucketResult
 from kpi.warehouse.schema import RAW_SCHEMA
 
 LOAD_LOG_TABLE = "ga4_load_log"

@@ -26,21 +26,13 @@ from dataclasses import dataclass
 
 from google.analytics.data_v1beta import BetaAnalyticsDataClient
 
-from ingest.ga4 import (
-    MAX_BATCH_REQUESTS,
-    GA4Error,
-    GA4QuotaExhaustedError,
-    GA4RequestError,
-    ReportPull,
-    ReportResult,
-    ReportSpec,
-    RetryPolicy,
-    batch_run_reports,
-    next_quota_reset,
-    snake_case,
-    validate_inputs,
-    validate_range,
-)
+from ingest.ga4.errors import GA4Error, GA4QuotaExhaustedError, GA4RequestError
+from ingest.ga4.quota import next_quota_reset
+from ingest.ga4.request import MAX_BATCH_REQUESTS, validate_inputs, validate_range
+from ingest.ga4.retry import RetryPolicy
+from ingest.ga4.rows import snake_case
+from ingest.ga4.run import ReportPull, ReportResult, batch_run_reports
+from ingest.ga4.spec import ReportSpec
 
 GRAINS = ("day", "week", "month")
 
@@ -145,7 +137,7 @@ def pull_buckets(
     ``daily_tokens_remaining`` is what an earlier pull of the same property saw (quotas are per
     property, shared by every report); ``on_quota`` receives each new reading. Before each
     batch, if the last reading is below ``min_daily_tokens``, :class:`GA4QuotaFloorError` is
-    raised. Errors of :func:`ingest.ga4.call_with_retry` propagate unchanged; the batches
+    raised. Errors of :func:`ingest.ga4.retry.call_with_retry` propagate unchanged; the batches
     yielded before them are complete and can be kept.
     """
     retry = retry or RetryPolicy()

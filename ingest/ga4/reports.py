@@ -1,6 +1,6 @@
 """GA4 reports declared in YAML (``kpi_definitions/ga4/reports.yaml``), checked before any call.
 
-A report names its dimensions, metrics, optional filters (see :mod:`ingest.ga4_filters`) and
+A report names its dimensions, metrics, optional filters (see :mod:`ingest.ga4.filters`) and
 the warehouse table it fills::
 
     reports:
@@ -13,7 +13,7 @@ the warehouse table it fills::
 
 The table's columns are declared in ``kpi_definitions/sources.yaml`` like every other table.
 Loading checks each report against the API limits (9 dimensions, 10 metrics, one time
-dimension, ...: :meth:`ingest.ga4.ReportSpec.located_problems`) and against that declaration:
+dimension, ...: :meth:`ingest.ga4.spec.ReportSpec.located_problems`) and against that declaration:
 every dimension and metric must land in a declared column (``sessionSource`` ->
 ``session_source``; the time dimension -> the source's time column), every declared column must
 be filled, the report's grain must be the source's, and a metric GA4 cannot add up (users,
@@ -39,8 +39,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ingest.ga4 import TIME_DIMENSIONS, ReportSpec, snake_case
-from ingest.ga4_filters import FilterSyntaxError, ReportFilter, parse_filter
+from ingest.ga4.filters import FilterSyntaxError, ReportFilter, parse_filter
+from ingest.ga4.rows import snake_case
+from ingest.ga4.spec import TIME_DIMENSIONS, ReportSpec
+from kpi.language.catalog import Catalog
 from kpi.language.expressions import did_you_mean
 from kpi.language.yaml_source import LocatedYaml, YamlSyntaxError, load_located_yaml
 
@@ -177,6 +179,24 @@ class _Collector:
         self.problems.append(
             ReportProblem(str(self.doc.path), self.doc.line_of(location), message, report)
         )
+
+
+def table_declarations(cat: Catalog) -> dict[str, TableDeclaration]:
+    """Every table ``sources.yaml`` declares, as :func:`load_reports` needs it."""
+    return {
+        spec.table: TableDeclaration(
+            source=name,
+            table=spec.table,
+            time_column=spec.time.column,
+            time_type=spec.time.type,
+            grain=str(spec.grain),
+            columns={
+                column: (str(col.additivity) if col.additivity else None)
+                for column, col in spec.columns.items()
+            },
+        )
+        for name, spec in cat.sources.items()
+    }
 
 
 def load_reports(

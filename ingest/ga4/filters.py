@@ -20,7 +20,8 @@ String operators: ``equals``, ``begins_with``, ``ends_with``, ``contains``, ``fu
 default). Numeric operators: ``equal``, ``less_than``, ``less_than_or_equal``,
 ``greater_than``, ``greater_than_or_equal`` and ``between: [low, high]`` (inclusive).
 
-No Dagster here: the filters are plain data used by ``ingest.ga4`` and its YAML loader.
+No Dagster here: the filters are plain data used by :mod:`ingest.ga4.spec` and its YAML loader
+(:mod:`ingest.ga4.reports`).
 """
 
 from __future__ import annotations

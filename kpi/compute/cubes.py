@@ -1,0 +1,215 @@
+"""Daily cubes: one rollup per source, built once per refresh, that additive measures read.
+
+A cube has one row per local day and value combination of the dimensions KPIs slice the
+source by, a row count ``n``, and per *stored* measure (an expression, with the part of its
+filter that needs raw columns) the daily aggregates some KPI needs: ``s{j}_total`` (sum),
+``s{j}_nonnull``, ``s{j}_low`` (min), ``s{j}_high`` (max) and, for a filtered one,
+``s{j}_n``. A filter that speaks only of dimensions the cube keeps
+(``channel in ('Paid Search', ...)``) is applied to cube rows, not raw rows, so revenue and
+paid revenue are one column of the scan, not two. ``kpi.compute.rollups`` sums the cubes
+into periods.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.sql import FromClause
+from sqlalchemy.sql.elements import ColumnElement
+
+from kpi.compute.source_sql import dimension_value, local_day, source_names
+from kpi.language.catalog import Catalog
+from kpi.language.expressions import referenced_names, to_sql
+from kpi.language.models import Agg, Measure
+
+# The daily aggregates a cube keeps per measure (besides its row count ``n``), by the
+# aggregation that reads them. Every one keeps ``nonnull``: it is the sample size.
+CUBE_PARTS = {
+    Agg.sum: {"total", "nonnull"},
+    Agg.count: {"nonnull"},
+    Agg.average: {"total", "nonnull"},
+    Agg.min: {"low", "nonnull"},
+    Agg.max: {"high", "nonnull"},
+    Agg.last: {"total", "nonnull"},
+}
+CUBE_COLUMNS = {
+    "total": (sa.Double, "sum of"),
+    "nonnull": (sa.BigInteger, "non-null"),
+    "low": (sa.Double, "min of"),
+    "high": (sa.Double, "max of"),
+    "n": (sa.BigInteger, "rows of"),
+}
+
+MeasureKey = tuple[str | None, str | None]  # a measure's (expr, filter)
+
+
+class SourceCubes:
+    """The daily cube of every source some additive or ``last`` measure reads.
+
+    ``tables`` (by source) are bound to ``metadata`` in ``schema``; ``dims`` holds the
+    dimensions each cube keeps, ``measures`` the distinct measures read from it,
+    ``stored`` the measures it stores (with ``parts``: which aggregates of each) and
+    ``reads`` how each measure read maps onto them (stored index, filter on cube rows).
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        metadata: sa.MetaData,
+        schema: str | None,
+        raw_tables: dict[str, sa.Table],
+    ):
+        self.catalog = catalog
+        self.metadata = metadata
+        self.schema = schema
+        self.raw_tables = raw_tables
+        self.dims = self._collect_dims()
+        self._collect_storage()
+        self.tables = {source: self._table(source) for source in self.measures}
+
+    def _collect_storage(self) -> None:
+        """Per source, every distinct (expr, filter) an additive or `last` measure reads
+        (``measures``), which measures the cube stores (``stored``) with which parts, and
+        how each measure read maps onto them (``reads``: stored index, filter on cube rows)."""
+        self.measures: dict[str, list[MeasureKey]] = {}
+        self.stored: dict[str, list[MeasureKey]] = {}
+        self.parts: dict[tuple[str, int], set[str]] = {}
+        self.reads: dict[tuple[str, MeasureKey], tuple[int, str | None]] = {}
+        for kpi in self.catalog.kpis.values():
+            for _, m in kpi.measures:
+                if m.agg == Agg.count_distinct or m.source not in self.catalog.sources:
+                    continue
+                read = self.measures.setdefault(m.source, [])
+                if (m.expr, m.filter) not in read:
+                    read.append((m.expr, m.filter))
+                names = set(referenced_names(m.filter)) if m.filter else set()
+                on_cube = bool(names) and names <= set(self.dims[m.source])
+                stored_key = (m.expr, None if on_cube else m.filter)
+                stored = self.stored.setdefault(m.source, [])
+                if stored_key not in stored:
+                    stored.append(stored_key)
+                j = stored.index(stored_key)
+                self.reads[(m.source, (m.expr, m.filter))] = (j, m.filter if on_cube else None)
+                parts = self.parts.setdefault((m.source, j), set())
+                parts.update(CUBE_PARTS[m.agg])
+                if stored_key[1]:
+                    parts.add("n")
+
+    def measure_index(self, measure: Measure) -> int:
+        """The ``i`` of ``measure`` among the source's cube measures (``measures``)."""
+        return self.measures[measure.source].index((measure.expr, measure.filter))
+
+    def part(
+        self, cube: FromClause, source: str, key: MeasureKey, part: str
+    ) -> ColumnElement | None:
+        """One daily aggregate (``total``, ``nonnull``, ``low``, ``high``, ``n``) of the
+        measure ``key`` on a cube row, or None when no KPI needs that part."""
+        j, cube_filter = self.reads[(source, key)]
+        if part == "n":
+            column = cube.c.get(f"s{j}_n", cube.c.n)
+        elif f"s{j}_{part}" in cube.c:
+            column = cube.c[f"s{j}_{part}"]
+        else:
+            return None
+        if cube_filter is None:
+            return column
+        keep = to_sql(cube_filter, lambda name: cube.c[name])
+        return sa.case((keep, column), else_=sa.null())
+
+    def _collect_dims(self) -> dict[str, list[str]]:
+        """Per source, the dimensions some KPI reading it is sliced by: the cube keeps those
+        and no finer breakdown, so it stays small."""
+        found: dict[str, list[str]] = {name: [] for name in self.catalog.sources}
+        for kpi in self.catalog.kpis.values():
+            for name in source_names(self.catalog, kpi):
+                src = self.catalog.sources.get(name)
+                if src is None:
+                    continue
+                for dim in kpi.dimensions:
+                    if dim in src.dimensions and dim not in found[name]:
+                        found[name].append(dim)
+        return found
+
+    def _table(self, source: str) -> sa.Table:
+        name = f"cube_{source}"
+        schema = self.schema
+        if f"{schema}.{name}" in self.metadata.tables:
+            return self.metadata.tables[f"{schema}.{name}"]
+        columns = [sa.Column("day", sa.Date, nullable=False)]
+        columns += [sa.Column(d, sa.String, nullable=False) for d in self.dims[source]]
+        columns += [sa.Column("n", sa.BigInteger, nullable=False, comment="source rows")]
+        for j, (expr, filter_) in enumerate(self.stored.get(source, [])):
+            what = f"{expr or 'rows'}" + (f" where {filter_}" if filter_ else "")
+            parts = self.parts[(source, j)]
+            columns += [
+                sa.Column(f"s{j}_{part}", type_, comment=f"{label} {what}")
+                for part, (type_, label) in CUBE_COLUMNS.items()
+                if part in parts
+            ]
+        return sa.Table(
+            name,
+            self.metadata,
+            *columns,
+            schema=schema,
+            comment=f"Daily rollup of {source} by the dimensions KPIs slice it by; rebuilt "
+            "from scratch on every run (it holds no history)",
+        )
+
+    def select(self, source: str) -> sa.Select:
+        """The rollup of ``source``: one row per local day and dimension values, with the
+        row count and the daily aggregates of every measure the cube stores."""
+        src, table = self.catalog.sources[source], self.raw_tables[source]
+        day = local_day(src, table.c[src.time.column], self.catalog.reporting.time_zone)
+        dims = [dimension_value(src, table, d).label(d) for d in self.dims[source]]
+
+        def dimension_or_column(name: str) -> ColumnElement:
+            if name in src.dimensions:
+                return dimension_value(src, table, name)
+            return table.c[name]
+
+        aggregates = [sa.func.count().label("n")]
+        for j, (expr, filter_) in enumerate(self.stored.get(source, [])):
+            x = to_sql(expr, lambda name: table.c[name]) if expr else sa.literal(1)
+            if filter_:
+                keep = to_sql(filter_, dimension_or_column)
+                x = sa.case((keep, x), else_=sa.null())
+                one = sa.case((keep, 1), else_=sa.null())
+            else:
+                one = sa.literal(1)
+            of_part = {
+                "total": sa.func.sum(x),
+                "nonnull": sa.func.count(x),
+                "low": sa.func.min(x),
+                "high": sa.func.max(x),
+                "n": sa.func.count(one),
+            }
+            parts = self.parts[(source, j)]
+            aggregates += [of_part[p].label(f"s{j}_{p}") for p in CUBE_COLUMNS if p in parts]
+        keys = [day.label("day"), *dims]
+        return sa.select(*keys, *aggregates).group_by(*[k.element for k in keys])
+
+    def daily(self, measure: Measure, dims: tuple[str, ...]) -> FromClause:
+        """``measure``'s daily aggregates by ``dims``, read from its source's cube: the same
+        columns as the compiler's daily rows of raw data."""
+        cube = self.tables[measure.source]
+        key = (measure.expr, measure.filter)
+        keys = [cube.c.day, *[cube.c[d] for d in dims]]
+        n = sa.func.sum(self.part(cube, measure.source, key, "n"))
+
+        def part(name: str, agg) -> ColumnElement:
+            column = self.part(cube, measure.source, key, name)
+            return (agg(column) if column is not None else sa.null()).label(name)
+
+        return (
+            sa.select(
+                *keys,
+                part("total", sa.func.sum),
+                part("nonnull", sa.func.sum),
+                part("low", sa.func.min),
+                part("high", sa.func.max),
+                n.label("n"),
+            )
+            .group_by(*keys)
+            # A day where the filter kept no row is no day of this measure, as on raw rows.
+            .having(n > 0)
+            .subquery()
+        )

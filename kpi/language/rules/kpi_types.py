@@ -1,0 +1,78 @@
+"""Each KPI type has the fields it needs, and a running total is one that can be reported."""
+
+from __future__ import annotations
+
+from kpi.language.catalog import Catalog
+from kpi.language.models import GRAIN_ORDER, KpiType
+from kpi.language.problems import Problem
+from kpi.language.rules.base import Rule, problem_at
+
+
+class KpiTypeFieldsRule(Rule):
+    """Each KPI type has exactly the fields it needs."""
+
+    name = "kpi_type_fields"
+    REQUIRED = {
+        KpiType.simple: {"measure"},
+        KpiType.ratio: {"numerator", "denominator"},
+        KpiType.derived: {"expr"},
+        KpiType.cumulative: {"cumulative"},
+        KpiType.period_over_period: {"period_over_period"},
+    }
+    ALL = {"measure", "numerator", "denominator", "expr", "cumulative", "period_over_period"}
+
+    def check(self, catalog: Catalog) -> list[Problem]:
+        problems = []
+        for kpi in catalog.kpis.values():
+            required = self.REQUIRED[kpi.type]
+            for f in sorted(required):
+                if getattr(kpi, f) is None:
+                    problems.append(
+                        problem_at(catalog, kpi, "type", message=f"a {kpi.type} KPI needs `{f}`")
+                    )
+            for f in sorted(self.ALL - required):
+                if getattr(kpi, f) is not None:
+                    problems.append(
+                        problem_at(
+                            catalog,
+                            kpi,
+                            f,
+                            message=f"`{f}` does not belong to a {kpi.type} KPI "
+                            f"(it takes {', '.join(sorted(required))})",
+                        )
+                    )
+        return problems
+
+
+class CumulativeRule(Rule):
+    name = "cumulative"
+
+    def check(self, catalog: Catalog) -> list[Problem]:
+        problems = []
+        for kpi in catalog.kpis.values():
+            c = kpi.cumulative
+            if c is None:
+                continue
+            if (c.to_date is None) == (c.window_days is None):
+                problems.append(
+                    problem_at(
+                        catalog,
+                        kpi,
+                        "cumulative",
+                        message="a cumulative KPI takes exactly one of `to_date` "
+                        "(month, quarter, year) and `window_days` (7, 28, 90)",
+                    )
+                )
+            if c.to_date and GRAIN_ORDER.index(c.to_date) < max(
+                GRAIN_ORDER.index(g) for g in kpi.grains
+            ):
+                problems.append(
+                    problem_at(
+                        catalog,
+                        kpi,
+                        "grains",
+                        message=f"{c.to_date}-to-date cannot be reported at a grain coarser "
+                        f"than {c.to_date}",
+                    )
+                )
+        return problems
