@@ -20,6 +20,7 @@ from dagster import (
 )
 from sqlalchemy.sql.elements import ColumnElement
 
+from assets.settings import suites_dir
 from kpi.warehouse.connection import Warehouse
 from quality.checks import (  # noqa: F401 (re-exported for the GA4 assets and tests)
     MIN_HISTORY_DAYS,
@@ -29,6 +30,7 @@ from quality.checks import (  # noqa: F401 (re-exported for the GA4 assets and t
     volume_outcome,
     warehouse_freshness_outcome,
 )
+from quality.docs import DEFAULT_QUALITY_DIR
 from quality.quarantine import Conservation
 from quality.writes import asset_suite, write_with_quarantine  # noqa: F401 (re-exported)
 
@@ -85,9 +87,21 @@ def run_quality_check(
     window: tuple[dt.date, dt.date] | None = None,
     run_id: str = "run",
     time_zone: str | None = None,
+    docs_folder: str | None = None,
 ) -> AssetCheckResult:
-    """:func:`quality.checks.check_written_rows` as a Dagster asset check result."""
+    """:func:`quality.checks.check_written_rows` as a Dagster asset check result, with the
+    suites of the code location's definitions folder; pages into ``docs_folder``."""
     outcome = check_written_rows(
-        wh, table, where, asset_name, conservation, day_expr, window, run_id, time_zone
+        wh,
+        table,
+        where,
+        asset_name,
+        conservation,
+        day_expr,
+        window,
+        run_id,
+        time_zone,
+        suites=suites_dir(),
+        docs_folder=docs_folder or DEFAULT_QUALITY_DIR,
     )
     return check_result(asset_name, outcome)

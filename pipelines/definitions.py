@@ -30,6 +30,7 @@ from pipelines.sensors import landing_files_sensor
 from resources.ga4 import GA4Resource
 from resources.landing import LandingResource
 from resources.notifier import notifier_from_env
+from resources.quality import QualityResource
 from resources.reports import ReportResource
 from resources.settings import DEMO_SWITCH, Settings, SettingsError, env_var, settings
 from resources.warehouse import WarehouseResource
@@ -64,6 +65,7 @@ def resources(config: Settings) -> dict:
         "landing": LandingResource(root=env_var("LANDING_ROOT", "data/landing")),
         "notifier": notifier_from_env(),
         "reports": ReportResource(folder=env_var("KPI_REPORT_DIR", DEFAULT_REPORT_DIR)),
+        "quality": QualityResource(docs_folder=env_var("KPI_QUALITY_DIR", "data/quality")),
     }
 
 

@@ -19,11 +19,11 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from kpi.warehouse.connection import Warehouse
-from quality.docs import write_data_docs_or_warn
+from quality.docs import DEFAULT_QUALITY_DIR, write_data_docs_or_warn
 from quality.quarantine import Conservation
 from quality.suites import Freshness, Volume
 from quality.validate import ExpectationOutcome, validate_frame
-from quality.writes import asset_suite
+from quality.writes import SHIPPED_SUITES, asset_suite
 
 # Days of history a volume comparison needs before it says anything.
 MIN_HISTORY_DAYS = 7
@@ -183,6 +183,8 @@ def check_written_rows(
     window: tuple[dt.date, dt.date] | None = None,
     run_id: str = "run",
     time_zone: str | None = None,
+    suites: Path = SHIPPED_SUITES,
+    docs_folder: Path | str = DEFAULT_QUALITY_DIR,
 ) -> CheckOutcome:
     """Validate the rows of ``table`` selected by ``where`` with the asset's suite.
 
@@ -192,7 +194,7 @@ def check_written_rows(
     check. The data-docs page is written here; a page that cannot be written is
     ``docs_problem``, not an error (the rows are committed by now).
     """
-    suite = asset_suite(asset_name)
+    suite = asset_suite(asset_name, suites)
     query = sa.select(table)
     if where is not None:
         query = query.where(where)
@@ -227,5 +229,7 @@ def check_written_rows(
         docs_path=None,
         docs_problem=None,
     )
-    docs, docs_problem = write_data_docs_or_warn(report, asset_name, run_id, outcome.facts())
+    docs, docs_problem = write_data_docs_or_warn(
+        report, asset_name, run_id, outcome.facts(), docs_folder
+    )
     return replace(outcome, docs_path=docs, docs_problem=docs_problem)

@@ -7,19 +7,17 @@ validation, linked from the check's metadata, shows the same facts without that 
 from __future__ import annotations
 
 import html
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 from quality.validate import ValidationReport
 
-__all__ = ["quality_dir", "write_data_docs", "write_data_docs_or_warn"]
+__all__ = ["DEFAULT_QUALITY_DIR", "write_data_docs", "write_data_docs_or_warn"]
 
 
-def quality_dir() -> Path:
-    """Where pages go: ``KPI_QUALITY_DIR``, default ``data/quality``."""
-    return Path(os.environ.get("KPI_QUALITY_DIR", "data/quality"))
+# Where pages go unless told: the code location passes KPI_QUALITY_DIR (QualityResource).
+DEFAULT_QUALITY_DIR = Path("data/quality")
 
 
 def _cell(value: Any) -> str:
@@ -27,10 +25,14 @@ def _cell(value: Any) -> str:
 
 
 def write_data_docs(
-    report: ValidationReport, source: str, run_id: str, facts: dict[str, Any] | None = None
+    report: ValidationReport,
+    source: str,
+    run_id: str,
+    facts: dict[str, Any] | None = None,
+    folder: Path | str = DEFAULT_QUALITY_DIR,
 ) -> Path:
-    """Write ``<quality_dir>/<source>-<run_id>.html`` and return its absolute path."""
-    folder = quality_dir()
+    """Write ``<folder>/<source>-<run_id>.html`` and return its absolute path."""
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     safe_run = re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
     path = (folder / f"{source}-{safe_run}.html").resolve()
@@ -74,7 +76,11 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}.fail{{background:
 
 
 def write_data_docs_or_warn(
-    report: ValidationReport, source: str, run_id: str, facts: dict[str, Any] | None = None
+    report: ValidationReport,
+    source: str,
+    run_id: str,
+    facts: dict[str, Any] | None = None,
+    folder: Path | str = DEFAULT_QUALITY_DIR,
 ) -> tuple[Path | None, str | None]:
     """Like :func:`write_data_docs`, but a page that cannot be written is a problem to report,
     not an error: ``(path, None)`` or ``(None, message naming the folder)``.
@@ -83,11 +89,11 @@ def write_data_docs_or_warn(
     show as failed a step whose data is loaded, and block the KPIs that read it.
     """
     try:
-        return write_data_docs(report, source, run_id, facts), None
+        return write_data_docs(report, source, run_id, facts, folder), None
     except OSError as error:
         reason = error.strerror or str(error)
         return None, (
-            f"the data-docs page of {source} could not be written: folder {quality_dir()} "
+            f"the data-docs page of {source} could not be written: folder {folder} "
             f"(KPI_QUALITY_DIR) is not writable ({type(error).__name__}: {reason}); the rows "
             "are loaded and the check result stands. Point KPI_QUALITY_DIR at a writable folder."
         )

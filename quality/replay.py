@@ -40,9 +40,12 @@ class ReplayResult:
     needs_file: int
 
 
-def replay(source: str, wh: Warehouse, definitions: Path | None = None) -> ReplayResult:
-    """Move the quarantined rows of ``source`` that pass its suite now into the raw table."""
-    folder = definitions or Path(os.environ.get("KPI_DEFINITIONS_DIR") or DEFAULT_DEFINITIONS_DIR)
+def replay(
+    source: str, wh: Warehouse, definitions: Path = DEFAULT_DEFINITIONS_DIR
+) -> ReplayResult:
+    """Move the quarantined rows of ``source`` that pass its suite now into the raw table;
+    ``definitions`` is the definitions folder (its ``quality/`` holds the suites)."""
+    folder = Path(definitions)
     cat = load_catalog(folder)
     spec = cat.sources[source]
     if not spec.key:
@@ -91,10 +94,16 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("WAREHOUSE_URL", DEFAULT_WAREHOUSE_URL),
         help="SQLAlchemy URL (default: $WAREHOUSE_URL or the demo DuckDB file)",
     )
+    parser.add_argument(
+        "--definitions",
+        type=Path,
+        default=Path(os.environ.get("KPI_DEFINITIONS_DIR") or DEFAULT_DEFINITIONS_DIR),
+        help="definitions folder (default: $KPI_DEFINITIONS_DIR or the shipped kpi_definitions/)",
+    )
     args = parser.parse_args(argv)
     wh = Warehouse(args.warehouse)
     try:
-        result = replay(args.source, wh)
+        result = replay(args.source, wh, args.definitions)
     finally:
         wh.dispose()
     print(

@@ -9,7 +9,6 @@ No Dagster here: the assets (file sources, GA4) call it and shape the metadata.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -29,17 +28,15 @@ from quality.quarantine import (
 )
 from quality.suites import Suite, load_suite
 
-
-def suites_dir() -> Path:
-    """The suites folder: ``quality/`` of the definitions folder."""
-    # TODO(settings): take the folder as an argument; the kernel no longer reads the env.
-    return Path(os.environ.get("KPI_DEFINITIONS_DIR") or DEFAULT_DEFINITIONS_DIR) / "quality"
+# The suites shipped with the project: ``quality/`` of the shipped definitions folder. The
+# code location passes the folder of the definitions it loaded (KPI_DEFINITIONS_DIR).
+SHIPPED_SUITES = DEFAULT_DEFINITIONS_DIR / "quality"
 
 
-def asset_suite(asset_name: str) -> Suite:
-    """The asset's suite, parsed once per version of its file: a GA4 backfill validates
-    with it group by group."""
-    path = suites_dir() / f"{asset_name}.yaml"
+def asset_suite(asset_name: str, suites: Path = SHIPPED_SUITES) -> Suite:
+    """The asset's suite in the folder ``suites``, parsed once per version of its file: a GA4
+    backfill validates with it group by group."""
+    path = Path(suites) / f"{asset_name}.yaml"
     if not path.exists():
         return load_suite(path)  # its own error, naming the file
     return _parsed_suite(path, path.stat().st_mtime_ns)
@@ -72,6 +69,7 @@ def write_with_quarantine(
     partition: tuple[dt.date, dt.date] | None = None,
     time_zone: str | None = None,
     per_file_out: tuple[dict[str, int], dict[str, int]] | None = None,
+    suites: Path = SHIPPED_SUITES,
 ) -> tuple[int, int, Conservation]:
     """Split ``frame`` with the asset's suite, write good rows over ``where`` and bad rows
     (plus already ``rejected`` ones, carrying ``_problem``) over ``quarantine_where``.
@@ -83,10 +81,10 @@ def write_with_quarantine(
     is quarantined even if the suite does not declare ``date_in_partition``: ``where`` would
     not replace it on a re-run, so it would be loaded twice. ``per_file_out``: two dicts
     filled with the rows loaded and the rows quarantined per ``_source_file``. Every count is
-    taken inside the write's transaction, while its write locks are held. Returns (rows
-    deleted, rows inserted, conservation).
+    taken inside the write's transaction, while its write locks are held. ``suites`` is the
+    folder of the quality suites. Returns (rows deleted, rows inserted, conservation).
     """
-    suite = asset_suite(asset_name)
+    suite = asset_suite(asset_name, suites)
     good, bad, _ = split_rows(frame, suite, partition, time_zone)
     if partition is not None and not good.empty:
         days = pd.Series(list(day_of(good)), index=good.index, dtype=object)

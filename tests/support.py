@@ -18,6 +18,7 @@ from demo.fake_ga4_server import FakeGA4Server, FakeProperty
 from resources.ga4 import GA4Resource
 from resources.landing import LandingResource
 from resources.notifier import NotifierResource
+from resources.quality import QualityResource
 from resources.reports import ReportResource
 from resources.warehouse import WarehouseResource
 
@@ -98,6 +99,7 @@ def run_pipeline(
         "notifier": NotifierResource(),  # no channel configured: alerts are recorded only
         # The folder conftest gives every test (the production wiring reads the same variable).
         "reports": ReportResource(folder=os.environ.get("KPI_REPORT_DIR", "data/reports")),
+        "quality": quality_resource(),
     }
     defs = Definitions(
         assets=list(definitions.defs.assets),
@@ -119,3 +121,9 @@ def run_pipeline(
         raise_on_error=raise_on_error,
         asset_selection=selection,
     )
+
+
+def quality_resource() -> QualityResource:
+    """The data-docs folder conftest gives every test (``KPI_QUALITY_DIR``, as the production
+    wiring reads it)."""
+    return QualityResource(docs_folder=os.environ.get("KPI_QUALITY_DIR", "data/quality"))

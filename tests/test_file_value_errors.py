@@ -30,6 +30,7 @@ from kpi.language.models import SourceSpec
 from kpi.warehouse.connection import Warehouse
 from resources.landing import LandingResource
 from resources.warehouse import WarehouseResource
+from tests.support import quality_resource
 
 D = dt.date
 ZONE = "Europe/Copenhagen"
@@ -223,6 +224,7 @@ def _load(url: str, root: Path, window: tuple[dt.date, dt.date]):
         [assets["fx_rates"], assets["ad_spend"]],
         resources={
             "landing": LandingResource(root=str(root)),
+            "quality": quality_resource(),
             "warehouse": WarehouseResource(url=url),
         },
         instance=DagsterInstance.ephemeral(),

@@ -23,6 +23,7 @@ from assets.files.sources import file_assets
 from kpi.warehouse.connection import Warehouse
 from resources.landing import LandingResource
 from resources.warehouse import WarehouseResource
+from tests.support import quality_resource
 
 D = dt.date
 JANUARY = (D(2026, 1, 1), D(2026, 1, 10))
@@ -53,6 +54,7 @@ def load(
         [assets[n] for n in names],
         resources={
             "landing": LandingResource(root=str(root)),
+            "quality": quality_resource(),
             "warehouse": WarehouseResource(url=url),
         },
         instance=DagsterInstance.ephemeral(),

@@ -37,6 +37,7 @@ from ingest.ga4.loading import write_log
 from kpi.warehouse.connection import Warehouse
 from resources.ga4 import GA4Resource
 from resources.warehouse import WarehouseResource
+from tests.support import quality_resource
 
 PROPERTY = "123456789"
 ZONE = "Europe/Copenhagen"
@@ -107,7 +108,11 @@ def _run(
     )
     return materialize(
         list(assets),
-        resources={"ga4": ga4, "warehouse": WarehouseResource(url=url)},
+        resources={
+            "ga4": ga4,
+            "warehouse": WarehouseResource(url=url),
+            "quality": quality_resource(),
+        },
         tags={
             ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
             ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),

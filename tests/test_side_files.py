@@ -46,12 +46,11 @@ def test_unwritable_folder_is_a_warning_naming_the_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
     folder = _unwritable(tmp_path, kind)
-    monkeypatch.setenv("KPI_QUALITY_DIR", str(folder))
     # The folder really is unwritable, for root too.
     with pytest.raises(OSError):
-        write_data_docs(_report(), "orders", "run-1")
+        write_data_docs(_report(), "orders", "run-1", folder=folder)
 
-    path, problem = write_data_docs_or_warn(_report(), "orders", "run-1")
+    path, problem = write_data_docs_or_warn(_report(), "orders", "run-1", folder=folder)
 
     assert path is None
     assert problem is not None
@@ -62,10 +61,12 @@ def test_unwritable_folder_is_a_warning_naming_the_folder(
 def test_writable_folder_still_gets_the_page(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("KPI_QUALITY_DIR", str(tmp_path / "docs"))
-    path, problem = write_data_docs_or_warn(_report(), "orders", "run/1")
+    # The folder is the argument: the environment variable the code location reads is not.
+    monkeypatch.setenv("KPI_QUALITY_DIR", str(tmp_path / "elsewhere"))
+    path, problem = write_data_docs_or_warn(_report(), "orders", "run/1", folder=tmp_path / "docs")
     assert problem is None
     assert path == (tmp_path / "docs" / "orders-run_1.html").resolve()
+    assert not (tmp_path / "elsewhere").exists()
     assert "Suite orders: passed" in path.read_text(encoding="utf-8")
 
 

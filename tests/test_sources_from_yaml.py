@@ -68,6 +68,7 @@ from assets.kpis.tables import RAW_ASSETS
 from assets.settings import catalog
 from pipelines.definitions import defs
 from resources.landing import LandingResource
+from resources.quality import QualityResource
 from resources.warehouse import WarehouseResource
 
 landing, warehouse = sys.argv[1], sys.argv[2]
@@ -78,6 +79,7 @@ result = materialize(
     [asset],
     resources={
         "landing": LandingResource(root=landing),
+        "quality": QualityResource(docs_folder=landing + "-docs"),
         "warehouse": WarehouseResource(url="duckdb:///" + warehouse),
     },
     instance=DagsterInstance.ephemeral(),

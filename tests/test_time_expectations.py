@@ -25,7 +25,7 @@ from demo.fake_ga4_server import FakeGA4Server
 from demo.generator import ga4_traffic, outage_day
 from demo.landing import fx_rates
 from quality.suites import Freshness, Volume, load_suite
-from quality.writes import suites_dir
+from quality.writes import SHIPPED_SUITES
 from tests.support import traffic_rows
 from tests.test_files_loading import load, query
 from tests.test_ga4_assets import DAYS, GA4_ASSETS, _prop, _rows, _run
@@ -49,7 +49,7 @@ class FileSource:
         return catalog().sources[self.name].time.column
 
     def expectation(self, kind: type) -> object:
-        suite = load_suite(suites_dir() / f"{self.name}.yaml")
+        suite = load_suite(SHIPPED_SUITES / f"{self.name}.yaml")
         return next(e for e in suite.expectations if isinstance(e, kind))
 
     def days(self, frame: pd.DataFrame) -> pd.Series:
@@ -261,7 +261,7 @@ def test_stale_data_warns(name, duckdb_url, tmp_path):
     # Staleness alone is a warning. But the window's last days are empty, and a source whose
     # volume compares single days at severity error also sees them as a drop to 0, which
     # blocks (as the daily run of such an empty day would).
-    suite = load_suite(suites_dir() / f"{name}.yaml")
+    suite = load_suite(SHIPPED_SUITES / f"{name}.yaml")
     volume = next((e for e in suite.expectations if isinstance(e, Volume)), None)
     if volume is not None and volume.severity == "error" and volume.period_days == 1:
         assert not result.success

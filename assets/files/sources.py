@@ -22,7 +22,7 @@ from assets.freshness import DAILY_FRESHNESS
 from assets.metadata import metadata_table, table_metadata
 from assets.partitions import daily_partitions, monthly_chunks, partition_dates
 from assets.quality import check_result, quality_check_spec
-from assets.settings import catalog, history_start, source_code_version
+from assets.settings import catalog, history_start, source_code_version, suites_dir
 from ingest.files import FileFormatError, FileLoad, RowProblem
 from ingest.files.loading import (
     FX_RATES,
@@ -35,6 +35,7 @@ from ingest.landing import LandingUnavailable
 from kpi.language.catalog import Catalog
 from quality.checks import check_written_rows
 from resources.landing import LandingResource
+from resources.quality import QualityResource
 from resources.warehouse import WarehouseResource
 
 PROBLEMS_SHOWN = 200
@@ -109,7 +110,10 @@ def build_file_asset(name: str, description: str, cat: Catalog | None = None) ->
         code_version=source_code_version(name),
     )
     def _load(
-        context: AssetExecutionContext, landing: LandingResource, warehouse: WarehouseResource
+        context: AssetExecutionContext,
+        landing: LandingResource,
+        warehouse: WarehouseResource,
+        quality: QualityResource,
     ) -> MaterializeResult:
         wh = warehouse.warehouse
         first_partition, end = partition_dates(context)
@@ -125,6 +129,7 @@ def build_file_asset(name: str, description: str, cat: Catalog | None = None) ->
                 context.run.run_id,
                 dt.date.fromisoformat(history_start()),
                 context.log,
+                suites=suites_dir(),
             )
         except LandingUnavailable as exc:
             raise Failure(description=f"{name}: {exc}; nothing was loaded or deleted") from exc
@@ -145,6 +150,8 @@ def build_file_asset(name: str, description: str, cat: Catalog | None = None) ->
             (load.start, load.end),
             context.run.run_id,
             zone,
+            suites=suites_dir(),
+            docs_folder=quality.docs_folder,
         )
         return MaterializeResult(
             metadata={

@@ -38,7 +38,7 @@ from assets.freshness import DAILY_FRESHNESS
 from assets.metadata import markdown_table, table_metadata
 from assets.partitions import daily_partitions, monthly_chunks, partition_dates
 from assets.quality import quality_check_spec, run_quality_check
-from assets.settings import catalog, definitions_dir, source_code_version
+from assets.settings import catalog, definitions_dir, source_code_version, suites_dir
 from ingest.ga4.load_log import STATUS_LOADED
 from ingest.ga4.loading import GA4LoadError
 from ingest.ga4.loading import load_report as load_ga4_report
@@ -46,6 +46,7 @@ from ingest.ga4.reports import GA4Report, load_reports, table_declarations
 from kpi.language.models import Reporting
 from kpi.warehouse.connection import Warehouse
 from resources.ga4 import GA4Resource
+from resources.quality import QualityResource
 from resources.warehouse import WarehouseResource
 
 # Beside the area files, not among them: the KPI catalog reads every top-level *.yaml.
@@ -134,15 +135,22 @@ def build_ga4_asset(report: GA4Report) -> AssetsDefinition:
         },
     )
     def _ga4_asset(
-        context: AssetExecutionContext, ga4: GA4Resource, warehouse: WarehouseResource
+        context: AssetExecutionContext,
+        ga4: GA4Resource,
+        warehouse: WarehouseResource,
+        quality: QualityResource,
     ) -> MaterializeResult:
-        return load_report(context, ga4, warehouse.warehouse, report)
+        return load_report(context, ga4, warehouse.warehouse, report, quality.docs_folder)
 
     return _ga4_asset
 
 
 def load_report(
-    context: AssetExecutionContext, ga4: GA4Resource, wh: Warehouse, report: GA4Report
+    context: AssetExecutionContext,
+    ga4: GA4Resource,
+    wh: Warehouse,
+    report: GA4Report,
+    docs_folder: str | None = None,
 ) -> MaterializeResult:
     """Load ``report`` for the run's partitions and every property; see the module docstring."""
     cat = catalog()
@@ -159,6 +167,7 @@ def load_report(
             run_id=run_id,
             time_zone=cat.reporting.time_zone,
             log=context.log,
+            suites=suites_dir(),
         )
     except GA4LoadError as error:
         raise Failure(
@@ -182,6 +191,7 @@ def load_report(
         time_column,
         (min(keys), max(keys)),
         run_id,
+        docs_folder=docs_folder,
     )
     return MaterializeResult(
         metadata={

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import pandas as pd
@@ -45,7 +46,7 @@ from quality.quarantine import (
     require_conserved,
     row_value_problems,
 )
-from quality.writes import asset_suite, write_with_quarantine
+from quality.writes import SHIPPED_SUITES, asset_suite, write_with_quarantine
 
 # The source of the daily exchange rates the sources with ``currency_conversion`` read.
 FX_RATES = "fx_rates"
@@ -123,6 +124,7 @@ def load_window(
     run_id: str,
     history_start: dt.date,
     log: Log,
+    suites: Path = SHIPPED_SUITES,
 ) -> WindowLoad:
     """Load the rows of source ``name`` for the partitions ``first_partition..end``.
 
@@ -151,7 +153,9 @@ def load_window(
         zone,
         loaded_first,
         strict=False,
-        row_problems=lambda rows: row_value_problems(as_quarantined(rows, spec), asset_suite(name)),
+        row_problems=lambda rows: row_value_problems(
+            as_quarantined(rows, spec), asset_suite(name, suites)
+        ),
     )
     first_day = period_start(history_start, spec.grain)
     reach = Reach(start, end, first_day, today_in(zone))
@@ -196,6 +200,7 @@ def load_window(
         (start, end),
         zone,
         per_file_out=(per_file, held),
+        suites=suites,
     )
     if conservation.quarantined:
         log.warning(

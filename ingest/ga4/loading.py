@@ -20,6 +20,7 @@ import datetime as dt
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -42,7 +43,7 @@ from kpi.language.models import SourceSpec
 from kpi.warehouse.connection import Warehouse
 from kpi.warehouse.schema import source_table
 from quality.quarantine import Conservation, ConservationError
-from quality.writes import write_with_quarantine
+from quality.writes import SHIPPED_SUITES, write_with_quarantine
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ def load_report(
     run_id: str,
     time_zone: str,
     log: logging.Logger = logger,
+    suites: Path = SHIPPED_SUITES,
 ) -> ReportLoad:
     """Pull ``report`` (whose table ``spec`` declares) for the days ``first..last`` and every
     property, up to yesterday in ``time_zone`` (the reporting zone); see the module docstring.
@@ -152,6 +154,7 @@ def load_report(
                 q.c._partition.in_(keys) & q.c._source_file.startswith(prefix)
             ),
             partition=(min(keys), max(keys)),
+            suites=suites,
         )
         received += kept.received
         loaded += kept.loaded
