@@ -40,9 +40,7 @@ class ReplayResult:
     needs_file: int
 
 
-def replay(
-    source: str, wh: Warehouse, definitions: Path = DEFAULT_DEFINITIONS_DIR
-) -> ReplayResult:
+def replay(source: str, wh: Warehouse, definitions: Path = DEFAULT_DEFINITIONS_DIR) -> ReplayResult:
     """Move the quarantined rows of ``source`` that pass its suite now into the raw table;
     ``definitions`` is the definitions folder (its ``quality/`` holds the suites)."""
     folder = Path(definitions)

@@ -44,6 +44,7 @@ from ingest.ga4.rows import snake_case
 from ingest.ga4.spec import TIME_DIMENSIONS, ReportSpec
 from kpi.language.catalog import Catalog
 from kpi.language.expressions import did_you_mean
+from kpi.language.problems import Problem
 from kpi.language.yaml_source import LocatedYaml, YamlSyntaxError, load_located_yaml
 
 # GA4 metrics that count distinct users or are ratios/averages: summing them across days (or
@@ -127,25 +128,10 @@ class GA4Report:
         return OTHER_ROW_COLUMN in self.table.columns
 
 
-@dataclass(frozen=True)
-class ReportProblem:
-    """One thing wrong with the reports file, with where it is."""
-
-    file: str
-    line: int | None
-    message: str
-    report: str | None = None
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        who = f" [{self.report}]" if self.report else ""
-        return f"{where}{who}: {self.message}"
-
-
 class GA4ReportsError(ValueError):
     """The reports file has problems; ``problems`` lists every one of them."""
 
-    def __init__(self, problems: list[ReportProblem]) -> None:
+    def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"{len(problems)} problem(s) in the GA4 reports:\n{lines}")
@@ -173,11 +159,11 @@ class _File(BaseModel):
 @dataclass
 class _Collector:
     doc: LocatedYaml
-    problems: list[ReportProblem] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
 
     def add(self, location: Location, message: str, report: str | None = None) -> None:
         self.problems.append(
-            ReportProblem(str(self.doc.path), self.doc.line_of(location), message, report)
+            Problem(str(self.doc.path), self.doc.line_of(location), message, report)
         )
 
 
@@ -210,17 +196,15 @@ def load_reports(
     try:
         doc = load_located_yaml(path)
     except YamlSyntaxError as error:
-        raise GA4ReportsError([ReportProblem(str(path), error.line, error.problem)]) from None
+        raise GA4ReportsError([Problem(str(path), error.line, error.problem)]) from None
     except OSError as error:
-        raise GA4ReportsError([ReportProblem(str(path), None, f"cannot read: {error}")]) from None
+        raise GA4ReportsError([Problem(str(path), None, f"cannot read: {error}")]) from None
     out = _Collector(doc)
     for location, line in doc.duplicates:
         first = doc.lines.get(location)
         shown = ".".join(str(p) for p in location)
         out.problems.append(
-            ReportProblem(
-                str(path), line, f"{shown}: duplicate key (first written on line {first})"
-            )
+            Problem(str(path), line, f"{shown}: duplicate key (first written on line {first})")
         )
     data = doc.data
     if not isinstance(data, dict):

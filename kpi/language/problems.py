@@ -1,4 +1,5 @@
-"""The one located-problem type of the definitions, and the error that lists them all."""
+"""The one located-problem type (definitions, quality suites, GA4 reports files), and the
+error that lists every problem of the definitions at once."""
 
 from __future__ import annotations
 
@@ -7,16 +8,22 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with the definitions, with where it is."""
+    """One thing wrong with a YAML file we read, with where it is: ``subject`` is what the
+    problem is about (a KPI id, a GA4 report's name), shown in brackets."""
 
     file: str
     line: int | None
     message: str
-    kpi_id: str | None = None
+    subject: str | None = None
+
+    @property
+    def kpi_id(self) -> str | None:
+        """The KPI a definition problem is about (``subject`` by its name in the rules)."""
+        return self.subject
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        who = f" [{self.kpi_id}]" if self.kpi_id else ""
+        who = f" [{self.subject}]" if self.subject else ""
         return f"{where}{who}: {self.message}"
 
 
