@@ -11,7 +11,7 @@ import os
 from dagster import InitResourceContext
 from pydantic import Field, PrivateAttr
 
-from demo.fake_ga4_server import FakeGA4Server
+from demo.fake_ga4 import FakeGA4Server
 from demo.generator import DEMO_PROPERTY_ID
 from demo.servers import start_demo_ga4_server
 from resources.ga4 import GA4Resource

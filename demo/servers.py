@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from demo.fake_ga4_server import FakeGA4Server, FakeProperty
+from demo.fake_ga4 import FakeGA4Server, FakeProperty
 from demo.generator import DEMO_CURRENCY, DEMO_PROPERTY_ID, DEMO_TIME_ZONE, ga4_traffic
 from demo.window import parse_window
 

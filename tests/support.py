@@ -14,7 +14,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from demo.fake_ga4_server import FakeGA4Server, FakeProperty
+from demo.fake_ga4 import FakeGA4Server, FakeProperty
 from resources.ga4 import GA4Resource
 from resources.landing import LandingResource
 from resources.notifier import NotifierResource

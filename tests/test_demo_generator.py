@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from demo import generator as gen
+from demo.generator import days, traffic
 
 END = date(2025, 12, 31)
 START = END - timedelta(days=429)  # 430 days, the size the pipeline demo uses
@@ -43,8 +44,8 @@ SOURCES: dict[str, Callable[..., pd.DataFrame]] = {
 
 def _clear_caches() -> None:
     # Cached per-day results would make "same output twice" trivially true.
-    gen._traffic_day.cache_clear()
-    gen._day_context.cache_clear()
+    traffic._traffic_day.cache_clear()
+    days._day_context.cache_clear()
 
 
 def _local_dates(frame: pd.DataFrame) -> pd.Series:
@@ -232,8 +233,8 @@ def test_yearly_seasonality_and_growth(daily: pd.DataFrame, monkeypatch) -> None
     # noise. The same two Decembers generated with the trend set to 0 (a parameter of the
     # real generator, not a mock) show what the check tells apart: growth near 1.
     growth = by_month[(2025, 12)] / by_month[(2024, 12)]
-    assert abs(growth - (1 + gen._YEARLY_GROWTH)) < 0.05, growth
-    monkeypatch.setattr(gen, "_YEARLY_GROWTH", 0.0)
+    assert abs(growth - (1 + days._YEARLY_GROWTH)) < 0.05, growth
+    monkeypatch.setattr(days, "_YEARLY_GROWTH", 0.0)
     _clear_caches()
     try:
         decembers = pd.concat(

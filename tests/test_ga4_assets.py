@@ -31,7 +31,7 @@ from dagster._core.storage.tags import (
 import ingest.ga4.loading as loading
 from assets.ga4.reports import GA4_ASSETS, flags_result, ga4_assets, ga4_reports
 from assets.settings import catalog
-from demo.fake_ga4_server import FakeGA4Server, FakeProperty
+from demo.fake_ga4 import FakeGA4Server, FakeProperty
 from ingest.ga4.load_log import ga4_load_log_table, log_frame
 from ingest.ga4.loading import write_log
 from kpi.warehouse.connection import Warehouse

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 import ingest.ga4.loading as loading
 from assets.settings import catalog
-from demo.fake_ga4_server import FakeGA4Server
+from demo.fake_ga4 import FakeGA4Server
 from kpi.warehouse.connection import Warehouse
 from kpi.warehouse.schema import source_table
 from tests.test_ga4_assets import DAYS, _failure, _prop, _read, _run

@@ -24,7 +24,7 @@ from google.analytics.data_v1beta.types import (
 )
 from google.api_core import exceptions as gexc
 
-from demo.fake_ga4_server import FakeGA4Server, FakeProperty
+from demo.fake_ga4 import FakeGA4Server, FakeProperty
 from ingest.ga4.client import make_client
 from ingest.ga4.errors import (
     GA4CredentialsError,

@@ -12,7 +12,7 @@ import grpc
 import pytest
 import sqlalchemy as sa
 
-from demo.fake_ga4_server import FakeGA4Server
+from demo.fake_ga4 import FakeGA4Server
 from ingest.ga4.client import make_client
 from ingest.ga4.loading import GA4LoadError, load_report
 from ingest.ga4.pull import Bucket, BucketResult, pull_buckets

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from google.api_core import exceptions as gexc
 
-from demo.fake_ga4_server import FakeGA4Server, FakeProperty
+from demo.fake_ga4 import FakeGA4Server, FakeProperty
 from ingest.ga4.client import make_client
 from ingest.ga4.errors import GA4Error, GA4QuotaExhaustedError, GA4RequestError
 from ingest.ga4.filters import FieldFilter, FilterGroup

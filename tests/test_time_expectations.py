@@ -21,7 +21,7 @@ from dagster import AssetCheckSeverity, ExecuteInProcessResult
 
 from assets.settings import catalog, history_start
 from demo import extra_sources, generator
-from demo.fake_ga4_server import FakeGA4Server
+from demo.fake_ga4 import FakeGA4Server
 from demo.generator import ga4_traffic, outage_day
 from demo.landing import fx_rates
 from quality.suites import Freshness, Volume, load_suite

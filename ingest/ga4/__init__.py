@@ -1,7 +1,7 @@
 """Extract GA4 reports with the official Data API client (``google.analytics.data_v1beta``)
 and load them into the warehouse.
 
-Plain domain code: no Dagster imports, so it can be tested against ``demo.fake_ga4_server``
+Plain domain code: no Dagster imports, so it can be tested against ``demo.fake_ga4``
 and reused from any orchestrator (see ``shared/notes/ga4.md`` for the underlying API facts).
 Import from the module that does the job:
 
