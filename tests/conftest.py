@@ -171,14 +171,14 @@ def worker_id(request) -> str:
 
 # Slow tests in files whose tests are not marked one by one: a node id prefix each.
 SLOW_ELSEWHERE = (
-    "tests/test_demo_run.py::",  # `make run` in a subprocess
-    "tests/test_webserver.py::",  # `dagster dev`, a run through it, a browser
-    "tests/test_instance.py::test_job_runs_on_a_postgres_backed_instance",
+    "tests/e2e/test_demo_run.py::",  # `make run` in a subprocess
+    "tests/e2e/test_webserver.py::",  # `dagster dev`, a run through it, a browser
+    "tests/wiring/test_instance.py::test_job_runs_on_a_postgres_backed_instance",
     # Module fixtures that build a warehouse through the KPI refresh: ~3 s (DuckDB) and
     # ~6.5 s (PostgreSQL) each before the first test.
-    "tests/test_report_gaps.py::",
+    "tests/kpi/publication/test_report_gaps.py::",
     # Two writers held at a barrier that times out (WAIT = 3 s) twice: 6 s each, by design.
-    "tests/test_concurrent_writers.py::test_two_writers_of_one_slice_leave_one_copy",
+    "tests/kpi/warehouse/test_concurrent_writers.py::test_two_writers_of_one_slice_leave_one_copy",
 )
 
 

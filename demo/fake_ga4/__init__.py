@@ -25,8 +25,6 @@ Fidelity notes:
   service makes it from its pre-aggregated tables, so which rows end up in it differs.
 """
 
-from __future__ import annotations
-
 from demo.fake_ga4.properties import FakeProperty
 from demo.fake_ga4.server import FakeGA4Server
 

@@ -1,4 +1,4 @@
-"""The gRPC errors the fake answers with: a status carrier and the injected faults' messages."""
+"""The gRPC errors of the fake: the abort carrier and the real service's fault messages."""
 
 from __future__ import annotations
 

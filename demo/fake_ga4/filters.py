@@ -1,4 +1,5 @@
-"""Dimension and metric filters: which ones the fake accepts, and how it applies them."""
+"""Evaluating checked filters: dimension filters on fixture rows, metric filters on
+aggregated rows."""
 
 from __future__ import annotations
 
@@ -7,82 +8,16 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-import grpc
 import pandas as pd
 from google.analytics.data_v1beta.types import Filter, FilterExpression
 
-from demo.fake_ga4.errors import _Abort
-from demo.fake_ga4.schema import _DERIVED_DATE_DIMENSIONS, KNOWN_DIMENSIONS, METRIC_TYPES, NOT_SET
+from demo.fake_ga4.schema import _DERIVED_DATE_DIMENSIONS, NOT_SET
 
 _Record = tuple[tuple[str, ...], tuple[float, ...]]
 
+
 _STRING_MATCH = Filter.StringFilter.MatchType
 _NUMERIC_OP = Filter.NumericFilter.Operation
-
-
-def _check_filter(expr: FilterExpression, kind: str, metrics: Sequence[str]) -> None:
-    """Reject filters the real API rejects, and those this fake does not evaluate."""
-    if "and_group" in expr or "or_group" in expr:
-        group = expr.and_group if "and_group" in expr else expr.or_group
-        if not group.expressions:
-            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "A filter group must not be empty.")
-        for item in group.expressions:
-            _check_filter(item, kind, metrics)
-        return
-    if "not_expression" in expr:
-        _check_filter(expr.not_expression, kind, metrics)
-        return
-    if "filter" not in expr:
-        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "A filter expression must not be empty.")
-    leaf = expr.filter
-    name = leaf.field_name
-    if not name:
-        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "A filter needs a field_name.")
-    string_kinds = ("string_filter", "in_list_filter", "empty_filter")
-    numeric_kinds = ("numeric_filter", "between_filter")
-    present = [k for k in (*string_kinds, *numeric_kinds) if k in leaf]
-    if not present:
-        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"The filter on {name} has no condition.")
-    if kind == "dimension":
-        if name in METRIC_TYPES:
-            raise _Abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"Metric {name} cannot be used in a dimension filter.",
-            )
-        if present[0] in numeric_kinds:
-            raise _Abort(
-                grpc.StatusCode.UNIMPLEMENTED,
-                "FakeGA4Server implements string, in-list and empty filters on dimensions only",
-            )
-        if present[0] == "string_filter":
-            match = leaf.string_filter.match_type
-            if match == _STRING_MATCH.MATCH_TYPE_UNSPECIFIED:
-                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "A string filter needs match_type.")
-            if match in (_STRING_MATCH.FULL_REGEXP, _STRING_MATCH.PARTIAL_REGEXP):
-                try:
-                    re.compile(leaf.string_filter.value)
-                except re.error as error:
-                    raise _Abort(
-                        grpc.StatusCode.INVALID_ARGUMENT, f"Invalid regular expression: {error}"
-                    ) from None
-        return
-    if name in KNOWN_DIMENSIONS:
-        raise _Abort(
-            grpc.StatusCode.INVALID_ARGUMENT, f"Dimension {name} cannot be used in a metric filter."
-        )
-    if present[0] in string_kinds:
-        raise _Abort(
-            grpc.StatusCode.INVALID_ARGUMENT, f"Metric {name} takes a numeric or between filter."
-        )
-    if name not in metrics:
-        raise _Abort(
-            grpc.StatusCode.UNIMPLEMENTED,
-            f"FakeGA4Server filters only on requested metrics; {name} is not requested",
-        )
-    if "numeric_filter" in leaf and (
-        leaf.numeric_filter.operation == _NUMERIC_OP.OPERATION_UNSPECIFIED
-    ):
-        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "A numeric filter needs an operation.")
 
 
 def _dimension_values(frame: pd.DataFrame, name: str) -> pd.Series:

@@ -1,19 +1,15 @@
-"""The properties a fake server holds: fixture rows, normalised dates and quota buckets."""
+"""The GA4 properties the fake serves: fixture rows, their normalised frame and quota use."""
 
 from __future__ import annotations
 
 import bisect
 import datetime as dt
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from demo.fake_ga4.schema import METRIC_TYPES
-
-_ISO_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_COMPACT_DATE_RE = re.compile(r"^\d{8}$")
+from demo.fake_ga4.schema import _COMPACT_DATE_RE, _ISO_DATE_RE, METRIC_TYPES
 
 
 @dataclass

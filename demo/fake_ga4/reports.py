@@ -1,9 +1,9 @@
-"""Answering RunReport from fixture rows: ranges, aggregation, the (other) row, order, paging."""
+"""Answering a report from fixture rows: date ranges, aggregation, the ``(other)`` row,
+ordering, paging and the response with its metadata."""
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,10 +23,12 @@ from google.analytics.data_v1beta.types import (
 
 from demo.fake_ga4.errors import _Abort
 from demo.fake_ga4.filters import _dimension_mask, _dimension_values, _metric_match, _Record
-from demo.fake_ga4.properties import _ISO_DATE_RE, _PropertyState
+from demo.fake_ga4.properties import _PropertyState
 from demo.fake_ga4.schema import (
     _FLOAT,
     _INT,
+    _ISO_DATE_RE,
+    _RELATIVE_DAYS_RE,
     ADDITIVE_METRICS,
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -34,8 +36,6 @@ from demo.fake_ga4.schema import (
     OTHER,
     RATIO_METRICS,
 )
-
-_RELATIVE_DAYS_RE = re.compile(r"^(\d+)daysAgo$")
 
 
 def _format_metric(value: float, kind: MetricType) -> str:
@@ -45,114 +45,119 @@ def _format_metric(value: float, kind: MetricType) -> str:
     return f"{float(value):.15g}"
 
 
-def build_report(state: _PropertyState, request: RunReportRequest) -> RunReportResponse:
-    """Answer one (validated) request from the property's rows; property quota is the caller's."""
-    prop = state.prop
-    dims = [d.name for d in request.dimensions]
-    metrics = [m.name for m in request.metrics]
-    ranges = _resolve_ranges(request, prop.time_zone)
-    multi_range = len(ranges) > 1
-    if multi_range and "dateRange" not in dims:
-        # The real API adds the dateRange dimension itself when several ranges are asked for.
-        dims.append("dateRange")
+class ReportBuilder:
+    """Builds a ``RunReportResponse`` (part of :class:`FakeGA4Server`, which supplies
+    ``_property_quota``; called with the lock held)."""
 
-    pieces = []
-    for name, start, end in ranges:
-        piece = state.between(start, end).copy()
-        piece["dateRange"] = name
-        pieces.append(piece)
-    selected = pd.concat(pieces, ignore_index=True) if pieces else state.frame.iloc[0:0]
-    if "dimension_filter" in request and not selected.empty:
-        # Dimension filters select events before aggregation, like GA4's.
-        selected = selected[_dimension_mask(selected, request.dimension_filter)]
+    def _build_report(self, state: _PropertyState, request: RunReportRequest) -> RunReportResponse:
+        prop = state.prop
+        dims = [d.name for d in request.dimensions]
+        metrics = [m.name for m in request.metrics]
+        ranges = self._resolve_ranges(request, prop.time_zone)
+        multi_range = len(ranges) > 1
+        if multi_range and "dateRange" not in dims:
+            # The real API adds the dateRange dimension itself when several ranges are asked for.
+            dims.append("dateRange")
 
-    records = _aggregate(selected, dims, metrics)
-    if not request.keep_empty_rows:
-        records = [r for r in records if any(v != 0 for v in r[1])]
-    if "metric_filter" in request:
-        # Metric filters apply to the aggregated rows, like SQL HAVING.
-        records = [r for r in records if _metric_match(request.metric_filter, r, metrics)]
+        pieces = []
+        for name, start, end in ranges:
+            piece = state.between(start, end).copy()
+            piece["dateRange"] = name
+            pieces.append(piece)
+        selected = pd.concat(pieces, ignore_index=True) if pieces else state.frame.iloc[0:0]
+        if "dimension_filter" in request and not selected.empty:
+            # Dimension filters select events before aggregation, like GA4's.
+            selected = selected[_dimension_mask(selected, request.dimension_filter)]
 
-    other_row = False
-    threshold = prop.other_row_threshold
-    if threshold is not None and len(records) > threshold:
-        records = _collapse_other(records, threshold, metrics, dims)
-        other_row = True
+        records = _aggregate(selected, dims, metrics)
+        if not request.keep_empty_rows:
+            records = [r for r in records if any(v != 0 for v in r[1])]
+        if "metric_filter" in request:
+            # Metric filters apply to the aggregated rows, like SQL HAVING.
+            records = [r for r in records if _metric_match(request.metric_filter, r, metrics)]
 
-    records = _order(records, request.order_bys, dims, metrics)
-    row_count = len(records)
-    offset = request.offset
-    limit = min(request.limit or DEFAULT_LIMIT, MAX_LIMIT)
-    page = records[offset : offset + limit]
+        other_row = False
+        threshold = prop.other_row_threshold
+        if threshold is not None and len(records) > threshold:
+            records = _collapse_other(records, threshold, metrics, dims)
+            other_row = True
 
-    types = [METRIC_TYPES.get(m, _FLOAT) for m in metrics]
-    metadata = ResponseMetaData(
-        currency_code=prop.currency_code,
-        time_zone=prop.time_zone,
-        subject_to_thresholding=prop.thresholded,
-        data_loss_from_other_row=other_row,
-    )
-    if prop.sampled:
-        metadata.sampling_metadatas = [
-            SamplingMetadata(samples_read_count=100_000, sampling_space_size=1_000_000)
-            for _ in ranges
-        ]
-    response = RunReportResponse(
-        dimension_headers=[DimensionHeader(name=d) for d in dims],
-        metric_headers=[
-            MetricHeader(name=m, type_=kind) for m, kind in zip(metrics, types, strict=True)
-        ],
-        row_count=row_count,
-        metadata=metadata,
-        kind="analyticsData#runReport",
-    )
-    # Rows go straight into the underlying protobuf: building one proto-plus wrapper per
-    # value made the fake slower than the code under test.
-    raw_rows = RunReportResponse.pb(response).rows
-    for dim_values, metric_values in page:
-        raw_row = raw_rows.add()
-        for value in dim_values:
-            raw_row.dimension_values.add(value=value)
-        for value, kind in zip(metric_values, types, strict=True):
-            raw_row.metric_values.add(value=_format_metric(value, kind))
-    return response
+        records = _order(records, request.order_bys, dims, metrics)
+        row_count = len(records)
+        offset = request.offset
+        limit = min(request.limit or DEFAULT_LIMIT, MAX_LIMIT)
+        page = records[offset : offset + limit]
 
-
-def _resolve_ranges(request: RunReportRequest, time_zone: str) -> list[tuple[str, str, str]]:
-    # Relative dates are days in the property's time zone, as in GA4 itself.
-    today = dt.datetime.now(ZoneInfo(time_zone)).date()
-
-    def parse(text: str) -> str:
-        if text == "today":
-            return today.strftime("%Y%m%d")
-        if text == "yesterday":
-            return (today - dt.timedelta(days=1)).strftime("%Y%m%d")
-        relative = _RELATIVE_DAYS_RE.match(text)
-        if relative:
-            days = int(relative.group(1))
-            return (today - dt.timedelta(days=days)).strftime("%Y%m%d")
-        if _ISO_DATE_RE.match(text):
-            try:
-                dt.date.fromisoformat(text)
-            except ValueError:
-                pass
-            else:
-                return text.replace("-", "")
-        raise _Abort(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"Invalid date {text!r}: use YYYY-MM-DD, NdaysAgo, yesterday or today.",
+        types = [METRIC_TYPES.get(m, _FLOAT) for m in metrics]
+        metadata = ResponseMetaData(
+            currency_code=prop.currency_code,
+            time_zone=prop.time_zone,
+            subject_to_thresholding=prop.thresholded,
+            data_loss_from_other_row=other_row,
         )
+        if prop.sampled:
+            metadata.sampling_metadatas = [
+                SamplingMetadata(samples_read_count=100_000, sampling_space_size=1_000_000)
+                for _ in ranges
+            ]
+        response = RunReportResponse(
+            dimension_headers=[DimensionHeader(name=d) for d in dims],
+            metric_headers=[
+                MetricHeader(name=m, type_=kind) for m, kind in zip(metrics, types, strict=True)
+            ],
+            row_count=row_count,
+            metadata=metadata,
+            kind="analyticsData#runReport",
+        )
+        # Rows go straight into the underlying protobuf: building one proto-plus wrapper per
+        # value made the fake slower than the code under test.
+        raw_rows = RunReportResponse.pb(response).rows
+        for dim_values, metric_values in page:
+            raw_row = raw_rows.add()
+            for value in dim_values:
+                raw_row.dimension_values.add(value=value)
+            for value, kind in zip(metric_values, types, strict=True):
+                raw_row.metric_values.add(value=_format_metric(value, kind))
+        if request.return_property_quota:
+            response.property_quota = self._property_quota(state)
+        return response
 
-    resolved = []
-    for index, date_range in enumerate(request.date_ranges):
-        start, end = parse(date_range.start_date), parse(date_range.end_date)
-        if start > end:
+    @staticmethod
+    def _resolve_ranges(request: RunReportRequest, time_zone: str) -> list[tuple[str, str, str]]:
+        # Relative dates are days in the property's time zone, as in GA4 itself.
+        today = dt.datetime.now(ZoneInfo(time_zone)).date()
+
+        def parse(text: str) -> str:
+            if text == "today":
+                return today.strftime("%Y%m%d")
+            if text == "yesterday":
+                return (today - dt.timedelta(days=1)).strftime("%Y%m%d")
+            relative = _RELATIVE_DAYS_RE.match(text)
+            if relative:
+                days = int(relative.group(1))
+                return (today - dt.timedelta(days=days)).strftime("%Y%m%d")
+            if _ISO_DATE_RE.match(text):
+                try:
+                    dt.date.fromisoformat(text)
+                except ValueError:
+                    pass
+                else:
+                    return text.replace("-", "")
             raise _Abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"Date range start {date_range.start_date} is after end {date_range.end_date}.",
+                f"Invalid date {text!r}: use YYYY-MM-DD, NdaysAgo, yesterday or today.",
             )
-        resolved.append((date_range.name or f"date_range_{index}", start, end))
-    return resolved
+
+        resolved = []
+        for index, date_range in enumerate(request.date_ranges):
+            start, end = parse(date_range.start_date), parse(date_range.end_date)
+            if start > end:
+                raise _Abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"Date range start {date_range.start_date} is after end {date_range.end_date}.",
+                )
+            resolved.append((date_range.name or f"date_range_{index}", start, end))
+        return resolved
 
 
 def _aggregate(frame: pd.DataFrame, dims: Sequence[str], metrics: Sequence[str]) -> list[_Record]:

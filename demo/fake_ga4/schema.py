@@ -1,10 +1,14 @@
-"""The part of the GA4 Data API schema the fake knows: limits, metric types, dimensions."""
+"""The part of the GA4 Data API schema the fake knows: limits, metric types, dimensions,
+calendar dimensions derived from ``date``, and the request name / date patterns."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from google.analytics.data_v1beta.types import MetricType
+
+SERVICE_NAME = "google.analytics.data.v1beta.BetaAnalyticsData"
 
 MAX_DIMENSIONS = 9
 MAX_METRICS = 10
@@ -142,3 +146,9 @@ _DERIVED_DATE_DIMENSIONS = {
 def _ga4_week(day: dt.date) -> int:
     sunday_based = int(day.strftime("%U"))
     return sunday_based if dt.date(day.year, 1, 1).weekday() == 6 else sunday_based + 1
+
+
+_PROPERTY_RE = re.compile(r"^properties/(\d+)$")
+_RELATIVE_DAYS_RE = re.compile(r"^(\d+)daysAgo$")
+_ISO_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_COMPACT_DATE_RE = re.compile(r"^\d{8}$")

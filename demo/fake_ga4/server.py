@@ -1,8 +1,8 @@
-"""The fake GA4 Data API gRPC server: start/stop, test controls, handlers and token quotas."""
+"""The fake GA4 Data API server: gRPC service, start / stop, test controls (replacing
+rows, injected faults, quota refills) and the request handlers."""
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import deque
 from collections.abc import Iterable
@@ -13,24 +13,19 @@ import pandas as pd
 from google.analytics.data_v1beta.types import (
     BatchRunReportsRequest,
     BatchRunReportsResponse,
-    PropertyQuota,
-    QuotaStatus,
     RunReportRequest,
     RunReportResponse,
 )
 
 from demo.fake_ga4.errors import _DEFAULT_FAULT_DETAILS, _Abort
 from demo.fake_ga4.properties import FakeProperty, _prepare_frame, _PropertyState
-from demo.fake_ga4.reports import build_report
-from demo.fake_ga4.schema import MAX_BATCH_REQUESTS
-from demo.fake_ga4.validation import validate_request
-
-SERVICE_NAME = "google.analytics.data.v1beta.BetaAnalyticsData"
-
-_PROPERTY_RE = re.compile(r"^properties/(\d+)$")
+from demo.fake_ga4.quota import TokenQuota
+from demo.fake_ga4.reports import ReportBuilder
+from demo.fake_ga4.schema import _PROPERTY_RE, MAX_BATCH_REQUESTS, SERVICE_NAME
+from demo.fake_ga4.validation import RequestValidation
 
 
-class FakeGA4Server:
+class FakeGA4Server(RequestValidation, TokenQuota, ReportBuilder):
     """In-process gRPC server imitating the GA4 Data API for a fixed set of properties.
 
     Use as a context manager; ``endpoint`` is ``"host:port"`` once started. Token quotas are
@@ -149,7 +144,7 @@ class FakeGA4Server:
                 self.requests.append(request)
                 self._raise_injected_fault()
                 state = self._resolve_property(request.property)
-                validate_request(state, request)
+                self._validate(request)
                 self._charge_quota(state)
                 return self._build_report(state, request)
         except _Abort as abort:
@@ -186,7 +181,7 @@ class FakeGA4Server:
                     inners.append(own)
                 # Validate everything first: the real API fails a batch as a whole.
                 for inner in inners:
-                    validate_request(state, inner)
+                    self._validate(inner)
                 reports = []
                 for inner in inners:
                     self._charge_quota(state)
@@ -223,44 +218,3 @@ class FakeGA4Server:
                 "https://developers.google.com/analytics/devguides/reporting/data/v1/property-id.",
             )
         return state
-
-    def _charge_quota(self, state: _PropertyState) -> None:
-        bucket = state.quota
-        if self.tokens_per_day is not None and bucket.consumed_day >= self.tokens_per_day:
-            raise _Abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"Exhausted property tokens per day quota. Consumed: {bucket.consumed_day} "
-                f"tokens. Limit: {self.tokens_per_day} tokens.",
-            )
-        if self.tokens_per_hour is not None and bucket.consumed_hour >= self.tokens_per_hour:
-            raise _Abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"Exhausted property tokens per hour quota. Consumed: {bucket.consumed_hour} "
-                f"tokens. Limit: {self.tokens_per_hour} tokens.",
-            )
-        bucket.consumed_day += self.tokens_per_request
-        bucket.consumed_hour += self.tokens_per_request
-
-    def _property_quota(self, state: _PropertyState) -> PropertyQuota:
-        def status(consumed: int, limit: int | None) -> QuotaStatus | None:
-            if limit is None:
-                return None
-            return QuotaStatus(consumed=self.tokens_per_request, remaining=max(0, limit - consumed))
-
-        quota = PropertyQuota(
-            concurrent_requests=QuotaStatus(consumed=0, remaining=10),
-            server_errors_per_project_per_hour=QuotaStatus(consumed=0, remaining=10),
-        )
-        day = status(state.quota.consumed_day, self.tokens_per_day)
-        hour = status(state.quota.consumed_hour, self.tokens_per_hour)
-        if day is not None:
-            quota.tokens_per_day = day
-        if hour is not None:
-            quota.tokens_per_hour = hour
-        return quota
-
-    def _build_report(self, state: _PropertyState, request: RunReportRequest) -> RunReportResponse:
-        response = build_report(state, request)
-        if request.return_property_quota:
-            response.property_quota = self._property_quota(state)
-        return response

@@ -13,12 +13,7 @@ the simulated tracking outage, which is anchored on the ``end`` of the request; 
 The sources are linked the way real ones are: ad clicks follow the GA4 paid sessions of the same
 campaign, every GA4 transaction is also a shop order (plus a few orders GA4 never saw, as with
 consent banners and ad blockers), and survey answers follow the day's order channel mix.
-
-Modules: ``catalogue`` (channels, campaigns, segments, profiles), ``days`` (calendar and per-day
-helpers), ``traffic`` (GA4), ``commerce`` (ad spend, orders), ``survey`` and ``landing_files``.
 """
-
-from __future__ import annotations
 
 from demo.generator.catalogue import (
     AD_CHANNEL_TO_GA4,
@@ -27,13 +22,15 @@ from demo.generator.catalogue import (
     DEMO_PROPERTY_ID,
     DEMO_TIME_ZONE,
     DEVICES,
+    OUTAGE_OFFSET_DAYS,
+    OUTAGE_RETENTION,
     PLATFORMS,
 )
 from demo.generator.commerce import ad_spend, eur_usd_rate, orders
-from demo.generator.days import OUTAGE_OFFSET_DAYS, black_friday, outage_day
+from demo.generator.days import black_friday, outage_day
 from demo.generator.landing_files import write_landing_files
 from demo.generator.survey import survey_answers
-from demo.generator.traffic import OUTAGE_RETENTION, ga4_traffic
+from demo.generator.traffic import ga4_traffic
 
 __all__ = [
     "AD_CHANNEL_TO_GA4",

@@ -1,15 +1,20 @@
-"""The demo shop's static catalogue: channels, devices, ad campaigns, GA4 segments and the
-per-channel, per-device and per-hour profiles the generators draw from."""
+"""The demo shop's fixed catalogue: channels, ad campaigns, GA4 segments and the rates
+and profiles every generated day is drawn from."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 
 DEMO_PROPERTY_ID = "412345678"
 DEMO_TIME_ZONE = "Europe/Copenhagen"  # GA4 property time zone = reporting time zone
 DEMO_CURRENCY = "EUR"
+
+OUTAGE_OFFSET_DAYS = 40
+# Share of GA4 hits that still arrive on the outage day (a broken tag fires on a few pages only).
+OUTAGE_RETENTION = 0.2
 
 CHANNELS: tuple[str, ...] = (
     "Organic Search",
@@ -36,6 +41,20 @@ _STREAM_OUTAGE = 2
 _STREAM_ADS = 3
 _STREAM_ORDERS = 4
 _STREAM_SURVEY = 5
+
+_BASE_SESSIONS = 3000.0  # all-channel sessions on an average day at _TREND_ANCHOR
+_TREND_ANCHOR = date(2025, 1, 1).toordinal()
+_YEARLY_GROWTH = 0.10
+_UNTRACKED_ORDER_RATE = 0.08  # orders GA4 never sees (consent declined, ad blockers)
+# Repeat orders point at one of the first _REPEAT_POOL new customers of an earlier day, so a
+# customer's identity can be derived from one day alone and never depends on the range.
+_REPEAT_POOL = 15
+_REPEAT_MEAN_GAP_DAYS = 45
+_REPEAT_MAX_GAP_DAYS = 720
+_EUR_USD = 1.08
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_NS_PER_DAY = 86_400 * 1_000_000_000
 
 
 @dataclass(frozen=True)

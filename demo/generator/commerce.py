@@ -1,4 +1,4 @@
-"""The shop's own sources: ad platform spend (with the EUR/USD rate) and shop orders."""
+"""Commerce sources: daily ad spend per platform and campaign, and shop orders."""
 
 from __future__ import annotations
 
@@ -17,10 +17,15 @@ from demo.generator.catalogue import (
     _AD_USD,
     _CH_NEW_CUSTOMER,
     _CH_UNTRACKED,
+    _EUR_USD,
+    _REPEAT_MAX_GAP_DAYS,
+    _REPEAT_MEAN_GAP_DAYS,
+    _REPEAT_POOL,
     _SEG_AD,
     _SEG_CHANNEL,
     _STREAM_ADS,
     _STREAM_ORDERS,
+    _UNTRACKED_ORDER_RATE,
     CHANNELS,
     DEMO_CURRENCY,
 )
@@ -35,14 +40,6 @@ from demo.generator.days import (
     _yearly_names,
 )
 from demo.generator.traffic import _traffic_day
-
-_UNTRACKED_ORDER_RATE = 0.08  # orders GA4 never sees (consent declined, ad blockers)
-# Repeat orders point at one of the first _REPEAT_POOL new customers of an earlier day, so a
-# customer's identity can be derived from one day alone and never depends on the range.
-_REPEAT_POOL = 15
-_REPEAT_MEAN_GAP_DAYS = 45
-_REPEAT_MAX_GAP_DAYS = 720
-_EUR_USD = 1.08
 
 
 def _eur_usd(ordinal: int) -> float:

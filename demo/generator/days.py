@@ -1,5 +1,5 @@
-"""The demo calendar and per-day helpers: sales windows, seasonality, the outage day, per-day
-random generators, and turning day ordinals into dates, UTC timestamps and labels."""
+"""Calendar and per-day helpers shared by every demo source: sale windows, the day's
+traffic context, seeded random streams and date / timestamp formatting."""
 
 from __future__ import annotations
 
@@ -12,22 +12,19 @@ import numpy as np
 import pandas as pd
 
 from demo.generator.catalogue import (
+    _BASE_SESSIONS,
     _CHANNEL_INDEX,
+    _EPOCH_ORDINAL,
     _HOUR_P,
+    _NS_PER_DAY,
     _SEG_WINDOW,
+    _TREND_ANCHOR,
     _WEEKDAY_DEVICE,
+    _YEARLY_GROWTH,
     CHANNELS,
     DEMO_TIME_ZONE,
+    OUTAGE_OFFSET_DAYS,
 )
-
-OUTAGE_OFFSET_DAYS = 40
-
-_BASE_SESSIONS = 3000.0  # all-channel sessions on an average day at _TREND_ANCHOR
-_TREND_ANCHOR = date(2025, 1, 1).toordinal()
-_YEARLY_GROWTH = 0.10
-
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-_NS_PER_DAY = 86_400 * 1_000_000_000
 
 
 def outage_day(end: date) -> date:

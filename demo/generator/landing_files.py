@@ -1,4 +1,4 @@
-"""The file-based sources (ad spend, orders, survey) written as monthly landing CSVs."""
+"""The landing-zone CSV files of the file-based sources, one per source and local month."""
 
 from __future__ import annotations
 

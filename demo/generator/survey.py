@@ -1,4 +1,4 @@
-"""Post-purchase survey answers (CSAT and NPS), following the day's order channel mix."""
+"""Post-purchase survey answers (CSAT and NPS), following the day's order channels."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""GA4 traffic: the true per-day traffic shared by every source, and the GA4 report of it."""
+"""GA4 traffic rows: each day's true traffic (shared by ads, orders and surveys) and
+the GA4 report of it, with the simulated tracking outage."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from demo.generator.catalogue import (
     _STREAM_TRAFFIC,
     CHANNELS,
     DEVICES,
+    OUTAGE_RETENTION,
 )
 from demo.generator.days import (
     _day_context,
@@ -35,9 +37,6 @@ from demo.generator.days import (
     _yearly_names,
     outage_day,
 )
-
-# Share of GA4 hits that still arrive on the outage day (a broken tag fires on a few pages only).
-OUTAGE_RETENTION = 0.2
 
 
 class _TrafficDay(NamedTuple):

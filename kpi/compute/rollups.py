@@ -15,7 +15,7 @@ was what those statements cost; one join per KPI still took half of the INSERT.
 
 The numbers are the same as ``KpiCompiler.compile``'s, row for row: ratios are sums over
 sums, a sum over a period without rows is 0 and a ratio with a zero denominator NULL.
-``tests/test_kpi_cases.py`` runs every hand-worked case through both. Distinct counts,
+``tests/kpi/compute/test_kpi_cases.py`` runs every hand-worked case through both. Distinct counts,
 ``last`` balances, running windows (to date, rolling) and period-over-period KPIs need
 days, not period sums; they stay on the compiler's per-KPI queries, in the same INSERT
 (``kpi.refresh.refresh_kpi_values``).

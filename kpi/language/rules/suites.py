@@ -2,9 +2,10 @@
 
 kpi/ must not import quality/ (imports go down), so the expectation vocabulary is kept here
 as data: each type and the parameters it takes. ``quality.suites`` parses the same files at
-run time with its own models; tests/test_suite_validation.py checks both agree. Checked here,
-with file:line and a did-you-mean: the type is known, every parameter is one the type takes,
-and every column named exists in the source the suite is for (``sources.yaml``).
+run time with its own models; tests/kpi/language/test_suite_validation.py checks both agree.
+Checked here, with file:line and a did-you-mean: the type is known, every parameter is one
+the type takes, and every column named exists in the source the suite is for
+(``sources.yaml``).
 """
 
 from __future__ import annotations

@@ -192,7 +192,7 @@ def test_duckdb_engines_open_no_database_of_their_own(tmp_path):
         print(get_core_config.cache_info().currsize, "qualify" in shared)
         """
     )
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[3]
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=root
     )

@@ -15,7 +15,7 @@ from kpi.warehouse.connection import Warehouse
 from kpi.warehouse.schema import source_table
 from quality.quarantine import quarantine_table
 from quality.writes import write_with_quarantine
-from tests.test_files_loading import (
+from tests.ingest.test_files_loading import (
     AD_HEADER,
     AD_ROWS,
     FIXTURE_DAYS,

@@ -14,7 +14,7 @@ from assets.settings import catalog
 from ingest.landing import Landing, LandingUnavailable
 from ingest.landing_changes import LandingState, scan_landing
 from kpi.warehouse.dsn import redact_location
-from tests.test_files_loading import (
+from tests.ingest.test_files_loading import (
     AD_HEADER,
     AD_ROWS,
     FIXTURE_DAYS,

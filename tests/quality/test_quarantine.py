@@ -21,7 +21,7 @@ from quality.replay import main as replay_main
 from quality.replay import replay
 from quality.suites import Volume, parse_suite
 from quality.validate import validate_frame
-from tests.test_files_loading import AD_HEADER, AD_ROWS, load, query, write_landing
+from tests.ingest.test_files_loading import AD_HEADER, AD_ROWS, load, query, write_landing
 
 D = dt.date
 SUITE = parse_suite(

@@ -127,7 +127,7 @@ def _daily_catalog():
 
 
 def test_refresh_does_not_flag_the_unloaded_as_of_day(warehouse_url):
-    from tests.test_report import _raw_frames
+    from tests.kpi.publication.test_report import _raw_frames
 
     tables = KpiTables.for_catalog(_daily_catalog())
     loaded_through = dt.date(2026, 11, 30)

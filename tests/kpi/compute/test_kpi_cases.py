@@ -20,7 +20,7 @@ from kpi.language.loader import load_catalog
 from kpi.refresh import refresh_cubes, refresh_kpi_values, refresh_periods
 from kpi.warehouse.connection import Warehouse
 
-CASES = sorted((Path(__file__).parent / "kpi_cases").glob("*.yaml"))
+CASES = sorted((Path(__file__).resolve().parents[2] / "kpi_cases").glob("*.yaml"))
 
 
 def _write_definitions(case: dict, folder: Path) -> None:

@@ -22,7 +22,7 @@ from assets.settings import catalog
 from demo.fake_ga4 import FakeGA4Server
 from kpi.warehouse.connection import Warehouse
 from kpi.warehouse.schema import source_table
-from tests.test_ga4_assets import DAYS, _failure, _prop, _read, _run
+from tests.wiring.test_ga4_assets import DAYS, _failure, _prop, _read, _run
 
 
 def _lose_a_row_of_property_111(url: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,8 +24,8 @@ from kpi.warehouse.connection import Warehouse
 from kpi.warehouse.locks import locked_transaction
 from kpi.warehouse.schema import source_table
 from quality.quarantine import quarantine_table
-from tests.test_atomic_load import _ad_rows, _write
-from tests.test_files_loading import AD_HEADER, AD_ROWS, FIXTURE_DAYS, load, write_landing
+from tests.ingest.test_files_loading import AD_HEADER, AD_ROWS, FIXTURE_DAYS, load, write_landing
+from tests.quality.test_atomic_load import _ad_rows, _write
 
 D = dt.date
 

@@ -2,7 +2,7 @@
 
 Compiled SQL is checked two ways: stable, meaningful fragments for every dialect, and the
 full text of one small KPI against ``tests/snapshots/<kpi>_<dialect>_<grain>.sql``. Run
-``UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest tests/test_cli.py`` to (re)write snapshots
+``UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest tests/kpi/test_cli.py`` to (re)write snapshots
 after an intended change, and review the diff.
 """
 
@@ -26,7 +26,7 @@ from kpi.language.catalog import DEFAULT_DEFINITIONS_DIR
 from kpi.language.loader import load_catalog
 from kpi.language.models import Grain
 
-SNAPSHOTS = Path(__file__).parent / "snapshots"
+SNAPSHOTS = Path(__file__).resolve().parents[1] / "snapshots"
 DIALECTS = ("duckdb", "postgresql", "bigquery", "snowflake")
 
 GOOD_SOURCES = """\

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from tests.test_files_loading import load, metadata, query
+from tests.ingest.test_files_loading import load, metadata, query
 
 D = dt.date
 MARKET = (

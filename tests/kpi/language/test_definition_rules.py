@@ -671,7 +671,7 @@ def test_equals_sign_inside_a_string_literal_is_kept(tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # ZeroDenominatorRule
-# (each constant zero it finds is tested in tests/test_definition_safety.py)
+# (each constant zero it finds is tested in tests/kpi/language/test_definition_safety.py)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -1403,7 +1403,7 @@ def test_alert_status_is_one_a_status_change_can_reach(tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # FileSourceDeclarationRule
-# (each mistake it finds is tested in tests/test_files_declarations.py)
+# (each mistake it finds is tested in tests/ingest/test_files_declarations.py)
 # ---------------------------------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_demo_run_prints_the_scorecard_and_the_report_path(tmp_path):

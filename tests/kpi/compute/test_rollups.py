@@ -1,10 +1,12 @@
-"""The refresh path: daily cubes, period rollups and the fused statement (kpi/compute/rollups.py).
+"""The refresh path: daily cubes, period rollups and the fused statement
+(kpi/compute/rollups.py).
 
-The numbers of this path are checked elsewhere, against hand-worked rows
-(tests/kpi_cases, path "refresh"), against a pandas reference on random data
-(tests/test_kpi_properties.py) and against the self-contained queries on the whole shipped
-catalogue after a real run (tests/test_pipeline.py). This file checks its shape: which
-KPIs it takes, what the cubes store, and that its SQL compiles for every dialect.
+The numbers of this path are checked elsewhere, against hand-worked rows (tests/kpi_cases,
+path "refresh"), against a pandas reference on random data
+(tests/kpi/compute/test_kpi_properties.py) and against the self-contained queries on the
+whole shipped catalogue after a real run (tests/e2e/test_pipeline.py). This file checks its
+shape: which KPIs it takes, what the cubes store, and that its SQL compiles for every
+dialect.
 """
 
 from __future__ import annotations

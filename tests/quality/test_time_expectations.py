@@ -26,9 +26,9 @@ from demo.generator import ga4_traffic, outage_day
 from demo.landing import fx_rates
 from quality.suites import Freshness, Volume, load_suite
 from quality.writes import SHIPPED_SUITES
+from tests.ingest.test_files_loading import load, query
 from tests.support import traffic_rows
-from tests.test_files_loading import load, query
-from tests.test_ga4_assets import DAYS, GA4_ASSETS, _prop, _rows, _run
+from tests.wiring.test_ga4_assets import DAYS, GA4_ASSETS, _prop, _rows, _run
 
 D = dt.date
 ZONE = "Europe/Copenhagen"

@@ -39,7 +39,7 @@ from kpi.refresh import (
 )
 from kpi.warehouse.connection import Warehouse
 from tests.conftest import _admin_url
-from tests.test_report import _raw_frames, monthly_catalog
+from tests.kpi.publication.test_report import _raw_frames, monthly_catalog
 
 D = dt.date
 FIRST_DAY, LOADED_THROUGH, AS_OF = D(2025, 10, 5), D(2026, 11, 30), D(2026, 12, 1)

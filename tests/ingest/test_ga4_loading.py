@@ -22,7 +22,7 @@ from ingest.ga4.spec import ReportSpec
 from kpi.language.catalog import DEFAULT_DEFINITIONS_DIR
 from kpi.language.loader import load_catalog
 from kpi.warehouse.connection import Warehouse
-from tests.test_ga4_assets import DAYS, _day_sessions, _prop
+from tests.wiring.test_ga4_assets import DAYS, _day_sessions, _prop
 
 CATALOG = load_catalog(DEFAULT_DEFINITIONS_DIR)
 REPORT = load_reports(

@@ -12,7 +12,14 @@ import time
 import pytest
 from dagster import AssetCheckSeverity
 
-from tests.test_files_loading import AD_HEADER, AD_ROWS, FIXTURE_DAYS, load, query, write_landing
+from tests.ingest.test_files_loading import (
+    AD_HEADER,
+    AD_ROWS,
+    FIXTURE_DAYS,
+    load,
+    query,
+    write_landing,
+)
 
 D = dt.date
 

@@ -427,7 +427,7 @@ def test_report_templates_ship_with_the_package():
 
     import kpi.publication.report as report
 
-    config = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    config = tomllib.loads((Path(__file__).resolve().parents[3] / "pyproject.toml").read_text())
     patterns = config["tool"]["setuptools"]["package-data"]["kpi.publication.report"]
     folder = Path(report.__file__).parent
     files = [p.relative_to(folder).as_posix() for p in (folder / "templates").iterdir()]

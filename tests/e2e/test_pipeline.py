@@ -117,8 +117,10 @@ def _assert_stored_values_match_self_contained_queries(url: str) -> None:
         assert same.all(), both.loc[~same, [*keys, f"{column}_stored", f"{column}_query"]]
 
 
-CASE = Path(__file__).parent / "kpi_cases" / "conversion_rate_and_aov_ratio_of_sums.yaml"
-SHIPPED = Path(__file__).parent.parent / "kpi_definitions"
+CASE = (
+    Path(__file__).resolve().parents[1] / "kpi_cases" / "conversion_rate_and_aov_ratio_of_sums.yaml"
+)
+SHIPPED = Path(__file__).resolve().parents[2] / "kpi_definitions"
 
 
 def test_the_hand_worked_conversion_case_uses_the_shipped_definitions():

@@ -12,7 +12,7 @@ import pytest
 from dagster import build_sensor_context, instance_for_test
 
 from ingest.landing import Landing, LandingUnavailable
-from tests.test_files_loading import (
+from tests.ingest.test_files_loading import (
     AD_HEADER,
     AD_ROWS,
     FIXTURE_DAYS,

@@ -172,7 +172,7 @@ def test_dagster_run_shows_no_secret(
     capfd,
     caplog,
 ) -> None:
-    from support import fake_ga4, run_pipeline, traffic_rows
+    from tests.support import fake_ga4, run_pipeline, traffic_rows
 
     caplog.set_level(logging.DEBUG)
     url = make_url(postgres_url)
