@@ -36,10 +36,10 @@ test: $(STAMP)
 	@bash scripts/ensure_postgres.sh "$(PG_URL)"
 	KPI_TEST_POSTGRES_URL="$(PG_URL)" $(BIN)/python -m pytest $(PYTEST_PARALLEL) --durations=15 $(PYTEST_ARGS)
 
-## test-fast: the suite without the tests marked slow (whole-job runs, subprocesses)
+## test-fast: the quick loop: DuckDB only, without the tests marked slow (whole-job runs,
+## subprocesses); `make test` (and CI) runs everything, PostgreSQL included
 test-fast: $(STAMP)
-	@bash scripts/ensure_postgres.sh "$(PG_URL)"
-	KPI_TEST_POSTGRES_URL="$(PG_URL)" $(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not slow and not postgres" $(PYTEST_ARGS)
 
 ## dev: the Dagster UI on http://127.0.0.1:3000 with the demo data (KPI_DEMO=1: the demo's GA4)
 dev: $(STAMP) $(DAGSTER_HOME)

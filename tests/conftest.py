@@ -154,7 +154,7 @@ def duckdb_url(tmp_path) -> str:
     return f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
 
 
-@pytest.fixture(params=["duckdb", "postgresql"])
+@pytest.fixture(params=["duckdb", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def warehouse_url(request) -> str:
     """The same test on a real DuckDB file and on a real PostgreSQL database."""
     if request.param == "duckdb":
@@ -182,6 +182,9 @@ SLOW_ELSEWHERE = (
 )
 
 
+POSTGRES_FIXTURES = {"postgres_admin", "postgres_url", "make_postgres_url"}
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items) -> None:
     """Mark the slow tests listed above; keep the tests that share an expensive module-scoped
@@ -190,6 +193,10 @@ def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         if item.nodeid.startswith(SLOW_ELSEWHERE):
             item.add_marker(pytest.mark.slow)
+        # Every test that reaches PostgreSQL carries the `postgres` marker (`make test-fast`
+        # leaves them out; `make test` and CI run them).
+        if POSTGRES_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgres)
         module = getattr(item, "module", None)
         info = getattr(item, "_fixtureinfo", None)
         if module is None or info is None:
