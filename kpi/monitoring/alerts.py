@@ -38,6 +38,7 @@ from kpi.compute.periods import as_date
 from kpi.language.catalog import Catalog
 from kpi.language.models import AlertRule, Grain, Kpi
 from kpi.language.rules.alerts import alert_problems
+from kpi.language.status import Status
 from kpi.monitoring.events import (
     CHANNELS,
     DELIVERED,
@@ -55,7 +56,6 @@ from kpi.monitoring.events import (
 )
 from kpi.monitoring.messages import period_label, render_message
 from kpi.publication.queries import totals_with_targets
-from kpi.status.comparisons import OFF_TRACK
 from kpi.warehouse.connection import Warehouse
 from kpi.warehouse.schema import (
     kpi_alerts_table,
@@ -229,7 +229,7 @@ def _consecutive_breaches(kpi: Kpi, rule: AlertRule, latest: list[_Period]) -> l
     streak = latest[: rule.count]
     if len(streak) < (rule.count or 0) or not _contiguous(streak):
         return []
-    if all(p.status == OFF_TRACK for p in streak):
+    if all(p.status == Status.off_track for p in streak):
         return [_firing(kpi, rule, streak[0])]
     return []
 

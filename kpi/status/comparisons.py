@@ -38,14 +38,9 @@ from kpi.language.catalog import Catalog
 from kpi.language.expressions import safe_divide
 from kpi.language.facts import scales_with_days
 from kpi.language.models import Direction, Grain, Kpi, KpiType
-from kpi.language.status import Status
 from kpi.status.judgement import attainment_expr, benchmark_position, status_expr
 from kpi.status.targets import SEASONAL
 from kpi.status.variance import as_levels, is_growth, variance_favourable_expr
-
-# TEMPORARY (#16): kpi.monitoring.alerts still imports OFF_TRACK from here; delete this
-# line once it reads Status.off_track from kpi.language.status.
-OFF_TRACK = Status.off_track
 
 
 def comparison_select(
