@@ -34,7 +34,8 @@ def test_month_rows_load_when_the_window_starts_inside_their_month(
     warehouse_url, tmp_path, monkeypatch
 ):
     # Partitions start on 5 October, as in the demo: the October row, dated 1 October, is
-    # before the first partition but its month is not.
+    # before the first partition but its month is not. Not a mock: KPI_HISTORY_START is read
+    # once per process (resources/settings.py), so the setting is given to the asset here.
     monkeypatch.setattr("assets.files.sources.history_start", lambda: "2025-10-05")
     root = tmp_path / "landing"
     (root / "market").mkdir(parents=True)
