@@ -9,7 +9,7 @@ No Dagster here: the assets (file sources, GA4) call it and shape the metadata.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -70,6 +70,7 @@ def write_with_quarantine(
     time_zone: str | None = None,
     per_file_out: tuple[dict[str, int], dict[str, int]] | None = None,
     suites: Path = SHIPPED_SUITES,
+    key: Sequence[str] = (),
 ) -> tuple[int, int, Conservation]:
     """Split ``frame`` with the asset's suite, write good rows over ``where`` and bad rows
     (plus already ``rejected`` ones, carrying ``_problem``) over ``quarantine_where``.
@@ -82,7 +83,9 @@ def write_with_quarantine(
     not replace it on a re-run, so it would be loaded twice. ``per_file_out``: two dicts
     filled with the rows loaded and the rows quarantined per ``_source_file``. Every count is
     taken inside the write's transaction, while its write locks are held. ``suites`` is the
-    folder of the quality suites. Returns (rows deleted, rows inserted, conservation).
+    folder of the quality suites; ``key``, the source's business key: a good row whose key
+    is held by a row outside ``where`` (a row re-delivered with another day) replaces it.
+    Returns (rows deleted, rows inserted, conservation).
     """
     suite = asset_suite(asset_name, suites)
     good, bad, _ = split_rows(frame, suite, partition, time_zone)
@@ -110,7 +113,7 @@ def write_with_quarantine(
     if per_file_out is not None:
         reads += [_per_file_query(table, where), _per_file_query(qtable, qwhere)]
     ((deleted, inserted), _), results = wh.replace_rows_then_read(
-        [(table, where, good), (qtable, qwhere, quarantined)], reads
+        [(table, where, good), (qtable, qwhere, quarantined)], reads, [list(key) or None, None]
     )
     received = len(frame) + (0 if rejected is None else len(rejected))
     loaded, held = (int(rows[0][0] or 0) for rows in results[:2])

@@ -201,6 +201,7 @@ def load_window(
         zone,
         per_file_out=(per_file, held),
         suites=suites,
+        key=spec.key or (),
     )
     if conservation.quarantined:
         log.warning(

@@ -240,19 +240,26 @@ class Warehouse:
         self,
         replacements: Sequence[tuple[sa.Table, ColumnElement | None, pd.DataFrame]],
         reads: Sequence[sa.Select],
+        keys: Sequence[list[str] | None] = (),
     ) -> tuple[list[tuple[int, int]], list[list[tuple]]]:
         """``replace_rows_together``, then each of ``reads`` in the same transaction, before
         its COMMIT, while the write locks of the replaced tables are still held.
 
         For counts that must describe this write alone (received = loaded + quarantined): read
         after the commit, a concurrent writer of the same table that took the lock as soon as
-        it was released could already have changed them. Returns ((rows deleted, rows
-        inserted) per replacement, the rows of each read), in order.
+        it was released could already have changed them. ``keys`` (one per replacement, or
+        None) are business keys: rows outside ``where`` holding a key of the rows inserted are
+        deleted too, so a row re-delivered with another day replaces the row of its old day
+        instead of standing beside it. Returns ((rows deleted, rows inserted) per
+        replacement, the rows of each read), in order.
         """
         counts = []
+        keyed = list(keys) + [None] * (len(replacements) - len(keys))
         with self.transaction(lock=[t for t, _, _ in replacements]) as conn:
-            for table, where, rows in replacements:
+            for (table, where, rows), key in zip(replacements, keyed, strict=True):
                 deleted = self._delete(conn, table, where)
+                if key and not rows.empty:
+                    deleted += self.delete_keys_in(conn, table, key, rows)
                 counts.append((deleted, self.insert_rows_in(conn, table, rows)))
             results = [[tuple(row) for row in conn.execute(query)] for query in reads]
         return counts, results

@@ -367,3 +367,42 @@ def test_a_window_loads_without_dagster(warehouse_url, tmp_path, caplog):
     assert summary["rows_conserved"] and summary["files_read"] == 1
     assert len(ad_rows(warehouse_url)) == 3
     assert "ad_spend: 1 row(s) quarantined in raw.ad_spend__quarantine" in caplog.text
+
+
+ORDERS_HEADER = (
+    "order_id,ordered_at,customer_id,channel,revenue,cost_of_goods,currency,is_new_customer"
+)
+
+
+def test_an_order_redelivered_on_another_day_is_loaded_once(warehouse_url, tmp_path):
+    """A re-delivery can move a keyed row to another day (an order's timestamp corrected from
+    2 to 6 January). The run of the new day's window loads it; the row of the old day, which
+    that window does not replace, must go in the same transaction: before, DuckDB held the
+    order twice (revenue counted twice) and PostgreSQL's unique key refused the whole load."""
+    root = tmp_path / "landing"
+    (root / "orders").mkdir(parents=True)
+    (root / "orders" / "a.csv").write_text(
+        f"{ORDERS_HEADER}\n"
+        "o-1,2026-01-02T10:00:00Z,c-1,Direct,100.00,40.00,EUR,true\n"
+        "o-2,2026-01-02T11:00:00Z,c-2,Direct,50.00,20.00,EUR,false\n"
+    )
+    first = load(warehouse_url, root, window=(D(2026, 1, 1), D(2026, 1, 3)), names=("orders",))
+    assert first.success
+    (root / "orders" / "b.csv").write_text(
+        f"{ORDERS_HEADER}\no-1,2026-01-06T09:00:00Z,c-1,Direct,100.00,40.00,EUR,true\n"
+    )
+    second = load(warehouse_url, root, window=(D(2026, 1, 5), D(2026, 1, 7)), names=("orders",))
+    assert second.success
+    rows = query(
+        warehouse_url,
+        "select order_id, cast(ordered_at as date) as day, revenue, _source_file "
+        "from raw.orders order by order_id",
+    )
+    assert [(r[0], str(r[1]), r[2], Path(r[3]).name) for r in rows] == [
+        ("o-1", "2026-01-06", 100.0, "b.csv"),
+        ("o-2", "2026-01-02", 50.0, "a.csv"),
+    ]
+    # Re-running either window changes nothing.
+    for window in [(D(2026, 1, 1), D(2026, 1, 3)), (D(2026, 1, 5), D(2026, 1, 7))]:
+        assert load(warehouse_url, root, window=window, names=("orders",)).success
+    assert query(warehouse_url, "select count(*), sum(revenue) from raw.orders") == [(2, 150.0)]
