@@ -38,6 +38,22 @@ unknown_parameter_and_column_in_a_list:
   expected:
     - [3, "`between` takes no `minimum`"]
     - [4, "unknown column `custmer_id` in source `orders`: did you mean `customer_id`?"]
+bad_values:
+  suite: |
+    suite: orders
+    expectations:
+      - {type: volume, max_drop: 1.5, lookback_days: 3}
+      - {type: between, column: revenue, min: 10, max: 0}
+      - {type: not_null, column: order_id, severity: fatal}
+      - {type: row_count, min: -1}
+      - {type: freshness, column: ordered_at, max_lag_days: "two"}
+  expected:
+    - [3, ".max_drop: `1.5` is not valid; expected a number between 0 and 1"]
+    - [3, ".lookback_days: `3` is not valid; expected a whole number >= 7"]
+    - [4, "min 10 is greater than max 0"]
+    - [5, ".severity: `'fatal'` is not valid; expected one of error, warn"]
+    - [6, ".min: `-1` is not valid; expected a whole number >= 0"]
+    - [7, ".max_lag_days: `'two'` is not valid; expected a whole number >= 0"]
 unknown_source:
   suite: |
     suite: order
@@ -105,3 +121,37 @@ def test_alias_bomb_in_a_suite_is_refused_at_run_time_too(tmp_path):
         load_suite(path)
     assert f"{path}:" in str(caught.value)
     assert "aliases expand" in str(caught.value)
+
+
+# One bad value per parameter the kernel checks: kpi validate and the run-time models
+# (quality.suites) must both refuse each, so the two vocabularies cannot drift apart.
+BAD_VALUES = [
+    {"type": "not_null", "column": "order_id", "severity": "fatal"},
+    {"type": "not_null", "column": "order_id", "row_level": "yes"},
+    {"type": "not_null", "column": ""},
+    {"type": "unique", "columns": []},
+    {"type": "column_type", "column": "revenue", "dtype": "float"},
+    {"type": "in_set", "column": "currency", "values": []},
+    {"type": "between", "column": "revenue", "min": "soon"},
+    {"type": "between", "column": "revenue", "min": 5, "max": 1},
+    {"type": "between", "column": "revenue"},
+    {"type": "row_count", "min": -1},
+    {"type": "freshness", "column": "ordered_at", "max_lag_days": -1},
+    {"type": "volume", "max_drop": 1},
+    {"type": "volume", "lookback_days": 6},
+    {"type": "volume", "period_days": 29},
+    {"type": "volume", "same_weekday": "no"},
+]
+
+
+@pytest.mark.parametrize("bad", BAD_VALUES, ids=lambda bad: ",".join(map(str, bad.values())))
+def test_a_bad_value_is_refused_by_validate_and_at_run_time(tmp_path, capsys, bad):
+    from quality.suites import SuiteError, parse_suite
+
+    folder = tmp_path / "defs"
+    shutil.copytree(DEFAULT_DEFINITIONS_DIR, folder)
+    suite = {"suite": "orders", "expectations": [bad]}
+    (folder / "quality" / "orders.yaml").write_text(yaml.safe_dump(suite))
+    assert main(["validate", "--definitions", str(folder)]) == 1, capsys.readouterr().out
+    with pytest.raises(SuiteError):
+        parse_suite(suite, "orders.yaml")
