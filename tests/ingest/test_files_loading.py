@@ -369,6 +369,70 @@ def test_a_window_loads_without_dagster(warehouse_url, tmp_path, caplog):
     assert "ad_spend: 1 row(s) quarantined in raw.ad_spend__quarantine" in caplog.text
 
 
+def test_the_suites_and_docs_folders_are_the_arguments(warehouse_url, tmp_path, monkeypatch):
+    """Below the Dagster layer the folders are arguments (#16): the load and the check use the
+    suites folder passed in, and the page goes to the data-docs folder passed in, whatever
+    KPI_DEFINITIONS_DIR and KPI_QUALITY_DIR say. Here the suite passed in allows a refund
+    (a negative cost) that the shipped suite quarantines."""
+    import logging
+
+    from ingest.files.loading import day_expression, load_window
+    from ingest.landing import Landing
+    from kpi.language.catalog import DEFAULT_DEFINITIONS_DIR
+    from kpi.language.loader import load_catalog
+    from quality.checks import check_written_rows
+
+    suites = tmp_path / "suites"
+    shutil.copytree(DEFAULT_DEFINITIONS_DIR / "quality", suites)
+    suite = suites / "ad_spend.yaml"
+    shipped = "{type: between, column: cost, min: 0}"
+    assert shipped in suite.read_text()
+    suite.write_text(suite.read_text().replace(shipped, "{type: not_null, column: cost}"))
+    monkeypatch.setenv("KPI_DEFINITIONS_DIR", str(tmp_path / "no-such-definitions"))
+    monkeypatch.setenv("KPI_QUALITY_DIR", str(tmp_path / "elsewhere"))
+    cat = load_catalog(DEFAULT_DEFINITIONS_DIR)
+    root = tmp_path / "landing"
+    refund = "2026-01-07,meta,social,refund,10,1,-5.00,EUR"
+    write_landing(root, {"a.csv": "\n".join([AD_HEADER, *AD_ROWS, refund]) + "\n"})
+    log = logging.getLogger("test_files_loading")
+    zone = cat.reporting.time_zone
+    wh = Warehouse(warehouse_url)
+    try:
+        for name in ("fx_rates", "ad_spend"):
+            result = load_window(
+                wh,
+                Landing(root),
+                cat,
+                name,
+                *FIXTURE_DAYS,
+                "r1",
+                D(2024, 1, 1),
+                log,
+                suites=suites,
+            )
+        day = day_expression(result.table, cat.sources["ad_spend"], zone)
+        outcome = check_written_rows(
+            wh,
+            result.table,
+            day.between(result.start, result.end),
+            "ad_spend",
+            result.conservation,
+            day,
+            (result.start, result.end),
+            "r1",
+            zone,
+            suites=suites,
+            docs_folder=tmp_path / "docs",
+        )
+    finally:
+        wh.dispose()
+    assert (result.conservation.loaded, result.conservation.quarantined) == (4, 0)
+    assert len(ad_rows(warehouse_url)) == 4
+    assert outcome.passed, outcome.failures_markdown
+    assert outcome.docs_path == (tmp_path / "docs" / "ad_spend-r1.html").resolve()
+    assert outcome.docs_path.exists() and not (tmp_path / "elsewhere").exists()
+
+
 ORDERS_HEADER = (
     "order_id,ordered_at,customer_id,channel,revenue,cost_of_goods,currency,is_new_customer"
 )

@@ -5,8 +5,11 @@ tested in ``test_ga4_assets.py``."""
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -47,7 +50,13 @@ class Puller:
         return pull_buckets(client, property_id, spec, buckets, retry=retry)
 
 
-def _load(url: str, server: FakeGA4Server, properties: Sequence[str], log: logging.Logger):
+def _load(
+    url: str,
+    server: FakeGA4Server,
+    properties: Sequence[str],
+    log: logging.Logger,
+    **options: Any,
+):
     wh = Warehouse(url)
     try:
         return load_report(
@@ -60,6 +69,7 @@ def _load(url: str, server: FakeGA4Server, properties: Sequence[str], log: loggi
             run_id="run-1",
             time_zone=CATALOG.reporting.time_zone,
             log=log,
+            **options,
         ), wh.read(sa.text("select property_id, date, sessions from raw.ga4_traffic"))
     finally:
         wh.dispose()
@@ -79,6 +89,29 @@ def test_a_load_writes_its_rows_and_counts_them(
     assert by_day == {DAYS[0]: _day_sessions(1), DAYS[1]: _day_sessions(2)}
     # Messages go to the logger passed in.
     assert "GA4 property 111: 12 rows of report traffic" in caplog.text
+
+
+def test_the_suites_folder_is_the_argument(
+    duckdb_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rows are split with the suite of the folder passed in (#16), not with one the
+    environment names: here a suite quarantining every row, while KPI_DEFINITIONS_DIR points
+    at a folder that does not exist."""
+    suites = tmp_path / "suites"
+    shutil.copytree(DEFAULT_DEFINITIONS_DIR / "quality", suites)
+    suite = suites / "ga4_traffic.yaml"
+    shipped = "{type: between, column: sessions, min: 0}"
+    assert shipped in suite.read_text()
+    suite.write_text(
+        suite.read_text().replace(shipped, "{type: between, column: sessions, min: 1000000}")
+    )
+    monkeypatch.setenv("KPI_DEFINITIONS_DIR", str(tmp_path / "no-such-definitions"))
+    with FakeGA4Server([_prop("111")]) as server:
+        load, raw = _load(
+            duckdb_url, server, ["111"], logging.getLogger("test_ga4_loading"), suites=suites
+        )
+    assert (load.conservation.received, load.conservation.loaded) == (12, 0)
+    assert load.conservation.quarantined == 12 and raw.empty
 
 
 def test_a_failing_property_raises_a_load_error_after_the_others_load(duckdb_url: str) -> None:
