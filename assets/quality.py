@@ -22,17 +22,12 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from assets.settings import suites_dir
 from kpi.warehouse.connection import Warehouse
-from quality.checks import (  # noqa: F401 (re-exported for the GA4 assets and tests)
-    MIN_HISTORY_DAYS,
+from quality.checks import (
     CheckOutcome,
     check_written_rows,
-    freshness_outcome,
-    volume_outcome,
-    warehouse_freshness_outcome,
 )
 from quality.docs import DEFAULT_QUALITY_DIR
 from quality.quarantine import Conservation
-from quality.writes import asset_suite, write_with_quarantine  # noqa: F401 (re-exported)
 
 CHECK_NAME = "quality_suite"
 
