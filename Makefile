@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 
-.PHONY: run test test-fast dev lint format bench clean
+.PHONY: run day test test-fast dev lint format bench clean
 
 $(STAMP): pyproject.toml
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,13 @@ $(DAGSTER_HOME):
 # 14-month range in the SQLite instance would triple its time. `make dev` keeps history.
 run: $(STAMP)
 	env -u DAGSTER_HOME KPI_DEMO=1 LOG_LEVEL=$${LOG_LEVEL:-WARNING} $(BIN)/python -m demo.run
+
+## day: rerun one day (DAY=YYYY-MM-DD) on the existing warehouse as the daily schedule would:
+## the last GA4_LOOKBACK_DAYS days extracted and validated, the KPI tables recomputed where
+## those days changed anything, comparisons, report (FULL_REFRESH=1: recompute everything)
+day: $(STAMP)
+	@test -n "$(DAY)" || { echo "usage: make day DAY=YYYY-MM-DD [FULL_REFRESH=1]"; exit 2; }
+	env -u DAGSTER_HOME $(BIN)/python -m demo.day --day $(DAY) --log-level $${LOG_LEVEL:-WARNING} $(if $(FULL_REFRESH),--full-refresh)
 
 # Tests run in parallel, one pytest-xdist worker per core (TEST_WORKERS=1 for a serial run).
 # loadgroup: tests are spread one by one, except those sharing an expensive module fixture

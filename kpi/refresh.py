@@ -12,6 +12,24 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import sqlalchemy as sa
 
+from kpi.compute.changes import (
+    COMPARISONS,
+    FULL,
+    READERS,
+    STEPS,
+    TARGETS,
+    VALUES,
+    changed_since,
+    forget,
+    goal_fingerprints,
+    mark_clean,
+    mark_dirty,
+    pending,
+    periods_changed_from,
+    source_days_select,
+    supports_incremental,
+    value_fingerprints,
+)
 from kpi.compute.coverage import kpi_coverage, source_coverage
 from kpi.compute.periods import Calendar, Period, day_periods, period_columns
 from kpi.compute.tables import KpiTables
@@ -64,17 +82,35 @@ def first_day_of_data(wh: Warehouse, tables: KpiTables) -> dt.date | None:
     return min(days) if days else None
 
 
-def refresh_periods(wh: Warehouse, tables: KpiTables, as_of: dt.date) -> list[Period]:
-    """Rewrite the periods table for the data's range, through ``as_of``."""
+def refresh_periods(
+    wh: Warehouse, tables: KpiTables, as_of: dt.date, full_refresh: bool = False
+) -> list[Period]:
+    """Rewrite the periods table for the data's range, through ``as_of``.
+
+    The periods that changed (an as-of date that moved, an earlier first day) make every
+    KPI step recompute from the first of them (kpi.compute.changes); ``full_refresh``
+    makes the next steps recompute everything.
+    """
     first = first_day_of_data(wh, tables) or as_of
     periods = Calendar(tables.catalog.reporting).periods(min(first, as_of), as_of)
+    state, days = tables.refresh_state, tables.source_days
+    wh.ensure_tables([state, days])
+    written = [tables.periods, tables.compiler.day_periods]
     # Together: a reader never joins this run's periods to the last run's day map.
-    wh.replace_rows_together(
-        [
-            (tables.periods, None, pd.DataFrame(period_columns(periods))),
-            (tables.compiler.day_periods, None, pd.DataFrame(day_periods(periods))),
-        ]
-    )
+    with wh.transaction(lock=[*written, state, days]) as conn:
+        old = conn.execute(sa.select(tables.periods)).mappings().all()
+        since = periods_changed_from(old, [p.__dict__ for p in periods])
+        for table, rows in zip(
+            written,
+            (period_columns(periods), day_periods(periods)),
+            strict=True,
+        ):
+            conn.execute(table.delete())
+            Warehouse.insert_rows_in(conn, table, pd.DataFrame(rows))
+        if full_refresh:
+            forget(conn, state, days)
+        elif since is not None:
+            mark_dirty(conn, state, STEPS, dict.fromkeys(tables.catalog.kpis, since))
     return periods
 
 
@@ -89,6 +125,8 @@ def refresh_cubes(wh: Warehouse, tables: KpiTables) -> dict[str, int]:
 
 def _cube_builds(tables: KpiTables, names: list[str]) -> list[tuple[sa.Table, sa.Select]]:
     """(table, select) of the cubes of ``names``, then of their rollups (which read them)."""
+    if not names:
+        return []
     compiler, rollups = tables.compiler, tables.rollups
     builds = [(compiler.cubes.tables[s], compiler.cubes.select(s)) for s in names]
     return builds + [(rollups.tables[s], rollups.rollup_select(s)) for s in names]
@@ -99,80 +137,219 @@ def refresh_kpi_values(
     tables: KpiTables,
     kpi_ids: list[str] | None = None,
     computed_at: dt.datetime | None = None,
+    full_refresh: bool = False,
 ) -> dict[str, int]:
     """Recompute the values of ``kpi_ids`` (default: all) in the warehouse; rows per KPI.
 
-    One transaction and one INSERT: with cubes, the cubes the KPIs read are rebuilt first,
-    and every KPI that is a function of its period's sums is a projection of the period
-    rollups (kpi.compute.rollups); each other KPI is the compiler's query of all its grains and
+    Incremental (kpi.compute.changes): only the periods ending on or after the first day
+    that changed in a source the KPI reads (or in the periods), the whole history of a KPI
+    whose definition changed, and nothing for a KPI nothing it reads changed;
+    ``full_refresh`` recomputes everything and gives the same rows.
+
+    One transaction: with cubes, the cubes the KPIs read are rebuilt first, and every KPI
+    that is a function of its period's sums is a projection of the period rollups
+    (kpi.compute.rollups); each other KPI is the compiler's query of all its grains and
     slices. A reader sees all of the old values or all of the new.
     """
     computed_at = computed_at or dt.datetime.now(dt.UTC)
     kpi_ids = kpi_ids or tables.catalog.evaluation_order()
     if not kpi_ids:  # a catalogue without KPIs
         return {}
-    compiler, values = tables.compiler, tables.values
+    catalog, compiler, values = tables.catalog, tables.compiler, tables.values
+    state, days = tables.refresh_state, tables.source_days
+    incremental = supports_incremental(wh.dialect)
+    if incremental:
+        wh.ensure_tables([state, days])
+    fingerprints = {k: v for k, v in value_fingerprints(catalog).items() if k in kpi_ids}
+    read = {s for k in kpi_ids for s in compiler.source_names(catalog.kpis[k])}
     # Every statement is built before the transaction starts: on PostgreSQL the cube
     # rebuild holds its tables' locks until the commit.
-    builds: list[tuple[sa.Table, sa.Select]] = []
-    fused: list[str] = []
-    if compiler.use_cubes:
-        # Only the cubes these KPIs read: a refresh of one area rescans none of the others.
-        read = {s for k in kpi_ids for s in compiler.source_names(tables.catalog.kpis[k])}
-        builds = _cube_builds(tables, [s for s in compiler.cubes.tables if s in read])
-        fused = [k for k in kpi_ids if tables.rollups.fusable(tables.catalog.kpis[k])]
-    selects = [tables.rollups.values_select(fused, computed_at)] if fused else []
-    for kpi_id in kpi_ids:
-        if kpi_id not in fused:
-            # Row order is for people reading one query; an INSERT needs none.
-            selects += [q.order_by(None) for q in compiler.compile_all(kpi_id, computed_at)]
-    combined = sa.union_all(*selects) if len(selects) > 1 else selects[0]
-    count = (
-        sa.select(values.c.kpi_id, sa.func.count())
-        .where(values.c.kpi_id.in_(kpi_ids))
-        .group_by(values.c.kpi_id)
-    )
-    with wh.transaction(lock=[DDL, *(t for t, _ in builds), values]) as conn:
-        Warehouse.rebuild_tables_in(conn, builds)
-        Warehouse.replace_from_select_in(conn, values, values.c.kpi_id.in_(kpi_ids), [combined])
+    cube_sources = [s for s in compiler.cubes.tables if s in read] if compiler.use_cubes else []
+    builds = _cube_builds(tables, cube_sources)
+    scans = {
+        s: source_days_select(catalog, s, compiler.tables[s])
+        for s in sorted(read)
+        if s in catalog.sources
+    }
+    locks = [DDL, *(t for t, _ in builds), values]
+    with wh.transaction(lock=locks + ([state, days] if incremental else [])) as conn:
+        todo = dict.fromkeys(kpi_ids, FULL)
+        if incremental:
+            if full_refresh:
+                conn.execute(state.delete().where(state.c.kpi_id.in_(kpi_ids)))
+            todo = pending(conn, state, VALUES, fingerprints)
+            for source, day in changed_since(conn, days, scans).items():
+                if day is None:
+                    continue
+                readers = [
+                    k for k in catalog.kpis if source in compiler.source_names(catalog.kpis[k])
+                ]
+                for k in readers:
+                    if k in todo or k in kpi_ids:
+                        todo[k] = min(todo.get(k, day), day)
+                # KPIs outside this refresh keep the change for their next one.
+                mark_dirty(conn, state, [VALUES], {k: day for k in readers if k not in kpi_ids})
+        if todo:
+            Warehouse.rebuild_tables_in(conn, builds)
+            for since, group in _by_day(todo).items():
+                after = None if since == FULL else since
+                selects = _value_selects(tables, group, computed_at, after)
+                where = values.c.kpi_id.in_(group)
+                if after is not None:
+                    where = sa.and_(where, values.c.period_end >= after)
+                Warehouse.replace_from_select_in(conn, values, where, selects)
+            if incremental:
+                mark_dirty(conn, state, READERS[VALUES], todo)
+                mark_clean(conn, state, VALUES, {k: fingerprints[k] for k in todo}, computed_at)
+        count = (
+            sa.select(values.c.kpi_id, sa.func.count())
+            .where(values.c.kpi_id.in_(kpi_ids))
+            .group_by(values.c.kpi_id)
+        )
         found = dict(conn.execute(count).all())
     return {kpi_id: int(found.get(kpi_id, 0)) for kpi_id in kpi_ids}
 
 
-def refresh_targets(wh: Warehouse, tables: KpiTables, periods: list[Period]) -> int:
-    """Rewrite ``kpi_targets``. Seasonal phasing reads last year's daily values from
-    ``kpi_values``, so refresh those first (without them it falls back to linear, and says so)."""
-    history = daily_history(wh, tables.values, tables.catalog)
-    rows = phase_targets(tables.catalog, periods, history)
-    frame = pd.DataFrame([r.__dict__ for r in rows])
-    _, inserted = wh.replace_rows(tables.targets, None, frame)
+def _value_selects(
+    tables: KpiTables, kpi_ids: list[str], computed_at: dt.datetime, since: dt.date | None
+) -> list[sa.Select | sa.CompoundSelect]:
+    """The kpi_values rows of ``kpi_ids`` for the periods ending on or after ``since``
+    (all with None), as one UNION ALL."""
+    compiler = tables.compiler
+    fused: list[str] = []
+    if compiler.use_cubes:
+        fused = [k for k in kpi_ids if tables.rollups.fusable(tables.catalog.kpis[k])]
+    selects = [tables.rollups.values_select(fused, computed_at, since)] if fused else []
+    for kpi_id in kpi_ids:
+        if kpi_id not in fused:
+            # Row order is for people reading one query; an INSERT needs none.
+            selects += [q.order_by(None) for q in compiler.compile_all(kpi_id, computed_at, since)]
+    return [sa.union_all(*selects) if len(selects) > 1 else selects[0]]
+
+
+def _by_day(todo: dict[str, dt.date]) -> dict[dt.date, list[str]]:
+    groups: dict[dt.date, list[str]] = {}
+    for kpi_id, day in todo.items():
+        groups.setdefault(day, []).append(kpi_id)
+    return groups
+
+
+def _todo(
+    wh: Warehouse, conn, tables: KpiTables, step: str, fingerprints: dict[str, str]
+) -> dict[str, dt.date]:
+    """What ``step`` must recompute: per KPI, the first period end (``FULL``: all)."""
+    if not supports_incremental(wh.dialect):
+        return dict.fromkeys(fingerprints, FULL)
+    return pending(conn, tables.refresh_state, step, fingerprints)
+
+
+def refresh_targets(
+    wh: Warehouse, tables: KpiTables, periods: list[Period], full_refresh: bool = False
+) -> int:
+    """Rewrite the ``kpi_targets`` of the periods that changed (all with ``full_refresh``).
+    Seasonal phasing reads last year's daily values from ``kpi_values``, so refresh those
+    first (without them it falls back to linear, and says so). Returns the rows written."""
+    catalog, targets, state = tables.catalog, tables.targets, tables.refresh_state
+    fingerprints = goal_fingerprints(catalog)
+    if supports_incremental(wh.dialect):
+        wh.ensure_tables([state])
+    history = daily_history(wh, tables.values, catalog)
+    with wh.transaction(lock=[targets, state]) as conn:
+        if full_refresh and supports_incremental(wh.dialect):
+            conn.execute(state.delete().where(state.c.step == TARGETS))
+        todo = _todo(wh, conn, tables, TARGETS, fingerprints)
+        if not todo:
+            return 0
+        first = min(todo.values())
+        recent = [p for p in periods if p.period_end >= first]
+        ends = {(p.grain, p.period_start): p.period_end for p in recent}
+        rows = [
+            r.__dict__
+            for r in phase_targets(catalog, recent, history)
+            if r.kpi_id in todo and ends[(r.grain, r.period_start)] >= todo[r.kpi_id]
+        ]
+        # Targets of KPIs no longer defined go too, as in a full rewrite.
+        stale = [targets.c.kpi_id.not_in(list(catalog.kpis))]
+        for since, group in _by_day(todo).items():
+            stale.append(
+                sa.and_(targets.c.kpi_id.in_(group), _periods_from(targets, periods, since))
+            )
+        conn.execute(targets.delete().where(sa.or_(*stale)))
+        inserted = Warehouse.insert_rows_in(conn, targets, pd.DataFrame(rows))
+        if supports_incremental(wh.dialect):
+            mark_dirty(conn, state, READERS[TARGETS], todo)
+            mark_clean(conn, state, TARGETS, {k: fingerprints[k] for k in todo}, _now())
     return inserted
 
 
+def _periods_from(table: sa.Table, periods: list[Period], since: dt.date):
+    """Rows of ``table`` (keyed by grain and period_start) whose period ends on or after
+    ``since``: a grain's periods are contiguous, so those are the ones starting at or after
+    the start of the first such period (or ``since``, for periods not in ``periods`` any
+    more)."""
+    if since == FULL:
+        return sa.true()
+    firsts: dict[str, dt.date] = {}
+    for p in periods:
+        if p.period_end >= since:
+            firsts[p.grain] = min(firsts.get(p.grain, since), p.period_start)
+    later = [table.c.period_start >= since]
+    later += [sa.and_(table.c.grain == g, table.c.period_start >= d) for g, d in firsts.items()]
+    return sa.or_(*later)
+
+
 def refresh_comparisons(
-    wh: Warehouse, tables: KpiTables, computed_at: dt.datetime | None = None
+    wh: Warehouse,
+    tables: KpiTables,
+    computed_at: dt.datetime | None = None,
+    full_refresh: bool = False,
 ) -> int:
-    """Recompute ``kpi_comparisons`` from ``kpi_values``, ``kpi_targets`` and ``kpi_changes``."""
+    """Recompute ``kpi_comparisons`` from ``kpi_values``, ``kpi_targets`` and ``kpi_changes``:
+    the periods that changed since the last run (kpi.compute.changes), all with
+    ``full_refresh``. Returns the rows of the table."""
     computed_at = computed_at or dt.datetime.now(dt.UTC)
-    selects = []
-    for kpi_id in tables.catalog.evaluation_order():
-        kpi = tables.catalog.kpis[kpi_id]
-        for grain in kpi.grains:
-            for dims in tables.compiler.slices(kpi):
-                selects.append(
-                    comparison_select(
-                        tables.compiler,
-                        kpi,
-                        str(grain),
-                        dims,
-                        tables.values,
-                        tables.targets,
-                        computed_at,
-                        changes=tables.changes,
+    catalog, comparisons, state = tables.catalog, tables.comparisons, tables.refresh_state
+    fingerprints = goal_fingerprints(catalog)
+    if supports_incremental(wh.dialect):
+        wh.ensure_tables([state])
+    with wh.transaction(lock=[comparisons, state]) as conn:
+        if full_refresh and supports_incremental(wh.dialect):
+            conn.execute(state.delete().where(state.c.step == COMPARISONS))
+        todo = _todo(wh, conn, tables, COMPARISONS, fingerprints)
+        stale = [comparisons.c.kpi_id.not_in(list(catalog.kpis))]
+        selects = []
+        for kpi_id in catalog.evaluation_order():
+            if kpi_id not in todo:
+                continue
+            kpi, since = catalog.kpis[kpi_id], todo[kpi_id]
+            after = None if since == FULL else since
+            keep = comparisons.c.kpi_id == kpi_id
+            stale.append(
+                keep if after is None else sa.and_(keep, comparisons.c.period_end >= after)
+            )
+            for grain in kpi.grains:
+                for dims in tables.compiler.slices(kpi):
+                    selects.append(
+                        comparison_select(
+                            tables.compiler,
+                            kpi,
+                            str(grain),
+                            dims,
+                            tables.values,
+                            tables.targets,
+                            computed_at,
+                            changes=tables.changes,
+                            since=after,
+                        )
                     )
-                )
-    wh.replace_from_select(tables.comparisons, None, selects)
-    return wh.count(tables.comparisons)
+        Warehouse.replace_from_select_in(conn, comparisons, sa.or_(*stale), selects)
+        if supports_incremental(wh.dialect):
+            mark_clean(conn, state, COMPARISONS, {k: fingerprints[k] for k in todo}, computed_at)
+        return int(conn.execute(sa.select(sa.func.count()).select_from(comparisons)).scalar())
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 def refresh_catalog(wh: Warehouse, tables: KpiTables, now: dt.datetime | None = None) -> list[str]:

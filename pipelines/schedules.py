@@ -23,6 +23,18 @@ def lookback_range(scheduled: dt.datetime, days: int) -> tuple[str, str]:
     return first.isoformat(), last.isoformat()
 
 
+def daily_run_request(scheduled: dt.datetime | dt.date, days: int) -> RunRequest:
+    """The run the schedule requests at ``scheduled``: the last ``days`` complete days."""
+    if not isinstance(scheduled, dt.datetime):
+        scheduled = dt.datetime.combine(scheduled, dt.time(settings().daily_run_hour))
+    first, last = lookback_range(scheduled, days)
+    first = max(first, daily_partitions.start.date().isoformat())
+    return RunRequest(
+        run_key=f"daily-{last}",
+        tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
+    )
+
+
 @schedule(
     job=marketing_kpis_job,
     cron_schedule=f"0 {settings().daily_run_hour} * * *",
@@ -31,9 +43,4 @@ def lookback_range(scheduled: dt.datetime, days: int) -> tuple[str, str]:
     "days for up to 48 h), reload files for those days, and recompute the KPIs.",
 )
 def daily_refresh_schedule(context: ScheduleEvaluationContext) -> RunRequest:
-    first, last = lookback_range(context.scheduled_execution_time, lookback_days())
-    first = max(first, daily_partitions.start.date().isoformat())
-    return RunRequest(
-        run_key=f"daily-{last}",
-        tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
-    )
+    return daily_run_request(context.scheduled_execution_time, lookback_days())

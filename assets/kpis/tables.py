@@ -54,6 +54,11 @@ class PeriodsConfig(Config):
         default=None,
         description="Last day with data (ISO date); default: yesterday in the reporting zone",
     )
+    full_refresh: bool = Field(
+        default=False,
+        description="Recompute every KPI table from scratch instead of only the periods the "
+        "changed days touch (the result is the same; for a warehouse edited by hand)",
+    )
 
 
 def _tables() -> KpiTables:
@@ -118,7 +123,7 @@ def kpi_periods(
     wh = warehouse.warehouse
     wh.ensure_tables(tables.all_tables())
     as_of = dt.date.fromisoformat(config.as_of) if config.as_of else default_as_of(tables.catalog)
-    periods = refresh_periods(wh, tables, as_of)
+    periods = refresh_periods(wh, tables, as_of, full_refresh=config.full_refresh)
     open_periods = [p for p in periods if not p.is_complete_period]
     context.log.info(f"{len(periods)} periods through {as_of}; {len(open_periods)} still open")
     return MaterializeResult(metadata={**table_metadata(wh, tables.periods), "as_of": str(as_of)})

@@ -75,6 +75,7 @@ class KpiCompiler:
         # refresh (kpi.compute.cubes) instead of scanning the raw table once per KPI, grain
         # and slice. Without, every query is self-contained (``kpi compile``).
         self.use_cubes = use_cubes
+        self._since: dt.date | None = None  # set by compile(): the spine's first period end
         self.cubes = SourceCubes(catalog, self.metadata, self.periods.schema, self.tables)
 
     # -- public -----------------------------------------------------------------------------
@@ -90,11 +91,17 @@ class KpiCompiler:
         dims: tuple[str, ...] = (),
         window: Window = CURRENT,
         computed_at: dt.datetime | None = None,
+        since: dt.date | None = None,
     ) -> sa.Select:
-        """The rows of ``kpi.kpi_values`` for one KPI, grain and slice."""
+        """The rows of ``kpi.kpi_values`` for one KPI, grain and slice; with ``since``,
+        only those of the periods ending on or after it (kpi.compute.changes)."""
         kpi = self.catalog.kpis[kpi_id]
         grain = Grain(grain)
-        values = self.evaluate(kpi, grain, dims, window, self.slice_values(kpi, dims))
+        self._since = since
+        try:
+            values = self.evaluate(kpi, grain, dims, window, self.slice_values(kpi, dims))
+        finally:
+            self._since = None
         p = self.periods.alias("p")
         out_dims = [
             (values.col(d) if d in dims else sa.cast(sa.null(), sa.String)).label(d)
@@ -125,16 +132,25 @@ class KpiCompiler:
                     ),
                 )
             )
+            .where(*self.recent_periods(p, since))
             .order_by(p.c.period_start, *[values.col(d) for d in dims])
         )
 
-    def compile_all(self, kpi_id: str, computed_at: dt.datetime | None = None) -> list[sa.Select]:
+    def compile_all(
+        self, kpi_id: str, computed_at: dt.datetime | None = None, since: dt.date | None = None
+    ) -> list[sa.Select]:
         kpi = self.catalog.kpis[kpi_id]
         return [
-            self.compile(kpi_id, g, dims, computed_at=computed_at)
+            self.compile(kpi_id, g, dims, computed_at=computed_at, since=since)
             for g in kpi.grains
             for dims in self.slices(kpi)
         ]
+
+    @staticmethod
+    def recent_periods(p: FromClause, since: dt.date | None) -> list[ColumnElement]:
+        """The filter keeping the periods an incremental refresh recomputes: every window
+        of a period ends by its period end, so one ending before ``since`` cannot change."""
+        return [] if since is None else [p.c.period_end >= since]
 
     # -- evaluation ---------------------------------------------------------------------------
 
@@ -259,7 +275,7 @@ class KpiCompiler:
                     n.label("sample_size"),
                 )
                 .select_from(joined)
-                .where(p.c.grain == str(grain))
+                .where(p.c.grain == str(grain), *self.recent_periods(p, self._since))
                 .group_by(p.c.period_start, *dim_keys)
             )
             return Evaluated(query.subquery(), dims)
@@ -281,7 +297,7 @@ class KpiCompiler:
                 rank,
             )
             .select_from(spine.outerjoin(daily, sa.and_(*on)))
-            .where(p.c.grain == str(grain))
+            .where(p.c.grain == str(grain), *self.recent_periods(p, self._since))
             .subquery()
         )
         query = sa.select(

@@ -140,13 +140,14 @@ class PeriodRollups:
     # -- the fused KPI query ------------------------------------------------------------------
 
     def values_select(
-        self, kpi_ids: list[str], computed_at: dt.datetime
+        self, kpi_ids: list[str], computed_at: dt.datetime, since: dt.date | None = None
     ) -> sa.Select | sa.CompoundSelect:
         """The ``kpi_values`` rows of every grain and slice of ``kpi_ids`` (all fusable).
 
         KPIs that read the same sources and slice by the same dimensions share one join of
         the periods, their slice values and those sources' rollups (a CTE); each KPI is then
         a projection of it. One join per KPI made a catalogue's statement mostly planning.
+        With ``since``, only the periods ending on or after it (kpi.compute.changes).
         """
         groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[Kpi]] = {}
         for kpi_id in kpi_ids:
@@ -155,11 +156,13 @@ class PeriodRollups:
             groups.setdefault(key, []).append(kpi)
         selects = []
         for number, ((sources, _), kpis) in enumerate(groups.items()):
-            base = self._joined_rollups(kpis, sources, f"rollups_{number}")
+            base = self._joined_rollups(kpis, sources, f"rollups_{number}", since)
             selects += [self._kpi_select(kpi, base, computed_at) for kpi in kpis]
         return sa.union_all(*selects) if len(selects) > 1 else selects[0]
 
-    def _joined_rollups(self, kpis: list[Kpi], sources: tuple[str, ...], name: str) -> sa.CTE:
+    def _joined_rollups(
+        self, kpis: list[Kpi], sources: tuple[str, ...], name: str, since: dt.date | None = None
+    ) -> sa.CTE:
         """The periods of ``kpis``' grains times their slice values, left-joined to the
         rollups of ``sources``; rollup column ``m{i}_{part}`` of source S is ``S__m{i}_{part}``."""
         p = self.compiler.periods.alias("p")
@@ -200,7 +203,7 @@ class PeriodRollups:
                 *columns,
             )
             .select_from(joined)
-            .where(p.c.grain.in_(grains))
+            .where(p.c.grain.in_(grains), *KpiCompiler.recent_periods(p, since))
             .cte(name)
         )
 

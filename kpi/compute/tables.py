@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from kpi.compute.changes import refresh_state_table, source_days_table
 from kpi.compute.compiler import KpiCompiler
 from kpi.compute.rollups import PeriodRollups
 from kpi.language.catalog import Catalog
@@ -66,6 +67,14 @@ class KpiTables:
     def anomalies(self) -> sa.Table:
         return kpi_anomalies_table(self.compiler.metadata)
 
+    @property
+    def refresh_state(self) -> sa.Table:
+        return refresh_state_table(self.compiler.metadata)
+
+    @property
+    def source_days(self) -> sa.Table:
+        return source_days_table(self.compiler.metadata)
+
     def all_tables(self) -> list[sa.Table]:
         return [
             *self.raw_tables.values(),
@@ -77,6 +86,8 @@ class KpiTables:
             self.catalog_table,
             self.changes,
             self.anomalies,
+            self.refresh_state,
+            self.source_days,
         ]
 
     @classmethod

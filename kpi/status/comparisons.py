@@ -52,10 +52,12 @@ def comparison_select(
     targets: sa.Table,
     computed_at: dt.datetime,
     changes: sa.Table | None = None,
+    since: dt.date | None = None,
 ) -> sa.Select:
     """One KPI/grain/slice of ``kpi_comparisons``: the value against its target, benchmark,
     previous period and same period last year, with status, pace, goal pace and the
-    definition version of the history compared with (``changes`` is ``kpi_changes``)."""
+    definition version of the history compared with (``changes`` is ``kpi_changes``).
+    With ``since``, only the periods ending on or after it (kpi.compute.changes)."""
     catalog = compiler.catalog
     v = values.alias("v")
     slices = compiler.slice_values(kpi, dims)
@@ -197,6 +199,7 @@ def comparison_select(
         )
         .select_from(joined.outerjoin(t, sa.and_(*target_on)))
         .where(v.c.kpi_id == kpi.id, v.c.grain == grain, *slice_filter)
+        .where(*KpiCompiler.recent_periods(v, since))
     )
 
 

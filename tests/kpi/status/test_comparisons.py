@@ -1184,7 +1184,8 @@ def _keep_old_month(
                 )
                 .values(value=value, definition_version=version)
             )
-        refresh_comparisons(wh, tables)
+        # Written behind the refresh's back: only a full refresh of the comparisons sees it.
+        refresh_comparisons(wh, tables, full_refresh=True)
     finally:
         wh.dispose()
 

@@ -1,0 +1,281 @@
+"""What changed since the last refresh, so a daily run recomputes only what it touches.
+
+Two small tables in the warehouse carry what an incremental run needs to know:
+
+- ``source_days``: per source and local day, the number of rows and a checksum of their
+  declared columns (lineage columns such as ``_loaded_at`` left out, so a re-pull that
+  brings the same numbers changes nothing). Each refresh of the KPI values computes them
+  again with one grouped scan per source and compares: the first day whose rows differ
+  (added, removed, revised, moved to another day) is where that source changed.
+- ``refresh_state``: per step (``values``, ``targets``, ``comparisons``) and KPI, the
+  fingerprint of the definition the step last computed the KPI with, and ``dirty_from``,
+  the first day whose periods the step must recompute (NULL when it is up to date). A
+  step that changes its output marks the steps that read it dirty from the same day, in
+  its own transaction, so a step that fails or is skipped leaves its work pending.
+
+Every dependency of a KPI row points back in time: a period's value reads days up to its
+window end; running, rolling, previous-period and last-year windows, seasonal targets,
+goal pace and anomaly bands read earlier days. So when day D changed, exactly the periods
+that end on or after D can change, and a step recomputes those (``period_end >= D``) and
+keeps the rest. A KPI without a state row, or whose fingerprint changed (a new
+definition, target, benchmark or threshold), is recomputed over its whole history.
+
+The checksum needs a row hash the warehouse computes deterministically: DuckDB's
+``hash()`` and PostgreSQL's ``hashtext()``. On other warehouses every refresh is a full
+one (``supports_incremental``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
+
+from kpi.compute.source_sql import local_day
+from kpi.language.catalog import Catalog
+from kpi.warehouse.schema import KPI_SCHEMA, LINEAGE_COLUMNS
+
+# "Everything": a day before any period, so ``period_end >= FULL`` selects every row.
+FULL = dt.date(1900, 1, 1)
+VALUES, TARGETS, COMPARISONS = "values", "targets", "comparisons"
+STEPS = (VALUES, TARGETS, COMPARISONS)
+# Which steps read each step's output (and so must follow its changes).
+READERS = {VALUES: (TARGETS, COMPARISONS), TARGETS: (COMPARISONS,), COMPARISONS: ()}
+INCREMENTAL_DIALECTS = ("duckdb", "postgresql")
+_MODULUS = 1_000_000_007  # keeps DuckDB's 64-bit hashes summable in a BIGINT
+
+
+def supports_incremental(dialect: str) -> bool:
+    return dialect in INCREMENTAL_DIALECTS
+
+
+class row_checksum(FunctionElement):
+    """A deterministic integer hash of a row's values (BIGINT), for ``sum()`` per day."""
+
+    type = sa.BigInteger()
+    inherit_cache = True
+
+
+@compiles(row_checksum, "duckdb")
+def _duckdb_checksum(element, compiler, **kw):
+    return f"CAST(hash({compiler.process(element.clauses, **kw)}) % {_MODULUS} AS BIGINT)"
+
+
+@compiles(row_checksum, "postgresql")
+def _postgresql_checksum(element, compiler, **kw):
+    return f"CAST(hashtext(CAST(ROW({compiler.process(element.clauses, **kw)}) AS TEXT)) AS BIGINT)"
+
+
+@compiles(row_checksum)
+def _unsupported_checksum(element, compiler, **kw):
+    raise NotImplementedError(
+        f"no row checksum on {compiler.dialect.name}: refresh with full_refresh=True there"
+    )
+
+
+def source_days_table(metadata: sa.MetaData) -> sa.Table:
+    if f"{KPI_SCHEMA}.source_days" in metadata.tables:
+        return metadata.tables[f"{KPI_SCHEMA}.source_days"]
+    return sa.Table(
+        "source_days",
+        metadata,
+        sa.Column("source", sa.String, nullable=False, comment="source name (sources.yaml)"),
+        sa.Column("day", sa.Date, nullable=False, comment="local day in the reporting zone"),
+        sa.Column("n", sa.BigInteger, nullable=False, comment="rows of that day"),
+        sa.Column("checksum", sa.BigInteger, comment="sum of a hash of each row's columns"),
+        schema=KPI_SCHEMA,
+        comment="Rows and checksum per source and day as of the last KPI refresh; a day "
+        "whose rows differ now is a day to recompute (kpi.compute.changes)",
+    )
+
+
+def refresh_state_table(metadata: sa.MetaData) -> sa.Table:
+    if f"{KPI_SCHEMA}.refresh_state" in metadata.tables:
+        return metadata.tables[f"{KPI_SCHEMA}.refresh_state"]
+    return sa.Table(
+        "refresh_state",
+        metadata,
+        sa.Column("step", sa.String, nullable=False, comment="values, targets or comparisons"),
+        sa.Column("kpi_id", sa.String, nullable=False),
+        sa.Column("fingerprint", sa.String, comment="definition the step last computed with"),
+        sa.Column("dirty_from", sa.Date, comment="recompute periods ending on/after; NULL: none"),
+        sa.Column("refreshed_at", sa.TIMESTAMP(timezone=True)),
+        schema=KPI_SCHEMA,
+        comment="What each KPI step must recompute on its next run (kpi.compute.changes)",
+    )
+
+
+# -- fingerprints ------------------------------------------------------------------------
+
+
+def value_fingerprints(catalog: Catalog) -> dict[str, str]:
+    """A KPI's values change with its definition version (which covers the KPIs and
+    sources it reads) and with the reporting calendar."""
+    calendar = _digest(catalog.reporting.model_dump(mode="json"))
+    return {k: f"{v}:{calendar}" for k, v in catalog.versions.items()}
+
+
+def goal_fingerprints(catalog: Catalog) -> dict[str, str]:
+    """Targets and comparisons also change with a KPI's target, benchmark, thresholds and
+    direction, which its definition version leaves out."""
+    values = value_fingerprints(catalog)
+    out = {}
+    for kpi_id, kpi in catalog.kpis.items():
+        goals = [
+            kpi.target.model_dump(mode="json") if kpi.target else None,
+            kpi.benchmark.model_dump(mode="json") if kpi.benchmark else None,
+            kpi.thresholds.model_dump(mode="json"),
+            str(kpi.direction),
+        ]
+        out[kpi_id] = f"{values[kpi_id]}:{_digest(goals)}"
+    return out
+
+
+def _digest(data) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+# -- source days -------------------------------------------------------------------------
+
+
+def source_days_select(catalog: Catalog, name: str, table: sa.Table) -> sa.Select:
+    """Rows and checksum per local day of one source: one grouped scan."""
+    src = catalog.sources[name]
+    day = local_day(src, table.c[src.time.column], catalog.reporting.time_zone)
+    columns = [c for c in table.c if c.name not in LINEAGE_COLUMNS]
+    return sa.select(
+        sa.literal(name, sa.String).label("source"),
+        day.label("day"),
+        sa.func.count().label("n"),
+        sa.cast(sa.func.sum(row_checksum(*columns)), sa.BigInteger).label("checksum"),
+    ).group_by(day)
+
+
+def changed_since(
+    conn: Connection, days: sa.Table, selects: Mapping[str, sa.Select]
+) -> dict[str, dt.date | None]:
+    """Per source, the first local day whose rows differ from the last refresh's (None when
+    nothing changed); stores the new days.
+
+    Inside the caller's transaction: the new days are written only if its work commits.
+    """
+    found: dict[str, dt.date | None] = {}
+    for name, select in selects.items():
+        fresh = _scratch(conn, f"source_days_{name}", select)
+        # A source seen for the first time differs from an empty one on each of its days.
+        old = sa.select(days.c.day, days.c.n, days.c.checksum).where(days.c.source == name)
+        new = sa.select(fresh.c.day, fresh.c.n, fresh.c.checksum)
+        differing = sa.union(old.except_(new), new.except_(old)).subquery()
+        found[name] = conn.execute(sa.select(sa.func.min(differing.c.day))).scalar()
+        conn.execute(days.delete().where(days.c.source == name))
+        conn.execute(
+            days.insert().from_select(list(select.selected_columns.keys()), sa.select(fresh))
+        )
+        conn.execute(sa.schema.DropTable(fresh))
+    return found
+
+
+def _scratch(conn: Connection, name: str, select: sa.Select) -> sa.Table:
+    """``select`` materialized once in a temporary table of this connection."""
+    table = sa.Table(
+        f"tmp_{name}",
+        sa.MetaData(),
+        *[sa.Column(c.key, c.type) for c in select.selected_columns],
+        prefixes=["TEMPORARY"],
+    )
+    conn.execute(sa.schema.DropTable(table, if_exists=True))
+    conn.execute(sa.schema.CreateTable(table))
+    conn.execute(table.insert().from_select(list(select.selected_columns.keys()), select))
+    return table
+
+
+# -- refresh state -----------------------------------------------------------------------
+
+
+def pending(
+    conn: Connection, state: sa.Table, step: str, fingerprints: Mapping[str, str]
+) -> dict[str, dt.date]:
+    """KPI -> first day to recompute, for every KPI of ``fingerprints`` the step must
+    (re)compute: ``FULL`` without a state row or with another fingerprint."""
+    rows = conn.execute(
+        sa.select(state.c.kpi_id, state.c.fingerprint, state.c.dirty_from).where(
+            state.c.step == step
+        )
+    ).all()
+    known = {kpi_id: (fp, since) for kpi_id, fp, since in rows}
+    out: dict[str, dt.date] = {}
+    for kpi_id, fingerprint in fingerprints.items():
+        fp, since = known.get(kpi_id, (None, FULL))
+        if fp != fingerprint:
+            out[kpi_id] = FULL
+        elif since is not None:
+            out[kpi_id] = since
+    return out
+
+
+def mark_dirty(
+    conn: Connection, state: sa.Table, steps: Iterable[str], since: Mapping[str, dt.date]
+) -> None:
+    """Make ``steps`` recompute each KPI of ``since`` from that day on (an earlier day
+    already pending wins). KPIs without a state row are recomputed whole anyway."""
+    by_day: dict[dt.date, list[str]] = {}
+    for kpi_id, day in since.items():
+        by_day.setdefault(day, []).append(kpi_id)
+    for day, kpi_ids in sorted(by_day.items()):
+        earlier = sa.and_(state.c.dirty_from.is_not(None), state.c.dirty_from <= day)
+        conn.execute(
+            state.update()
+            .where(state.c.step.in_(list(steps)), state.c.kpi_id.in_(kpi_ids), sa.not_(earlier))
+            .values(dirty_from=day)
+        )
+
+
+def mark_clean(
+    conn: Connection,
+    state: sa.Table,
+    step: str,
+    fingerprints: Mapping[str, str],
+    at: dt.datetime,
+) -> None:
+    """Record that ``step`` is up to date for each KPI of ``fingerprints``."""
+    if not fingerprints:
+        return
+    conn.execute(state.delete().where(state.c.step == step, state.c.kpi_id.in_(list(fingerprints))))
+    conn.execute(
+        state.insert(),
+        [
+            {"step": step, "kpi_id": k, "fingerprint": fp, "dirty_from": None, "refreshed_at": at}
+            for k, fp in fingerprints.items()
+        ],
+    )
+
+
+def forget(conn: Connection, state: sa.Table, days: sa.Table) -> None:
+    """Forget every step's state and every source's days: the next run is a full one."""
+    conn.execute(state.delete())
+    conn.execute(days.delete())
+
+
+def periods_changed_from(old: Iterable[Mapping], new: Iterable[Mapping]) -> dt.date | None:
+    """The earliest ``period_end`` of a period added, removed or changed between two
+    versions of the periods table (None: the same). Periods ending earlier are the same
+    rows, so nothing computed over them changes."""
+    before = {(r["grain"], r["period_start"]): _comparable(r) for r in old}
+    after = {(r["grain"], r["period_start"]): _comparable(r) for r in new}
+    ends = [
+        row["period_end"]
+        for key in before.keys() | after.keys()
+        if before.get(key) != after.get(key)
+        for row in (after.get(key) or before.get(key),)
+    ]
+    return min(ends) if ends else None
+
+
+def _comparable(row: Mapping) -> dict:
+    return {k: (v.date() if isinstance(v, dt.datetime) else v) for k, v in row.items()}

@@ -1,0 +1,225 @@
+"""Incremental refreshes (kpi.compute.changes) on a real warehouse: a step recomputes the
+periods that end on or after the first changed day, keeps every other row, and gives the
+rows a full recompute gives."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from kpi.compute.changes import FULL, VALUES, periods_changed_from
+from kpi.compute.periods import Calendar
+from kpi.compute.tables import KpiTables
+from kpi.language.loader import load_catalog
+from kpi.language.models import Reporting
+from kpi.refresh import (
+    refresh_comparisons,
+    refresh_kpi_values,
+    refresh_periods,
+    refresh_targets,
+)
+from kpi.warehouse.connection import Warehouse
+
+D = dt.date
+FIRST, AS_OF = D(2026, 1, 1), D(2026, 2, 28)
+T1 = dt.datetime(2026, 3, 1, 6, tzinfo=dt.UTC)
+T2 = dt.datetime(2026, 3, 2, 6, tzinfo=dt.UTC)
+CHANNELS = ("Organic Search", "Paid Search")
+
+
+@pytest.fixture
+def tables() -> KpiTables:
+    return KpiTables.for_catalog(load_catalog(), use_cubes=True)
+
+
+def _traffic(first: dt.date, last: dt.date, run: str = "r1") -> pd.DataFrame:
+    rows = []
+    for i in range((last - first).days + 1):
+        day = first + dt.timedelta(days=i)
+        for j, channel in enumerate(CHANNELS):
+            rows.append(
+                {
+                    "property_id": "1",
+                    "date": day,
+                    "session_default_channel_group": channel,
+                    "session_source": "google",
+                    "session_medium": "cpc" if j else "organic",
+                    "session_campaign_name": "(not set)",
+                    "device_category": "desktop",
+                    "sessions": 100 + i + 10 * j,
+                    "engaged_sessions": 60 + j,
+                    "transactions": 3 + j,
+                    "purchase_revenue": 150.5 + i,
+                    "is_other_row": False,
+                    "_source_file": "ga4",
+                    "_source_line": i,
+                    "_run_id": run,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _orders(first: dt.date, last: dt.date) -> pd.DataFrame:
+    rows = []
+    for i in range((last - first).days + 1):
+        day = first + dt.timedelta(days=i)
+        rows.append(
+            {
+                "order_id": f"o{i}",
+                "ordered_at": dt.datetime(day.year, day.month, day.day, 12, tzinfo=dt.UTC),
+                "customer_id": f"c{i % 7}",
+                "channel": "Paid Search",
+                "revenue": 40.0 + i,
+                "currency": "EUR",
+                "_source_file": "orders.csv",
+                "_source_line": i + 2,
+                "_run_id": "r1",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _run(wh: Warehouse, tables: KpiTables, as_of: dt.date, at: dt.datetime, full=False) -> None:
+    periods = refresh_periods(wh, tables, as_of, full_refresh=full)
+    refresh_kpi_values(wh, tables, computed_at=at)
+    refresh_targets(wh, tables, periods)
+    refresh_comparisons(wh, tables, computed_at=at)
+
+
+def _values(wh: Warehouse, tables: KpiTables) -> pd.DataFrame:
+    return wh.read(sa.select(tables.values))
+
+
+def _loaded(warehouse_url: str, tables: KpiTables) -> Warehouse:
+    wh = Warehouse(warehouse_url)
+    wh.ensure_tables(tables.all_tables())
+    wh.replace_rows(tables.raw_tables["ga4_traffic"], None, _traffic(FIRST, AS_OF))
+    wh.replace_rows(tables.raw_tables["orders"], None, _orders(FIRST, AS_OF))
+    _run(wh, tables, AS_OF, T1)
+    return wh
+
+
+def _reads_traffic(tables: KpiTables, kpi_id: str) -> bool:
+    kpi = tables.catalog.kpis[kpi_id]
+    return "ga4_traffic" in tables.compiler.source_names(kpi)
+
+
+def _same_rows(a: pd.DataFrame, b: pd.DataFrame, table: sa.Table) -> None:
+    keys = [c.name for c in table.c if c.name not in ("value", "numerator", "denominator")]
+    keys = [k for k in keys if not k.endswith("_at")]
+    a = a.drop(columns=[c for c in a if c.endswith("_at")]).sort_values(keys, ignore_index=True)
+    b = b.drop(columns=[c for c in b if c.endswith("_at")]).sort_values(keys, ignore_index=True)
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9)
+
+
+def test_a_revised_day_recomputes_the_periods_ending_on_or_after_it(warehouse_url, tables):
+    wh = _loaded(warehouse_url, tables)
+    revised = D(2026, 2, 20)
+    raw = tables.raw_tables["ga4_traffic"]
+    with wh.transaction() as conn:
+        conn.execute(raw.update().where(raw.c.date == revised).values(sessions=raw.c.sessions + 5))
+    _run(wh, tables, AS_OF, T2)
+
+    values = _values(wh, tables)
+    traffic = values["kpi_id"].map(lambda k: _reads_traffic(tables, k))
+    ends = pd.to_datetime(values["period_end"]).dt.date
+    stamped = pd.to_datetime(values["computed_at"], utc=True)
+    recomputed = stamped == pd.Timestamp(T2)
+    # Exactly the traffic KPIs' periods that end on or after the revised day.
+    assert recomputed.any()
+    assert (recomputed == (traffic & (ends >= revised))).all()
+    # The day itself moved by 5 sessions per channel.
+    sessions = values[
+        (values["kpi_id"] == "sessions")
+        & (values["grain"] == "day")
+        & values[tables.catalog.dimensions].isna().all(axis=1)
+        & (ends == revised)
+    ]
+    # Day 50 of the data: 150 and 160 sessions, 5 more on each channel.
+    assert sessions["value"].tolist() == [(150 + 5) + (160 + 5)]
+
+    comparisons = wh.read(sa.select(tables.comparisons))
+    c_ends = pd.to_datetime(comparisons["period_end"]).dt.date
+    c_new = pd.to_datetime(comparisons["computed_at"], utc=True) == pd.Timestamp(T2)
+    c_traffic = comparisons["kpi_id"].map(lambda k: _reads_traffic(tables, k))
+    assert (c_new == (c_traffic & (c_ends >= revised))).all()
+
+    # The same rows as a recompute of everything.
+    incremental = (_values(wh, tables), wh.read(sa.select(tables.comparisons)))
+    _run(wh, tables, AS_OF, T2, full=True)
+    assert (pd.to_datetime(_values(wh, tables)["computed_at"], utc=True) == T2).all()
+    _same_rows(incremental[0], _values(wh, tables), tables.values)
+    _same_rows(incremental[1], wh.read(sa.select(tables.comparisons)), tables.comparisons)
+    wh.dispose()
+
+
+def test_a_reload_of_the_same_numbers_recomputes_nothing(warehouse_url, tables):
+    wh = _loaded(warehouse_url, tables)
+    before = _values(wh, tables)
+    # The lookback re-pulls the last days: new run id and load stamps, the same numbers.
+    again = _traffic(FIRST, AS_OF, run="r2")
+    wh.replace_rows(tables.raw_tables["ga4_traffic"], None, again)
+    _run(wh, tables, AS_OF, T2)
+    after = _values(wh, tables)
+    assert (pd.to_datetime(after["computed_at"], utc=True) == pd.Timestamp(T1)).all()
+    assert len(after) == len(before)
+    wh.dispose()
+
+
+def test_a_new_day_recomputes_only_the_open_periods(warehouse_url, tables):
+    wh = _loaded(warehouse_url, tables)
+    day = AS_OF + dt.timedelta(days=1)  # Sunday 1 March
+    raw = tables.raw_tables
+    wh.replace_rows(raw["ga4_traffic"], raw["ga4_traffic"].c.date == day, _traffic(day, day))
+    _run(wh, tables, day, T2)
+    values = _values(wh, tables)
+    recomputed = values[pd.to_datetime(values["computed_at"], utc=True) == pd.Timestamp(T2)]
+    # The new day, and the periods that hold it: week of 23 Feb, March, Q1. February
+    # and every earlier period keep their rows.
+    starts = {
+        (g, str(s)) for g, s in zip(recomputed["grain"], recomputed["period_start"], strict=True)
+    }
+    assert starts == {
+        ("day", "2026-03-01"),
+        ("week", "2026-02-23"),
+        ("month", "2026-03-01"),
+        ("quarter", "2026-01-01"),  # (no shipped KPI is reported by year)
+    }
+    wh.dispose()
+
+
+def test_a_changed_definition_recomputes_that_kpi_whole(warehouse_url, tables):
+    wh = _loaded(warehouse_url, tables)
+    state = tables.refresh_state
+    # As if the state had been written by an older definition of `sessions` only.
+    with wh.transaction() as conn:
+        conn.execute(
+            state.update()
+            .where(state.c.step == VALUES, state.c.kpi_id == "sessions")
+            .values(fingerprint="an older definition")
+        )
+    _run(wh, tables, AS_OF, T2)
+    values = _values(wh, tables)
+    recomputed = set(values.loc[pd.to_datetime(values["computed_at"], utc=True) == T2, "kpi_id"])
+    assert recomputed == {"sessions"}
+    assert (values.loc[values["kpi_id"] == "sessions", "computed_at"].notna()).all()
+    wh.dispose()
+
+
+def test_periods_changed_from_is_the_first_end_of_a_period_that_differs():
+    calendar = Calendar(Reporting())
+    old = [p.__dict__ for p in calendar.periods(FIRST, AS_OF)]
+    assert periods_changed_from(old, old) is None
+    # One day later: the new day is the first new period; February was complete already.
+    new = [p.__dict__ for p in calendar.periods(FIRST, AS_OF + dt.timedelta(days=1))]
+    assert periods_changed_from(old, new) == AS_OF + dt.timedelta(days=1)
+    # One day earlier: 28 February goes, February becomes open again, its end is 28 Feb.
+    shorter = [p.__dict__ for p in calendar.periods(FIRST, AS_OF - dt.timedelta(days=1))]
+    assert periods_changed_from(old, shorter) == AS_OF
+    # An earlier first day adds periods at the start: everything after them may change.
+    earlier = [p.__dict__ for p in calendar.periods(D(2025, 12, 30), AS_OF)]
+    assert periods_changed_from(old, earlier) == D(2025, 12, 30)
+    assert D(2000, 1, 1) > FULL
