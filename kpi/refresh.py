@@ -13,6 +13,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from kpi.compute.changes import (
+    ANOMALIES,
     COMPARISONS,
     FULL,
     READERS,
@@ -40,6 +41,10 @@ from kpi.status.comparisons import comparison_select
 from kpi.status.targets import daily_history, phase_targets
 from kpi.warehouse.connection import Warehouse
 from kpi.warehouse.locks import DDL
+
+# Days of values an anomaly of day D rests on: the 28 days before it (its band), each judged
+# against the same weekday in the 4 weeks before that (kpi.status.anomalies), and a week spare.
+ANOMALY_CONTEXT_DAYS = 2 * 28 + 7
 
 
 def default_as_of(catalog: Catalog, now: dt.datetime | None = None) -> dt.date:
@@ -363,20 +368,53 @@ def refresh_scorecard_view(wh: Warehouse, tables: KpiTables) -> str:
     return create_scorecard_view(wh, tables.comparisons, tables.catalog.dimensions)
 
 
-def refresh_anomalies(wh: Warehouse, tables: KpiTables, threshold: float = 3.0) -> pd.DataFrame:
-    """Flag daily anomalies of every KPI's total row; return the flagged rows."""
-    v = tables.values
-    totals = [v.c[d].is_(None) for d in tables.catalog.dimensions]
-    # Only the total row of each KPI by day: a few hundred rows per KPI, fine in pandas.
-    daily = wh.read(
-        sa.select(v.c.kpi_id, v.c.period_start, v.c.value, v.c.definition_version).where(
-            v.c.grain == "day", *totals
-        )
-    )
+def refresh_anomalies(
+    wh: Warehouse, tables: KpiTables, threshold: float = 3.0, full_refresh: bool = False
+) -> pd.DataFrame:
+    """Flag daily anomalies of every KPI's total row, for the days that changed since the
+    last run (kpi.compute.changes; every day with ``full_refresh``); return every flagged
+    row of the table."""
+    catalog, anomalies, state = tables.catalog, tables.anomalies, tables.refresh_state
+    incremental = supports_incremental(wh.dialect)
+    fingerprints = {k: f"{fp}:{threshold}" for k, fp in value_fingerprints(catalog).items()}
+    if incremental:
+        wh.ensure_tables([state])
     # Days the KPI's sources have not loaded (yet) are unknown, not zero (kpi.compute.coverage).
     known = kpi_coverage(tables.compiler, source_coverage(wh, tables.compiler))
+    with wh.transaction(lock=[anomalies, state]) as conn:
+        if full_refresh and incremental:
+            conn.execute(state.delete().where(state.c.step == ANOMALIES))
+        todo = _todo(wh, conn, tables, ANOMALIES, fingerprints)
+        if todo:
+            flagged = _anomalies(conn, tables, threshold, todo, known)
+            stale = [anomalies.c.kpi_id.not_in(list(catalog.kpis))]
+            for since, group in _by_day(todo).items():
+                stale.append(
+                    sa.and_(anomalies.c.kpi_id.in_(group), anomalies.c.period_start >= since)
+                )
+            conn.execute(anomalies.delete().where(sa.or_(*stale)))
+            Warehouse.insert_rows_in(conn, anomalies, flagged)
+            if incremental:
+                mark_clean(conn, state, ANOMALIES, {k: fingerprints[k] for k in todo}, _now())
+    return wh.read(sa.select(anomalies).where(anomalies.c.is_anomaly))
+
+
+def _anomalies(
+    conn, tables: KpiTables, threshold: float, todo: dict[str, dt.date], known: dict
+) -> pd.DataFrame:
+    """The anomaly rows of the KPIs of ``todo``, from their first day to recompute on."""
+    v = tables.values
+    totals = [v.c[d].is_(None) for d in tables.catalog.dimensions]
+    # A day is judged against the 28 days before it, each against the 4 weeks before that.
+    context = min(todo.values()) - dt.timedelta(days=ANOMALY_CONTEXT_DAYS)
+    # Only the total row of each KPI by day: a few hundred rows per KPI, fine in pandas.
+    query = sa.select(v.c.kpi_id, v.c.period_start, v.c.value, v.c.definition_version).where(
+        v.c.grain == "day", v.c.kpi_id.in_(list(todo)), v.c.period_start >= context, *totals
+    )
+    daily = pd.DataFrame(conn.execute(query).all(), columns=list(query.selected_columns.keys()))
     flagged = flag_anomalies(daily[["kpi_id", "period_start", "value"]], threshold, known)
     versions = dict(zip(daily["kpi_id"], daily["definition_version"], strict=False))
     flagged["definition_version"] = flagged["kpi_id"].map(versions)
-    wh.replace_rows(tables.anomalies, None, flagged)
-    return flagged[flagged["is_anomaly"]]
+    start = pd.to_datetime(flagged["period_start"]).dt.date
+    since = flagged["kpi_id"].map(todo)
+    return flagged[start >= since].reset_index(drop=True)

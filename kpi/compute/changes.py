@@ -7,7 +7,7 @@ Two small tables in the warehouse carry what an incremental run needs to know:
   brings the same numbers changes nothing). Each refresh of the KPI values computes them
   again with one grouped scan per source and compares: the first day whose rows differ
   (added, removed, revised, moved to another day) is where that source changed.
-- ``refresh_state``: per step (``values``, ``targets``, ``comparisons``) and KPI, the
+- ``refresh_state``: per step (``values``, ``targets``, ``comparisons``, ``anomalies``) and KPI, the
   fingerprint of the definition the step last computed the KPI with, and ``dirty_from``,
   the first day whose periods the step must recompute (NULL when it is up to date). A
   step that changes its output marks the steps that read it dirty from the same day, in
@@ -43,10 +43,15 @@ from kpi.warehouse.schema import KPI_SCHEMA, LINEAGE_COLUMNS
 
 # "Everything": a day before any period, so ``period_end >= FULL`` selects every row.
 FULL = dt.date(1900, 1, 1)
-VALUES, TARGETS, COMPARISONS = "values", "targets", "comparisons"
-STEPS = (VALUES, TARGETS, COMPARISONS)
+VALUES, TARGETS, COMPARISONS, ANOMALIES = "values", "targets", "comparisons", "anomalies"
+STEPS = (VALUES, TARGETS, COMPARISONS, ANOMALIES)
 # Which steps read each step's output (and so must follow its changes).
-READERS = {VALUES: (TARGETS, COMPARISONS), TARGETS: (COMPARISONS,), COMPARISONS: ()}
+READERS = {
+    VALUES: (TARGETS, COMPARISONS, ANOMALIES),
+    TARGETS: (COMPARISONS,),
+    COMPARISONS: (),
+    ANOMALIES: (),
+}
 INCREMENTAL_DIALECTS = ("duckdb", "postgresql")
 _MODULUS = 1_000_000_007  # keeps DuckDB's 64-bit hashes summable in a BIGINT
 
