@@ -17,7 +17,9 @@ is a sum over a sum. No SQL is written as text: everything is SQLAlchemy express
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -75,7 +77,7 @@ class KpiCompiler:
         # refresh (kpi.compute.cubes) instead of scanning the raw table once per KPI, grain
         # and slice. Without, every query is self-contained (``kpi compile``).
         self.use_cubes = use_cubes
-        self._since: dt.date | None = None  # set by compile(): the spine's first period end
+        self._since: dt.date | None = None  # see periods_since
         self.cubes = SourceCubes(catalog, self.metadata, self.periods.schema, self.tables)
 
     # -- public -----------------------------------------------------------------------------
@@ -97,11 +99,8 @@ class KpiCompiler:
         only those of the periods ending on or after it (kpi.compute.changes)."""
         kpi = self.catalog.kpis[kpi_id]
         grain = Grain(grain)
-        self._since = since
-        try:
+        with self.periods_since(since):
             values = self.evaluate(kpi, grain, dims, window, self.slice_values(kpi, dims))
-        finally:
-            self._since = None
         p = self.periods.alias("p")
         out_dims = [
             (values.col(d) if d in dims else sa.cast(sa.null(), sa.String)).label(d)
@@ -145,6 +144,15 @@ class KpiCompiler:
             for g in kpi.grains
             for dims in self.slices(kpi)
         ]
+
+    @contextlib.contextmanager
+    def periods_since(self, since: dt.date | None) -> Iterator[None]:
+        """Every query built inside evaluates only the periods ending on or after ``since``."""
+        before, self._since = self._since, since
+        try:
+            yield
+        finally:
+            self._since = before
 
     @staticmethod
     def recent_periods(p: FromClause, since: dt.date | None) -> list[ColumnElement]:

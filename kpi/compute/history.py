@@ -179,10 +179,6 @@ class HistoryLookup:
         """The earlier period itself: its stored row when the window covers it whole, else
         (a partial, to-date window) evaluated here under the current definition."""
         p, kpi = self.p, self.kpi
-        evaluated = self.compiler.evaluate(
-            kpi, Grain(self.grain), self.dims, window, self.slices
-        ).query.alias(name)
-        self.joins.append((evaluated, sa.and_(*self._same_slice(evaluated, self.v.c.period_start))))
         stored = self._stored(name, self.grain)
         self.joins.append(
             (
@@ -195,15 +191,31 @@ class HistoryLookup:
             )
         )
         found = stored.c.kpi_id.is_not(None)
+        if self.grain == str(Grain.day):
+            # A day is never open: its earlier day is always a whole stored period. Not
+            # evaluating it keeps the statement small (planning is most of its cost).
+            return (
+                sa.cast(stored.c.value, sa.Double),
+                stored.c.definition_version,
+            ), *self._start_end(window)
+        evaluated = self.compiler.evaluate(
+            kpi, Grain(self.grain), self.dims, window, self.slices
+        ).query.alias(name)
+        self.joins.append((evaluated, sa.and_(*self._same_slice(evaluated, self.v.c.period_start))))
         value = sa.cast(sa.case((found, stored.c.value), else_=evaluated.c.value), sa.Double)
         version = sa.case((found, stored.c.definition_version), else_=self.version)
-        # A running total reads from its running window's start, not the period's.
+        return (value, version), *self._start_end(window)
+
+    def _start_end(self, window: Window) -> tuple[ColumnElement, ColumnElement]:
+        """The first and last day a compared window reads: a running total reads from its
+        running window's start, not the period's."""
+        p, kpi = self.p, self.kpi
         start = p.c[window.start]
         c = kpi.cumulative if kpi.type == KpiType.cumulative else None
         if c is not None:
             kind = f"{c.to_date}_to_date" if c.to_date else f"rolling_{c.window_days}"
             start = p.c[RunningWindow(window.offset, kind).start]
-        return (value, version), start, p.c[window.end]
+        return start, p.c[window.end]
 
     def _to_date(self, window: Window, name: str, kind: str):
         """The same span of the previous (or last year's) to-date period, read at its last

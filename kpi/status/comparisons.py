@@ -83,8 +83,11 @@ def comparison_select(
     # Previous period and last year: NULL before the data, the same span for to-date KPIs,
     # stored growths for growth KPIs (kpi.compute.history).
     lookup = HistoryLookup(compiler, kpi, grain, dims, values, v, p, slices, joins)
-    prev = lookup.compared(PREVIOUS, "prev")
-    ly = lookup.compared(LAST_YEAR, "ly")
+    # History evaluated here (an open period's like-for-like window) is needed for the
+    # rows written only.
+    with compiler.periods_since(since):
+        prev = lookup.compared(PREVIOUS, "prev")
+        ly = lookup.compared(LAST_YEAR, "ly")
     prev_value, prev_version = prev.value, prev.version
     ly_value, ly_version = ly.value, ly.version
     history = _history_marker(
@@ -140,7 +143,8 @@ def comparison_select(
         (projected_attainment.is_(None), sa.null()),
         else_=projected_attainment >= kpi.thresholds.at_risk_below,
     )
-    goal_actual, goal_projected = _goal_projection(compiler, kpi, grain, dims, v, t, joins)
+    with compiler.periods_since(since):
+        goal_actual, goal_projected = _goal_projection(compiler, kpi, grain, dims, v, t, joins)
     goal_will_reach = _reaches(
         kpi, goal_projected, t.c.goal_target, t.c.goal_band_min, t.c.goal_band_max
     )
