@@ -259,7 +259,7 @@ def formula(kpi: Kpi) -> str:
         return kpi.expr
     if kpi.type == KpiType.cumulative and kpi.cumulative:
         c = kpi.cumulative
-        return f"{c.of}, {c.to_date}-to-date" if c.to_date else f"{c.of}, last {c.window_days} days"
+        return f"{c.of}, {c.label}"
     if kpi.type == KpiType.period_over_period and kpi.period_over_period:
         p = kpi.period_over_period
         return f"relative change of {p.of} against the {p.offset.replace('_', ' ')}"

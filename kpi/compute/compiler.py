@@ -197,8 +197,7 @@ class KpiCompiler:
         if kpi.type == KpiType.cumulative:
             c = kpi.cumulative
             base = self.catalog.kpis[c.of]
-            kind = f"{c.to_date}_to_date" if c.to_date else f"rolling_{c.window_days}"
-            return self.evaluate(base, grain, dims, window.running(kind), slice_values)
+            return self.evaluate(base, grain, dims, window.running(c.running_kind), slice_values)
         if kpi.type == KpiType.period_over_period:
             pop = kpi.period_over_period
             base = self.catalog.kpis[pop.of]

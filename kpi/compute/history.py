@@ -212,9 +212,12 @@ class HistoryLookup:
         p, kpi = self.p, self.kpi
         start = p.c[window.start]
         c = kpi.cumulative if kpi.type == KpiType.cumulative else None
-        if c is not None:
-            kind = f"{c.to_date}_to_date" if c.to_date else f"rolling_{c.window_days}"
-            start = p.c[RunningWindow(window.offset, kind).start]
+        if c is not None and c.window == "all_time":
+            # The start of an all-time total is the first day of data: what says whether
+            # it is history before the data is whether its window ends in the data.
+            start = p.c[window.end]
+        elif c is not None:
+            start = p.c[RunningWindow(window.offset, c.running_kind).start]
         return start, p.c[window.end]
 
     def _to_date(self, window: Window, name: str, kind: str):

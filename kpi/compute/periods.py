@@ -21,6 +21,7 @@ RUNNING_WINDOWS = (
     "quarter_to_date_start",
     "year_to_date_start",
     *(f"rolling_{days}_start" for days in ROLLING_WINDOWS),
+    "all_time_start",  # the first day of data, whatever the window's end
 )
 
 
@@ -50,6 +51,7 @@ class Period:
     rolling_7_start: dt.date
     rolling_28_start: dt.date
     rolling_90_start: dt.date
+    all_time_start: dt.date
     # The same running windows, ending at the comparison windows' ends, so a running total
     # can be compared with the previous period or last year like for like.
     prev_month_to_date_start: dt.date
@@ -58,12 +60,14 @@ class Period:
     prev_rolling_7_start: dt.date
     prev_rolling_28_start: dt.date
     prev_rolling_90_start: dt.date
+    prev_all_time_start: dt.date
     ly_month_to_date_start: dt.date
     ly_quarter_to_date_start: dt.date
     ly_year_to_date_start: dt.date
     ly_rolling_7_start: dt.date
     ly_rolling_28_start: dt.date
     ly_rolling_90_start: dt.date
+    ly_all_time_start: dt.date
 
     def as_row(self) -> dict:
         # Not dataclasses.asdict: it deep-copies every field, and the fields are plain
@@ -155,8 +159,11 @@ class Calendar:
         ly_end = self._aligned_end(ly_start, grain, elapsed, end <= as_of)
         running = (
             *self._running_starts(window_end),
+            first_day,
             *self._running_starts(prev_end),
+            first_day,
             *self._running_starts(ly_end),
+            first_day,
         )
         return Period(
             grain=str(grain),

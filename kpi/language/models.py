@@ -245,6 +245,27 @@ class Cumulative(_Strict):
     of: str  # another KPI id
     to_date: Literal["month", "quarter", "year"] | None = None
     window_days: Literal[7, 28, 90] | None = None
+    # all_time: from the first day of data through the row's last day (a running total).
+    window: Literal["all_time"] | None = None
+
+    @property
+    def running_kind(self) -> str:
+        """The running window of the periods table it reads: ``month_to_date``,
+        ``rolling_28``, ``all_time``..."""
+        if self.to_date:
+            return f"{self.to_date}_to_date"
+        if self.window:
+            return self.window
+        return f"rolling_{self.window_days}"
+
+    @property
+    def label(self) -> str:
+        """How people say it: "month-to-date", "last 28 days", "all time"."""
+        if self.to_date:
+            return f"{self.to_date}-to-date"
+        if self.window:
+            return "all time"
+        return f"last {self.window_days} days"
 
 
 class PeriodOverPeriod(_Strict):

@@ -29,7 +29,7 @@ def formula(kpi: Kpi) -> str:
         return kpi.expr
     if kpi.type == KpiType.cumulative:
         c = kpi.cumulative
-        return f"{c.of}, {c.to_date}-to-date" if c.to_date else f"{c.of}, last {c.window_days} days"
+        return f"{c.of}, {c.label}"
     pop = kpi.period_over_period
     return f"change of {pop.of} against the {pop.offset.replace('_', ' ')}"
 

@@ -215,6 +215,8 @@ def _kpi_targets(
             return p.period_start
         if cumulative.to_date:
             return calendar.start_of(end, cumulative.to_date)
+        if cumulative.window == "all_time":
+            return p.all_time_start
         return end - dt.timedelta(days=cumulative.window_days - 1)
 
     def phase(value, p: Period, end: dt.date, per_period=None) -> float | None:

@@ -113,6 +113,7 @@ def periods_table(metadata: sa.MetaData, dimensions: list[str] | None = None) ->
                 "rolling_7",
                 "rolling_28",
                 "rolling_90",
+                "all_time",
             )
         ),
     ]

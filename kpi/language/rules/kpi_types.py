@@ -53,14 +53,15 @@ class CumulativeRule(Rule):
             c = kpi.cumulative
             if c is None:
                 continue
-            if (c.to_date is None) == (c.window_days is None):
+            if sum(x is not None for x in (c.to_date, c.window_days, c.window)) != 1:
                 problems.append(
                     problem_at(
                         catalog,
                         kpi,
                         "cumulative",
                         message="a cumulative KPI takes exactly one of `to_date` "
-                        "(month, quarter, year) and `window_days` (7, 28, 90)",
+                        "(month, quarter, year), `window_days` (7, 28, 90) and `window` "
+                        "(all_time)",
                     )
                 )
             if c.to_date and GRAIN_ORDER.index(c.to_date) < max(

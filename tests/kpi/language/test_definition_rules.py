@@ -996,18 +996,32 @@ def test_dimension_a_source_of_a_dependency_does_not_map(tmp_path):
 
 @pytest.mark.parametrize(
     "settings",
-    ["{of: sessions, window_days: 28, to_date: month}", "{of: sessions}"],
-    ids=["both", "neither"],
+    [
+        "{of: sessions, window_days: 28, to_date: month}",
+        "{of: sessions, window: all_time, to_date: month}",
+        "{of: sessions}",
+    ],
+    ids=["both", "all_time_and_to_date", "neither"],
 )
-def test_cumulative_needs_exactly_one_of_window_days_and_to_date(tmp_path, settings):
+def test_cumulative_needs_exactly_one_window(tmp_path, settings):
     text = area(SESSIONS, kpi("sessions_cumulative", f"type: cumulative\ncumulative: {settings}"))
     folder = write_definitions(tmp_path, {"test.yaml": text})
     problem = only(problems_of(folder))
     assert_at(problem, folder / "test.yaml", line_of(text, "cumulative: {"), "sessions_cumulative")
     assert problem.message == (
-        "a cumulative KPI takes exactly one of `to_date` (month, quarter, year) "
-        "and `window_days` (7, 28, 90)"
+        "a cumulative KPI takes exactly one of `to_date` (month, quarter, year), "
+        "`window_days` (7, 28, 90) and `window` (all_time)"
     )
+
+
+def test_an_unknown_cumulative_window_is_refused_at_its_line(tmp_path):
+    body = "type: cumulative\ncumulative:\n  of: sessions\n  window: forever"
+    text = area(SESSIONS, kpi("sessions_cumulative", body))
+    folder = write_definitions(tmp_path, {"test.yaml": text})
+    found = problems_of(folder)
+    assert any(
+        p.line == line_of(text, "window: forever") and "all_time" in p.message for p in found
+    ), [(p.line, p.message) for p in found]
 
 
 def test_to_date_kpi_at_a_coarser_grain(tmp_path):
