@@ -7,6 +7,7 @@ The Dagster assets are thin wrappers around these functions.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -322,35 +323,40 @@ def refresh_comparisons(
             conn.execute(state.delete().where(state.c.step == COMPARISONS))
         todo = _todo(wh, conn, tables, COMPARISONS, fingerprints)
         stale = [comparisons.c.kpi_id.not_in(list(catalog.kpis))]
-        selects = []
-        for kpi_id in catalog.evaluation_order():
-            if kpi_id not in todo:
-                continue
-            kpi, since = catalog.kpis[kpi_id], todo[kpi_id]
-            after = None if since == FULL else since
+        for kpi_id, since in todo.items():
             keep = comparisons.c.kpi_id == kpi_id
             stale.append(
-                keep if after is None else sa.and_(keep, comparisons.c.period_end >= after)
+                keep if since == FULL else sa.and_(keep, comparisons.c.period_end >= since)
             )
-            for grain in kpi.grains:
-                for dims in tables.compiler.slices(kpi):
-                    selects.append(
-                        comparison_select(
-                            tables.compiler,
-                            kpi,
-                            str(grain),
-                            dims,
-                            tables.values,
-                            tables.targets,
-                            computed_at,
-                            changes=tables.changes,
-                            since=after,
-                        )
-                    )
-        Warehouse.replace_from_select_in(conn, comparisons, sa.or_(*stale), selects)
+        selects = _comparison_selects(tables, todo, computed_at)
+        Warehouse.replace_from_selects_overlapped_in(conn, comparisons, sa.or_(*stale), selects)
         if supports_incremental(wh.dialect):
             mark_clean(conn, state, COMPARISONS, {k: fingerprints[k] for k in todo}, computed_at)
         return int(conn.execute(sa.select(sa.func.count()).select_from(comparisons)).scalar())
+
+
+def _comparison_selects(
+    tables: KpiTables, todo: dict[str, dt.date], computed_at: dt.datetime
+) -> Iterator[sa.Select]:
+    """One statement per KPI, grain and slice to recompute, built as they are needed."""
+    catalog = tables.catalog
+    for kpi_id in catalog.evaluation_order():
+        if kpi_id not in todo:
+            continue
+        kpi, since = catalog.kpis[kpi_id], todo[kpi_id]
+        for grain in kpi.grains:
+            for dims in tables.compiler.slices(kpi):
+                yield comparison_select(
+                    tables.compiler,
+                    kpi,
+                    str(grain),
+                    dims,
+                    tables.values,
+                    tables.targets,
+                    computed_at,
+                    changes=tables.changes,
+                    since=None if since == FULL else since,
+                )
 
 
 def _now() -> dt.datetime:

@@ -7,11 +7,13 @@ rows, and a failed write leaves the previous rows in place.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import datetime as dt
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -294,6 +296,48 @@ class Warehouse:
         # transaction's own statistics tell (analyze_in).
         analyze_in(conn, table, None)
         return deleted, inserted
+
+    @classmethod
+    def replace_from_selects_overlapped_in(
+        cls,
+        conn: Connection,
+        table: sa.Table,
+        where: ColumnElement | None,
+        selects: Iterable[sa.Select],
+    ) -> int:
+        """``replace_from_select_in`` for many statements: each one is built and compiled
+        (Python, ``selects`` may be a generator) while the warehouse runs the one before,
+        on a worker thread that alone uses ``conn`` (DuckDB and the PostgreSQL driver leave
+        Python's lock while they plan and run). Returns the rows deleted.
+
+        For statements that cost about as much to build as to run (kpi_comparisons: ~150
+        statements of ~20 ms each in Python and ~20 ms in DuckDB), this halves the wait.
+        """
+        lock_tables(conn, [table])
+        deleted = cls._delete(conn, table, where)
+        dialect = conn.dialect
+
+        def compiled(select: sa.Select) -> tuple[str, Any]:
+            names = [c.name for c in select.selected_columns]
+            insert = table.insert().from_select(names, select)
+            # Expanding IN lists rendered now: the driver gets plain parameters.
+            done = insert.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+            params = done.construct_params()
+            if done.positional:
+                return done.string, tuple(params[name] for name in done.positiontup)
+            return done.string, params
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as worker:
+            running: concurrent.futures.Future | None = None
+            for select in selects:
+                statement = compiled(select)
+                if running is not None:
+                    running.result()
+                running = worker.submit(conn.exec_driver_sql, *statement)
+            if running is not None:
+                running.result()
+        analyze_in(conn, table, None)
+        return deleted
 
     @classmethod
     def delete_keys_in(
