@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 
-.PHONY: run day test test-fast dev lint format bench clean
+.PHONY: run day test test-fast dev lint format bench bench-day bench-peer clean
 
 $(STAMP): pyproject.toml
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,19 @@ test-fast: $(STAMP)
 dev: $(STAMP) $(DAGSTER_HOME)
 	$(BIN)/python -m demo.landing
 	KPI_DEMO=1 $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+## bench: KPI SQL on 10M generated rows against hand-written DuckDB and pandas (bench/README.md)
+bench: $(STAMP)
+	$(BIN)/python bench/kpi_bench.py $(BENCH_ARGS)
+
+## bench-day: one new day on a 60- and a 425-day demo warehouse, DuckDB and PostgreSQL
+bench-day: $(STAMP)
+	@bash scripts/ensure_postgres.sh "$(PG_URL)"
+	$(BIN)/python bench/daily_bench.py --pg-url "$(PG_URL)" $(BENCH_ARGS)
+
+## bench-peer: MetricFlow's benchmark shape and question sets against hand-written floors
+bench-peer: $(STAMP)
+	$(BIN)/python bench/peer_bench.py $(BENCH_ARGS)
 
 ## lint: ruff check and format check
 lint: $(STAMP)

@@ -41,6 +41,20 @@ def _pg_admin_url(url: str) -> str:
     return url.rsplit("/", 1)[0] + "/postgres"
 
 
+def _unreachable(url: str) -> str | None:
+    """Why the PostgreSQL server of ``url`` cannot be used, or None."""
+    import sqlalchemy as sa
+
+    try:
+        engine = sa.create_engine(_pg_admin_url(url))
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as error:  # the reason is printed, the bench goes on without it
+        return type(error).__name__
+    return None
+
+
 def _fresh_postgres(url: str, name: str) -> str:
     """A new, empty database ``name`` on the server of ``url``; its URL."""
     import sqlalchemy as sa
@@ -132,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     try:
         for kind in args.warehouses.split(","):
+            if kind == "postgresql" and (reason := _unreachable(args.pg_url)):
+                print(f"postgresql: skipped, {args.pg_url} does not answer ({reason})")
+                continue
             for history in [int(h) for h in args.history.split(",")]:
                 results += bench(kind, history, args.repeat, args.pg_url, root)
     finally:
@@ -142,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     for kind in args.warehouses.split(","):
         for history in [int(h) for h in args.history.split(",")]:
             mine = [r for r in results if r["kind"] == kind and r["history"] == history]
+            if not mine:
+                continue
             inp = [r["in_process"] for r in mine]
             proc = [r["process"] for r in mine]
             print(

@@ -270,17 +270,27 @@ def forget(conn: Connection, state: sa.Table, days: sa.Table) -> None:
 def periods_changed_from(old: Iterable[Mapping], new: Iterable[Mapping]) -> dt.date | None:
     """The earliest ``period_end`` of a period added, removed or changed between two
     versions of the periods table (None: the same). Periods ending earlier are the same
-    rows, so nothing computed over them changes."""
-    before = {(r["grain"], r["period_start"]): _comparable(r) for r in old}
-    after = {(r["grain"], r["period_start"]): _comparable(r) for r in new}
+    rows, so nothing computed over them changes. Rows compare on the new rows' columns."""
+    new = list(new)
+    if not new:
+        return min((r["period_end"] for r in old), default=None)
+    columns = list(new[0].keys())
+
+    def keyed(rows: Iterable[Mapping]) -> dict[tuple, tuple]:
+        # A driver may return a DATE as a midnight datetime: compared as the date.
+        return {
+            (r["grain"], _day(r["period_start"])): tuple(_day(r[c]) for c in columns) for r in rows
+        }
+
+    before, after = keyed(old), keyed(new)
+    end = columns.index("period_end")
     ends = [
-        row["period_end"]
+        (after.get(key) or before[key])[end]
         for key in before.keys() | after.keys()
         if before.get(key) != after.get(key)
-        for row in (after.get(key) or before.get(key),)
     ]
     return min(ends) if ends else None
 
 
-def _comparable(row: Mapping) -> dict:
-    return {k: (v.date() if isinstance(v, dt.datetime) else v) for k, v in row.items()}
+def _day(value):
+    return value.date() if isinstance(value, dt.datetime) else value
