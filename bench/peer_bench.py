@@ -186,7 +186,17 @@ def question_sets() -> list[QuestionSet]:
                 ),
             ],
             ["sessions_vs_7_days", "sessions_vs_1_month"],
-            "",  # not expressible yet: no floor written for a question ours cannot answer
+            f"WITH d AS (SELECT day, channel, sum(sessions)::DOUBLE AS s FROM {TABLE} "
+            "GROUP BY GROUPING SETS ((day), (day, channel))) "
+            + " UNION ALL ".join(
+                f"SELECT '{k}', a.day, a.channel, NULL, (a.s - b.s) / nullif(b.s, 0) "
+                f"FROM d a LEFT JOIN d b ON b.day = {earlier} "
+                "AND b.channel IS NOT DISTINCT FROM a.channel"
+                for k, earlier in [
+                    ("sessions_vs_7_days", "a.day - 7"),
+                    ("sessions_vs_1_month", "CAST(a.day - INTERVAL 1 MONTH AS DATE)"),
+                ]
+            ),
         ),
     ]
 

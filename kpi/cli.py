@@ -195,10 +195,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
             f"KPI `{kpi.id}` is not reported at grain {grain}; its grains: {', '.join(kpi.grains)}"
         )
     for dim in args.dimension:
-        if dim not in kpi.dimensions:
-            known = ", ".join(kpi.dimensions) or "none"
+        if dim not in kpi.dimension_names:
+            known = ", ".join(kpi.dimension_names) or "none"
             raise UsageError(
-                f"KPI `{kpi.id}` is not sliced by `{dim}`{did_you_mean(dim, kpi.dimensions)} "
+                f"KPI `{kpi.id}` is not sliced by `{dim}`{did_you_mean(dim, kpi.dimension_names)} "
                 f"(its dimensions: {known})"
             )
     dialect, warning = load_dialect(args.dialect)
@@ -262,7 +262,7 @@ def formula(kpi: Kpi) -> str:
         return f"{c.of}, {c.label}"
     if kpi.type == KpiType.period_over_period and kpi.period_over_period:
         p = kpi.period_over_period
-        return f"relative change of {p.of} against the {p.offset.replace('_', ' ')}"
+        return f"relative change of {p.of} against {p.label}"
     return "(incomplete definition)"
 
 

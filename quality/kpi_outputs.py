@@ -6,8 +6,9 @@
   more than 100%. Below -1 its base was negative (the growth of a loss reads backwards) or
   the computation is broken;
 * a value is never NULL where the denominator is positive;
-* for additive KPIs (simple sums and counts) the slices of each dimension add up to the total
-  row (the row whose dimensions are all NULL) of the same KPI, grain and period.
+* for additive KPIs (simple sums and counts) the slices of each dimension, and of each
+  combination of dimensions a KPI is sliced by, add up to the total row (the row whose
+  dimensions are all NULL) of the same KPI, grain and period.
 
 Each returns the offending rows; the asset turns them into a non-blocking WARN check: a bad
 output is worth a look, but the tables are already written and the inputs passed their gate.
@@ -66,8 +67,14 @@ def kpi_output_problems(wh: Warehouse, values: sa.Table, cat: Catalog) -> dict[s
     totals = v.alias("totals")
     mismatches = []
     additive = _additive(cat)
-    for dim in dims:
-        others = [v.c[d].is_(None) for d in dims if d != dim]
+    # Every kind of slice a KPI declares (one dimension, or several together) adds up to
+    # the total; a sparse slice's missing rows are periods without data, so 0 of the sum.
+    kinds = {(d,) for d in dims} | {
+        s for k in cat.kpis.values() for s in k.slice_dimensions if set(s) <= set(dims)
+    }
+    for kind in sorted(kinds):
+        dim = " x ".join(kind)
+        sliced = [v.c[d].is_not(None) if d in kind else v.c[d].is_(None) for d in dims]
         slices = (
             sa.select(
                 v.c.kpi_id,
@@ -75,7 +82,7 @@ def kpi_output_problems(wh: Warehouse, values: sa.Table, cat: Catalog) -> dict[s
                 v.c.period_start,
                 sa.func.sum(v.c.value).label("slices"),
             )
-            .where(v.c.kpi_id.in_(additive), v.c[dim].is_not(None), *others)
+            .where(v.c.kpi_id.in_(additive), *sliced)
             .group_by(v.c.kpi_id, v.c.grain, v.c.period_start)
             .subquery()
         )

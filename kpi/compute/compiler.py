@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
 from sqlalchemy.sql import FromClause
@@ -28,7 +28,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from kpi.compute.cubes import SourceCubes
 from kpi.compute.source_sql import dimension_value, local_day, source_names
-from kpi.compute.windows import CURRENT, LAST_YEAR, PREVIOUS, Window
+from kpi.compute.windows import CURRENT, Window, offset_window
 from kpi.language.catalog import Catalog
 from kpi.language.expressions import referenced_names, safe_divide, to_sql
 from kpi.language.models import Additivity, Agg, Grain, Kpi, KpiType, Measure, SourceSpec
@@ -60,6 +60,21 @@ class Evaluated:
         return self.query.c[name]
 
 
+@dataclass(frozen=True)
+class SparseSlices:
+    """The slice values of a sparse slice (``Catalog.is_sparse``), in place of the value
+    combinations a dense slice crosses with every period.
+
+    ``present``: (day, dimension values) of every day with rows in some source the KPI
+    reads. ``spine``: (period_start, dimension values) of the combinations with data in
+    the windows the KPI's value reads (``KpiCompiler.evaluate`` fills it in for the KPI
+    evaluated first, and every part of its value shares it, as parts share a dense spine).
+    """
+
+    present: FromClause
+    spine: FromClause | None = None
+
+
 class KpiCompiler:
     """Turns catalog KPIs into SELECTs with the columns of ``kpi.kpi_values``."""
 
@@ -83,8 +98,9 @@ class KpiCompiler:
     # -- public -----------------------------------------------------------------------------
 
     def slices(self, kpi: Kpi) -> list[tuple[str, ...]]:
-        """The dimension slices a KPI is reported by: the total, then each dimension."""
-        return [(), *[(d,) for d in kpi.dimensions]]
+        """The dimension slices a KPI is reported by: the total, then each declared slice
+        (one dimension, or several together)."""
+        return [(), *kpi.slice_dimensions]
 
     def compile(
         self,
@@ -168,8 +184,10 @@ class KpiCompiler:
         grain: Grain,
         dims: tuple[str, ...],
         window: Window,
-        slice_values: FromClause | None,
+        slice_values: FromClause | SparseSlices | None,
     ) -> Evaluated:
+        if isinstance(slice_values, SparseSlices) and slice_values.spine is None:
+            slice_values = self._sparse_spine(kpi, grain, dims, window, slice_values)
         if kpi.type == KpiType.simple:
             return self._measure(kpi.measure, grain, dims, window, slice_values)
         if kpi.type == KpiType.ratio:
@@ -201,7 +219,7 @@ class KpiCompiler:
         if kpi.type == KpiType.period_over_period:
             pop = kpi.period_over_period
             base = self.catalog.kpis[pop.of]
-            offset = PREVIOUS if pop.offset == "previous_period" else LAST_YEAR
+            offset = offset_window(pop.offset, pop.shift)
             cur = self.evaluate(base, grain, dims, window, slice_values)
             prev = self.evaluate(base, grain, dims, offset, slice_values)
             c, p = cur.col("value"), prev.col("value")
@@ -248,7 +266,7 @@ class KpiCompiler:
         grain: Grain,
         dims: tuple[str, ...],
         window: Window,
-        slice_values: FromClause | None,
+        slice_values: FromClause | SparseSlices | None,
     ) -> Evaluated:
         src = self.catalog.sources[measure.source]
         table = self.tables[measure.source]
@@ -261,14 +279,18 @@ class KpiCompiler:
         )
         p = self.periods.alias()
         spine: FromClause = p
-        if dims:
+        keys = slice_values
+        if isinstance(slice_values, SparseSlices):
+            keys = slice_values.spine
+            spine = p.join(keys, keys.c.period_start == p.c.period_start)
+        elif dims:
             spine = p.join(slice_values, sa.true())
-        dim_keys = [slice_values.c[d] for d in dims] if dims else []
+        dim_keys = [keys.c[d] for d in dims] if dims else []
 
         if measure.agg == Agg.count_distinct or measure.agg in ADDITIVE_AGGS:
             data = rows if measure.agg == Agg.count_distinct else daily_of()
             data, on = self._window_join(data, p, grain, window)
-            on += [data.c[d] == slice_values.c[d] for d in dims]
+            on += [data.c[d] == k for d, k in zip(dims, dim_keys, strict=True)]
             joined = spine.outerjoin(data, sa.and_(*on))
             zero_fill = not unknown_when_missing(measure, src)
             num, den, value, n = self._aggregate(measure.agg, data, zero_fill)
@@ -289,7 +311,7 @@ class KpiCompiler:
 
         # last: a balance takes the value of the latest day with data in the window.
         daily, on = self._window_join(daily_of(), p, grain, window)
-        on += [daily.c[d] == slice_values.c[d] for d in dims]
+        on += [daily.c[d] == k for d, k in zip(dims, dim_keys, strict=True)]
         rank = (
             sa.func.row_number()
             .over(partition_by=[p.c.period_start, *dim_keys], order_by=daily.c.day.desc())
@@ -324,7 +346,8 @@ class KpiCompiler:
         window. A period's own window is found by equality through day_periods (a hash
         join); running and comparison windows overlap, so they need a range join."""
         if window != CURRENT:
-            return data, [data.c.day >= p.c[window.start], data.c.day <= p.c[window.end]]
+            start, end = window.bounds(p)
+            return data, [data.c.day >= start, data.c.day <= end]
         dp = self.day_periods
         bucketed = (
             sa.select(*data.c, dp.c.period_start.label("bucket"))
@@ -405,21 +428,64 @@ class KpiCompiler:
             .subquery()
         )
 
-    def slice_values(self, kpi: Kpi, dims: tuple[str, ...]) -> FromClause | None:
-        """Every value combination of ``dims`` seen in any source the KPI reads."""
+    def slice_values(self, kpi: Kpi, dims: tuple[str, ...]) -> FromClause | SparseSlices | None:
+        """Every value combination of ``dims`` seen in any source the KPI reads; for a
+        sparse slice, the days each was seen on (``SparseSlices``)."""
         if not dims:
             return None
+        sparse = self.catalog.is_sparse(dims)
         selects = []
         for name in self.source_names(kpi):
             if self.use_cubes and name in self.cubes.tables:
                 cube = self.cubes.tables[name]
-                selects.append(sa.select(*[cube.c[d] for d in dims]).distinct())
+                day = [cube.c.day] if sparse else []
+                selects.append(sa.select(*day, *[cube.c[d] for d in dims]).distinct())
                 continue
             src, table = self.catalog.sources[name], self.tables[name]
+            day = [self.local_day(src, table.c[src.time.column]).label("day")] if sparse else []
             selects.append(
-                sa.select(*[dimension_value(src, table, d).label(d) for d in dims]).distinct()
+                sa.select(*day, *[dimension_value(src, table, d).label(d) for d in dims]).distinct()
             )
-        return sa.union(*selects).subquery() if len(selects) > 1 else selects[0].subquery()
+        seen = sa.union(*selects).subquery() if len(selects) > 1 else selects[0].subquery()
+        return SparseSlices(seen) if sparse else seen
+
+    def _sparse_spine(
+        self,
+        kpi: Kpi,
+        grain: Grain,
+        dims: tuple[str, ...],
+        window: Window,
+        slices: SparseSlices,
+    ) -> SparseSlices:
+        """``slices`` with its spine: the periods of ``grain`` and value combinations with
+        data in some window ``kpi``'s value reads (a running total's running window, a
+        growth's current period: its earlier period may have no data, and is then 0 for a
+        sum, as in a dense slice)."""
+        selects = []
+        for read in dict.fromkeys(self._windows_read(kpi, window) or [window]):
+            q = self.periods.alias()
+            present, on = self._window_join(slices.present, q, grain, read)
+            selects.append(
+                sa.select(q.c.period_start, *[present.c[d] for d in dims])
+                .select_from(q.join(present, sa.and_(*on)))
+                .where(q.c.grain == str(grain), *self.recent_periods(q, self._since))
+                .distinct()
+            )
+        spine = sa.union(*selects) if len(selects) > 1 else selects[0]
+        return replace(slices, spine=spine.subquery())
+
+    def _windows_read(self, kpi: Kpi, window: Window) -> list[Window]:
+        """The windows of days ``kpi``'s value over ``window`` sums (growths: the
+        current one only, so a growth has the rows of the KPI it is the growth of)."""
+        if kpi.type == KpiType.cumulative:
+            base = self.catalog.kpis[kpi.cumulative.of]
+            return self._windows_read(base, window.running(kpi.cumulative.running_kind))
+        if kpi.type == KpiType.period_over_period:
+            return self._windows_read(self.catalog.kpis[kpi.period_over_period.of], window)
+        if kpi.type == KpiType.derived:
+            refs = [self.catalog.kpis[r] for r in kpi.referenced_kpis()]
+            return [w for ref in refs for w in self._windows_read(ref, window)]
+        return [window]
 
     def source_names(self, kpi: Kpi) -> list[str]:
         """The sources ``kpi`` reads, itself or through the KPIs it is built on."""

@@ -124,7 +124,7 @@ class SourceCubes:
                 src = self.catalog.sources.get(name)
                 if src is None:
                     continue
-                for dim in kpi.dimensions:
+                for dim in kpi.dimension_names:
                     if dim in src.dimensions and dim not in found[name]:
                         found[name].append(dim)
         return found

@@ -29,7 +29,13 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from kpi.compute.compiler import KpiCompiler
-from kpi.compute.windows import CURRENT, LAST_YEAR, PREVIOUS, RunningWindow, Window
+from kpi.compute.windows import (
+    CURRENT,
+    PREVIOUS,
+    RunningWindow,
+    Window,
+    offset_window,
+)
 from kpi.language.models import GRAIN_ORDER, Grain, Kpi, KpiType
 
 
@@ -154,9 +160,9 @@ class HistoryLookup:
         if self.kpi.type != KpiType.period_over_period:
             return actual
         pop = self.kpi.period_over_period
-        offset = PREVIOUS if pop is None or pop.offset == "previous_period" else LAST_YEAR
+        offset = offset_window(pop.offset, pop.shift) if pop else PREVIOUS
         return sa.case(
-            (self.known(self.p.c[offset.start]), actual), else_=sa.cast(sa.null(), sa.Double)
+            (self.known(offset.bounds(self.p)[0]), actual), else_=sa.cast(sa.null(), sa.Double)
         )
 
     def compared(self, window: Window, name: str) -> Compared:
@@ -263,7 +269,7 @@ class HistoryLookup:
             )
         )
         pop = self.kpi.period_over_period
-        offset = PREVIOUS if pop is None or pop.offset == "previous_period" else LAST_YEAR
+        offset = offset_window(pop.offset, pop.shift) if pop else PREVIOUS
         earlier = self.compiler.periods.alias(f"{name}_base")
         self.joins.append(
             (
@@ -272,7 +278,7 @@ class HistoryLookup:
             )
         )
         value = sa.cast(stored.c.value, sa.Double)
-        return (value, stored.c.definition_version), earlier.c[offset.start], p.c[window.end]
+        return (value, stored.c.definition_version), offset.bounds(earlier)[0], p.c[window.end]
 
     # -- helpers ------------------------------------------------------------------------
 

@@ -59,20 +59,32 @@ class PeriodRollups:
     # -- which KPIs ---------------------------------------------------------------------------
 
     def fusable(self, kpi: Kpi) -> bool:
-        """True when ``kpi`` is a function of its period's sums (see the module docstring)."""
+        """True when ``kpi`` is a function of its period's sums (see the module docstring)
+        and every slice of it is one dense dimension: the rollups are keyed by one
+        dimension's value, and cross every period with every value. A KPI with a combined
+        or a sparse slice (kpi.language.catalog.Catalog.is_sparse) takes the compiler's
+        queries, whose spine is the combinations with data."""
+        single_dense = all(
+            len(dims) == 1 and not self.catalog.is_sparse(dims) for dims in kpi.slice_dimensions
+        )
+        return single_dense and self._of_period_sums(kpi, kpi.dimension_names)
+
+    def _of_period_sums(self, kpi: Kpi, dims: list[str]) -> bool:
+        """``kpi`` (sliced by ``dims``) is a function of its period's sums."""
         if kpi.type in (KpiType.simple, KpiType.ratio):
-            return all(self._fusable_measure(m, kpi) for _, m in kpi.measures)
+            return all(self._fusable_measure(m, dims) for _, m in kpi.measures)
         if kpi.type == KpiType.derived:
-            return all(self.fusable(self.catalog.kpis[r]) for r in kpi.referenced_kpis()) and all(
-                d in self.compiler.cubes.dims[s] for s in self._sources(kpi) for d in kpi.dimensions
+            refs = [self.catalog.kpis[r] for r in kpi.referenced_kpis()]
+            return all(self._of_period_sums(r, dims) for r in refs) and all(
+                d in self.compiler.cubes.dims[s] for s in self._sources(kpi) for d in dims
             )
         return False
 
-    def _fusable_measure(self, measure: Measure, kpi: Kpi) -> bool:
+    def _fusable_measure(self, measure: Measure, dims: list[str]) -> bool:
         return (
             measure.agg in ROLLUP_AGGS
             and measure.source in self.tables
-            and all(d in self.compiler.cubes.dims[measure.source] for d in kpi.dimensions)
+            and all(d in self.compiler.cubes.dims[measure.source] for d in dims)
         )
 
     # -- the rollup tables --------------------------------------------------------------------
@@ -152,7 +164,7 @@ class PeriodRollups:
         groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[Kpi]] = {}
         for kpi_id in kpi_ids:
             kpi = self.catalog.kpis[kpi_id]
-            key = (tuple(sorted(self._sources(kpi))), tuple(sorted(kpi.dimensions)))
+            key = (tuple(sorted(self._sources(kpi))), tuple(sorted(kpi.dimension_names)))
             groups.setdefault(key, []).append(kpi)
         selects = []
         for number, ((sources, _), kpis) in enumerate(groups.items()):
@@ -187,7 +199,7 @@ class PeriodRollups:
         dims = [
             sa.cast(
                 sa.case((s.c.slice == d, s.c.slice_value), else_=sa.null())
-                if d in kpis[0].dimensions
+                if d in kpis[0].dimension_names
                 else sa.null(),
                 sa.String,
             ).label(d)
@@ -237,7 +249,7 @@ class PeriodRollups:
             sa.literal(TOTAL, sa.String).label("slice_value"),
         )
         selects: list[sa.Select] = [total]
-        for dim in kpi.dimensions:
+        for dim in kpi.dimension_names:
             seen = [
                 sa.select(self.compiler.cubes.tables[src].c[dim].label("v")).distinct()
                 for src in self._sources(kpi)

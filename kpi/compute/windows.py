@@ -10,6 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import FromClause
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
+
 
 @dataclass(frozen=True)
 class Window:
@@ -33,6 +39,10 @@ class Window:
         """A running window (``month_to_date``, ``rolling_7``...) ending where this one does."""
         return RunningWindow(self.offset, kind)
 
+    def bounds(self, p: FromClause) -> tuple[ColumnElement, ColumnElement]:
+        """The first and last day of the window of ``p``'s row."""
+        return p.c[self.start], p.c[self.end]
+
 
 @dataclass(frozen=True)
 class RunningWindow(Window):
@@ -41,6 +51,64 @@ class RunningWindow(Window):
     @property
     def start(self) -> str:
         return f"{self.offset}{self.kind}_start"
+
+
+@dataclass(frozen=True)
+class ShiftedWindow(Window):
+    """The period's own window moved back a fixed number of days or months (a growth
+    KPI's ``offset: 7 days``), at any grain; an open period's window moves with its
+    elapsed days, so like is compared with like."""
+
+    days: int = 0
+    months: int = 0
+
+    def bounds(self, p: FromClause) -> tuple[ColumnElement, ColumnElement]:
+        return (
+            shift_date(p.c.period_start, -self.days, -self.months),
+            shift_date(p.c.window_end, -self.days, -self.months),
+        )
+
+    def running(self, kind: str) -> RunningWindow:
+        # Refused by the definition rules (a shifted running total is not defined yet).
+        raise NotImplementedError("a fixed offset of a running total")
+
+
+class shift_date(FunctionElement):
+    """A date moved by whole days or months (a month from the 31st lands on the last day
+    of a shorter month)."""
+
+    type = sa.Date()
+    # days and months are not SQL elements: the statement cache must not reuse one shift's
+    # SQL for another.
+    inherit_cache = False
+    name = "shift_date"
+
+    def __init__(self, day: ColumnElement, days: int, months: int):
+        self.days, self.months = days, months
+        super().__init__(day)
+
+
+@compiles(shift_date)
+def _shift_date_default(element, compiler, **kw):  # DuckDB, PostgreSQL, Snowflake
+    day = compiler.process(next(iter(element.clauses)), **kw)
+    if element.months:
+        return f"CAST({day} + INTERVAL '{element.months} months' AS DATE)"
+    return f"({day} + {element.days})"
+
+
+@compiles(shift_date, "bigquery")
+def _shift_date_bigquery(element, compiler, **kw):
+    day = compiler.process(next(iter(element.clauses)), **kw)
+    if element.months:
+        return f"DATE_ADD({day}, INTERVAL {element.months} MONTH)"
+    return f"DATE_ADD({day}, INTERVAL {element.days} DAY)"
+
+
+def offset_window(offset: str, shift: tuple[int, int] | None) -> Window:
+    """The window a growth KPI compares with: the previous period, last year, or shifted."""
+    if shift is not None:
+        return ShiftedWindow("", *shift)
+    return PREVIOUS if offset == "previous_period" else LAST_YEAR
 
 
 CURRENT = Window()

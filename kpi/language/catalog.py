@@ -35,12 +35,20 @@ class Catalog:
     dimensions: list[str]
     sources: dict[str, SourceSpec]
     kpis: dict[str, Kpi]
+    # Conformed dimensions declared ``sparse: true`` (kpi.language.models.ConformedDimension).
+    sparse_dimensions: set[str] = field(default_factory=set)
     kpi_locations: dict[str, Location] = field(default_factory=dict)
     source_locations: dict[str, Location] = field(default_factory=dict)
     sources_location: Location | None = None
 
     def kpi(self, kpi_id: str) -> Kpi:
         return self.kpis[kpi_id]
+
+    def is_sparse(self, dims: tuple[str, ...]) -> bool:
+        """True when the slice by ``dims`` is sparse: one of its dimensions is declared
+        sparse, so rows exist only where the row's window has data. The total and slices by
+        dense dimensions alone are gap-filled (every period x every value seen)."""
+        return any(d in self.sparse_dimensions for d in dims)
 
     def dependencies(self, kpi_id: str) -> list[Kpi]:
         """All KPIs ``kpi_id`` is computed from, transitively, without itself."""
@@ -66,7 +74,12 @@ class Catalog:
     @cached_property
     def versions(self) -> dict[str, str]:
         return {
-            kid: definition_version(k, self.dependencies(kid), self.sources_of(kid))
+            kid: definition_version(
+                k,
+                self.dependencies(kid),
+                self.sources_of(kid),
+                [d for d in k.dimension_names if d in self.sparse_dimensions],
+            )
             for kid, k in self.kpis.items()
         }
 

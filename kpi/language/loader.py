@@ -45,6 +45,7 @@ def collect_catalog(folder: Path) -> tuple[Catalog | None, list[Problem]]:
     catalog = Catalog(
         reporting=sources_file.reporting,
         dimensions=list(sources_file.dimensions),
+        sparse_dimensions={n for n, d in sources_file.dimensions.items() if d.sparse},
         sources=dict(sources_file.sources),
         kpis={},
     )

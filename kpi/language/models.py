@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -98,6 +99,11 @@ class Reporting(_Strict):
 
 class ConformedDimension(_Strict):
     description: str = ""
+    # sparse: a slice by this dimension (alone or with others) has rows only for the
+    # periods and values with data in the row's window, not the full spine of periods x
+    # every value ever seen, zero-filled (README, "Sparse slices"). For dimensions with many
+    # values (campaigns): most combinations of a period and a value have no data.
+    sparse: bool = False
 
 
 class ColumnSpec(_Strict):
@@ -268,9 +274,43 @@ class Cumulative(_Strict):
         return f"last {self.window_days} days"
 
 
+_OFFSET = re.compile(r"(\d+)\s*(day|week|month)s?")
+NAMED_OFFSETS = ("previous_period", "same_period_last_year")
+
+
 class PeriodOverPeriod(_Strict):
     of: str
-    offset: Literal["previous_period", "same_period_last_year"] = "previous_period"
+    # previous_period, same_period_last_year, or a fixed shift at any grain: "7 days",
+    # "4 weeks", "1 month" (a month back from 31 March is 28 or 29 February).
+    offset: str = "previous_period"
+
+    @field_validator("offset")
+    @classmethod
+    def _known_offset(cls, value: str) -> str:
+        value = value.strip()
+        if value in NAMED_OFFSETS or _OFFSET.fullmatch(value):
+            if value not in NAMED_OFFSETS and int(_OFFSET.fullmatch(value)[1]) == 0:
+                raise ValueError("an offset of 0 compares a period with itself")
+            return value
+        raise ValueError(
+            "expected previous_period, same_period_last_year or a shift such as "
+            "'7 days', '4 weeks' or '1 month'"
+        )
+
+    @property
+    def shift(self) -> tuple[int, int] | None:
+        """(days, months) back for a fixed shift; None for a named offset."""
+        match = _OFFSET.fullmatch(self.offset)
+        if match is None:
+            return None
+        n, unit = int(match[1]), match[2]
+        return {"day": (n, 0), "week": (7 * n, 0), "month": (0, n)}[unit]
+
+    @property
+    def label(self) -> str:
+        if self.shift is None:
+            return f"the {self.offset.replace('_', ' ')}"
+        return f"{self.offset} earlier"
 
 
 class ChangelogEntry(_Strict):
@@ -396,7 +436,9 @@ class Kpi(_Strict):
     expr: str | None = None
     cumulative: Cumulative | None = None
     period_over_period: PeriodOverPeriod | None = None
-    dimensions: list[str] = Field(default_factory=list)
+    # Each entry is one slice: a dimension (`channel`) or a list of dimensions sliced
+    # together (`[channel, campaign]`: one row per period and value combination).
+    dimensions: list[str | list[str]] = Field(default_factory=list)
     grains: list[Grain] = Field(default_factory=lambda: [Grain.day, Grain.week, Grain.month])
     goal: str = ""
     target: Target | None = None
@@ -407,6 +449,16 @@ class Kpi(_Strict):
     version: str = "1"
     changelog: list[ChangelogEntry] = Field(default_factory=list)
     alerts: list[AlertRule] = Field(default_factory=list)
+
+    @property
+    def slice_dimensions(self) -> list[tuple[str, ...]]:
+        """The slices of ``dimensions``, each as the tuple of its dimensions."""
+        return [(d,) if isinstance(d, str) else tuple(d) for d in self.dimensions]
+
+    @property
+    def dimension_names(self) -> list[str]:
+        """Every dimension some slice of the KPI uses, once each, in declared order."""
+        return list(dict.fromkeys(d for dims in self.slice_dimensions for d in dims))
 
     @property
     def measures(self) -> list[tuple[str, Measure]]:
@@ -440,11 +492,18 @@ class KpiFile(_Strict):
     kpis: list[Kpi]
 
 
-def definition_version(kpi: Kpi, dependencies: list[Kpi], sources: list[SourceSpec]) -> str:
+def definition_version(
+    kpi: Kpi,
+    dependencies: list[Kpi],
+    sources: list[SourceSpec],
+    sparse: list[str] | None = None,
+) -> str:
     """A short hash of everything that changes the numbers of ``kpi``.
 
     Management fields (target, owner, description) are left out on purpose: changing a
-    target must not mark the history as computed by another definition.
+    target must not mark the history as computed by another definition. ``sparse``: the
+    dimensions of the KPI's slices declared sparse (which rows exist); hashed only when
+    there are some, so a KPI without sparse slices keeps the version it had.
     """
     numeric_fields = {"type", "measure", "numerator", "denominator", "expr", "cumulative"}
     numeric_fields |= {"period_over_period", "dimensions"}
@@ -457,6 +516,8 @@ def definition_version(kpi: Kpi, dependencies: list[Kpi], sources: list[SourceSp
             json.dumps(_numeric_source_fields(s), sort_keys=True, default=str) for s in sources
         ),
     }
+    if sparse:
+        payload["sparse"] = sorted(sparse)
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 

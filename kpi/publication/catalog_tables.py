@@ -31,7 +31,7 @@ def formula(kpi: Kpi) -> str:
         c = kpi.cumulative
         return f"{c.of}, {c.label}"
     pop = kpi.period_over_period
-    return f"change of {pop.of} against the {pop.offset.replace('_', ' ')}"
+    return f"change of {pop.of} against {pop.label}"
 
 
 def catalog_rows(catalog: Catalog) -> pd.DataFrame:
@@ -53,7 +53,7 @@ def catalog_rows(catalog: Catalog) -> pd.DataFrame:
                 "kpi_type": str(kpi.type),
                 "formula": formula(kpi),
                 "grains": ", ".join(kpi.grains),
-                "dimensions": ", ".join(kpi.dimensions) or None,
+                "dimensions": ", ".join(" x ".join(s) for s in kpi.slice_dimensions) or None,
                 "goal": kpi.goal or None,
                 "target": _describe(t.value, t.band, t.grain, t.example, t.deadline) if t else None,
                 "benchmark": (_describe(b.value, b.band, b.grain, b.example) + f" ({b.source})")

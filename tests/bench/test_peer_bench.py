@@ -28,14 +28,16 @@ def test_every_expressible_question_set_agrees_with_its_floor(peer_bench, capsys
     )
     out = capsys.readouterr().out
     lines = {line.split("  ")[0].strip(): line for line in out.splitlines()[2:]}
-    for name in (
-        "1 sessions by year",
-        "2 six metrics by day x channel",
-        "4 revenue to date (all time) by day",
-    ):
-        assert "agree on" in lines[name], out
-    # 40 days x (total + 2 channels) x 6 KPIs on set 2.
+    # Worked out from the shape: 40 days in one year; set 2: 40 days x (total + 2 channels)
+    # x 6 KPIs; set 3: 2 months x (total + 2 x 3 combinations) x 2 KPIs; set 4: 40 days;
+    # set 5: 40 days x (total + 2 channels) x 2 growths.
+    assert "agree on 1 rows" in lines["1 sessions by year"], out
     assert "agree on 720 rows" in lines["2 six metrics by day x channel"], out
+    assert "agree on 28 rows" in lines["3 sessions, revenue by month x channel x campaign"], out
+    assert "agree on 40 rows" in lines["4 revenue to date (all time) by day"], out
+    assert (
+        "agree on 240 rows" in lines["5 sessions vs 7 days and 1 month earlier by day x channel"]
+    ), out
 
 
 def test_a_wrong_answer_is_reported(peer_bench):

@@ -14,7 +14,7 @@ from kpi.language.rules.dimensions import DimensionRule
 from kpi.language.rules.expressions import ExpressionRule
 from kpi.language.rules.file_sources import FileSourceDeclarationRule
 from kpi.language.rules.grains import GrainRule
-from kpi.language.rules.kpi_types import CumulativeRule, KpiTypeFieldsRule
+from kpi.language.rules.kpi_types import CumulativeRule, KpiTypeFieldsRule, ShiftedGrowthRule
 from kpi.language.rules.references import CycleRule, KpiReferenceRule
 from kpi.language.rules.sources import SourceDeclarationRule, UnknownSourceRule
 from kpi.language.rules.targets import GoalDeadlineRule, SeasonalPhasingRule, TargetRule
@@ -32,6 +32,7 @@ RULES: list[Rule] = [
     GrainRule(),
     DimensionRule(),
     CumulativeRule(),
+    ShiftedGrowthRule(),
     TargetRule(),
     SeasonalPhasingRule(),
     GoalDeadlineRule(),

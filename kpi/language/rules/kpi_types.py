@@ -77,3 +77,30 @@ class CumulativeRule(Rule):
                     )
                 )
         return problems
+
+
+class ShiftedGrowthRule(Rule):
+    """A growth over a fixed shift (``offset: 7 days``) compares the base KPI's own window
+    moved back; a running total (or a KPI built on one) has no such window yet."""
+
+    name = "shifted_growth"
+
+    def check(self, catalog: Catalog) -> list[Problem]:
+        problems = []
+        for kpi in catalog.kpis.values():
+            pop = kpi.period_over_period
+            if pop is None or pop.shift is None or pop.of not in catalog.kpis:
+                continue
+            chain = [catalog.kpis[pop.of], *catalog.dependencies(pop.of)]
+            running = [k.id for k in chain if k.cumulative is not None]
+            if running:
+                problems.append(
+                    problem_at(
+                        catalog,
+                        kpi,
+                        "period_over_period",
+                        message=f"offset `{pop.offset}` cannot shift the running total "
+                        f"`{running[0]}`: use previous_period or same_period_last_year",
+                    )
+                )
+        return problems

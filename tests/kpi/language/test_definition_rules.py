@@ -1433,3 +1433,36 @@ def test_file_source_rule_runs_when_definitions_load(tmp_path):
     sources.write_text(text)
     problem = find(problems_of(folder), "key column `shift` is not declared")
     assert_at(problem, sources, line_of(text, "key: [shift]"), None)
+
+
+# ---------------------------------------------------------------------------------------------
+# ShiftedGrowthRule
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("offset", ["7 days", "4 weeks", "1 month", "2 months", "1 day"])
+def test_a_fixed_offset_is_accepted(tmp_path, offset):
+    body = f"type: period_over_period\nperiod_over_period: {{of: sessions, offset: {offset}}}"
+    text = area(SESSIONS, kpi("sessions_growth", body))
+    load_catalog(write_definitions(tmp_path, {"test.yaml": text}))  # no DefinitionError
+
+
+@pytest.mark.parametrize("offset", ["7 fortnights", "last_week", "0 days", "-7 days"])
+def test_an_unknown_offset_is_refused_at_its_line(tmp_path, offset):
+    body = f"type: period_over_period\nperiod_over_period:\n  of: sessions\n  offset: {offset}"
+    text = area(SESSIONS, kpi("sessions_growth", body))
+    found = problems_of(write_definitions(tmp_path, {"test.yaml": text}))
+    assert [p.line for p in found] == [line_of(text, f"offset: {offset}")], found
+    assert "7 days" in found[0].message or "itself" in found[0].message
+
+
+def test_a_fixed_offset_of_a_running_total_is_refused(tmp_path):
+    running = kpi("sessions_mtd", "type: cumulative\ncumulative: {of: sessions, to_date: month}")
+    body = "type: period_over_period\nperiod_over_period: {of: sessions_mtd, offset: 7 days}"
+    text = area(SESSIONS, running, kpi("mtd_growth", body))
+    folder = write_definitions(tmp_path, {"test.yaml": text})
+    problem = only(problems_of(folder))
+    assert problem.message == (
+        "offset `7 days` cannot shift the running total `sessions_mtd`: use previous_period "
+        "or same_period_last_year"
+    )
