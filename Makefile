@@ -7,17 +7,13 @@ STAMP := $(VENV)/.installed
 PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 
-.PHONY: run day test test-fast dev lint format bench bench-day bench-peer clean
+.PHONY: run day test test-fast dev backfill lint format bench bench-day bench-peer clean
 
 $(STAMP): pyproject.toml
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
-
-$(DAGSTER_HOME):
-	@mkdir -p $(DAGSTER_HOME)
-	@test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\nnux:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
 
 ## run: demo data -> DuckDB (data/warehouse.duckdb) -> scorecard in the terminal
 # The demo run uses an in-memory Dagster instance: storing ~5,000 per-partition events of a
@@ -48,10 +44,17 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not slow and not postgres" $(PYTEST_ARGS)
 
-## dev: the Dagster UI on http://127.0.0.1:3000 with the demo data (KPI_DEMO=1: the demo's GA4)
-dev: $(STAMP) $(DAGSTER_HOME)
-	$(BIN)/python -m demo.landing
-	KPI_DEMO=1 $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+## dev: the Dagster UI (dg dev) on http://127.0.0.1:$(PORT) with the living demo: the dev
+## instance in data/dagster_home records the demo's first run (once), then the UI opens on it
+PORT ?= 3000
+dev: $(STAMP)
+	KPI_DEMO=1 $(BIN)/python -m demo.dev --port $(PORT)
+
+## backfill: an asset backfill of FROM..TO (YYYY-MM-DD) in the instance's queue, in runs of
+## at most 31 days (the daemon of `make dev` or `dagster-daemon run` carries it out)
+backfill: $(STAMP)
+	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD"; exit 2; }
+	$(BIN)/python -m pipelines.backfill --from $(FROM) --to $(TO)
 
 ## bench: KPI SQL on 10M generated rows against hand-written DuckDB and pandas (bench/README.md)
 bench: $(STAMP)

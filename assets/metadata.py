@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import math
 from typing import Any
 
@@ -41,7 +42,7 @@ def table_metadata(
         "dagster/column_schema": table_schema(table),
         "dagster/table_name": table.fullname,
         "rows_in_slice": wh.count(table, where) if where is not None else wh.count(table),
-        "preview": MetadataValue.md(markdown_table(preview)),
+        "preview": metadata_table(preview),
     }
 
 
@@ -54,13 +55,27 @@ def metadata_table(frame: pd.DataFrame, max_rows: int = 200) -> MetadataValue:
         TableRecord({str(k): _record_value(v) for k, v in row.items()})
         for row in frame.to_dict("records")
     ]
-    schema = TableSchema(columns=[TableColumn(str(c), "string") for c in frame.columns])
+    schema = TableSchema(columns=[TableColumn(str(c), _column_type(frame[c])) for c in frame])
     return MetadataValue.table(records, schema=schema)
+
+
+def _column_type(column: pd.Series) -> str:
+    """The column's type as the UI shows it; cells that are not numbers or booleans are
+    sent as text, so anything else is "string"."""
+    if pd.api.types.is_bool_dtype(column):
+        return "bool"
+    if pd.api.types.is_integer_dtype(column):
+        return "int"
+    if pd.api.types.is_float_dtype(column):
+        return "float"
+    return "string"
 
 
 def _record_value(value: Any) -> str | int | float | bool | None:
     if isinstance(value, np.generic):
         value = value.item()
+    if isinstance(value, enum.Enum):  # a str enum passes isinstance(str) but not serdes
+        value = value.value
     if value is None or value is pd.NaT or value is pd.NA:
         return None
     if isinstance(value, float) and math.isnan(value):

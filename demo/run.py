@@ -21,9 +21,11 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
 )
+from dagster._core.utils import make_new_run_id
 
 from demo.landing import write_demo_landing
 from demo.window import parse_window
+from pipelines.progress import printing_steps
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,18 +48,25 @@ def main(argv: list[str] | None = None) -> int:
     print(f"demo data: {start} .. {end}, {files} landing files in {landing}/")
 
     # Imported late: the definitions read the environment set above.
-    from assets.settings import catalog
-    from kpi.compute.tables import KpiTables
-    from kpi.publication.scorecard import latest_scorecard, render
-    from kpi.warehouse.connection import Warehouse, redact_url
     from pipelines.definitions import defs
-    from resources.settings import settings
 
     job = defs.resolve_job_def("marketing_kpis_job")
     instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
     instance = instance or DagsterInstance.ephemeral()
-    result = job.execute_in_process(
+    run_id = make_new_run_id()
+    print("running marketing_kpis_job; one line per finished step:")
+    with printing_steps(instance, run_id):
+        result = _execute(job, instance, run_id, start, end)
+    if not result.success:
+        print("the run failed; see the errors above", file=sys.stderr)
+        return 1
+    return _scorecard(result, began)
+
+
+def _execute(job, instance: DagsterInstance, run_id: str, start: dt.date, end: dt.date):
+    return job.execute_in_process(
         instance=instance,
+        run_id=run_id,
         tags={
             ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
             ASSET_PARTITION_RANGE_END_TAG: end.isoformat(),
@@ -68,9 +77,14 @@ def main(argv: list[str] | None = None) -> int:
         },
         raise_on_error=False,
     )
-    if not result.success:
-        print("the run failed; see the errors above", file=sys.stderr)
-        return 1
+
+
+def _scorecard(result, began: float) -> int:
+    from assets.settings import catalog
+    from kpi.compute.tables import KpiTables
+    from kpi.publication.scorecard import latest_scorecard, render
+    from kpi.warehouse.connection import Warehouse, redact_url
+    from resources.settings import settings
 
     wh = Warehouse(settings().warehouse_url)
     tables = KpiTables.for_catalog(catalog())

@@ -10,19 +10,8 @@ from __future__ import annotations
 
 from dagster import Definitions, in_process_executor
 
-from assets.files.sources import file_assets
-from assets.ga4.reports import ga4_assets
-from assets.kpis.alerts import kpi_alerts
-from assets.kpis.report import kpi_report
-from assets.kpis.tables import (
-    kpi_anomalies,
-    kpi_catalog,
-    kpi_comparisons,
-    kpi_periods,
-    kpi_targets,
-    kpi_values,
-)
 from kpi.publication.report import DEFAULT_REPORT_DIR
+from pipelines.assets_list import all_assets
 from pipelines.jobs import marketing_kpis_job
 from pipelines.run_alerts import run_failure_alert_sensor
 from pipelines.schedules import daily_refresh_schedule
@@ -64,24 +53,16 @@ def resources(config: Settings) -> dict:
         "ga4": ga4_resource(config),
         "landing": LandingResource(root=env_var("LANDING_ROOT", "data/landing")),
         "notifier": notifier_from_env(),
-        "reports": ReportResource(folder=env_var("KPI_REPORT_DIR", DEFAULT_REPORT_DIR)),
+        "reports": ReportResource(
+            folder=env_var("KPI_REPORT_DIR", DEFAULT_REPORT_DIR),
+            base_url=env_var("KPI_REPORT_BASE_URL"),
+        ),
         "quality": QualityResource(docs_folder=env_var("KPI_QUALITY_DIR", "data/quality")),
     }
 
 
 defs = Definitions(
-    assets=[
-        *ga4_assets,
-        *file_assets,
-        kpi_catalog,
-        kpi_periods,
-        kpi_values,
-        kpi_targets,
-        kpi_comparisons,
-        kpi_anomalies,
-        kpi_report,
-        kpi_alerts,
-    ],
+    assets=all_assets,
     jobs=[marketing_kpis_job],
     schedules=[daily_refresh_schedule],
     sensors=[landing_files_sensor, run_failure_alert_sensor],

@@ -33,9 +33,18 @@ class GA4Resource(ConfigurableResource):
     property's other users (dashboards, other pipelines) and says when to resume.
     """
 
-    property_ids: list[str] = Field(description="Numeric GA4 property ids (not G-XXXX ids)")
-    credentials_json: str | None = Field(default=None, description="service-account JSON or path")
-    api_endpoint: str | None = Field(default=None, description="host:port override, plain gRPC")
+    property_ids: list[str] = Field(
+        description="GA4_PROPERTY_IDS: numeric GA4 property ids (not G-XXXX ids)"
+    )
+    credentials_json: str | None = Field(
+        default=None,
+        description="GA4_CREDENTIALS_JSON: service-account JSON or its path; unset: "
+        "Application Default Credentials",
+    )
+    api_endpoint: str | None = Field(
+        default=None,
+        description="GA4_API_ENDPOINT: host:port override, plain gRPC; unset: Google's API",
+    )
     page_size: int = Field(default=100_000, ge=1, le=250_000)
     batch_size: int = Field(
         default=MAX_BATCH_REQUESTS,

@@ -17,7 +17,8 @@ class LandingResource(ConfigurableResource):
 
     root: str = Field(
         default="data/landing",
-        description="landing folder: a local path or an fsspec URL such as s3://bucket/landing",
+        description="LANDING_ROOT: landing folder, a local path or an fsspec URL such as "
+        "s3://bucket/landing",
     )
 
     def landing(self) -> Landing:

@@ -38,15 +38,27 @@ class NotifierResource(ConfigurableResource):
     """
 
     slack_webhook_url: str | None = Field(
-        default=None, description="Slack incoming-webhook URL (secret: the token is in it)"
+        default=None,
+        description="SLACK_WEBHOOK_URL: Slack incoming-webhook URL (secret: the token "
+        "is in it); unset: no Slack alerts",
     )
-    smtp_host: str | None = Field(default=None, description="SMTP server host")
-    smtp_port: int = Field(default=587, description="SMTP server port")
-    smtp_user: str | None = Field(default=None, description="SMTP login; unset: no login")
-    smtp_password: str | None = Field(default=None, description="SMTP password (secret)")
-    smtp_from: str | None = Field(default=None, description="sender address")
-    email_to: str | None = Field(default=None, description="recipients, comma-separated")
-    smtp_starttls: bool = Field(default=True, description="upgrade the connection with STARTTLS")
+    smtp_host: str | None = Field(
+        default=None, description="SMTP_HOST: SMTP server host; unset: no e-mail alerts"
+    )
+    smtp_port: int = Field(default=587, description="SMTP_PORT: SMTP server port")
+    smtp_user: str | None = Field(
+        default=None, description="SMTP_USER: SMTP login; unset: no login"
+    )
+    smtp_password: str | None = Field(
+        default=None, description="SMTP_PASSWORD: SMTP password (secret)"
+    )
+    smtp_from: str | None = Field(default=None, description="SMTP_FROM: sender address")
+    email_to: str | None = Field(
+        default=None, description="ALERT_EMAIL_TO: recipients, comma-separated"
+    )
+    smtp_starttls: bool = Field(
+        default=True, description="SMTP_STARTTLS: upgrade the connection with STARTTLS"
+    )
     timeout_seconds: float = Field(
         default=10.0, gt=0, description="per network operation; a slow channel must not stall"
     )

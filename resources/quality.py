@@ -17,5 +17,6 @@ class QualityResource(ConfigurableResource):
 
     docs_folder: str = Field(
         default=str(DEFAULT_QUALITY_DIR),
-        description="Folder the data-docs page of every quality check is written to",
+        description="KPI_QUALITY_DIR: folder the data-docs page of every quality check is "
+        "written to",
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from urllib.parse import quote
+
 from dagster import ConfigurableResource
 from pydantic import Field
 
@@ -17,5 +20,17 @@ class ReportResource(ConfigurableResource):
 
     folder: str = Field(
         default=DEFAULT_REPORT_DIR,
-        description="Folder the HTML scorecard report is written to",
+        description="KPI_REPORT_DIR: folder the HTML scorecard report is written to",
     )
+    base_url: str | None = Field(
+        default=None,
+        description="KPI_REPORT_BASE_URL: where that folder is served, e.g. "
+        "https://reports.example.com/kpi/: the report link in the UI points there. "
+        "Unset: a file:// link, which opens on the machine that ran the job.",
+    )
+
+    def link(self, path: Path) -> str:
+        """The URL the UI links the report ``path`` to."""
+        if self.base_url:
+            return self.base_url.rstrip("/") + "/" + quote(path.name)
+        return path.resolve().as_uri()

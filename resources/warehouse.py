@@ -17,7 +17,8 @@ class WarehouseResource(ConfigurableResource):
 
     url: str = Field(
         default=DEFAULT_WAREHOUSE_URL,
-        description="SQLAlchemy URL, e.g. duckdb:///data/warehouse.duckdb or postgresql://...",
+        description="WAREHOUSE_URL: SQLAlchemy URL, e.g. duckdb:///data/warehouse.duckdb or "
+        "postgresql://... (shown redacted)",
     )
     _warehouse: Warehouse | None = PrivateAttr(default=None)
 

@@ -22,7 +22,14 @@ from assets.freshness import DAILY_FRESHNESS
 from assets.metadata import metadata_table, table_metadata
 from assets.partitions import daily_partitions, monthly_chunks, partition_dates
 from assets.quality import check_result, quality_check_spec
-from assets.settings import catalog, history_start, source_code_version, suites_dir
+from assets.settings import (
+    catalog,
+    history_start,
+    source_code_version,
+    suites_dir,
+    warehouse_kind,
+    warehouse_pool,
+)
 from ingest.files import FileFormatError, FileLoad, RowProblem
 from ingest.files.loading import (
     FX_RATES,
@@ -103,7 +110,8 @@ def build_file_asset(name: str, description: str, cat: Catalog | None = None) ->
         backfill_policy=monthly_chunks,
         group_name="raw_files",
         owners=["team:data-engineering"],
-        kinds={"csv", "sql"},
+        kinds={"csv", "sql", warehouse_kind()},
+        pool=warehouse_pool(),
         deps=deps,
         check_specs=[quality_check_spec(name)],
         freshness_policy=DAILY_FRESHNESS,

@@ -35,10 +35,17 @@ from dagster import (
 )
 
 from assets.freshness import DAILY_FRESHNESS
-from assets.metadata import markdown_table, table_metadata
+from assets.metadata import metadata_table, table_metadata
 from assets.partitions import daily_partitions, monthly_chunks, partition_dates
 from assets.quality import quality_check_spec, run_quality_check
-from assets.settings import catalog, definitions_dir, source_code_version, suites_dir
+from assets.settings import (
+    catalog,
+    definitions_dir,
+    source_code_version,
+    suites_dir,
+    warehouse_kind,
+    warehouse_pool,
+)
 from ingest.ga4.load_log import STATUS_LOADED
 from ingest.ga4.loading import GA4LoadError
 from ingest.ga4.loading import load_report as load_ga4_report
@@ -120,11 +127,12 @@ def build_ga4_asset(report: GA4Report) -> AssetsDefinition:
         backfill_policy=monthly_chunks,
         group_name="raw_ga4",
         owners=["team:data-engineering"],
-        kinds={"ga4", "sql"},
+        kinds={"ga4", "sql", warehouse_kind()},
         check_specs=[quality_check_spec(report.source), flags_check_spec(report.source)],
         tags={"source": "ga4"},
-        # Steps calling the GA4 API share one concurrency pool across runs (deploy/dagster.yaml).
-        pool="ga4",
+        # Steps calling the GA4 API share the `ga4` pool across runs (deploy/dagster.yaml); on
+        # DuckDB the warehouse's one-writer pool, which also keeps GA4 calls to one run.
+        pool=warehouse_pool("ga4"),
         freshness_policy=DAILY_FRESHNESS,
         code_version=source_code_version(report.source),
         metadata={
@@ -172,7 +180,7 @@ def load_report(
     except GA4LoadError as error:
         raise Failure(
             description=error.description,
-            metadata={"ga4_load_log": MetadataValue.md(_log_markdown(error.log)), "run_id": run_id},
+            metadata={"ga4_load_log": _log_table(error.log), "run_id": run_id},
             # The client already retried what is worth retrying; another step attempt would
             # only spend more quota on a permission or quota problem.
             allow_retries=False,
@@ -200,21 +208,18 @@ def load_report(
             "periods": f"{len(buckets)} {report.grain}(s) {buckets[0].start}..{buckets[-1].end}",
             "properties": list(ga4.property_ids),
             **load.conservation.to_metadata(),
-            "ga4_load_log": MetadataValue.md(_log_markdown(load.log)),
+            "ga4_load_log": _log_table(load.log),
+            "ga4_requests": len(load.log),
         },
         check_results=[check, flags_result(report, load.log, cat.reporting)],
     )
 
 
-def _log_markdown(frame: pd.DataFrame) -> str:
-    if frame.empty:
-        return "_no requests_"
-    shown = frame[_LOG_PREVIEW_COLUMNS].copy()
+def _log_table(frame: pd.DataFrame) -> MetadataValue:
+    """The run's first requests (every one is in raw.ga4_load_log; ``ga4_requests`` counts them)."""
+    shown = frame.reindex(columns=_LOG_PREVIEW_COLUMNS).copy()
     shown["error"] = shown["error"].map(lambda e: e if e is None else str(e)[:120])
-    text = markdown_table(shown, max_rows=_LOG_PREVIEW_ROWS)
-    if len(frame) > _LOG_PREVIEW_ROWS:
-        text += f"\n\n_{len(frame) - _LOG_PREVIEW_ROWS} more rows in raw.ga4_load_log_"
-    return text
+    return metadata_table(shown, max_rows=_LOG_PREVIEW_ROWS)
 
 
 def flags_result(report: GA4Report, log: pd.DataFrame, reporting: Reporting) -> AssetCheckResult:

@@ -9,7 +9,6 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     MaterializeResult,
-    MetadataValue,
     asset,
 )
 from sqlalchemy import MetaData
@@ -21,8 +20,8 @@ from assets.kpis.tables import (
     kpi_anomalies,
     kpi_comparisons,
 )
-from assets.metadata import markdown_table, table_metadata
-from assets.settings import catalog
+from assets.metadata import metadata_table, table_metadata
+from assets.settings import catalog, warehouse_kind, warehouse_pool
 from kpi.monitoring.alerts import AlertRun, run_alerts
 from kpi.warehouse.schema import kpi_alerts_table
 from resources.notifier import NotifierResource
@@ -53,7 +52,8 @@ def _summary(run: AlertRun, suppressed: bool = False) -> pd.DataFrame:
     freshness_policy=KPI_FRESHNESS,
     group_name="kpis",
     owners=OWNERS,
-    kinds={"sql", "slack", "email"},
+    kinds={"sql", "slack", "email", warehouse_kind()},
+    pool=warehouse_pool(),
     deps=[kpi_comparisons, kpi_anomalies],
     check_specs=[
         AssetCheckSpec(
@@ -104,9 +104,9 @@ def kpi_alerts(
             "suppressed_by_cooldown": len(run.suppressed),
             "failed_channels": len(run.failures),
             "channels_configured": notifier.configured_channels,
-            "alerts": MetadataValue.md(markdown_table(fired)),
-            "suppressed": MetadataValue.md(markdown_table(suppressed)),
-            "failures": MetadataValue.md(markdown_table(failures)),
+            "alerts": metadata_table(fired),
+            "suppressed": metadata_table(suppressed),
+            "failures": metadata_table(failures),
             "rule_problems": [str(p) for p in run.problems],
         },
         check_results=[
@@ -116,7 +116,7 @@ def kpi_alerts(
                 severity=AssetCheckSeverity.WARN,
                 metadata={
                     "fired": len(run.fired),
-                    "alerts": MetadataValue.md(markdown_table(fired)),
+                    "alerts": metadata_table(fired),
                     "event_keys": [r.firing.event_key for r in run.fired],
                 },
             )

@@ -4,8 +4,8 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 from pydantic import Field
 
 from assets.kpis.tables import KPI_FRESHNESS, OWNERS, catalog_code_version
-from assets.metadata import markdown_table
-from assets.settings import catalog
+from assets.metadata import metadata_table
+from assets.settings import catalog, warehouse_kind, warehouse_pool
 from kpi.compute.tables import KpiTables
 from kpi.publication.report import (
     headline_kpi,
@@ -36,7 +36,8 @@ class ReportConfig(Config):
     code_version=catalog_code_version(),
     group_name="kpis",
     owners=OWNERS,
-    kinds={"html"},
+    kinds={"html", warehouse_kind()},
+    pool=warehouse_pool(),
     deps=["kpi_comparisons"],
     # Managers open it every morning, like the tables it is made from.
     freshness_policy=KPI_FRESHNESS,
@@ -59,8 +60,9 @@ def kpi_report(
 
     metadata = {
         "path": MetadataValue.path(str(path.resolve())),
+        "report": MetadataValue.url(reports.link(path)),
         "as_of": str(data.as_of),
-        "summary": MetadataValue.md(markdown_table(summary_frame(data), max_rows=200)),
+        "summary": metadata_table(summary_frame(data)),
         "status_counts": data.scorecard["status"].value_counts().to_dict()
         if not data.scorecard.empty
         else {},

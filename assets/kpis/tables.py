@@ -4,6 +4,7 @@ import datetime as dt
 import hashlib
 import json
 
+import pandas as pd
 import sqlalchemy as sa
 from dagster import (
     AssetCheckResult,
@@ -19,8 +20,8 @@ from pydantic import Field
 
 from assets.freshness import DAILY_FRESHNESS
 from assets.ga4.reports import GA4_ASSETS
-from assets.metadata import markdown_table, md_cell, table_metadata
-from assets.settings import catalog
+from assets.metadata import metadata_table, table_metadata
+from assets.settings import catalog, warehouse_kind, warehouse_pool
 from ingest.files.loading import FX_RATES, file_sources
 from kpi.compute.periods import Period
 from kpi.compute.tables import KpiTables
@@ -46,6 +47,11 @@ KPI_FRESHNESS = DAILY_FRESHNESS
 # Every raw table KPIs read: the GA4 reports of reports.yaml and the file sources of
 # sources.yaml (exchange rates are read by the sources they convert, not by KPIs).
 RAW_ASSETS = [*GA4_ASSETS, *[n for n in file_sources(catalog()) if n != FX_RATES]]
+# The raw tables kpi_values reads: the sources its KPIs' measures name. The lineage shows
+# them as the table's inputs (kpi_periods reads every raw table only for its first day).
+KPI_INPUTS = sorted(
+    {m.source for k in catalog().kpis.values() for _, m in k.measures} & set(RAW_ASSETS)
+)
 OWNERS = ["team:analytics-engineering"]
 
 
@@ -66,18 +72,23 @@ def _tables() -> KpiTables:
     return KpiTables.for_catalog(catalog(), use_cubes=True)
 
 
-def _catalog_markdown() -> str:
-    cat = catalog()
+def _catalog_table() -> MetadataValue:
+    """The catalogue as a table in the UI (free text such as a filter `a | b` stays one
+    cell: a table cell, not markdown)."""
+    kpis = sorted(catalog().kpis.values(), key=lambda k: (k.area, k.id))
     rows = [
-        "| KPI | area | owner | type | formula | grains |",
-        "| --- | --- | --- | --- | --- | --- |",
+        {
+            "kpi_id": k.id,
+            "name": k.name,
+            "area": k.area,
+            "owner": k.owner,
+            "type": k.type,
+            "formula": formula(k),
+            "grains": ", ".join(k.grains),
+        }
+        for k in kpis
     ]
-    for kpi in sorted(cat.kpis.values(), key=lambda k: (k.area, k.id)):
-        # Names, owners and formulas are free text (a filter `a | b`): escaped per cell.
-        cells = [f"{kpi.name} (`{kpi.id}`)", kpi.area, kpi.owner, kpi.type, formula(kpi)]
-        cells.append(", ".join(kpi.grains))
-        rows.append("| " + " | ".join(md_cell(c) for c in cells) + " |")
-    return "\n".join(rows)
+    return metadata_table(pd.DataFrame(rows), max_rows=len(rows))
 
 
 def catalog_code_version(cat: Catalog | None = None) -> str:
@@ -109,7 +120,8 @@ def goals_code_version(cat: Catalog | None = None) -> str:
     freshness_policy=KPI_FRESHNESS,
     group_name="kpis",
     owners=OWNERS,
-    kinds={"sql"},
+    kinds={"sql", warehouse_kind()},
+    pool=warehouse_pool(),
     deps=RAW_ASSETS,
 )
 def kpi_periods(
@@ -133,8 +145,9 @@ def kpi_periods(
     freshness_policy=KPI_FRESHNESS,
     group_name="kpis",
     owners=OWNERS,
-    kinds={"sql"},
-    deps=["kpi_periods", "kpi_catalog"],
+    kinds={"sql", warehouse_kind()},
+    pool=warehouse_pool(),
+    deps=["kpi_periods", "kpi_catalog", *KPI_INPUTS],
     code_version=catalog_code_version(),
     check_specs=[
         AssetCheckSpec(
@@ -163,10 +176,8 @@ def kpi_values(context: AssetExecutionContext, warehouse: WarehouseResource) -> 
         severity=AssetCheckSeverity.WARN,
         metadata={
             "failed_checks": sorted(failing),
-            "details": MetadataValue.md(
-                "\n\n".join(f"**{n}**\n\n{markdown_table(r)}" for n, r in failing.items())
-                or "_none_"
-            ),
+            # One table per failing check: their columns differ.
+            **{f"failing: {n}": metadata_table(r) for n, r in failing.items()},
         },
     )
     return MaterializeResult(
@@ -174,7 +185,7 @@ def kpi_values(context: AssetExecutionContext, warehouse: WarehouseResource) -> 
         metadata={
             **table_metadata(wh, tables.values, order_by=[tables.values.c.kpi_id]),
             "rows_per_kpi": counts,
-            "kpis": MetadataValue.md(_catalog_markdown()),
+            "kpis": _catalog_table(),
             "definition_versions": catalog().versions,
         },
     )
@@ -188,7 +199,8 @@ kpi_values.__doc__  # noqa: B018 - the docstring is the asset description
     freshness_policy=KPI_FRESHNESS,
     group_name="kpis",
     owners=OWNERS,
-    kinds={"sql"},
+    kinds={"sql", warehouse_kind()},
+    pool=warehouse_pool(),
     # Seasonal phasing reads last year's daily values: the values come first.
     deps=[kpi_periods, kpi_values],
 )
@@ -214,7 +226,7 @@ def kpi_targets(context: AssetExecutionContext, warehouse: WarehouseResource) ->
     return MaterializeResult(
         metadata={
             **table_metadata(wh, tables.targets),
-            "seasonal_phasing": MetadataValue.md(markdown_table(phasing)),
+            "seasonal_phasing": metadata_table(phasing),
         }
     )
 
@@ -224,7 +236,8 @@ def kpi_targets(context: AssetExecutionContext, warehouse: WarehouseResource) ->
     freshness_policy=KPI_FRESHNESS,
     group_name="kpis",
     owners=OWNERS,
-    kinds={"sql"},
+    kinds={"sql", warehouse_kind()},
+    pool=warehouse_pool(),
     deps=[kpi_values, kpi_targets],
 )
 def kpi_comparisons(
@@ -244,7 +257,7 @@ def kpi_comparisons(
             **table_metadata(wh, tables.comparisons),
             "rows": rows,
             "scorecard_view": view,
-            "scorecard": MetadataValue.md(markdown_table(scorecard, max_rows=100)),
+            "scorecard": metadata_table(scorecard),
             "status_counts": scorecard["status"].value_counts().to_dict(),
         }
     )
@@ -254,7 +267,8 @@ def kpi_comparisons(
     freshness_policy=KPI_FRESHNESS,
     group_name="kpis",
     owners=OWNERS,
-    kinds={"sql"},
+    kinds={"sql", warehouse_kind()},
+    pool=warehouse_pool(),
     code_version=goals_code_version(),
 )
 def kpi_catalog(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
@@ -274,7 +288,7 @@ def kpi_catalog(context: AssetExecutionContext, warehouse: WarehouseResource) ->
         metadata={
             **table_metadata(wh, tables.catalog_table),
             "changed_definitions": changed,
-            "kpis": MetadataValue.md(_catalog_markdown()),
+            "kpis": _catalog_table(),
         }
     )
 
@@ -287,7 +301,8 @@ RECENT_DAYS = 7
     freshness_policy=KPI_FRESHNESS,
     group_name="kpis",
     owners=OWNERS,
-    kinds={"sql", "pandas"},
+    kinds={"sql", "pandas", warehouse_kind()},
+    pool=warehouse_pool(),
     deps=[kpi_values],
     check_specs=[
         AssetCheckSpec(
@@ -318,7 +333,7 @@ def kpi_anomalies(
         metadata={
             **table_metadata(wh, tables.anomalies, tables.anomalies.c.is_anomaly),
             "anomalies": len(flagged),
-            "recent_anomalies": MetadataValue.md(markdown_table(shown)),
+            "recent_anomalies": metadata_table(shown),
         },
         check_results=[
             AssetCheckResult(
@@ -327,7 +342,7 @@ def kpi_anomalies(
                 severity=AssetCheckSeverity.WARN,
                 metadata={
                     "recent_anomalies": len(recent),
-                    "details": MetadataValue.md(markdown_table(shown)),
+                    "details": metadata_table(shown),
                 },
             )
         ],

@@ -39,7 +39,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from kpi.compute.source_sql import local_day
 from kpi.language.catalog import Catalog
-from kpi.warehouse.schema import KPI_SCHEMA, LINEAGE_COLUMNS
+from kpi.warehouse.schema import LINEAGE_COLUMNS, WORK_SCHEMA
 
 # "Everything": a day before any period, so ``period_end >= FULL`` selects every row.
 FULL = dt.date(1900, 1, 1)
@@ -85,8 +85,8 @@ def _unsupported_checksum(element, compiler, **kw):
 
 
 def source_days_table(metadata: sa.MetaData) -> sa.Table:
-    if f"{KPI_SCHEMA}.source_days" in metadata.tables:
-        return metadata.tables[f"{KPI_SCHEMA}.source_days"]
+    if f"{WORK_SCHEMA}.source_days" in metadata.tables:
+        return metadata.tables[f"{WORK_SCHEMA}.source_days"]
     return sa.Table(
         "source_days",
         metadata,
@@ -94,15 +94,15 @@ def source_days_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("day", sa.Date, nullable=False, comment="local day in the reporting zone"),
         sa.Column("n", sa.BigInteger, nullable=False, comment="rows of that day"),
         sa.Column("checksum", sa.BigInteger, comment="sum of a hash of each row's columns"),
-        schema=KPI_SCHEMA,
+        schema=WORK_SCHEMA,
         comment="Rows and checksum per source and day as of the last KPI refresh; a day "
         "whose rows differ now is a day to recompute (kpi.compute.changes)",
     )
 
 
 def refresh_state_table(metadata: sa.MetaData) -> sa.Table:
-    if f"{KPI_SCHEMA}.refresh_state" in metadata.tables:
-        return metadata.tables[f"{KPI_SCHEMA}.refresh_state"]
+    if f"{WORK_SCHEMA}.refresh_state" in metadata.tables:
+        return metadata.tables[f"{WORK_SCHEMA}.refresh_state"]
     return sa.Table(
         "refresh_state",
         metadata,
@@ -111,7 +111,7 @@ def refresh_state_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("fingerprint", sa.String, comment="definition the step last computed with"),
         sa.Column("dirty_from", sa.Date, comment="recompute periods ending on/after; NULL: none"),
         sa.Column("refreshed_at", sa.TIMESTAMP(timezone=True)),
-        schema=KPI_SCHEMA,
+        schema=WORK_SCHEMA,
         comment="What each KPI step must recompute on its next run (kpi.compute.changes)",
     )
 

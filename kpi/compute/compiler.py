@@ -32,7 +32,7 @@ from kpi.compute.windows import CURRENT, Window, offset_window
 from kpi.language.catalog import Catalog
 from kpi.language.expressions import referenced_names, safe_divide, to_sql
 from kpi.language.models import Additivity, Agg, Grain, Kpi, KpiType, Measure, SourceSpec
-from kpi.warehouse.schema import day_periods_table, periods_table, source_table
+from kpi.warehouse.schema import WORK_SCHEMA, day_periods_table, periods_table, source_table
 
 ADDITIVE_AGGS = {Agg.sum, Agg.count, Agg.average, Agg.min, Agg.max}
 
@@ -93,7 +93,9 @@ class KpiCompiler:
         # and slice. Without, every query is self-contained (``kpi compile``).
         self.use_cubes = use_cubes
         self._since: dt.date | None = None  # see periods_since
-        self.cubes = SourceCubes(catalog, self.metadata, self.periods.schema, self.tables)
+        # The cubes and rollups are working tables: beside the readers' schema, not in it.
+        work = WORK_SCHEMA if self.periods.schema else None
+        self.cubes = SourceCubes(catalog, self.metadata, work, self.tables)
 
     # -- public -----------------------------------------------------------------------------
 

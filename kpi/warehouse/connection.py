@@ -24,6 +24,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from kpi.warehouse import dsn
 from kpi.warehouse.dsn import check_unambiguous, scrub_errors, scrub_exception, url_secrets
 from kpi.warehouse.locks import DDL, lock_tables, locked_transaction
+from kpi.warehouse.schema import stale_reader_copy
 
 DEFAULT_WAREHOUSE_URL = "duckdb:///data/warehouse.duckdb"
 # Bound values per statement, below PostgreSQL's limit of 65,535.
@@ -78,10 +79,18 @@ def _explain_duckdb_lock(context) -> None:
     )
     raise WarehouseBusyError(
         f"the DuckDB warehouse is in use by {holder}. DuckDB allows one writer per file: "
-        "wait for the other run (or `dagster dev`, or a SQL client) to finish, let runs queue "
-        "on the `marketing_kpis/duckdb_writer` tag (deploy/dagster.yaml), or use PostgreSQL "
-        "as the warehouse (WAREHOUSE_URL)."
+        "wait for the other process (a run launched outside the run queue, or a SQL client) "
+        "to finish; runs launched through a Dagster instance configured as "
+        "deploy/dagster.yaml queue on the `duckdb_warehouse` pool instead; or use "
+        "PostgreSQL as the warehouse (WAREHOUSE_URL)."
     ) from None
+
+
+def _drop_stale_reader_copy(conn: Connection, table: sa.Table) -> None:
+    """An upgraded warehouse keeps no working table in the readers' schema."""
+    stale = stale_reader_copy(table)
+    if stale is not None:
+        conn.execute(sa.schema.DropTable(stale, if_exists=True))
 
 
 def redact_url(url: str) -> str:
@@ -117,6 +126,7 @@ class Warehouse:
             # One catalogue query for every table, rather than two per table.
             existing = self._existing_columns(conn, [*schemas, default])
             for table in tables:
+                _drop_stale_reader_copy(conn, table)
                 have = existing.get((table.schema or default, table.name))
                 if have:
                     self._add_missing_columns(conn, table, have)
@@ -211,6 +221,7 @@ class Warehouse:
             conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
         for table, _ in reversed(builds):
             conn.execute(sa.schema.DropTable(table, if_exists=True))
+            _drop_stale_reader_copy(conn, table)
         for table, select in builds:
             conn.execute(sa.schema.CreateTable(table))
             names = [c.name for c in select.selected_columns]

@@ -13,6 +13,10 @@ from kpi.language.models import SourceSpec
 
 RAW_SCHEMA = "raw"
 KPI_SCHEMA = "kpi"
+# The engine's working tables (daily cubes and rollups, the day map, incremental-run
+# bookkeeping): not for readers, and their shape may change between versions. They live
+# apart so that a BI tool browsing `kpi` sees only what it should read.
+WORK_SCHEMA = "kpi_work"
 
 _TYPES: dict[str, type[sa.types.TypeEngine]] = {
     "integer": sa.BigInteger,
@@ -39,6 +43,14 @@ def unique_key(table_name: str, *columns: str) -> sa.Index:
     return sa.Index(
         f"{table_name}__key", *columns, unique=True, postgresql_nulls_not_distinct=True
     ).ddl_if(dialect="postgresql")
+
+
+def stale_reader_copy(table: sa.Table) -> sa.Table | None:
+    """The copy of working table ``table`` an older version kept in the readers' schema
+    (``kpi.cube_orders`` before ``kpi_work.cube_orders``), to be dropped; None for others."""
+    if table.schema != WORK_SCHEMA:
+        return None
+    return sa.Table(table.name, sa.MetaData(), schema=KPI_SCHEMA)
 
 
 def source_table(name: str, spec: SourceSpec, metadata: sa.MetaData) -> sa.Table:
@@ -77,8 +89,8 @@ def day_periods_table(metadata: sa.MetaData) -> sa.Table:
     KPI queries join days to their period by equality on this table (a hash join) instead
     of a date-range join, whenever the window is the period itself.
     """
-    if f"{KPI_SCHEMA}.day_periods" in metadata.tables:
-        return metadata.tables[f"{KPI_SCHEMA}.day_periods"]
+    if f"{WORK_SCHEMA}.day_periods" in metadata.tables:
+        return metadata.tables[f"{WORK_SCHEMA}.day_periods"]
     return sa.Table(
         "day_periods",
         metadata,
@@ -86,7 +98,7 @@ def day_periods_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("day", sa.Date, nullable=False),
         sa.Column("period_start", sa.Date, nullable=False),
         unique_key("day_periods", "grain", "day"),
-        schema=KPI_SCHEMA,
+        schema=WORK_SCHEMA,
         comment="Day to period, per grain, in the reporting calendar (through the as-of date)",
     )
 

@@ -44,11 +44,22 @@ def test_demo_run_prints_the_scorecard_and_the_report_path(tmp_path):
     for area in ("customer_service", "marketing", "nonprofit", "operations", "sales"):
         assert f"\n{area} " in out
     assert " 2026-03 " in out
-    report = Path(out.split("report: ", 1)[1].split()[0])
+    report = Path(out.split("\nreport: ", 1)[1].split()[0])
     assert report.parent == tmp_path / "reports" and report.is_file()
     con = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
     try:
         first, last = con.execute("select min(date), max(date) from raw.ga4_traffic").fetchone()
+        counts = {
+            name: con.execute(f"select count(*) from {name}").fetchone()[0]
+            for name in ("raw.ga4_traffic", "raw.orders", "kpi.kpi_values", "kpi.kpi_comparisons")
+        }
     finally:
         con.close()
     assert (str(first), str(last)) == ("2026-03-01", "2026-04-03")
+    # While the job runs, a line per finished step, with counts the tables confirm.
+    lines = {line.split(":")[0].strip(): line for line in out.splitlines() if line.startswith("  ")}
+    assert f"{counts['kpi.kpi_values']:,} rows in the table" in lines["kpi_values"]
+    assert f"{counts['kpi.kpi_comparisons']:,} rows in the table" in lines["kpi_comparisons"]
+    assert f"{counts['raw.orders']:,} loaded" in lines["orders"]
+    assert "34 partitions" in lines["ga4_traffic"]  # 1 March .. 3 April
+    assert out.index("  kpi_values:") < out.index("Scorecard:")

@@ -283,7 +283,7 @@ def test_compile_conversion_rate_by_month(capsys, catalog, dialect):
     assert "ga4_traffic.transactions AS x" in sql and "ga4_traffic.sessions AS x" in sql
     assert "FROM raw.ga4_traffic" in sql
     # Each day finds its period through day_periods (an equality join), then the periods.
-    assert re.search(r"JOIN `?kpi`?\.`?day_periods`? ON", sql, flags=re.IGNORECASE)
+    assert re.search(r"JOIN `?kpi_work`?\.`?day_periods`? ON", sql, flags=re.IGNORECASE)
     assert re.search(r"bucket`? = `?periods_\d+`?\.`?period_start", sql)
     assert "WHERE periods_1.grain = 'month'" in sql
     assert "JOIN kpi.periods AS p ON p.grain = 'month' AND p.period_start = " in sql
@@ -446,7 +446,7 @@ def test_compiled_duckdb_sql_runs_and_counts_orders_by_local_day(catalog, capsys
     )
     sql = compiled(capsys, "order_revenue", "--dimension", "channel")
     with engine.begin() as conn:
-        conn.execute(sa.text("CREATE SCHEMA raw; CREATE SCHEMA kpi"))
+        conn.execute(sa.text("CREATE SCHEMA raw; CREATE SCHEMA kpi; CREATE SCHEMA kpi_work"))
         compiler.tables["orders"].create(conn)
         compiler.periods.create(conn)
         conn.execute(sa.insert(compiler.periods), [p.as_row() for p in periods])

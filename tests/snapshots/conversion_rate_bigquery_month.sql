@@ -53,7 +53,7 @@ FROM (
                 ) AS `anon_6`
                 GROUP BY `anon_6`.`day`
             ) AS `anon_5`
-            JOIN `kpi`.`day_periods` ON `day_periods`.`day` = `anon_5`.`day`
+            JOIN `kpi_work`.`day_periods` ON `day_periods`.`day` = `anon_5`.`day`
                 AND `day_periods`.`grain` = 'month'
         ) AS `anon_4` ON `anon_4`.`bucket` = `periods_1`.`period_start`
         WHERE `periods_1`.`grain` = 'month'
@@ -92,7 +92,7 @@ FROM (
                 ) AS `anon_9`
                 GROUP BY `anon_9`.`day`
             ) AS `anon_8`
-            JOIN `kpi`.`day_periods` ON `day_periods`.`day` = `anon_8`.`day`
+            JOIN `kpi_work`.`day_periods` ON `day_periods`.`day` = `anon_8`.`day`
                 AND `day_periods`.`grain` = 'month'
         ) AS `anon_7` ON `anon_7`.`bucket` = `periods_2`.`period_start`
         WHERE `periods_2`.`grain` = 'month'

@@ -36,7 +36,7 @@ FROM (
                 anon_5.low AS low,
                 anon_5.high AS high,
                 anon_5.n AS n,
-                kpi.day_periods.period_start AS bucket
+                kpi_work.day_periods.period_start AS bucket
             FROM (
                 SELECT
                     anon_6.day AS day,
@@ -53,8 +53,8 @@ FROM (
                 ) AS anon_6
                 GROUP BY anon_6.day
             ) AS anon_5
-            JOIN kpi.day_periods ON kpi.day_periods.day = anon_5.day
-                AND kpi.day_periods.grain = 'month'
+            JOIN kpi_work.day_periods ON kpi_work.day_periods.day = anon_5.day
+                AND kpi_work.day_periods.grain = 'month'
         ) AS anon_4 ON anon_4.bucket = periods_1.period_start
         WHERE periods_1.grain = 'month'
         GROUP BY periods_1.period_start
@@ -75,7 +75,7 @@ FROM (
                 anon_8.low AS low,
                 anon_8.high AS high,
                 anon_8.n AS n,
-                kpi.day_periods.period_start AS bucket
+                kpi_work.day_periods.period_start AS bucket
             FROM (
                 SELECT
                     anon_9.day AS day,
@@ -92,8 +92,8 @@ FROM (
                 ) AS anon_9
                 GROUP BY anon_9.day
             ) AS anon_8
-            JOIN kpi.day_periods ON kpi.day_periods.day = anon_8.day
-                AND kpi.day_periods.grain = 'month'
+            JOIN kpi_work.day_periods ON kpi_work.day_periods.day = anon_8.day
+                AND kpi_work.day_periods.grain = 'month'
         ) AS anon_7 ON anon_7.bucket = periods_2.period_start
         WHERE periods_2.grain = 'month'
         GROUP BY periods_2.period_start

@@ -46,7 +46,7 @@ FROM (
             ) AS `anon_4`
             GROUP BY `anon_4`.`day`
         ) AS `anon_3`
-        JOIN `kpi`.`day_periods` ON `day_periods`.`day` = `anon_3`.`day`
+        JOIN `kpi_work`.`day_periods` ON `day_periods`.`day` = `anon_3`.`day`
             AND `day_periods`.`grain` = 'month'
     ) AS `anon_2` ON `anon_2`.`bucket` = `periods_1`.`period_start`
     WHERE `periods_1`.`grain` = 'month'

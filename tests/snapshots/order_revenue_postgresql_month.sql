@@ -29,7 +29,7 @@ FROM (
             anon_3.low AS low,
             anon_3.high AS high,
             anon_3.n AS n,
-            kpi.day_periods.period_start AS bucket
+            kpi_work.day_periods.period_start AS bucket
         FROM (
             SELECT
                 anon_4.day AS day,
@@ -46,8 +46,8 @@ FROM (
             ) AS anon_4
             GROUP BY anon_4.day
         ) AS anon_3
-        JOIN kpi.day_periods ON kpi.day_periods.day = anon_3.day
-            AND kpi.day_periods.grain = 'month'
+        JOIN kpi_work.day_periods ON kpi_work.day_periods.day = anon_3.day
+            AND kpi_work.day_periods.grain = 'month'
     ) AS anon_2 ON anon_2.bucket = periods_1.period_start
     WHERE periods_1.grain = 'month'
     GROUP BY periods_1.period_start

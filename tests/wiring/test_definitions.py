@@ -10,6 +10,7 @@ import warnings
 
 from dagster import AssetKey, DagsterInstance, build_schedule_context
 
+from assets.settings import PROJECT_ROOT
 from pipelines.definitions import defs
 from pipelines.schedules import daily_refresh_schedule, lookback_range
 
@@ -100,11 +101,13 @@ def test_kpi_values_lists_every_kpi_with_owner_and_formula():
 
     spec = next(s for s in defs.resolve_all_asset_specs() if s.key == AssetKey("kpi_values"))
     assert spec.code_version  # changes when any definition_version changes
-    from assets.kpis.tables import _catalog_markdown
+    from assets.kpis.tables import _catalog_table
 
-    table = _catalog_markdown()
+    rows = {r.data["kpi_id"]: r.data for r in _catalog_table().records}
+    assert set(rows) == set(catalog().kpis)
     for kpi in catalog().kpis.values():
-        assert f"`{kpi.id}`" in table and kpi.owner in table
+        assert rows[kpi.id]["owner"] == kpi.owner and rows[kpi.id]["formula"]
+        assert rows[kpi.id]["type"] == kpi.type  # a plain string, as Dagster stores it
 
 
 def test_daily_schedule_repulls_the_last_three_days():
@@ -287,3 +290,45 @@ def test_the_schedule_and_partitions_follow_the_settings():
     done = _load_definitions(code, KPI_DAILY_RUN_HOUR="7", KPI_HISTORY_START="2025-10-05")
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "0 7 * * * 2025-10-05"
+
+
+def test_every_asset_opening_a_duckdb_warehouse_is_in_its_pool_and_shows_the_kind():
+    """DuckDB lets one process hold the file: every asset that uses the warehouse is in the
+    `duckdb_warehouse` pool (the instance limits it to one run at a time) and shows the
+    warehouse as a kind in the UI."""
+    from assets.settings import DUCKDB_POOL
+
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assets_def = defs.resolve_assets_def(key)
+        if "warehouse" in assets_def.required_resource_keys:
+            assert node.pools == {DUCKDB_POOL}, key
+            assert "duckdb" in node.kinds, key
+    instance_yaml = (PROJECT_ROOT / "deploy" / "dagster.dev.yaml").read_text()
+    assert "granularity: run" in instance_yaml and "default_limit: 1" in instance_yaml
+
+
+def test_kpi_values_shows_the_raw_tables_its_kpis_read_as_inputs():
+    from assets.settings import catalog
+
+    graph = defs.resolve_asset_graph()
+    parents = {k.to_user_string() for k in graph.get(AssetKey("kpi_values")).parent_keys}
+    read = {m.source for k in catalog().kpis.values() for _, m in k.measures}
+    assert {"orders", "ga4_traffic", "ad_spend"} <= read
+    assert read <= parents
+
+
+def test_unset_resource_settings_name_their_environment_variable():
+    """The UI shows an unset setting as null: its description names the variable to set."""
+    from resources.ga4 import GA4Resource
+    from resources.notifier import NotifierResource
+    from resources.reports import ReportResource
+
+    for resource, field, variable in [
+        (GA4Resource, "credentials_json", "GA4_CREDENTIALS_JSON"),
+        (NotifierResource, "slack_webhook_url", "SLACK_WEBHOOK_URL"),
+        (NotifierResource, "smtp_host", "SMTP_HOST"),
+        (ReportResource, "base_url", "KPI_REPORT_BASE_URL"),
+    ]:
+        assert resource.model_fields[field].description.startswith(variable), field

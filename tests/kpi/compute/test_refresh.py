@@ -107,7 +107,7 @@ def test_the_periods_and_the_day_map_are_replaced_together(warehouse_url, tables
         conn.execute(sa.schema.DropTable(day_map))
         conn.execute(
             sa.text(
-                "CREATE TABLE kpi.day_periods (grain VARCHAR NOT NULL, day DATE NOT NULL, "
+                "CREATE TABLE kpi_work.day_periods (grain VARCHAR NOT NULL, day DATE NOT NULL, "
                 "period_start DATE NOT NULL, CHECK (day <= DATE '2026-03-10'))"
             )
         )

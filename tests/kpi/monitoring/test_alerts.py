@@ -753,7 +753,8 @@ def test_dagster_run_of_kpi_alerts(
     (materialization,) = result.asset_materializations_for_node("kpi_alerts")
     meta = {k: v.value for k, v in materialization.metadata.items()}
     assert (meta["fired"], meta["failed_channels"], meta["dagster/row_count"]) == (1, 1, 1)
-    assert "HTTP 500" in meta["failures"]
+    (failure,) = [r.data for r in materialization.metadata["failures"].records]
+    assert failure["channel"] == "slack" and "HTTP 500" in failure["error"]
     # Nothing the run wrote anywhere holds the token or the password.
     logs = instance.all_logs(result.run_id)
     assert any("slack failed: HTTP 500" in (e.user_message or "") for e in logs)

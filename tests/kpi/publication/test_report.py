@@ -415,7 +415,9 @@ def test_kpi_report_asset_writes_the_file_and_metadata(warehouse, tmp_path):
     path = Path(metadata["path"].value)
     assert path == (tmp_path / "reports" / "scorecard-2026-03-18.html").resolve()
     assert path.read_text().startswith("<!DOCTYPE html>")
-    assert "| Sessions | 2026-02 |" in metadata["summary"].value
+    summary = [r.data for r in metadata["summary"].records]
+    assert any(r.get("KPI") == "Sessions" and r.get("month") == "2026-02" for r in summary), summary
+    assert metadata["report"].value == path.as_uri()  # a link in the UI
     spec = metadata["headline_trend"].value
     assert spec["$schema"].endswith("vega-lite/v5.json") and spec["data"]["values"]
 

@@ -89,8 +89,10 @@ def _insert(wh: Warehouse, table: sa.Table, *rows: dict) -> None:
 
 
 def _indexes(wh: Warehouse) -> dict[str, str]:
-    """name -> definition of every index in the raw and kpi schemas."""
-    query = sa.text("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname IN ('raw', 'kpi')")
+    """name -> definition of every index in the raw, kpi and kpi_work schemas."""
+    query = sa.text(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname IN ('raw', 'kpi', 'kpi_work')"
+    )
     with wh.engine.connect() as conn:
         return dict(conn.execute(query).all())
 
