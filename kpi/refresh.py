@@ -371,7 +371,9 @@ def refresh_catalog(wh: Warehouse, tables: KpiTables, now: dt.datetime | None = 
 
 
 def refresh_scorecard_view(wh: Warehouse, tables: KpiTables) -> str:
-    return create_scorecard_view(wh, tables.comparisons, tables.catalog.dimensions)
+    return create_scorecard_view(
+        wh, tables.comparisons, tables.catalog.dimensions, tables.catalog_table, tables.targets
+    )
 
 
 def refresh_anomalies(

@@ -36,7 +36,7 @@ def render_message(firing: Firing, catalog: Catalog) -> AlertMessage:
     currency = kpi.currency or catalog.reporting.currency
 
     def fmt(value: float | None) -> str:
-        return format_value(value, kpi.unit, currency)
+        return format_value(value, kpi.unit, currency, kpi.format or None)
 
     period = period_label(str(rule.period_grain), firing.period_start, firing.period_end)
     status = status_words(firing.status)

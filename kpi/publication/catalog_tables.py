@@ -10,7 +10,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from kpi.language.catalog import Catalog
+from kpi.language.expressions import safe_divide
 from kpi.language.models import Kpi, KpiType
+from kpi.warehouse.comments import stored_comments, write_comments
 from kpi.warehouse.connection import Warehouse
 
 
@@ -60,6 +62,8 @@ def catalog_rows(catalog: Catalog) -> pd.DataFrame:
                 if b
                 else None,
                 "min_sample_size": kpi.min_sample_size,
+                "at_risk_below": kpi.thresholds.at_risk_below,
+                "off_track_below": kpi.thresholds.off_track_below,
                 "tags": ", ".join(kpi.tags) or None,
                 "version": kpi.version,
                 "definition_version": catalog.versions[kpi.id],
@@ -138,12 +142,21 @@ def _insert_missing(conn: sa.Connection, changes: sa.Table, row: dict):
     return c.insert().from_select(list(row), values)
 
 
-def scorecard_select(comparisons: sa.Table, dimensions: list[str], grain: str = "month"):
+def scorecard_select(
+    comparisons: sa.Table,
+    dimensions: list[str],
+    grain: str = "month",
+    catalog_table: sa.Table | None = None,
+    targets: sa.Table | None = None,
+):
     """The latest complete period of each KPI at ``grain``, the total row, sorted by area.
 
     ``history_recomputed`` tells a reader that the previous period or last year it is
     compared with was restated under a definition that changed after those days; the goal
-    columns project the KPI to its target's deadline as of the period's last day."""
+    columns project the KPI to its target's deadline as of the period's last day. With
+    ``catalog_table`` and ``targets`` (the view does), what a BI tool needs to show a KPI
+    without help: unit, currency, display format, the target band and the ranges of the
+    actual that are on track and not off track (:func:`status_ranges`)."""
     c = comparisons
     total = [c.c[d].is_(None) for d in dimensions]
     latest = (
@@ -152,7 +165,7 @@ def scorecard_select(comparisons: sa.Table, dimensions: list[str], grain: str = 
         .group_by(c.c.kpi_id)
         .subquery()
     )
-    return (
+    query = (
         sa.select(
             c.c.area,
             c.c.kpi_id,
@@ -191,11 +204,78 @@ def scorecard_select(comparisons: sa.Table, dimensions: list[str], grain: str = 
         .where(c.c.grain == grain, *total)
         .order_by(c.c.area, c.c.kpi_id)
     )
+    if catalog_table is None or targets is None:
+        return query
+    k, t = catalog_table, targets
+    band_min, band_max = t.c.band_min_full, t.c.band_max_full
+    query = (
+        query.outerjoin(k, k.c.kpi_id == c.c.kpi_id)
+        .outerjoin(
+            t,
+            sa.and_(
+                t.c.kpi_id == c.c.kpi_id,
+                t.c.grain == c.c.grain,
+                t.c.period_start == c.c.period_start,
+            ),
+        )
+        .add_columns(
+            k.c.unit,
+            k.c.currency,
+            k.c.format.label("display_format"),
+            band_min.label("target_band_min"),
+            band_max.label("target_band_max"),
+            *status_ranges(c, k, band_min, band_max),
+        )
+    )
+    return query
 
 
-def create_scorecard_view(wh: Warehouse, comparisons: sa.Table, dimensions: list[str]) -> str:
+def status_ranges(c, k, band_min, band_max) -> list:
+    """``on_track_min/max`` and ``at_risk_min/max``: the actual values whose status is on
+    track, and at risk or better, for the period's target (a NULL bound is open). They
+    restate the status rule (kpi.status.judgement) in the KPI's own unit:
+
+    - higher is better: on track from target x at_risk_below, at risk from target x
+      off_track_below;
+    - lower is better: on track up to target / at_risk_below, at risk up to target /
+      off_track_below;
+    - within a band: on track from band_min x at_risk_below to band_max / at_risk_below,
+      at risk from band_min x off_track_below to band_max / off_track_below.
+
+    NULL for growth KPIs (their status judges the levels the growth reaches, not the rate)
+    and where there is no target."""
+    growth = k.c.kpi_type == "period_over_period"
+    higher, lower = c.c.direction == "higher_is_better", c.c.direction == "lower_is_better"
+    band = c.c.direction == "within_band"
+    none = sa.cast(sa.null(), sa.Double)
+
+    def bound(threshold, low: bool):
+        if low:
+            whens = [(higher, c.c.target * threshold), (band, band_min * threshold)]
+        else:
+            whens = [
+                (lower, safe_divide(c.c.target, threshold)),
+                (band, safe_divide(band_max, threshold)),
+            ]
+        return sa.case((growth, none), *whens, else_=none)
+
+    return [
+        bound(k.c.at_risk_below, True).label("on_track_min"),
+        bound(k.c.at_risk_below, False).label("on_track_max"),
+        bound(k.c.off_track_below, True).label("at_risk_min"),
+        bound(k.c.off_track_below, False).label("at_risk_max"),
+    ]
+
+
+def create_scorecard_view(
+    wh: Warehouse,
+    comparisons: sa.Table,
+    dimensions: list[str],
+    catalog_table: sa.Table | None = None,
+    targets: sa.Table | None = None,
+) -> str:
     """(Re)create ``kpi.kpi_scorecard`` over the comparisons; return its qualified name."""
-    query = scorecard_select(comparisons, dimensions)
+    query = scorecard_select(comparisons, dimensions, "month", catalog_table, targets)
     # Two runs replacing the view at once fail on PostgreSQL ("tuple concurrently updated").
     with wh.transaction(lock=[f"{comparisons.schema}.kpi_scorecard"]) as conn:
         preparer = conn.dialect.identifier_preparer
@@ -203,4 +283,39 @@ def create_scorecard_view(wh: Warehouse, comparisons: sa.Table, dimensions: list
         body = query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
         # DDL takes no bound parameters; the literals come from our own code, not from input.
         conn.execute(sa.text(f"CREATE OR REPLACE VIEW {name} AS {body}"))
+        wanted = scorecard_comments(query, comparisons, catalog_table)
+        stored = stored_comments(conn, comparisons.schema)
+        write_comments(conn, comparisons.schema, "kpi_scorecard", wanted, stored, kind="VIEW")
     return f"{comparisons.schema}.kpi_scorecard"
+
+
+SCORECARD_COMMENTS = {
+    None: "The latest complete month of each KPI (total row), sorted by area: what a manager "
+    "reads. One row per KPI; every column is described, the status rule in on_track_min.."
+    "at_risk_max",
+    "display_format": "the KPI's display format, spreadsheet style: '#,##0', '0.0%', "
+    "'€#,##0.00', '0.00x' (kpi_definitions `format:`); NULL: by unit",
+    "target_band_min": "lower edge of the target band for the month (within_band KPIs)",
+    "target_band_max": "upper edge of the target band for the month (within_band KPIs)",
+    "on_track_min": "the status is on_track when the actual is at least this (NULL: no lower "
+    "bound); from the target and the KPI's at_risk_below threshold",
+    "on_track_max": "the status is on_track when the actual is at most this (NULL: no upper "
+    "bound; lower-is-better and band KPIs have one)",
+    "at_risk_min": "below this the status is off_track (NULL: no lower bound); between it and "
+    "on_track_min, at_risk",
+    "at_risk_max": "above this the status is off_track (NULL: no upper bound)",
+}
+
+
+def scorecard_comments(
+    query: sa.Select, comparisons: sa.Table, catalog_table: sa.Table | None
+) -> dict[str | None, str | None]:
+    """A comment for the view and each of its columns: the column's own where it comes
+    straight from ``kpi_comparisons`` or ``kpi_catalog``, else :data:`SCORECARD_COMMENTS`."""
+    own = {c.name: c.comment for c in comparisons.columns}
+    if catalog_table is not None:
+        own |= {c: catalog_table.c[c].comment for c in ("unit", "currency")}
+    wanted: dict[str | None, str | None] = {None: SCORECARD_COMMENTS[None]}
+    for column in query.selected_columns:
+        wanted[column.name] = SCORECARD_COMMENTS.get(column.name) or own.get(column.name)
+    return wanted

@@ -14,6 +14,7 @@ import re
 
 import pandas as pd
 
+from kpi.language.display_format import render as render_format
 from kpi.language.models import Unit
 from kpi.language.status import STATUS_ORDER, Status
 from kpi.status.target_gap import points
@@ -102,11 +103,15 @@ def number(value) -> float | None:
     return None if math.isnan(value) else value
 
 
-def format_value(value: float | None, unit: Unit | str, currency: str = "EUR") -> str:
-    """A KPI value in its unit: ``12.34%``, ``1,234.50 EUR``, ``1,234``, ``95 s``; ``-`` if
-    missing."""
+def format_value(
+    value: float | None, unit: Unit | str, currency: str = "EUR", fmt: str | None = None
+) -> str:
+    """A KPI value in its ``format:`` when it declares one (``1.29x``, ``€220,286``), else
+    in its unit: ``12.34%``, ``1,234.50 EUR``, ``1,234``, ``95 s``; ``-`` if missing."""
     if value is None or pd.isna(value):
         return "-"
+    if fmt:
+        return render_format(float(value), fmt)
     unit = Unit(unit)
     if unit == Unit.percent:
         return f"{value * 100:.2f}%"
@@ -119,19 +124,21 @@ def format_value(value: float | None, unit: Unit | str, currency: str = "EUR") -
     return f"{value:,.2f}"
 
 
-def compact_value(value, unit: Unit | str, currency: str) -> str:
-    """``format_value``, but an amount of 1,000 or more without cents: cents on a
-    five-figure amount are noise to a reader of a monthly report."""
+def compact_value(value, unit: Unit | str, currency: str, fmt: str | None = None) -> str:
+    """``format_value``, but (without a declared ``format:``) an amount of 1,000 or more
+    without cents: cents on a five-figure amount are noise to a reader of a monthly report."""
     value = number(value)
+    if fmt:
+        return format_value(value, unit, currency, fmt)
     if Unit(unit) == Unit.currency and value is not None and abs(value) >= 1000:
         return f"{value:,.0f} {currency}"
     return format_value(value, unit, currency)
 
 
-def value_range(low, high, unit: Unit | str, currency: str) -> str:
+def value_range(low, high, unit: Unit | str, currency: str, fmt: str | None = None) -> str:
     """``30,000\u201340,000 EUR``: the unit once, so a band fits a table cell."""
     # Whole numbers lose their zero decimals: "30\u201345%" reads faster than "30.00\u201345.00%".
-    lo, hi = (re.sub(r"\.00\b", "", compact_value(v, unit, currency)) for v in (low, high))
+    lo, hi = (re.sub(r"\.00\b", "", compact_value(v, unit, currency, fmt)) for v in (low, high))
     for suffix in ("%", f" {currency}", " s"):
         if suffix.strip() and lo.endswith(suffix) and hi.endswith(suffix):
             return f"{lo[: -len(suffix)]}\u2013{hi}"

@@ -34,18 +34,17 @@ def render(frame: pd.DataFrame, catalog: Catalog) -> str:
         if pd.isna(r.previous) and not pd.isna(r.actual):
             # The previous period lies before the data: nothing to compare with, not a 0.
             change = "no history"
-        target = format_value(r.target, kpi.unit, currency)
+        target = format_value(r.target, kpi.unit, currency, kpi.format)
         if kpi.target is not None and kpi.target.band is not None:
             band = kpi.target.band
-            target = f"{format_value(band.min, kpi.unit, currency)} .. " + format_value(
-                band.max, kpi.unit, currency
-            )
+            low = format_value(band.min, kpi.unit, currency, kpi.format)
+            target = f"{low} .. {format_value(band.max, kpi.unit, currency, kpi.format)}"
         rows.append(
             [
                 r.area,
                 kpi.name,
                 f"{r.period_start:%Y-%m}",
-                format_value(r.actual, kpi.unit, currency),
+                format_value(r.actual, kpi.unit, currency, kpi.format),
                 target,
                 change,
                 status_mark(r.status),

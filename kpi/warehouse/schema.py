@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from kpi.language.models import SourceSpec
+from kpi.warehouse.comments import described
 
 RAW_SCHEMA = "raw"
 KPI_SCHEMA = "kpi"
@@ -103,6 +104,7 @@ def day_periods_table(metadata: sa.MetaData) -> sa.Table:
     )
 
 
+@described
 def periods_table(metadata: sa.MetaData, dimensions: list[str] | None = None) -> sa.Table:
     """One row per grain and period, with every window the compiled SQL joins on."""
     if f"{KPI_SCHEMA}.periods" in metadata.tables:
@@ -137,12 +139,14 @@ def periods_table(metadata: sa.MetaData, dimensions: list[str] | None = None) ->
         sa.Column("days_in_period", sa.Integer, nullable=False),
         sa.Column("elapsed_days", sa.Integer, nullable=False),
         sa.Column("is_complete_period", sa.Boolean, nullable=False),
+        sa.PrimaryKeyConstraint("grain", "period_start", name="periods__pk"),
         unique_key("periods", "grain", "period_start"),
         schema=KPI_SCHEMA,
         comment="Reporting periods in the reporting time zone, with comparison windows",
     )
 
 
+@described
 def kpi_values_table(metadata: sa.MetaData, dimensions: list[str]) -> sa.Table:
     """The long KPI table: one row per KPI, grain, period and dimension slice."""
     if f"{KPI_SCHEMA}.kpi_values" in metadata.tables:
@@ -183,6 +187,7 @@ def kpi_values_table(metadata: sa.MetaData, dimensions: list[str]) -> sa.Table:
     )
 
 
+@described
 def kpi_targets_table(metadata: sa.MetaData) -> sa.Table:
     if f"{KPI_SCHEMA}.kpi_targets" in metadata.tables:
         return metadata.tables[f"{KPI_SCHEMA}.kpi_targets"]
@@ -234,6 +239,7 @@ def kpi_targets_table(metadata: sa.MetaData) -> sa.Table:
             "(seasonal, but part of the goal had no last-year shape and is spread by days) "
             "or current_value (rates)",
         ),
+        sa.PrimaryKeyConstraint("kpi_id", "grain", "period_start", name="kpi_targets__pk"),
         unique_key("kpi_targets", "kpi_id", "grain", "period_start"),
         schema=KPI_SCHEMA,
         comment="Targets phased per period from the KPI definitions, and the goal of each "
@@ -241,6 +247,7 @@ def kpi_targets_table(metadata: sa.MetaData) -> sa.Table:
     )
 
 
+@described
 def kpi_comparisons_table(metadata: sa.MetaData, dimensions: list[str]) -> sa.Table:
     if f"{KPI_SCHEMA}.kpi_comparisons" in metadata.tables:
         return metadata.tables[f"{KPI_SCHEMA}.kpi_comparisons"]
@@ -387,6 +394,7 @@ def kpi_comparisons_table(metadata: sa.MetaData, dimensions: list[str]) -> sa.Ta
     )
 
 
+@described
 def kpi_catalog_table(metadata: sa.MetaData) -> sa.Table:
     """Every KPI's definition, for BI tools to show next to the numbers."""
     if f"{KPI_SCHEMA}.kpi_catalog" in metadata.tables:
@@ -411,15 +419,27 @@ def kpi_catalog_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("target", sa.String, comment="target as declared"),
         sa.Column("benchmark", sa.String, comment="benchmark as declared, with its source"),
         sa.Column("min_sample_size", sa.Integer, comment="below it, status is insufficient_data"),
+        sa.Column(
+            "at_risk_below",
+            sa.Double,
+            comment="status threshold: attainment (1.0 = on target) below it is at risk",
+        ),
+        sa.Column(
+            "off_track_below",
+            sa.Double,
+            comment="status threshold: attainment below it is off track",
+        ),
         sa.Column("tags", sa.String, comment="comma-separated tags"),
         sa.Column("version", sa.String, comment="the author's version label"),
         sa.Column("definition_version", sa.String, nullable=False, comment="definition hash"),
+        sa.PrimaryKeyConstraint("kpi_id", name="kpi_catalog__pk"),
         unique_key("kpi_catalog", "kpi_id"),
         schema=KPI_SCHEMA,
         comment="KPI definitions from kpi_definitions/, one row per KPI",
     )
 
 
+@described
 def kpi_changes_table(metadata: sa.MetaData) -> sa.Table:
     """Each definition version of each KPI, and when it was first and last computed."""
     if f"{KPI_SCHEMA}.kpi_changes" in metadata.tables:
@@ -433,10 +453,7 @@ def kpi_changes_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("changelog", sa.String, comment="the author's changelog entry, if any"),
         sa.Column("first_seen_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False),
-        # One row per version. Only tables created from this declaration have the primary
-        # key (ensure_tables adds no constraints); on PostgreSQL the unique index below is
-        # added to older tables too. On DuckDB record_changes never inserts a duplicate and
-        # the comparisons read older tables' duplicates as one.
+        # One row per version; ensure_tables adds the primary key to an older table too.
         sa.PrimaryKeyConstraint("kpi_id", "definition_version"),
         unique_key("kpi_changes", "kpi_id", "definition_version"),
         schema=KPI_SCHEMA,
@@ -444,6 +461,7 @@ def kpi_changes_table(metadata: sa.MetaData) -> sa.Table:
     )
 
 
+@described
 def kpi_anomalies_table(metadata: sa.MetaData) -> sa.Table:
     if f"{KPI_SCHEMA}.kpi_anomalies" in metadata.tables:
         return metadata.tables[f"{KPI_SCHEMA}.kpi_anomalies"]
@@ -459,12 +477,14 @@ def kpi_anomalies_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("is_anomaly", sa.Boolean, nullable=False),
         sa.Column("kind", sa.String, comment="spike or drop"),
         sa.Column("definition_version", sa.String, nullable=False),
+        sa.PrimaryKeyConstraint("kpi_id", "period_start", name="kpi_anomalies__pk"),
         unique_key("kpi_anomalies", "kpi_id", "period_start"),
         schema=KPI_SCHEMA,
         comment="Daily KPI values outside their weekday-aware control band (total rows only)",
     )
 
 
+@described
 def kpi_alerts_table(metadata: sa.MetaData) -> sa.Table:
     """Every alert rule that fired, one row per attempt: the history that keeps an event from
     being sent twice and holds each rule to its cooldown. Rows are only ever appended."""

@@ -11,6 +11,7 @@ from kpi.language.rules.additivity import AdditivityRule
 from kpi.language.rules.alerts import AlertRulesRule
 from kpi.language.rules.base import Rule
 from kpi.language.rules.dimensions import DimensionRule
+from kpi.language.rules.display_formats import DisplayFormatRule
 from kpi.language.rules.expressions import ExpressionRule
 from kpi.language.rules.file_sources import FileSourceDeclarationRule
 from kpi.language.rules.grains import GrainRule
@@ -36,6 +37,7 @@ RULES: list[Rule] = [
     TargetRule(),
     SeasonalPhasingRule(),
     GoalDeadlineRule(),
+    DisplayFormatRule(),
     AlertRulesRule(),
     FileSourceDeclarationRule(),
 ]

@@ -51,6 +51,7 @@ class KpiMeta:
     benchmark_example: bool
     benchmark_source: str | None
     goal: str | None = None
+    display_format: str | None = None  # the KPI's `format:` (kpi.language.display_format)
 
     @property
     def is_growth(self) -> bool:
@@ -59,11 +60,11 @@ class KpiMeta:
 
     def show(self, value) -> str:
         """A value of this KPI as the report prints it."""
-        return compact_value(value, self.unit, self.currency)
+        return compact_value(value, self.unit, self.currency, self.display_format)
 
     def show_range(self, low, high) -> str:
         """A band of this KPI (``30\u201345%``)."""
-        return value_range(low, high, self.unit, self.currency)
+        return value_range(low, high, self.unit, self.currency, self.display_format)
 
 
 @dataclass
@@ -162,6 +163,7 @@ def _kpi_meta(tables: KpiTables) -> dict[str, KpiMeta]:
             benchmark_example=bool(kpi.benchmark and kpi.benchmark.example),
             benchmark_source=kpi.benchmark.source if kpi.benchmark else None,
             goal=kpi.goal or None,
+            display_format=kpi.format or None,
         )
     return out
 

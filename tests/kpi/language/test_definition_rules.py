@@ -1466,3 +1466,23 @@ def test_a_fixed_offset_of_a_running_total_is_refused(tmp_path):
         "offset `7 days` cannot shift the running total `sessions_mtd`: use previous_period "
         "or same_period_last_year"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# DisplayFormatRule
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_format_no_reader_can_render_is_refused_with_its_line(tmp_path):
+    body = 'type: simple\nmeasure: {source: orders, agg: count}\nformat: "%s"'
+    broken = kpi("broken_format", body % "0.##")
+    percent = kpi("percent_of_count", body % "0.0%")
+    fine = kpi("fine_format", body % "€#,##0.00")
+    text = area(broken, percent, fine)
+    folder = write_definitions(tmp_path, {"test.yaml": text})
+    problems = problems_of(folder)
+    bad = find(problems, "format '0.##' is not [prefix][+]digits[.decimals][%][suffix]")
+    assert_at(bad, folder / "test.yaml", line_of(text, 'format: "0.##"'), "broken_format")
+    scaled = find(problems, "format '0.0%' shows a percentage, but the KPI's unit is count")
+    assert_at(scaled, folder / "test.yaml", line_of(text, 'format: "0.0%"'), "percent_of_count")
+    assert len(problems) == 2, shown(problems)

@@ -257,6 +257,12 @@ def test_gap_to_target_is_direction_aware(december_first):
     cells = _cells(page)
     card = data.scorecard.set_index("kpi_id")
     checked = 0
+    # The amounts in each KPI's declared `format:` (€0.00, €#,##0, #,##0).
+    shown = {
+        "cost_per_acquisition": lambda g: f"€{g:,.2f}",
+        "revenue": lambda g: f"€{g:,.0f}",
+        "sessions": lambda g: f"{g:,.0f}",
+    }
     for kpi_id, sign in (("cost_per_acquisition", -1), ("revenue", 1), ("sessions", 1)):
         r = card.loc[kpi_id]
         gap = sign * (float(r.actual) - float(r.target))  # positive = better
@@ -265,9 +271,7 @@ def test_gap_to_target_is_direction_aware(december_first):
         meta = data.kpis[kpi_id]
         name = meta.name
         words = "better" if gap > 0 else "worse"
-        # The report's amounts: no cents from 1,000 EUR up, counts whole.
-        money = f"{abs(gap):,.0f} EUR" if abs(gap) >= 1000 else f"{abs(gap):,.2f} EUR"
-        amount = money if meta.unit == "currency" else f"{abs(gap):,.0f}"
+        amount = shown[kpi_id](abs(gap))
         assert cells.rows[name][ATTAINMENT].endswith(f"{amount} {words}"), cells.rows[name]
         assert words in " ".join(cells.classes[name][ATTAINMENT])
         checked += 1
