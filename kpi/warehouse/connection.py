@@ -26,6 +26,7 @@ from kpi.warehouse.comments import sync_comments
 from kpi.warehouse.dsn import check_unambiguous, scrub_errors, scrub_exception, url_secrets
 from kpi.warehouse.locks import DDL, lock_tables, locked_transaction
 from kpi.warehouse.schema import KPI_SCHEMA, stale_reader_copy
+from kpi.warehouse.upgrades import add_primary_keys
 
 DEFAULT_WAREHOUSE_URL = "duckdb:///data/warehouse.duckdb"
 # Bound values per statement, below PostgreSQL's limit of 65,535.
@@ -87,11 +88,6 @@ def _explain_duckdb_lock(context) -> None:
     ) from None
 
 
-@contextlib.contextmanager
-def _no_savepoint() -> Iterator[None]:
-    yield
-
-
 def _drop_stale_reader_copy(conn: Connection, table: sa.Table) -> None:
     """An upgraded warehouse keeps no working table in the readers' schema."""
     stale = stale_reader_copy(table)
@@ -142,45 +138,11 @@ class Warehouse:
             # A reader table made by an older version gets the comments declared since, and
             # the primary key its declaration has now.
             sync_comments(conn, tables, KPI_SCHEMA)
-            self._add_primary_keys(conn, [t for t in tables if existing.get((t.schema, t.name))])
-
-    @staticmethod
-    def _add_primary_keys(conn: Connection, tables: list[sa.Table]) -> None:
-        """``ALTER TABLE ... ADD PRIMARY KEY`` on existing tables declared with one but made
-        without it (DuckDB and PostgreSQL). Rows that break the key fail with
-        :class:`DuplicateKeyError` naming the table, the key and an example."""
-        keyed = [t for t in tables if t.primary_key.columns]
-        if not keyed or conn.dialect.name not in ("duckdb", "postgresql"):
-            return
-        if conn.dialect.name == "duckdb":
-            query = (
-                "SELECT schema_name, table_name FROM duckdb_constraints() "
-                "WHERE constraint_type = 'PRIMARY KEY'"
+            add_primary_keys(
+                conn,
+                [t for t in tables if existing.get((t.schema, t.name))],
+                _duplicate_key_error,
             )
-        else:
-            query = (
-                "SELECT n.nspname, c.relname FROM pg_constraint k JOIN pg_class c "
-                "ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE k.contype = 'p'"
-            )
-        have = set(conn.execute(sa.text(query)).tuples())
-        preparer = conn.dialect.identifier_preparer
-        for table in keyed:
-            if (table.schema, table.name) in have:
-                continue
-            columns = list(table.primary_key.columns)
-            names = ", ".join(preparer.format_column(c) for c in columns)
-            try:
-                with conn.begin_nested() if conn.dialect.name == "postgresql" else _no_savepoint():
-                    conn.execute(
-                        sa.text(
-                            f"ALTER TABLE {preparer.format_table(table)} ADD PRIMARY KEY ({names})"
-                        )
-                    )
-            except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.DBAPIError) as error:
-                if conn.dialect.name == "duckdb":
-                    raise
-                raise _duplicate_key_error(conn, table, columns) from error
 
     @staticmethod
     def _existing_columns(conn: Connection, schemas: list[str]) -> dict[tuple, set[str]]:
