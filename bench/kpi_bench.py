@@ -970,6 +970,13 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Result] = []
     try:
         start = time.perf_counter()
+        # Said first: at the default 10M rows the data takes a while, and each contender
+        # runs --repeat times before the table prints.
+        print(
+            f"kpi_bench: generating ~{args.rows:,} GA4 rows in DuckDB, then timing "
+            f"{', '.join(contenders)} ({args.repeat} run(s) each); bench/README.md explains it",
+            flush=True,
+        )
         counts = generate(db, args.rows, args.days)
         print(
             f"generated {counts['ga4_traffic']:,} GA4 rows and {counts['ad_spend']:,} ad spend "

@@ -6,9 +6,10 @@ survey answers, plus the landing-zone CSV files the file-based sources are read 
 
 Every value for a given calendar day comes from numpy generators seeded with
 ``(seed, source stream, date.toordinal())``, so a frame never depends on the range requested:
-``ga4_traffic(a, z)`` restricted to ``[b, c]`` equals ``ga4_traffic(b, c)`` (the only exception is
-the simulated tracking outage, which is anchored on the ``end`` of the request; see
-:func:`outage_day`). Dates are local days in :data:`DEMO_TIME_ZONE`, the GA4 reporting time zone.
+``ga4_traffic(a, z)`` restricted to ``[b, c]`` equals ``ga4_traffic(b, c)``, and the data of a
+day does not depend on when the demo runs. The simulated tracking outages too are fixed on
+the calendar (every 29 January and 29 July; :func:`outage_days`). Dates are local days in
+:data:`DEMO_TIME_ZONE`, the GA4 reporting time zone.
 
 The sources are linked the way real ones are: ad clicks follow the GA4 paid sessions of the same
 campaign, every GA4 transaction is also a shop order (plus a few orders GA4 never saw, as with
@@ -22,12 +23,12 @@ from demo.generator.catalogue import (
     DEMO_PROPERTY_ID,
     DEMO_TIME_ZONE,
     DEVICES,
-    OUTAGE_OFFSET_DAYS,
+    OUTAGE_DATES,
     OUTAGE_RETENTION,
     PLATFORMS,
 )
 from demo.generator.commerce import ad_spend, eur_usd_rate, orders
-from demo.generator.days import black_friday, outage_day
+from demo.generator.days import black_friday, outage_day, outage_days
 from demo.generator.landing_files import write_landing_files
 from demo.generator.survey import survey_answers
 from demo.generator.traffic import ga4_traffic
@@ -39,7 +40,7 @@ __all__ = [
     "DEMO_PROPERTY_ID",
     "DEMO_TIME_ZONE",
     "DEVICES",
-    "OUTAGE_OFFSET_DAYS",
+    "OUTAGE_DATES",
     "OUTAGE_RETENTION",
     "PLATFORMS",
     "ad_spend",
@@ -48,6 +49,7 @@ __all__ = [
     "ga4_traffic",
     "orders",
     "outage_day",
+    "outage_days",
     "survey_answers",
     "write_landing_files",
 ]

@@ -12,7 +12,10 @@ DEMO_PROPERTY_ID = "412345678"
 DEMO_TIME_ZONE = "Europe/Copenhagen"  # GA4 property time zone = reporting time zone
 DEMO_CURRENCY = "EUR"
 
-OUTAGE_OFFSET_DAYS = 40
+# The simulated GA4 tracking outages: every year on these calendar days (month, day). Fixed
+# on the calendar, not on the request, so a day's data never depends on when the demo runs;
+# six months apart, so every demo window (14 months) holds at least two.
+OUTAGE_DATES: tuple[tuple[int, int], ...] = ((1, 29), (7, 29))
 # Share of GA4 hits that still arrive on the outage day (a broken tag fires on a few pages only).
 OUTAGE_RETENTION = 0.2
 

@@ -23,17 +23,24 @@ from demo.generator.catalogue import (
     _YEARLY_GROWTH,
     CHANNELS,
     DEMO_TIME_ZONE,
-    OUTAGE_OFFSET_DAYS,
+    OUTAGE_DATES,
 )
 
 
-def outage_day(end: date) -> date:
-    """Return the day of the simulated GA4 tracking outage for data ending on ``end``.
+def outage_days(start: date, end: date) -> list[date]:
+    """The simulated GA4 tracking outages from ``start`` to ``end``: every year on the
+    calendar days of ``OUTAGE_DATES``, whatever range is requested or when."""
+    return [
+        date(year, month, day)
+        for year in range(start.year, end.year + 1)
+        for month, day in OUTAGE_DATES
+        if start <= date(year, month, day) <= end
+    ]
 
-    Anchored on the end of the requested range (40 days before it) so the outage always falls
-    inside a typical demo window and is recent enough to show up in KPI checks.
-    """
-    return end - timedelta(days=OUTAGE_OFFSET_DAYS)
+
+def outage_day(end: date) -> date:
+    """The latest simulated tracking outage on or before ``end``."""
+    return outage_days(date(end.year - 1, 1, 1), end)[-1]
 
 
 def black_friday(year: int) -> date:

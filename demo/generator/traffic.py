@@ -35,7 +35,7 @@ from demo.generator.days import (
     _ordinals,
     _rng,
     _yearly_names,
-    outage_day,
+    outage_days,
 )
 
 
@@ -128,16 +128,17 @@ def ga4_traffic(
     (ints): ``sessions``, ``engagedSessions``, ``newUsers``, ``keyEvents``, ``transactions``, and
     ``purchaseRevenue`` (EUR, 2 dp). Like the API, combinations without sessions are omitted.
 
-    Sessions and every metric drop by ~80 % on the tracking-outage day, which is
-    ``outage_day(end)`` unless ``outage`` names another day. Pass the same ``outage`` to every
-    call (e.g. per-day partitions) to see the outage independently of the requested range.
+    Sessions and every metric drop by ~80 % on the tracking-outage days, fixed on the
+    calendar (``outage_days``), so a day's rows are the same whatever range is requested;
+    ``outage`` makes one other day the only outage (for tests).
     """
     ordinals = _ordinals(start, end)
-    outage_ordinal = (outage or outage_day(end)).toordinal()
+    outages = [outage] if outage else outage_days(start, end)
+    outage_ordinals = {d.toordinal() for d in outages}
     days = []
     for ordinal in ordinals.tolist():
         day = _traffic_day(seed, ordinal)
-        if ordinal == outage_ordinal:
+        if ordinal in outage_ordinals:
             day = _apply_outage(day, _rng(seed, _STREAM_OUTAGE, ordinal))
         days.append(day)
     sizes = [len(d.segment) for d in days]

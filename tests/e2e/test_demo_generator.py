@@ -16,7 +16,8 @@ from demo.generator import days, traffic
 
 END = date(2025, 12, 31)
 START = END - timedelta(days=429)  # 430 days, the size the pipeline demo uses
-OUTAGE = gen.outage_day(END)
+OUTAGE = gen.outage_day(END)  # 29 July 2025
+OUTAGES = gen.outage_days(START, END)  # 29 January and 29 July 2025
 
 GA4_KEYS = [
     "date",
@@ -77,8 +78,12 @@ def daily(full: dict[str, pd.DataFrame]) -> pd.DataFrame:
 # --- determinism -----------------------------------------------------------------------------
 
 
-def test_outage_day_is_40_days_before_end() -> None:
-    assert gen.outage_day(date(2025, 3, 31)) == date(2025, 2, 19)
+def test_outages_are_fixed_on_the_calendar() -> None:
+    assert gen.outage_day(date(2025, 3, 31)) == date(2025, 1, 29)
+    assert [date(2025, 1, 29), date(2025, 7, 29)] == OUTAGES
+    # Every demo window (425 days ending any day) holds at least two.
+    for end in (date(2026, 1, 1) + timedelta(days=i) for i in range(0, 366, 7)):
+        assert len(gen.outage_days(end - timedelta(days=424), end)) >= 2, end
 
 
 @pytest.mark.parametrize("name", SOURCES)
@@ -99,9 +104,9 @@ def test_sub_range_with_same_end_equals_slice(name: str, full: dict[str, pd.Data
 
 @pytest.mark.parametrize("name", SOURCES)
 def test_sub_range_inside_full_range_equals_slice(name: str, full: dict[str, pd.DataFrame]) -> None:
-    # A range ending elsewhere would move the GA4 outage; pin it to compare like with like.
-    sub_start, sub_end = date(2025, 2, 20), date(2025, 4, 10)
-    kwargs = {"outage": OUTAGE} if name == "ga4_traffic" else {}
+    # A range ending elsewhere: the same rows, outages included (they are on the calendar).
+    sub_start, sub_end = date(2025, 1, 20), date(2025, 4, 10)
+    kwargs = {}
     frame = full[name]
     local = _local_dates(frame)
     expected = frame[(local >= sub_start) & (local <= sub_end)].reset_index(drop=True)
@@ -112,7 +117,7 @@ def test_single_day_request_matches_full_range(full: dict[str, pd.DataFrame]) ->
     day = date(2025, 6, 3)
     ga4 = full["ga4_traffic"]
     expected = ga4[ga4["date"] == day].reset_index(drop=True)
-    pd.testing.assert_frame_equal(gen.ga4_traffic(day, day, outage=OUTAGE), expected)
+    pd.testing.assert_frame_equal(gen.ga4_traffic(day, day), expected)
 
 
 def test_seed_changes_the_data() -> None:
@@ -185,7 +190,7 @@ def test_ga4_dimension_vocabulary(full: dict[str, pd.DataFrame]) -> None:
 
 
 def test_daily_volumes_and_row_counts(full: dict[str, pd.DataFrame], daily: pd.DataFrame) -> None:
-    sessions = daily["sessions"].drop(OUTAGE)
+    sessions = daily["sessions"].drop(OUTAGES)
     assert sessions.between(1800, 6500).all()
     assert 2500 < sessions.median() < 4500
     assert full["ga4_traffic"].groupby("date").size().max() < 150
@@ -197,7 +202,7 @@ def test_ga4_rates_are_plausible(full: dict[str, pd.DataFrame], daily: pd.DataFr
     assert (ga4["engagedSessions"] <= ga4["sessions"]).all()
     assert (ga4["newUsers"] <= ga4["sessions"]).all()
     assert (ga4["keyEvents"] >= ga4["transactions"]).all()
-    days = daily.drop(OUTAGE)
+    days = daily.drop(OUTAGES)
     assert (days["newUsers"] < days["sessions"]).all()
     assert (days["engagedSessions"] / days["sessions"]).between(0.55, 0.70).all()
     assert (days["transactions"] / days["sessions"]).between(0.008, 0.035).all()
@@ -223,7 +228,7 @@ def _december_growth(sessions: pd.Series) -> float:
 
 
 def test_yearly_seasonality_and_growth(daily: pd.DataFrame, monkeypatch) -> None:
-    sessions = daily["sessions"].drop(OUTAGE)
+    sessions = daily["sessions"].drop(OUTAGES)
     stamps = pd.to_datetime(sessions.index)
     by_month = sessions.groupby([stamps.year, stamps.month]).mean()
     assert by_month[(2025, 12)] > 1.2 * by_month[(2025, 7)]
@@ -293,10 +298,22 @@ def test_outage_day_drops_ga4_only(full: dict[str, pd.DataFrame], daily: pd.Data
     assert orders[OUTAGE] > 2 * daily.loc[OUTAGE, "transactions"]
 
 
-def test_outage_follows_end_of_request() -> None:
-    end = date(2025, 6, 30)
-    daily = _daily_ga4(gen.ga4_traffic(end - timedelta(days=60), end))
-    outage = gen.outage_day(end)
+def test_a_days_data_does_not_depend_on_the_request_or_the_run_date() -> None:
+    """The demo's history ends yesterday: run a day later, every day it shares with the run
+    before must be the same (an outage anchored on the end of the request moved)."""
+    today = gen.ga4_traffic(date(2025, 6, 1), date(2025, 8, 10))
+    tomorrow = gen.ga4_traffic(date(2025, 5, 2), date(2025, 8, 30))
+    overlap = tomorrow[tomorrow["date"] <= date(2025, 8, 10)]
+    overlap = overlap[overlap["date"] >= date(2025, 6, 1)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(today, overlap)
+    for name in ("ad_spend", "orders", "survey_answers"):
+        a = SOURCES[name](date(2025, 7, 20), date(2025, 8, 10))
+        b = SOURCES[name](date(2025, 7, 1), date(2025, 8, 30))
+        local = _local_dates(b)
+        b = b[(local >= date(2025, 7, 20)) & (local <= date(2025, 8, 10))]
+        pd.testing.assert_frame_equal(a, b.reset_index(drop=True), obj=name)
+    daily = _daily_ga4(today)
+    outage = date(2025, 7, 29)
     assert daily.loc[outage, "sessions"] < 0.3 * daily.loc[outage - timedelta(days=7), "sessions"]
     assert (daily["sessions"].drop(outage) > 1500).all()
 
@@ -314,8 +331,8 @@ def test_ad_channels_map_to_ga4_paid_channels(full: dict[str, pd.DataFrame]) -> 
     paid = ga4[ga4["sessionDefaultChannelGroup"].isin(gen.AD_CHANNEL_TO_GA4.values())]
     sessions = paid.groupby(["date", "sessionDefaultChannelGroup"])["sessions"].sum()
     sessions.index.names = clicks.index.names
-    ratio = (clicks / sessions).drop(OUTAGE, level="date")
-    assert ratio.notna().all() and len(ratio) == 3 * 429
+    ratio = (clicks / sessions).drop(OUTAGES, level="date")
+    assert ratio.notna().all() and len(ratio) == 3 * (430 - len(OUTAGES))
     assert ratio.between(1.1 - 0.01, 1.4 + 0.01).all()
     # Every ad campaign is visible in GA4 under the mapped channel on the same day.
     ga4_keys = set(
@@ -346,10 +363,10 @@ def test_orders_line_up_with_ga4_transactions(
     per_day = orders.groupby(_local_dates(orders)).agg(
         n=("order_id", "size"), rev=("revenue", "sum")
     )
-    days = daily.drop(OUTAGE)
-    ratio = per_day["n"].drop(OUTAGE) / days["transactions"]
+    days = daily.drop(OUTAGES)
+    ratio = per_day["n"].drop(OUTAGES) / days["transactions"]
     assert ratio.between(1.0, 1.3).all()
-    assert (per_day["rev"].drop(OUTAGE) >= days["purchaseRevenue"] - 0.01).all()
+    assert (per_day["rev"].drop(OUTAGES) >= days["purchaseRevenue"] - 0.01).all()
     assert set(orders["channel"]) <= set(gen.CHANNELS)
     assert (orders["cost_of_goods"] < orders["revenue"]).all()
     assert 60 <= orders["revenue"].mean() <= 90
