@@ -63,10 +63,22 @@ class ShiftedWindow(Window):
     months: int = 0
 
     def bounds(self, p: FromClause) -> tuple[ColumnElement, ColumnElement]:
-        return (
-            shift_date(p.c.period_start, -self.days, -self.months),
-            shift_date(p.c.window_end, -self.days, -self.months),
+        start = shift_date(p.c.period_start, -self.days, -self.months)
+        end = shift_date(p.c.window_end, -self.days, -self.months)
+        if not self.months:
+            return start, end
+        # Whole months stay whole: April (1-30) a month back is all of March (1-31), not
+        # 1-30 March, so when the window runs from a month's first day to a month's last
+        # day, its end is the day before the shifted day after it. Otherwise the end moves
+        # like any day, clamped to a shorter month's last day: an open 1-10 April compares
+        # with 1-10 March, 1-30 March with 1-28 February, a day with the same day a month
+        # back (31 March -> 28 February).
+        after = shift_date(p.c.window_end, 1, 0)
+        whole_months = sa.and_(
+            sa.extract("day", p.c.period_start) == 1, sa.extract("day", after) == 1
         )
+        month_end = shift_date(shift_date(after, 0, -self.months), -1, 0)
+        return start, sa.case((whole_months, month_end), else_=end)
 
     def running(self, kind: str) -> RunningWindow:
         # Refused by the definition rules (a shifted running total is not defined yet).
