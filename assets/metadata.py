@@ -83,30 +83,3 @@ def _record_value(value: Any) -> str | int | float | bool | None:
     if isinstance(value, bool | int | float | str):
         return value
     return str(value)
-
-
-def markdown_table(frame: pd.DataFrame, max_rows: int = 20) -> str:
-    if frame.empty:
-        return "_no rows_"
-    frame = frame.head(max_rows)
-    header = "| " + " | ".join(md_cell(c) for c in frame.columns) + " |"
-    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
-    body = [
-        "| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)
-    ]
-    return "\n".join([header, rule, *body])
-
-
-def _cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return md_cell(value)
-
-
-def md_cell(value: Any) -> str:
-    """Text safe inside one markdown table cell: a ``|`` would start a new cell and a line
-    break a new row, and a backslash could escape the ``|`` that closes the cell."""
-    text = str(value).replace("\\", "\\\\").replace("|", "\\|")
-    return text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")

@@ -4,22 +4,13 @@ break in a landing file's name or in a value never adds a cell or a row."""
 from __future__ import annotations
 
 import datetime as dt
-import re
 
-import pandas as pd
 from dagster import TableMetadataValue
 
 from assets.files.sources import _failure, _file_summary
-from assets.metadata import markdown_table, md_cell
 from ingest.files import FileFormatError, FileLoad, RowProblem
 
 PIPE_NAME = "landing/ad_spend/spend|march.csv"
-
-
-def cells(line: str) -> list[str]:
-    """The cells of one markdown table row: split on the `|` not escaped by a backslash."""
-    inner = line.strip()[1:-1]
-    return [c.strip() for c in re.split(r"(?<!\\)\|", inner)]
 
 
 def test_the_files_table_keeps_a_pipe_in_a_file_name_in_its_cell():
@@ -105,21 +96,3 @@ def test_the_problems_of_a_failed_load_are_a_table_with_the_value_cut():
         "value": "",
         "expected": "a readable file",
     }
-
-
-def test_markdown_tables_escape_pipes_line_breaks_and_backslashes_in_names_and_values():
-    frame = pd.DataFrame({"file|name": [PIPE_NAME, "two\nlines", "ends with \\"], "n": [1, 2, 3]})
-    text = markdown_table(frame)
-    lines = text.split("\n")
-    assert len(lines) == 2 + 3  # header, rule, one line per row
-    assert [len(cells(line)) for line in lines] == [2, 2, 2, 2, 2]
-    assert cells(lines[0]) == ["file\\|name", "n"]
-    assert cells(lines[2]) == ["landing/ad_spend/spend\\|march.csv", "1"]
-    assert cells(lines[3]) == ["two lines", "2"]
-    assert cells(lines[4]) == ["ends with \\\\", "3"]
-
-
-def test_md_cell():
-    assert md_cell("a|b") == "a\\|b"
-    assert md_cell("a\r\nb\rc") == "a b c"
-    assert md_cell("x\\|") == "x\\\\\\|"
