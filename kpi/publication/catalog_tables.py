@@ -225,6 +225,7 @@ def scorecard_select(
             band_min.label("target_band_min"),
             band_max.label("target_band_max"),
             *status_ranges(c, k, band_min, band_max),
+            c.c.direction,
         )
     )
     return query
@@ -282,7 +283,18 @@ def create_scorecard_view(
         name = f"{preparer.quote_schema(comparisons.schema)}.{preparer.quote('kpi_scorecard')}"
         body = query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
         # DDL takes no bound parameters; the literals come from our own code, not from input.
-        conn.execute(sa.text(f"CREATE OR REPLACE VIEW {name} AS {body}"))
+        replace = sa.text(f"CREATE OR REPLACE VIEW {name} AS {body}")
+        if conn.dialect.name != "postgresql":
+            conn.execute(replace)
+        else:
+            try:
+                with conn.begin_nested():
+                    conn.execute(replace)
+            except sa.exc.ProgrammingError:
+                # PostgreSQL replaces a view only by appending columns; a view of an older
+                # shape (a column renamed or moved) is made again.
+                conn.execute(sa.text(f"DROP VIEW {name}"))
+                conn.execute(sa.text(f"CREATE VIEW {name} AS {body}"))
         wanted = scorecard_comments(query, comparisons, catalog_table)
         stored = stored_comments(conn, comparisons.schema)
         write_comments(conn, comparisons.schema, "kpi_scorecard", wanted, stored, kind="VIEW")

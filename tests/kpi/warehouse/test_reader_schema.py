@@ -131,6 +131,8 @@ def test_an_upgraded_warehouse_loses_the_working_tables_left_in_the_readers_sche
         for name in ("day_periods", "source_days", "refresh_state", "cube_ga4_traffic"):
             conn.execute(sa.text(f"CREATE TABLE kpi.{name} (x INTEGER)"))
         conn.execute(sa.text("CREATE TABLE kpi.rollup_ga4_traffic (x INTEGER)"))
+        # A scorecard view of another shape: PostgreSQL cannot CREATE OR REPLACE it.
+        conn.execute(sa.text("CREATE VIEW kpi.kpi_scorecard AS SELECT 1 AS kpi_id"))
     wh.dispose()
     _computed_warehouse(warehouse_url)
     assert _objects(warehouse_url, "kpi") <= READERS
@@ -230,3 +232,31 @@ def test_the_scorecard_view_says_how_to_show_and_judge_each_kpi(warehouse_url):
         "0.0%",
     )
     assert card["bounce_rate"][6:] == (None, pytest.approx(0.38), None, pytest.approx(0.4))
+
+
+def _inside(value: float, low: float | None, high: float | None) -> bool:
+    return (low is None or value >= low - 1e-9) and (high is None or value <= high + 1e-9)
+
+
+def test_every_scorecard_status_agrees_with_its_ranges(warehouse_url):
+    """The ranges restate the status rule: a reader applying them gets the stored status."""
+    _computed_warehouse(warehouse_url)
+    rows = _query(
+        warehouse_url,
+        "SELECT kpi_id, direction, actual, status, on_track_min, on_track_max, at_risk_min, "
+        "at_risk_max FROM kpi.kpi_scorecard WHERE status IN ('on_track', 'at_risk', 'off_track')",
+    )
+    judged = 0
+    for kpi_id, direction, actual, status, *bounds in rows:
+        if all(b is None for b in bounds):
+            continue  # a growth KPI: judged on levels
+        expected = (
+            "on_track"
+            if _inside(actual, bounds[0], bounds[1])
+            else "at_risk"
+            if _inside(actual, bounds[2], bounds[3])
+            else "off_track"
+        )
+        assert status == expected, (kpi_id, direction, actual, bounds)
+        judged += 1
+    assert judged >= 3
