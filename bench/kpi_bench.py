@@ -54,6 +54,7 @@ import argparse
 import datetime as dt
 import json
 import math
+import os
 import resource
 import shutil
 import subprocess
@@ -72,6 +73,17 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# The ours_pg contender lives beside this script (bench/ is sys.path[0] when it runs).
+from pg_contender import (  # noqa: E402
+    DATABASE,
+    StatementTimer,
+    copy_back,
+    explain_slowest,
+    prepare,
+)
+
+# ours_pg's worker leaves its slowest statement here for --explain.
+SLOWEST = Path(tempfile.gettempdir()) / "kpi_bench_pg_slowest.json"
 AS_OF = dt.date(2025, 12, 31)
 GRAINS = ("day", "week", "month")
 NOT_SET = "(not set)"
@@ -258,7 +270,7 @@ def generate(db: Path, rows: int, days: int) -> dict[str, int]:
 # ---------------------------------------------------------------------------------------------
 
 
-def run_ours(db: Path, phases: dict[str, float]) -> int:
+def run_ours(db: Path, phases: dict[str, float], url: str | None = None) -> int:
     """Refresh the periods and the bench KPIs with kpi.refresh; rows written.
 
     ``phases`` receives the seconds of each step: the definitions (parse and validate), the
@@ -290,8 +302,12 @@ def run_ours(db: Path, phases: dict[str, float]) -> int:
         )
     tables = KpiTables.for_catalog(catalog, use_cubes=True)  # as the pipeline runs it
     done("definitions")
-    wh = Warehouse(f"duckdb:///{db}")
-    wh.ensure_tables(tables.all_tables())  # sources added to the catalogue since: empty
+    wh = Warehouse(url or f"duckdb:///{db}")
+    timer = StatementTimer(wh.engine) if url else None
+    made = tables.all_tables()
+    if url:  # ours_pg: the generated raw tables were made without their keys (pg_contender)
+        made = [t for t in made if t.fullname not in ("raw.ga4_traffic", "raw.ad_spend")]
+    wh.ensure_tables(made)  # sources added to the catalogue since: empty
     refresh_periods(wh, tables, AS_OF)
     done("calendar")
     counts = refresh_kpi_values(
@@ -303,6 +319,12 @@ def run_ours(db: Path, phases: dict[str, float]) -> int:
     )
     wh.dispose()
     done("KPI SQL")
+    if timer is not None:  # ours_pg: which statement took longest, for --explain
+        seconds, statement, parameters = timer.slowest()
+        phases["slowest statement"] = seconds
+        SLOWEST.write_text(
+            json.dumps({"s": seconds, "sql": statement, "params": parameters}, default=str)
+        )
     return sum(counts.values())
 
 
@@ -686,6 +708,8 @@ def worker(contender: str, db: Path) -> dict:
         import pandas  # noqa: F401
     if contender == "ours":
         import duckdb_engine  # noqa: F401  (SQLAlchemy would import it on first connect)
+    if contender == "ours_pg":
+        import psycopg  # noqa: F401
 
         # The refresh, and what load_catalog imports late: the rules, and theirs.
     baseline = _max_rss_mb()
@@ -694,6 +718,8 @@ def worker(contender: str, db: Path) -> dict:
     phases: dict[str, float] = {}
     if contender == "ours":
         rows = run_ours(db, phases)
+    elif contender == "ours_pg":
+        rows = run_ours(db, phases, os.environ["KPI_BENCH_PG_URL"])
     elif contender == "floor":
         rows = run_floor(db)
     else:
@@ -785,6 +811,7 @@ _SOURCES = {
     "denominator, sample_size FROM kpi.kpi_values WHERE kpi_id IN ({ids})",
     "floor": f"SELECT * FROM {RESULTS}.floor_values",
     "pandas": f"SELECT * FROM {RESULTS}.pandas_values",
+    "ours_pg": f"SELECT * FROM {RESULTS}.ours_pg_values",
 }
 
 
@@ -897,6 +924,32 @@ def _table(results: list[Result]) -> list[str]:
     return lines
 
 
+def _prepare_pg(db: Path, admin_url: str) -> str | None:
+    """Copy the raw rows into the bench's PostgreSQL database; None, or why it is skipped."""
+    from kpi.compute.tables import KpiTables
+    from kpi.language.loader import load_catalog
+
+    raw = KpiTables.for_catalog(load_catalog()).raw_tables
+    import psycopg
+
+    from kpi.warehouse.connection import redact_url
+
+    try:
+        url, seconds = prepare(db, admin_url, raw)
+    except psycopg.OperationalError as error:
+        reason = str(error).strip().splitlines()[0]
+        print(f"ours_pg skipped: PostgreSQL at {redact_url(admin_url)} unreachable ({reason})")
+        return f"skipped: PostgreSQL unreachable ({reason})"
+    os.environ["KPI_BENCH_PG_URL"] = url  # the workers read it
+    print(f"ours_pg: raw rows copied into PostgreSQL ({DATABASE}) in {seconds:.1f} s", flush=True)
+    return None
+
+
+def _params(saved):
+    """The slowest statement's parameters as saved (JSON: a list, a dict, or None)."""
+    return tuple(saved) if isinstance(saved, list) else saved
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="kpi_bench.py",
@@ -923,9 +976,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--contenders",
-        default="floor,ours,pandas",
+        default="floor,ours,pandas,ours_pg",
         metavar="LIST",
-        help="comma-separated subset of floor,ours,pandas (default: all)",
+        help="comma-separated subset of floor,ours,pandas,ours_pg (default: all; ours_pg is "
+        "kpi.refresh on PostgreSQL at --pg-url, skipped with the reason when unreachable)",
+    )
+    parser.add_argument(
+        "--pg-url",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="a PostgreSQL server (any database on it) where the bench makes its own database",
+    )
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="save EXPLAIN (ANALYZE, BUFFERS) of ours_pg's slowest statement to bench/plans/",
     )
     parser.add_argument(
         "--scaling-rows",
@@ -947,7 +1011,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="runs of each contender, each in a fresh process; the fastest counts (default 3)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the generated database files")
-    parser.add_argument("--worker", choices=["ours", "floor", "pandas"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--worker", choices=["ours", "floor", "pandas", "ours_pg"], help=argparse.SUPPRESS
+    )
     return parser.parse_args(argv)
 
 
@@ -958,7 +1024,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     contenders = [c for c in args.contenders.split(",") if c]
-    unknown = set(contenders) - {"floor", "ours", "pandas"}
+    unknown = set(contenders) - {"floor", "ours", "pandas", "ours_pg"}
     if unknown:
         raise SystemExit(f"unknown contenders: {sorted(unknown)}")
     if args.repeat < 1:
@@ -984,6 +1050,11 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         rows_in = counts["ga4_traffic"] + counts["ad_spend"]
+        if "ours_pg" in contenders:
+            pg_note = _prepare_pg(db, args.pg_url)
+            if pg_note is not None:  # unreachable: said, and the others still run
+                contenders.remove("ours_pg")
+                results.append(Result("ours_pg", rows_in, note=pg_note))
         timed = []
         for contender in contenders:
             if contender == "pandas" and args.pandas_max_rows and args.rows > args.pandas_max_rows:
@@ -994,6 +1065,14 @@ def main(argv: list[str] | None = None) -> int:
         if timed:
             print(f"running {', '.join(timed)}, {args.repeat} time(s) each ...", flush=True)
             results = measure_best(timed, db, rows_in, args.repeat) + results
+        if "ours_pg" in timed:
+            copy_back(os.environ["KPI_BENCH_PG_URL"], db, RESULTS, list(BENCH_KPIS))
+            if args.explain and SLOWEST.exists():
+                slow = json.loads(SLOWEST.read_text())
+                path = explain_slowest(
+                    os.environ["KPI_BENCH_PG_URL"], slow["sql"], _params(slow["params"]), slow["s"]
+                )
+                print(f"plan of ours_pg's slowest statement ({slow['s']:.2f} s): {path}")
         agreement = compare(db, [r.contender for r in results if r.wall_s is not None])
 
         for rows in scaling:
