@@ -155,9 +155,7 @@ class FakeMeta:
         with self._lock:
             rows = [r for r in account.rows if first <= r["date"] <= last]
         offset = page * self.page_size
-        data = [
-            self._insight(account, r, fields) for r in rows[offset : offset + self.page_size]
-        ]
+        data = [self._insight(account, r, fields) for r in rows[offset : offset + self.page_size]]
         paging: dict = {"cursors": {"before": _cursor(page), "after": _cursor(page)}}
         if offset + self.page_size < len(rows):
             paging["cursors"]["after"] = _cursor(page + 1)
@@ -208,7 +206,9 @@ class FakeMeta:
 
     def __enter__(self) -> FakeMeta:
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        threading.Thread(target=self._http.serve_forever, daemon=True).start()
+        threading.Thread(
+            target=self._http.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         self.url = f"http://127.0.0.1:{self._http.server_address[1]}"
         return self
 
