@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from demo.ad_platforms import api_platforms
 from demo.extra_sources import write_extra_landing
 from demo.generator import eur_usd_rate, write_landing_files
 
@@ -22,7 +23,7 @@ def fx_rates(start: dt.date, end: dt.date) -> pd.DataFrame:
 
 def write_demo_landing(folder: Path, start: dt.date, end: dt.date) -> dict[str, list[Path]]:
     """Write every demo landing file for ``start..end`` under ``folder``; same bytes each time."""
-    written = write_landing_files(folder, start, end)
+    written = write_landing_files(folder, start, end, api_platforms=api_platforms())
     rates = fx_rates(start, end)
     target = Path(folder) / "fx_rates"
     target.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@ backfill CLI needs the asset graph, not a GA4 connection)."""
 
 from __future__ import annotations
 
+from assets.ad_platforms.campaign_days import ad_platform_assets
 from assets.files.sources import file_assets
 from assets.ga4.reports import ga4_assets
 from assets.kpis.alerts import kpi_alerts
@@ -19,6 +20,7 @@ from assets.kpis.tables import (
 all_assets = [
     *ga4_assets,
     *file_assets,
+    *ad_platform_assets,
     kpi_catalog,
     kpi_periods,
     kpi_values,

@@ -8,7 +8,9 @@ comes from :mod:`resources.settings`.
 
 from __future__ import annotations
 
-from dagster import Definitions, in_process_executor
+import os
+
+from dagster import Definitions, EnvVar, in_process_executor
 
 from kpi.publication.report import DEFAULT_REPORT_DIR
 from pipelines.assets_list import all_assets
@@ -16,6 +18,7 @@ from pipelines.jobs import marketing_kpis_job
 from pipelines.run_alerts import run_failure_alert_sensor
 from pipelines.schedules import daily_refresh_schedule
 from pipelines.sensors import landing_files_sensor
+from resources.ad_platforms import GoogleAdsResource, MetaAdsResource
 from resources.ga4 import GA4Resource
 from resources.landing import LandingResource
 from resources.notifier import notifier_from_env
@@ -47,6 +50,41 @@ def ga4_resource(config: Settings) -> GA4Resource:
     )
 
 
+def _days(name: str, default: int) -> EnvVar | int:
+    return EnvVar.int(name) if os.environ.get(name) else default
+
+
+def ad_platform_resources(config: Settings) -> dict:
+    """Google Ads and Meta: every setting from its environment variable (EnvVar, so secrets
+    stay out of run config and the UI); the demo's serve the demo's spend from local fakes
+    of both APIs."""
+    if config.demo:
+        from demo.ad_platforms import demo_ad_platform_resources
+
+        return demo_ad_platform_resources()
+    return {
+        "google_ads_api": GoogleAdsResource(
+            account_ids=env_var("GOOGLE_ADS_CUSTOMER_IDS"),
+            developer_token=env_var("GOOGLE_ADS_DEVELOPER_TOKEN"),
+            client_id=env_var("GOOGLE_ADS_CLIENT_ID"),
+            client_secret=env_var("GOOGLE_ADS_CLIENT_SECRET"),
+            refresh_token=env_var("GOOGLE_ADS_REFRESH_TOKEN"),
+            login_customer_id=env_var("GOOGLE_ADS_LOGIN_CUSTOMER_ID"),
+            endpoint=env_var("GOOGLE_ADS_ENDPOINT"),
+            token_uri=env_var("GOOGLE_ADS_TOKEN_URI"),
+            repull_days=_days("GOOGLE_ADS_REPULL_DAYS", 30),
+        ),
+        "meta_api": MetaAdsResource(
+            account_ids=env_var("META_AD_ACCOUNT_IDS"),
+            access_token=env_var("META_ACCESS_TOKEN"),
+            app_id=env_var("META_APP_ID"),
+            app_secret=env_var("META_APP_SECRET"),
+            graph_url=env_var("META_GRAPH_URL"),
+            repull_days=_days("META_REPULL_DAYS", 28),
+        ),
+    }
+
+
 def resources(config: Settings) -> dict:
     return {
         "warehouse": WarehouseResource(url=env_var("WAREHOUSE_URL", config.warehouse_url)),
@@ -58,6 +96,7 @@ def resources(config: Settings) -> dict:
             base_url=env_var("KPI_REPORT_BASE_URL"),
         ),
         "quality": QualityResource(docs_folder=env_var("KPI_QUALITY_DIR", "data/quality")),
+        **ad_platform_resources(config),
     }
 
 

@@ -23,6 +23,9 @@ import sqlalchemy as sa
 # Tests run the code location as the demo does (KPI_DEMO, see resources/settings.py); tests of
 # the production path start a subprocess with the switch off.
 os.environ["KPI_DEMO"] = "1"
+# Every platform's demo spend in the landing files, as the tests' fixtures were worked out;
+# the tests of the ad platform APIs (tests/e2e/test_ad_platforms.py) switch to the APIs.
+os.environ.setdefault("DEMO_AD_SOURCE", "files")
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

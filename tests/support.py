@@ -15,6 +15,7 @@ from dagster._core.storage.tags import (
 )
 
 from demo.fake_ga4 import FakeGA4Server, FakeProperty
+from resources.ad_platforms import GoogleAdsResource, MetaAdsResource
 from resources.ga4 import GA4Resource
 from resources.landing import LandingResource
 from resources.notifier import NotifierResource
@@ -80,6 +81,7 @@ def run_pipeline(
     instance: DagsterInstance | None = None,
     raise_on_error: bool = True,
     assets: Iterable[str] | None = None,
+    ad_platforms: dict | None = None,
 ) -> ExecuteInProcessResult:
     """Run ``marketing_kpis_job`` for the days ``start..end`` with these resources.
 
@@ -100,6 +102,10 @@ def run_pipeline(
         # The folder conftest gives every test (the production wiring reads the same variable).
         "reports": ReportResource(folder=os.environ.get("KPI_REPORT_DIR", "data/reports")),
         "quality": quality_resource(),
+        # Not configured: their assets write nothing (tests of the APIs pass their own).
+        "google_ads_api": GoogleAdsResource(),
+        "meta_api": MetaAdsResource(),
+        **(ad_platforms or {}),
     }
     defs = Definitions(
         assets=list(definitions.defs.assets),

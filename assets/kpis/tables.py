@@ -18,6 +18,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from assets.ad_platforms.campaign_days import AD_PLATFORMS
 from assets.freshness import DAILY_FRESHNESS
 from assets.ga4.reports import GA4_ASSETS
 from assets.metadata import metadata_table, table_metadata
@@ -46,11 +47,21 @@ KPI_FRESHNESS = DAILY_FRESHNESS
 
 # Every raw table KPIs read: the GA4 reports of reports.yaml and the file sources of
 # sources.yaml (exchange rates are read by the sources they convert, not by KPIs).
-RAW_ASSETS = [*GA4_ASSETS, *[n for n in file_sources(catalog()) if n != FX_RATES]]
+RAW_ASSETS = [
+    *GA4_ASSETS,
+    *[n for n in file_sources(catalog()) if n != FX_RATES],
+    *AD_PLATFORMS,
+]
 # The raw tables kpi_values reads: the sources its KPIs' measures name. The lineage shows
 # them as the table's inputs (kpi_periods reads every raw table only for its first day).
 KPI_INPUTS = sorted(
-    {m.source for k in catalog().kpis.values() for _, m in k.measures} & set(RAW_ASSETS)
+    {
+        stored
+        for k in catalog().kpis.values()
+        for _, m in k.measures
+        for stored in catalog().stored_sources(m.source)  # a union's members
+    }
+    & set(RAW_ASSETS)
 )
 OWNERS = ["team:analytics-engineering"]
 

@@ -130,7 +130,12 @@ class FakeGoogleAds:
     def _row(account: FakeAccount, r: dict) -> GoogleAdsRow:
         return GoogleAdsRow(
             customer={"currency_code": account.currency, "time_zone": account.time_zone},
-            campaign={"id": r["campaign_id"], "name": r["campaign"]},
+            campaign={
+                "id": r["campaign_id"],
+                "name": r["campaign"],
+                # The enum's name, as the real API's proto-plus rows carry it.
+                "advertising_channel_type": r.get("channel_type", "SEARCH"),
+            },
             segments={"date": r["date"].isoformat()},
             metrics={
                 "cost_micros": r["cost_micros"],

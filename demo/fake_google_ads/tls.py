@@ -4,7 +4,10 @@ speaks TLS, and trusts this one through ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH``."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,3 +57,14 @@ class SelfSignedCertificate:
         """The certificate as a roots file for ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH``."""
         path.write_bytes(self.cert_pem)
         return path
+
+
+@functools.cache
+def process_certificate() -> SelfSignedCertificate:
+    """One certificate for every fake of this process, trusted through
+    ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH``: gRPC reads that file once, when the process makes
+    its first TLS channel, so a second certificate would never be trusted."""
+    cert = SelfSignedCertificate.for_localhost()
+    folder = Path(tempfile.mkdtemp(prefix="fake-google-ads-tls-"))
+    os.environ["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"] = str(cert.write_roots(folder / "roots.pem"))
+    return cert

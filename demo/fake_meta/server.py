@@ -155,7 +155,9 @@ class FakeMeta:
         with self._lock:
             rows = [r for r in account.rows if first <= r["date"] <= last]
         offset = page * self.page_size
-        data = [self._insight(account, r, fields) for r in rows[offset : offset + self.page_size]]
+        breakdowns = json.loads(query.get("breakdowns", "[]"))
+        page_rows = rows[offset : offset + self.page_size]
+        data = [self._insight(account, r, fields, breakdowns) for r in page_rows]
         paging: dict = {"cursors": {"before": _cursor(page), "after": _cursor(page)}}
         if offset + self.page_size < len(rows):
             paging["cursors"]["after"] = _cursor(page + 1)
@@ -166,7 +168,7 @@ class FakeMeta:
         return {"data": data, "paging": paging}
 
     @staticmethod
-    def _insight(account: FakeAdAccount, r: dict, fields: list[str]) -> dict:
+    def _insight(account: FakeAdAccount, r: dict, fields: list[str], breakdowns: list) -> dict:
         day = r["date"].isoformat()
         values = {
             "campaign_id": str(r["campaign_id"]),
@@ -179,6 +181,8 @@ class FakeMeta:
             "action_values": r.get("action_values"),
         }
         insight = {f: values[f] for f in fields if values.get(f) is not None}
+        if "publisher_platform" in breakdowns:  # a breakdown comes back as a field
+            insight["publisher_platform"] = r.get("publisher_platform", "facebook")
         return {**insight, "date_start": day, "date_stop": day}
 
     # -- lifecycle ---------------------------------------------------------------------------

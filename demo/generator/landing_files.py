@@ -17,17 +17,19 @@ def _local_month(timestamps: pd.Series) -> pd.Series:
 
 
 def write_landing_files(
-    folder: Path, start: date, end: date, seed: int = 7
+    folder: Path, start: date, end: date, seed: int = 7, api_platforms: tuple[str, ...] = ()
 ) -> dict[str, list[Path]]:
     """Write the file-based sources as monthly CSVs under ``folder`` and return their paths.
 
     Layout: ``ad_spend/ad_spend_YYYY-MM.csv``, ``orders/orders_YYYY-MM.csv`` and
     ``survey/survey_YYYY-MM.csv``; months are local (property time zone) months and the first
     and last file hold only the days inside ``start``..``end``. Output bytes are deterministic.
-    Existing files with the same names are overwritten; other files are left alone.
+    Existing files with the same names are overwritten; other files are left alone. The ad
+    spend of ``api_platforms`` is left out: it is pulled from their APIs (demo.ad_platforms).
     """
     folder = Path(folder)
     spend = ad_spend(start, end, seed)
+    spend = spend[~spend["platform"].isin(api_platforms)].reset_index(drop=True)
     order_rows = orders(start, end, seed)
     answers = survey_answers(start, end, seed)
     frames = {

@@ -33,6 +33,17 @@ from ingest.google_ads.errors import (
 PLATFORM = "google_ads"
 MICROS = Decimal(1_000_000)
 DEFAULT_TOKEN_URI = "https://oauth2.googleapis.com/token"
+# Google's campaign types in the ad sources' channel vocabulary (sources.yaml maps it onto
+# the conformed channels): Performance Max and Demand Gen serve across Google's networks.
+CHANNEL_TYPES = {
+    "SEARCH": "search",
+    "DISPLAY": "display",
+    "VIDEO": "video",
+    "SHOPPING": "shopping",
+    "PERFORMANCE_MAX": "cross_network",
+    "DEMAND_GEN": "cross_network",
+    "MULTI_CHANNEL": "cross_network",
+}
 
 
 @dataclass(frozen=True)
@@ -55,7 +66,8 @@ class GoogleAdsSettings:
 def campaign_day_query(start: dt.date, end: dt.date) -> str:
     """The GAQL of one window: every campaign with activity, per day."""
     return (
-        "SELECT segments.date, campaign.id, campaign.name, customer.currency_code, "
+        "SELECT segments.date, campaign.id, campaign.name, campaign.advertising_channel_type, "
+        "customer.currency_code, "
         "customer.time_zone, metrics.cost_micros, metrics.clicks, metrics.impressions, "
         "metrics.conversions, metrics.conversions_value FROM campaign "
         f"WHERE segments.date BETWEEN '{start.isoformat()}' AND '{end.isoformat()}'"
@@ -119,6 +131,7 @@ def _rows(batches, customer_id: str) -> Iterator[dict]:
                 "account_time_zone": row.customer.time_zone,
                 "campaign_id": str(row.campaign.id),
                 "campaign": row.campaign.name,
+                "channel": CHANNEL_TYPES.get(row.campaign.advertising_channel_type.name, "other"),
                 "date": dt.date.fromisoformat(row.segments.date),
                 "cost": micros(row.metrics.cost_micros),
                 "clicks": int(row.metrics.clicks),

@@ -113,6 +113,15 @@ def claimed(stats: Iterable | None) -> Decimal:
     return Decimal(0)
 
 
+# Meta's placements in the ad sources' channel vocabulary: Audience Network shows ads on
+# other apps and sites (display); Facebook, Instagram, Messenger and Threads are social.
+DISPLAY_PLACEMENTS = frozenset({"audience_network"})
+
+
+def channel_of(publisher_platform: str | None) -> str:
+    return "display" if publisher_platform in DISPLAY_PLACEMENTS else "social"
+
+
 def _row(insight, account_id: str, time_zone: str | None) -> dict:
     return {
         "platform": PLATFORM,
@@ -121,6 +130,7 @@ def _row(insight, account_id: str, time_zone: str | None) -> dict:
         "account_time_zone": time_zone,
         "campaign_id": str(insight["campaign_id"]),
         "campaign": insight.get("campaign_name"),
+        "channel": channel_of(insight.get("publisher_platform")),
         "date": dt.date.fromisoformat(insight["date_start"]),
         "cost": amount(insight.get("spend")),
         "clicks": int(insight.get("clicks") or 0),
@@ -141,9 +151,29 @@ def _pull_once(api: FacebookAdsApi, account_id: str, start: dt.date, end: dt.dat
             "level": AdsInsights.Level.campaign,
             "time_increment": "1",
             "time_range": {"since": start.isoformat(), "until": end.isoformat()},
+            # By placement, so that Audience Network spend lands in Display as in GA4.
+            "breakdowns": ["publisher_platform"],
         },
     )
-    return [_row(insight, account_id, zone) for insight in cursor]  # iterating pages on
+    rows = [_row(insight, account_id, zone) for insight in cursor]  # iterating pages on
+    return merge_channels(rows)
+
+
+_SUMMED = ("cost", "clicks", "impressions", "conversions_claimed", "conversions_value_claimed")
+
+
+def merge_channels(rows: list[dict]) -> list[dict]:
+    """One row per campaign, day and channel: Facebook, Instagram and Messenger rows of a
+    campaign's day are one social row (sums are exact: Decimal and int)."""
+    merged: dict[tuple, dict] = {}
+    for row in rows:
+        key = (row["campaign_id"], row["date"], row["channel"])
+        if key not in merged:
+            merged[key] = dict(row)
+        else:
+            for name in _SUMMED:
+                merged[key][name] += row[name]
+    return list(merged.values())
 
 
 def pull_campaign_days(

@@ -33,6 +33,7 @@ from kpi.language.catalog import Catalog
 from kpi.language.expressions import referenced_names, safe_divide, to_sql
 from kpi.language.models import Additivity, Agg, Grain, Kpi, KpiType, Measure, SourceSpec
 from kpi.warehouse.schema import WORK_SCHEMA, day_periods_table, periods_table, source_table
+from kpi.warehouse.views import attach_union_views
 
 ADDITIVE_AGGS = {Agg.sum, Agg.count, Agg.average, Agg.min, Agg.max}
 
@@ -88,6 +89,7 @@ class KpiCompiler:
         self.tables = {
             name: source_table(name, spec, self.metadata) for name, spec in catalog.sources.items()
         }
+        attach_union_views(catalog.sources, self.tables)
         # With cubes, additive measures read a per-source daily rollup built once per
         # refresh (kpi.compute.cubes) instead of scanning the raw table once per KPI, grain
         # and slice. Without, every query is self-contained (``kpi compile``).

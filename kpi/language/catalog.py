@@ -71,6 +71,12 @@ class Catalog:
                     names.append(m.source)
         return [self.sources[n] for n in names if n in self.sources]
 
+    def stored_sources(self, name: str) -> list[str]:
+        """The sources whose tables hold ``name``'s rows: its members for a union source
+        (``union_of``), else itself."""
+        spec = self.sources.get(name)
+        return list(spec.union_of) if spec is not None and spec.union_of else [name]
+
     @cached_property
     def versions(self) -> dict[str, str]:
         return {

@@ -172,6 +172,10 @@ class SourceSpec(_Strict):
     currency_conversion: CurrencyConversion | None = None
     # Pre-aggregated sources (GA4 users by month) can only be read at their own grain.
     grain: Grain = Grain.day
+    # A view over these sources' tables, their rows one after another (kpi.warehouse.views):
+    # ad spend from files and from each ad platform's API, read by the KPIs as one source.
+    # A column a member lacks reads as NULL there.
+    union_of: list[str] = Field(default_factory=list)
 
     @property
     def schema_name(self) -> str | None:
@@ -527,4 +531,6 @@ def _numeric_source_fields(source: SourceSpec) -> dict:
     data = source.model_dump(mode="json", exclude={"description", "key", "landing"})
     for column in data["columns"].values():
         column.pop("description", None)
+    if not data["union_of"]:  # a plain source keeps the version it had before unions
+        data.pop("union_of")
     return data

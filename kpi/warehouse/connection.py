@@ -27,6 +27,7 @@ from kpi.warehouse.dsn import check_unambiguous, scrub_errors, scrub_exception, 
 from kpi.warehouse.locks import DDL, lock_tables, locked_transaction
 from kpi.warehouse.schema import KPI_SCHEMA, stale_reader_copy
 from kpi.warehouse.upgrades import add_primary_keys
+from kpi.warehouse.views import create_or_replace_view, is_view
 
 DEFAULT_WAREHOUSE_URL = "duckdb:///data/warehouse.duckdb"
 # Bound values per statement, below PostgreSQL's limit of 65,535.
@@ -119,6 +120,9 @@ class Warehouse:
         added to an existing table as a nullable column, so upgrading keeps the history.
         """
         tables = list(tables)
+        # Views (union sources, kpi.warehouse.views) are made after the tables they read.
+        views = [t for t in tables if is_view(t)]
+        tables = [t for t in tables if not is_view(t)]
         # Locked: two fresh runs would both CREATE SCHEMA/TABLE and collide in the catalogue.
         with self.transaction(lock=[DDL]) as conn:
             default = conn.dialect.default_schema_name
@@ -143,6 +147,10 @@ class Warehouse:
                 [t for t in tables if existing.get((t.schema, t.name))],
                 _duplicate_key_error,
             )
+            for view in views:
+                if view.schema:
+                    conn.execute(sa.schema.CreateSchema(view.schema, if_not_exists=True))
+                create_or_replace_view(conn, view)
 
     @staticmethod
     def _existing_columns(conn: Connection, schemas: list[str]) -> dict[tuple, set[str]]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 from decimal import Decimal
 
 import grpc
@@ -15,6 +14,7 @@ import pytest
 
 from demo.fake_google_ads import FakeGoogleAds, Fault, SelfSignedCertificate
 from demo.fake_google_ads.server import FakeAccount
+from demo.fake_google_ads.tls import process_certificate
 from ingest.google_ads.errors import GoogleAdsPullError, normalise_customer_id
 from ingest.google_ads.pull import GoogleAdsSettings, make_client, micros, pull_campaign_days
 
@@ -41,12 +41,10 @@ def _rows(conversions: float = 2.5) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def certificate(tmp_path_factory) -> SelfSignedCertificate:
-    cert = SelfSignedCertificate.for_localhost()
-    roots = cert.write_roots(tmp_path_factory.mktemp("tls") / "roots.pem")
-    # gRPC reads it when the first TLS channel of the process is made: set before any.
-    os.environ["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"] = str(roots)
-    return cert
+def certificate() -> SelfSignedCertificate:
+    # The process's one certificate: gRPC reads the roots file when the first TLS channel
+    # of the process is made, so every fake of a process (the demo's too) shares it.
+    return process_certificate()
 
 
 @pytest.fixture
@@ -104,6 +102,7 @@ def test_a_stream_of_several_batches_gives_every_row_once_over_tls(fake):
         "account_time_zone": "Europe/Copenhagen",
         "campaign_id": "11",
         "campaign": "spring_search",
+        "channel": "search",
         "date": MARCH[0],
         "cost": Decimal("1234.56789"),
         "clicks": 10,

@@ -111,6 +111,7 @@ def test_three_pages_give_every_row_once(fake):
         "account_time_zone": "Europe/Copenhagen",
         "campaign_id": "23850000000000011",
         "campaign": "spring_prospecting",
+        "channel": "social",
         "date": MARCH[0],
         "cost": Decimal("1234.56789"),
         "clicks": 10,
@@ -123,6 +124,47 @@ def test_three_pages_give_every_row_once(fake):
     assert path == f"/{API_VERSION}/act_{ACCOUNT}/"  # the account node: its time zone
     assert headers["authorization"] == f"OAuth {SECRETS['token']}"
     assert "access_token" not in query and "appsecret_proof" in query
+
+
+def test_placements_merge_into_one_row_per_channel_audience_network_is_display(fake):
+    day = MARCH[0]
+    base = {"date": day, "campaign_id": 7, "campaign": "mixed", "actions": None}
+    fake.set_rows(
+        ACCOUNT,
+        [
+            {
+                **base,
+                "publisher_platform": "facebook",
+                "spend": "10.10",
+                "clicks": 1,
+                "impressions": 10,
+            },
+            {
+                **base,
+                "publisher_platform": "instagram",
+                "spend": "0.20",
+                "clicks": 2,
+                "impressions": 20,
+            },
+            {
+                **base,
+                "publisher_platform": "audience_network",
+                "spend": "3.00",
+                "clicks": 3,
+                "impressions": 30,
+            },
+        ],
+    )
+    rows = {r["channel"]: r for r in _pull(fake)}
+    assert sorted(rows) == ["display", "social"]
+    assert (rows["social"]["cost"], rows["social"]["clicks"]) == (Decimal("10.30"), 3)
+    assert (rows["display"]["cost"], rows["display"]["impressions"]) == (Decimal("3.00"), 30)
+    # Asked by placement: the breakdown is in every insights request.
+    assert all(
+        '"publisher_platform"' in q.get("breakdowns", "")
+        for p, q, _ in fake.requests
+        if p.endswith("/insights")
+    )
 
 
 def test_claimed_purchases_take_the_aggregate_else_the_pixel_never_both():

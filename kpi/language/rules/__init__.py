@@ -19,11 +19,13 @@ from kpi.language.rules.kpi_types import CumulativeRule, KpiTypeFieldsRule, Shif
 from kpi.language.rules.references import CycleRule, KpiReferenceRule
 from kpi.language.rules.sources import SourceDeclarationRule, UnknownSourceRule
 from kpi.language.rules.targets import GoalDeadlineRule, SeasonalPhasingRule, TargetRule
+from kpi.language.rules.unions import UnionSourceRule
 from kpi.language.rules.zeros import ZeroDenominatorRule
 
 RULES: list[Rule] = [
     SourceDeclarationRule(),
     UnknownSourceRule(),
+    UnionSourceRule(),
     ExpressionRule(),
     ZeroDenominatorRule(),  # right after ExpressionRule, which used to report these itself
     KpiTypeFieldsRule(),

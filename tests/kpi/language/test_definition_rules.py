@@ -500,6 +500,52 @@ def test_unknown_source(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
+# UnionSourceRule
+# ---------------------------------------------------------------------------------------------
+
+_UNION = """\
+  all_orders:
+    table: raw.all_orders
+    union_of: [orders, shop_orders]
+    time: {column: ordered_at, type: timestamp, time_zone: UTC}
+    columns:
+      ordered_at: {type: timestamp}
+      revenue: {type: number, additivity: additive}
+      channel: {type: integer}
+      coupon: {type: string}
+"""
+
+
+def test_a_union_source_names_every_member_problem_and_column_mismatch(tmp_path):
+    sources = SOURCES + _UNION
+    folder = write_definitions(tmp_path, {"test.yaml": area(SESSIONS)}, sources=sources)
+    found = sorted((p.line, p.message) for p in problems_of(folder))
+    assert found == [
+        (
+            line_of(sources, "union_of: [orders, shop_orders]"),
+            "source `all_orders`: unknown member source `shop_orders`: did you mean `orders`?",
+        ),
+        (
+            line_of(sources, "channel: {type: integer}"),
+            "source `all_orders`: column `channel` is a integer, but a string in member `orders`",
+        ),
+        (
+            line_of(sources, "coupon: {type: string}"),
+            "source `all_orders`: no member has column `coupon` (members: orders)",
+        ),
+    ]
+
+
+def test_a_union_source_over_sources_of_the_same_shape_is_accepted(tmp_path):
+    sources = SOURCES + _UNION.replace("shop_orders", "orders").replace(
+        "      channel: {type: integer}\n      coupon: {type: string}\n",
+        "      channel: {type: string}\n",
+    )
+    folder = write_definitions(tmp_path, {"test.yaml": area(SESSIONS)}, sources=sources)
+    assert "all_orders" in load_catalog(folder).sources
+
+
+# ---------------------------------------------------------------------------------------------
 # ExpressionRule
 # ---------------------------------------------------------------------------------------------
 

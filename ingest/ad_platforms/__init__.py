@@ -1,0 +1,1 @@
+"""Ad platform rows (Google Ads, Meta: ingest.google_ads, ingest.meta) into the warehouse."""
