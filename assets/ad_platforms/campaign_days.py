@@ -9,11 +9,12 @@ load, then the run fails naming it and what to fix. A platform without accounts 
 is not pulled: the materialization says so, and nothing is written.
 """
 
-
 import datetime as dt
 
 from dagster import (
     AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     AssetsDefinition,
     Failure,
@@ -33,10 +34,12 @@ from assets.settings import (
     warehouse_kind,
     warehouse_pool,
 )
-from ingest.ad_platforms.loading import load_campaign_days, repull_window
+from ingest.ad_platforms.loading import days_also_in_files, load_campaign_days, repull_window
 from ingest.files.loading import FX_RATES
 from quality.checks import check_written_rows
 from resources.ad_platforms import AdPlatformResource
+
+ONCE_CHECK = "spend_counted_once"
 
 # asset (= source in sources.yaml) -> (resource key, kind shown in the UI, what it is)
 AD_PLATFORMS = {
@@ -72,7 +75,16 @@ def build_ad_platform_asset(source: str) -> AssetsDefinition:
         kinds={kind, "sql", warehouse_kind()},
         pool=warehouse_pool(),
         deps=[FX_RATES],
-        check_specs=[quality_check_spec(source)],
+        check_specs=[
+            quality_check_spec(source),
+            AssetCheckSpec(
+                ONCE_CHECK,
+                asset=source,
+                blocking=True,
+                description="The landing files hold none of this platform's spend for the "
+                "days pulled: raw.paid_media would count it twice (files and API).",
+            ),
+        ],
         freshness_policy=DAILY_FRESHNESS,
         code_version=source_code_version(source),
         required_resource_keys={"warehouse", "quality", resource_key},
@@ -91,11 +103,12 @@ def build_ad_platform_asset(source: str) -> AssetsDefinition:
                 metadata={"configured": False, "note": note},
                 check_results=[
                     AssetCheckResult(
-                        check_name=CHECK_NAME,
+                        check_name=name,
                         asset_key=source,
                         passed=True,
                         metadata={"note": "no accounts configured: nothing to check"},
                     )
+                    for name in (CHECK_NAME, ONCE_CHECK)
                 ],
             )
         first, last = partition_dates(context)
@@ -141,9 +154,24 @@ def build_ad_platform_asset(source: str) -> AssetsDefinition:
                 "their rows",
                 metadata=load.summary(),
             )
+        twice = days_also_in_files(wh, cat, platform.platform, start, end)
+        once = AssetCheckResult(
+            check_name=ONCE_CHECK,
+            asset_key=source,
+            passed=not twice,
+            severity=AssetCheckSeverity.ERROR,
+            description=(
+                f"the landing files also hold {platform.platform} spend on {len(twice)} "
+                f"day(s) ({twice[0]}..{twice[-1]}): remove it from the ad_spend files, or "
+                f"stop pulling the platform ({platform_setting(source)})"
+                if twice
+                else None
+            ),
+            metadata={"days_in_both": len(twice)},
+        )
         return MaterializeResult(
             metadata={**table_metadata(wh, load.table, window), **load.summary()},
-            check_results=[check_result(source, outcome)],
+            check_results=[check_result(source, outcome), once],
         )
 
     return _load

@@ -184,3 +184,25 @@ def load_campaign_days(
         )
     log.info(f"{source}: {inserted} rows for {start}..{end} from {len(accounts)} account(s)")
     return AdLoad(source, table, start, end, accounts, conservation, deleted, inserted, other_zones)
+
+
+# The file source holding ad spend exported by hand; an API platform must not be in it too.
+FILE_SOURCE = "ad_spend"
+
+
+def days_also_in_files(
+    wh: Warehouse, catalog: Catalog, platform: str, start: dt.date, end: dt.date
+) -> list[dt.date]:
+    """The days of ``start..end`` on which the landing files also hold ``platform``'s spend:
+    ``raw.paid_media`` would count it twice (once from the files, once from the API)."""
+    if FILE_SOURCE not in catalog.sources:
+        return []
+    files = source_table(FILE_SOURCE, catalog.sources[FILE_SOURCE], sa.MetaData())
+    wh.ensure_tables([files])
+    query = (
+        sa.select(files.c.date)
+        .where(files.c.platform == platform, files.c.date.between(start, end))
+        .distinct()
+        .order_by(files.c.date)
+    )
+    return [row[0] for row in wh.rows(query)]

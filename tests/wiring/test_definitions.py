@@ -37,6 +37,8 @@ RAW = {
     "volunteer_hours",
     "operations",
     "market",
+    "google_ads",
+    "meta_ads",
 }
 
 
@@ -314,9 +316,12 @@ def test_kpi_values_shows_the_raw_tables_its_kpis_read_as_inputs():
 
     graph = defs.resolve_asset_graph()
     parents = {k.to_user_string() for k in graph.get(AssetKey("kpi_values")).parent_keys}
-    read = {m.source for k in catalog().kpis.values() for _, m in k.measures}
-    assert {"orders", "ga4_traffic", "ad_spend"} <= read
-    assert read <= parents
+    cat = catalog()
+    read = {m.source for k in cat.kpis.values() for _, m in k.measures}
+    assert {"orders", "ga4_traffic", "paid_media"} <= read
+    # A union source shows as the assets that store its rows: files and each ad platform.
+    stored = {s for name in read for s in cat.stored_sources(name)}
+    assert {"ad_spend", "google_ads", "meta_ads"} <= stored <= parents
 
 
 def test_unset_resource_settings_name_their_environment_variable():
