@@ -35,7 +35,7 @@ _CHANNEL_TYPES = {"search": "SEARCH", "display": "DISPLAY"}
 _PLACEMENTS = {"social": "facebook", "display": "audience_network"}
 # What the platforms claim: a share of clicks, each at an average order value (the
 # platforms' own attribution; the orders source has what was observed).
-_CLAIMED_PER_CLICK = 0.035
+_CLAIMED_PER_CLICK = 0.016
 _CLAIMED_VALUE = 58.0
 
 

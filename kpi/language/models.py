@@ -122,6 +122,10 @@ class ColumnSpec(_Strict):
     # absurd value (1e308) from making a day's sum infinite.
     min: float | None = Field(None, exclude=True)
     max: float | None = Field(None, exclude=True)
+    # ``claimed_by``: the column naming who claims the value (``platform``). Ad platforms
+    # each attribute conversions by their own rules and several claim the same order, so
+    # such a value adds up within one platform, never across them (ClaimedConversionsRule).
+    claimed_by: str | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
     def _range_fits(self) -> ColumnSpec:
@@ -453,6 +457,9 @@ class Kpi(_Strict):
     version: str = "1"
     changelog: list[ChangelogEntry] = Field(default_factory=list)
     alerts: list[AlertRule] = Field(default_factory=list)
+    # True for a KPI that sets every platform's claims (``claimed_by`` columns) against
+    # observed conversions on purpose: summing the claims across platforms is its point.
+    reconciles_claims: bool = False
 
     @property
     def slice_dimensions(self) -> list[tuple[str, ...]]:

@@ -10,6 +10,7 @@ from kpi.language.problems import Problem
 from kpi.language.rules.additivity import AdditivityRule
 from kpi.language.rules.alerts import AlertRulesRule
 from kpi.language.rules.base import Rule
+from kpi.language.rules.claims import ClaimedConversionsRule
 from kpi.language.rules.dimensions import DimensionRule
 from kpi.language.rules.display_formats import DisplayFormatRule
 from kpi.language.rules.expressions import ExpressionRule
@@ -32,6 +33,7 @@ RULES: list[Rule] = [
     KpiReferenceRule(),
     CycleRule(),
     AdditivityRule(),
+    ClaimedConversionsRule(),
     GrainRule(),
     DimensionRule(),
     CumulativeRule(),

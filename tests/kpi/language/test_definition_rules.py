@@ -546,6 +546,41 @@ def test_a_union_source_over_sources_of_the_same_shape_is_accepted(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
+# ClaimedConversionsRule
+# ---------------------------------------------------------------------------------------------
+
+_ADS = """\
+  ads:
+    table: raw.ads
+    time: {column: date, type: date, time_zone: Europe/Copenhagen}
+    columns:
+      date: {type: date}
+      platform: {type: string}
+      cost: {type: number, additivity: additive}
+      claimed: {type: number, additivity: additive, claimed_by: platform}
+"""
+
+
+def test_claimed_conversions_summed_across_platforms_are_refused_with_the_fix(tmp_path):
+    body = "type: simple\nmeasure: {source: ads, agg: sum, expr: %s%s}"
+    summed = kpi("all_claims", body % ("claimed", ""))
+    in_expr = kpi("claims_plus", body % ("claimed * 2", ""))
+    pinned = kpi("google_claims", body % ("claimed", ", filter: \"platform = 'google_ads'\""))
+    spend = kpi("spend", body % ("cost", ""))
+    reconciling = kpi("per_order", "reconciles_claims: true\n" + body % ("claimed", ""))
+    files = {"test.yaml": area(summed, in_expr, pinned, spend, reconciling)}
+    folder = write_definitions(tmp_path, files, sources=SOURCES + _ADS)
+    found = sorted((p.kpi_id, p.message) for p in problems_of(folder))
+    fix = (
+        "sums `claimed`, which each platform claims by its own attribution (several claim "
+        "the same order): keep one platform (filter: \"platform = '...'\"), use observed "
+        "conversions (orders, GA4 key events), or declare `reconciles_claims: true` on a KPI "
+        "that sets the claims against them"
+    )
+    assert found == [("all_claims", f"measure: {fix}"), ("claims_plus", f"measure: {fix}")]
+
+
+# ---------------------------------------------------------------------------------------------
 # ExpressionRule
 # ---------------------------------------------------------------------------------------------
 
