@@ -89,7 +89,16 @@ GRAINS = ("day", "week", "month")
 NOT_SET = "(not set)"
 RESULTS = "bench_results"  # schema of the benchmark's own tables
 PAID = ("Paid Search", "Paid Social", "Display")
-AD_CHANNEL_MAP = {"search": "Paid Search", "social": "Paid Social", "display": "Display"}
+# The `paid_media` source's channel map (kpi_definitions/sources.yaml), written out by hand.
+AD_CHANNEL_MAP = {
+    "search": "Paid Search",
+    "social": "Paid Social",
+    "display": "Display",
+    "video": "Paid Video",
+    "shopping": "Paid Shopping",
+    "cross_network": "Cross-network",
+    "other": "Paid Other",
+}
 
 # Every catalogue KPI that reads only GA4 traffic and ad spend (kpi_definitions/*.yaml).
 BENCH_KPIS = (

@@ -307,7 +307,7 @@ def test_compile_by_a_dimension_slices_and_maps_it(capsys):
     sql = flat(compiled(capsys, "roas", "--dialect", "postgresql", "--dimension", "channel"))
     # The slice values come from both sources, the ad platforms' vocabulary mapped.
     assert " UNION SELECT DISTINCT " in sql
-    assert "CASE raw.ad_spend.channel WHEN 'search' THEN 'Paid Search'" in sql
+    assert "CASE raw.paid_media.channel WHEN 'search' THEN 'Paid Search'" in sql
     assert "'(not set)'" in sql
     assert re.search(r"GROUP BY periods_\d+\.period_start, anon_\d+\.channel", sql)
     assert "IN ('Paid Search', 'Paid Social', 'Display')" in sql
