@@ -396,8 +396,10 @@ def format_sql(sql: str, indent: str = "    ") -> str:
         out.append(token)
 
     pos = 0
+    cases = 0  # CASE expressions open at this point
     while pos < len(words):
         space_before, token = words[pos]
+        cases += (token == "CASE") - (token == "END" and cases > 0)
         nxt = words[pos + 1][1] if pos + 1 < len(words) else ""
         pos += 1
         statement_level = not parens or parens[-1]
@@ -424,6 +426,11 @@ def format_sql(sql: str, indent: str = "    ") -> str:
             pos += len(phrase) - 1
             if phrase[0] == "UNION":
                 newline()
+        elif token == "WHEN" or (cases and token in ("AND", "OR", "ELSE", "IN", "THEN")):
+            # A CASE's branches and their conditions, one a line: the channel taxonomy's
+            # CASE (kpi.compute.channel_sql) is long.
+            newline(2)
+            out.append(token)
         elif token == "AND" and statement_level and clause[-1] in ("JOIN", "WHERE", "HAVING"):
             newline(1)
             out.append("AND")

@@ -30,6 +30,7 @@ from kpi.language.catalog import Catalog
 from kpi.publication.catalog_tables import formula
 from kpi.publication.claims import refresh_claims_view
 from kpi.publication.scorecard import latest_scorecard, render
+from kpi.publication.unmapped import refresh_unmapped_view
 from kpi.refresh import (
     default_as_of,
     refresh_anomalies,
@@ -258,13 +259,15 @@ def kpi_comparisons(
     """Each KPI value against its target and the previous period (the same days of it, for
     an open period), with a direction-aware attainment and a status: on_track, at_risk,
     off_track, insufficient_data or no_target. This is the table BI scorecards read. Also
-    (re)creates the views beside it: `kpi_scorecard`, and `conversion_claims` (each ad
-    platform's claimed conversions beside the observed ones)."""
+    (re)creates the views beside it: `kpi_scorecard`, `conversion_claims` (each ad
+    platform's claimed conversions beside the observed ones) and `unmapped_dimension_values`
+    (raw values no channel rule places)."""
     tables = _tables()
     wh = warehouse.warehouse
     rows = refresh_comparisons(wh, tables)
     view = refresh_scorecard_view(wh, tables)
     claims = refresh_claims_view(wh, tables)
+    unmapped = refresh_unmapped_view(wh, tables)
     scorecard = latest_scorecard(wh, tables.comparisons, tables.catalog.dimensions)
     context.log.info("scorecard:\n" + render(scorecard, tables.catalog))
     return MaterializeResult(
@@ -273,6 +276,7 @@ def kpi_comparisons(
             "rows": rows,
             "scorecard_view": view,
             "claims_view": claims or "not made: a source it reads is not declared",
+            "unmapped_view": unmapped or "not made: no channel taxonomy",
             "scorecard": metadata_table(scorecard),
             "status_counts": scorecard["status"].value_counts().to_dict(),
         }

@@ -403,13 +403,13 @@ class KpiCompiler:
             # Filters speak the conformed vocabulary: `channel` means the mapped channel even
             # when the source has a raw column of the same name in its own vocabulary.
             if name in src.dimensions:
-                return dimension_value(src, table, name)
+                return dimension_value(src, table, name, self.catalog.taxonomy)
             return table.c[name]
 
         x = to_sql(measure.expr, column) if measure.expr else sa.literal(1)
         query = sa.select(
             day.label("day"),
-            *[dimension_value(src, table, d).label(d) for d in dims],
+            *[dimension_value(src, table, d, self.catalog.taxonomy).label(d) for d in dims],
             x.label("x"),
         )
         if measure.filter:
@@ -448,7 +448,10 @@ class KpiCompiler:
             src, table = self.catalog.sources[name], self.tables[name]
             day = [self.local_day(src, table.c[src.time.column]).label("day")] if sparse else []
             selects.append(
-                sa.select(*day, *[dimension_value(src, table, d).label(d) for d in dims]).distinct()
+                sa.select(
+                    *day,
+                    *[dimension_value(src, table, d, self.catalog.taxonomy).label(d) for d in dims],
+                ).distinct()
             )
         seen = sa.union(*selects).subquery() if len(selects) > 1 else selects[0].subquery()
         return SparseSlices(seen) if sparse else seen

@@ -159,11 +159,14 @@ class SourceCubes:
         row count and the daily aggregates of every measure the cube stores."""
         src, table = self.catalog.sources[source], self.raw_tables[source]
         day = local_day(src, table.c[src.time.column], self.catalog.reporting.time_zone)
-        dims = [dimension_value(src, table, d).label(d) for d in self.dims[source]]
+        dims = [
+            dimension_value(src, table, d, self.catalog.taxonomy).label(d)
+            for d in self.dims[source]
+        ]
 
         def dimension_or_column(name: str) -> ColumnElement:
             if name in src.dimensions:
-                return dimension_value(src, table, name)
+                return dimension_value(src, table, name, self.catalog.taxonomy)
             return table.c[name]
 
         aggregates = [sa.func.count().label("n")]

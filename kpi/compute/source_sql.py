@@ -11,7 +11,9 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
+from kpi.compute.channel_sql import channel_expression
 from kpi.language.catalog import Catalog
+from kpi.language.channels import Taxonomy
 from kpi.language.models import Kpi, SourceSpec
 
 NOT_SET = "(not set)"
@@ -54,14 +56,32 @@ def local_day(src: SourceSpec, moment: ColumnElement, time_zone: str) -> ColumnE
     return local_date(moment, sa.literal(time_zone, sa.String))
 
 
-def dimension_value(src: SourceSpec, table: sa.Table, dim: str) -> ColumnElement:
+def dimension_value(
+    src: SourceSpec, table: sa.Table, dim: str, taxonomy: Taxonomy | None
+) -> ColumnElement:
     """The conformed value of dimension ``dim`` on a row of ``src``: its column mapped to
-    the shared vocabulary, as a string, ``NOT_SET`` when missing."""
+    the shared vocabulary, as a string, ``NOT_SET`` when missing. A dimension declaring
+    ``classify`` takes, where its column holds no channel, the channel ``taxonomy`` gives
+    the row's source, medium and campaign (kpi.compute.channel_sql)."""
     mapping = src.dimensions[dim]
     col = table.c[mapping.column]
     if mapping.map:
         col = sa.case(mapping.map, value=col, else_=col)
-    return sa.func.coalesce(sa.cast(col, sa.String), NOT_SET)
+    value = sa.func.coalesce(sa.cast(col, sa.String), NOT_SET)
+    if mapping.classify is None or taxonomy is None:
+        return value
+    inputs = mapping.classify
+    classified = channel_expression(
+        taxonomy,
+        table.c[inputs.source],
+        table.c[inputs.medium],
+        table.c[inputs.campaign] if inputs.campaign else sa.null(),
+    )
+    return sa.case((value.in_([NOT_SET, *UNCLASSIFIED]), classified), else_=value)
+
+
+# What a source's own channel column says when it has no channel for the row.
+UNCLASSIFIED = ("Unassigned", "(other)")
 
 
 def source_names(catalog: Catalog, kpi: Kpi) -> list[str]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from kpi.language.channels import Taxonomy
 from kpi.language.models import Kpi, Reporting, SourceSpec, definition_version
 from kpi.language.yaml_source import LocatedYaml
 
@@ -40,6 +41,9 @@ class Catalog:
     kpi_locations: dict[str, Location] = field(default_factory=dict)
     source_locations: dict[str, Location] = field(default_factory=dict)
     sources_location: Location | None = None
+    # The channel taxonomy (kpi_definitions/taxonomy/channels.yaml), None without the file.
+    taxonomy: Taxonomy | None = None
+    taxonomy_location: Location | None = None
 
     def kpi(self, kpi_id: str) -> Kpi:
         return self.kpis[kpi_id]
@@ -85,9 +89,25 @@ class Catalog:
                 self.dependencies(kid),
                 self.sources_of(kid),
                 [d for d in k.dimension_names if d in self.sparse_dimensions],
+                self._taxonomy_fingerprint(kid),
             )
             for kid, k in self.kpis.items()
         }
+
+    def _taxonomy_fingerprint(self, kpi_id: str) -> str | None:
+        """The taxonomy's fingerprint when it decides a slice of ``kpi_id``: a changed rule
+        moves rows between channels, so those KPIs are recomputed."""
+        if self.taxonomy is None:
+            return None
+        kpi = self.kpis[kpi_id]
+        sliced = set(kpi.dimension_names) | {
+            d for dep in self.dependencies(kpi_id) for d in dep.dimension_names
+        }
+        for src in self.sources_of(kpi_id):
+            for dim, mapping in src.dimensions.items():
+                if mapping.classify is not None and (dim in sliced or _filters_on(kpi, dim)):
+                    return self.taxonomy.fingerprint
+        return None
 
     def evaluation_order(self) -> list[str]:
         """KPI ids with every KPI after the ones it is computed from."""
@@ -107,3 +127,7 @@ class Catalog:
         for kid in self.kpis:
             visit(kid)
         return order
+
+
+def _filters_on(kpi: Kpi, dim: str) -> bool:
+    return any(m.filter and dim in m.filter for _, m in kpi.measures)

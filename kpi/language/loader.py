@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from kpi.language.catalog import DEFAULT_DEFINITIONS_DIR, SOURCES_FILE, Catalog, Location
+from kpi.language.channels import TAXONOMY_FILE, Taxonomy
 from kpi.language.expressions import did_you_mean
 from kpi.language.models import Kpi, KpiFile, SourcesFile
 from kpi.language.problems import DefinitionError, Problem
@@ -52,6 +53,16 @@ def collect_catalog(folder: Path) -> tuple[Catalog | None, list[Problem]]:
     catalog.sources_location = Location(sources_doc, ())
     for name in sources_file.sources:
         catalog.source_locations[name] = Location(sources_doc, ("sources", name))
+
+    # A folder without its own taxonomy uses the shipped one (GA4's default channel group).
+    taxonomy_path = folder / TAXONOMY_FILE
+    if not taxonomy_path.exists():
+        taxonomy_path = DEFAULT_DEFINITIONS_DIR / TAXONOMY_FILE
+    if taxonomy_path.exists():
+        taxonomy_doc = _read(taxonomy_path, problems)
+        if taxonomy_doc is not None:
+            catalog.taxonomy = _validate(Taxonomy, taxonomy_doc, (), problems)
+            catalog.taxonomy_location = Location(taxonomy_doc, ())
 
     for path in sorted(folder.glob("*.yaml")):
         if path.name == SOURCES_FILE:

@@ -148,10 +148,23 @@ class TimeSpec(_Strict):
     time_zone: str = "UTC"
 
 
+class ClassifyFrom(_Strict):
+    """The columns holding a row's UTM source, medium and campaign."""
+
+    source: str
+    medium: str
+    campaign: str | None = None
+
+
 class DimensionMapping(_Strict):
     column: str
     # Maps the source's own vocabulary onto the conformed one; unmapped values pass through.
     map: dict[str, str] = Field(default_factory=dict)
+    # The channel taxonomy (kpi_definitions/taxonomy/channels.yaml) classifies a row whose
+    # ``column`` holds no channel (NULL, Unassigned, (not set), (other)) from these columns:
+    # GA4's own group is kept where it has one, since GA4 sees more than the row (auto-tagged
+    # clicks without UTM values), and its Unassigned rows are classified by our rules.
+    classify: ClassifyFrom | None = None
 
 
 class CurrencyConversion(_Strict):
@@ -508,6 +521,7 @@ def definition_version(
     dependencies: list[Kpi],
     sources: list[SourceSpec],
     sparse: list[str] | None = None,
+    taxonomy: str | None = None,
 ) -> str:
     """A short hash of everything that changes the numbers of ``kpi``.
 
@@ -529,6 +543,8 @@ def definition_version(
     }
     if sparse:
         payload["sparse"] = sorted(sparse)
+    if taxonomy:  # the channel rules that decide its slices (kpi.language.channels)
+        payload["taxonomy"] = taxonomy
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -540,4 +556,7 @@ def _numeric_source_fields(source: SourceSpec) -> dict:
         column.pop("description", None)
     if not data["union_of"]:  # a plain source keeps the version it had before unions
         data.pop("union_of")
+    for mapping in data["dimensions"].values():
+        if mapping.get("classify") is None:  # likewise a dimension without a taxonomy
+            mapping.pop("classify", None)
     return data

@@ -52,7 +52,7 @@ def claims_select(tables: KpiTables) -> sa.Select | None:
     zone = catalog.reporting.time_zone
     raw = tables.raw_tables
     ads, ga4, orders = raw[CLAIMS], raw[GA4], raw[ORDERS]
-    ad_channel = dimension_value(catalog.sources[CLAIMS], ads, "channel")
+    ad_channel = dimension_value(catalog.sources[CLAIMS], ads, "channel", catalog.taxonomy)
     claims = (
         sa.select(
             ads.c.date.label("date"),
@@ -65,7 +65,7 @@ def claims_select(tables: KpiTables) -> sa.Select | None:
         .group_by(ads.c.date, ad_channel, ads.c.platform)
         .cte("claims")
     )
-    ga4_channel = dimension_value(catalog.sources[GA4], ga4, "channel")
+    ga4_channel = dimension_value(catalog.sources[GA4], ga4, "channel", catalog.taxonomy)
     observed_ga4 = (
         sa.select(
             ga4.c.date.label("date"),
@@ -77,7 +77,7 @@ def claims_select(tables: KpiTables) -> sa.Select | None:
         .cte("observed_ga4")
     )
     order_day = local_day(catalog.sources[ORDERS], orders.c.ordered_at, zone)
-    order_channel = dimension_value(catalog.sources[ORDERS], orders, "channel")
+    order_channel = dimension_value(catalog.sources[ORDERS], orders, "channel", catalog.taxonomy)
     observed_orders = (
         sa.select(
             order_day.label("date"),

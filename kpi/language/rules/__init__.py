@@ -10,6 +10,7 @@ from kpi.language.problems import Problem
 from kpi.language.rules.additivity import AdditivityRule
 from kpi.language.rules.alerts import AlertRulesRule
 from kpi.language.rules.base import Rule
+from kpi.language.rules.channels import ChannelPatternRule, ClassifyRule, ShadowedChannelRule
 from kpi.language.rules.claims import ClaimedConversionsRule
 from kpi.language.rules.dimensions import DimensionRule
 from kpi.language.rules.display_formats import DisplayFormatRule
@@ -44,6 +45,9 @@ RULES: list[Rule] = [
     DisplayFormatRule(),
     AlertRulesRule(),
     FileSourceDeclarationRule(),
+    ChannelPatternRule(),
+    ShadowedChannelRule(),
+    ClassifyRule(),
 ]
 
 

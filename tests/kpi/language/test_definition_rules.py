@@ -130,6 +130,7 @@ def write_definitions(
     if sources is not None:
         (folder / "sources.yaml").write_text(sources, encoding="utf-8")
     for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(text, encoding="utf-8")
     return folder
 
@@ -578,6 +579,133 @@ def test_claimed_conversions_summed_across_platforms_are_refused_with_the_fix(tm
         "that sets the claims against them"
     )
     assert found == [("all_claims", f"measure: {fix}"), ("claims_plus", f"measure: {fix}")]
+
+
+# ---------------------------------------------------------------------------------------------
+# ChannelPatternRule
+# ---------------------------------------------------------------------------------------------
+
+_TAXONOMY = """\
+lists:
+  search_sites: [google, bing]
+rules:
+  - channel: Paid Search
+    when:
+      source: {in_list: search_sites}
+      medium: {regex: "^(cpc|ppc)$"}
+  - channel: Email
+    when:
+      medium: {in: [email]}
+"""
+
+
+def _taxonomy_problems(tmp_path, taxonomy: str) -> list[Problem]:
+    files = {"test.yaml": area(SESSIONS), "taxonomy/channels.yaml": taxonomy}
+    return problems_of(write_definitions(tmp_path, files))
+
+
+def test_a_bad_or_unportable_pattern_and_an_unknown_list_are_each_refused(tmp_path):
+    taxonomy = (
+        _TAXONOMY
+        + """\
+  - channel: Broken
+    when:
+      campaign: {regex: "(unclosed"}
+  - channel: Lookahead
+    when:
+      campaign: {regex: "^(?!brand)"}
+  - channel: Digits
+    when:
+      campaign: {regex: 'q\\d'}
+  - channel: Social
+    when:
+      source: {in_list: socal_sites}
+"""
+    )
+    found = [(p.line, p.message) for p in _taxonomy_problems(tmp_path, taxonomy)]
+    assert found == [
+        (
+            line_of(taxonomy, "(unclosed"),
+            "rule 3 (Broken), campaign: invalid pattern `(unclosed`: missing ), unterminated "
+            "subpattern at position 0",
+        ),
+        (
+            line_of(taxonomy, "^(?!brand)"),
+            "rule 4 (Lookahead), campaign: pattern `^(?!brand)` uses `(?!`, which not every "
+            "warehouse reads alike: no look-arounds, back-references or \\d \\w \\s \\b (write "
+            "[0-9], [a-z0-9_]...)",
+        ),
+        (
+            line_of(taxonomy, "q\\d"),
+            "rule 5 (Digits), campaign: pattern `q\\d` uses `\\d`, which not every warehouse "
+            "reads alike: no look-arounds, back-references or \\d \\w \\s \\b (write [0-9], "
+            "[a-z0-9_]...)",
+        ),
+        (
+            line_of(taxonomy, "socal_sites"),
+            "rule 6 (Social), source: unknown list `socal_sites`: did you mean `search_sites`?",
+        ),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# ShadowedChannelRule
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_rule_an_earlier_one_always_matches_first_is_refused(tmp_path):
+    taxonomy = (
+        _TAXONOMY
+        + """\
+  - channel: Google Ads
+    when:
+      source: {in: [google]}
+      medium: {in: [cpc]}
+  - channel: Bing organic
+    when:
+      source: {in: [bing]}
+      medium: {in: [organic]}
+  - channel: Everything
+  - channel: Never
+    when:
+      medium: {in: [sms]}
+"""
+    )
+    found = [(p.line, p.message) for p in _taxonomy_problems(tmp_path, taxonomy)]
+    assert found == [
+        (
+            line_of(taxonomy, "channel: Google Ads"),
+            "rule 3 (Google Ads) can never match: every row it matches is matched first by "
+            "rule 1 (Paid Search); move it above, or narrow the earlier rule",
+        ),
+        (
+            line_of(taxonomy, "channel: Never"),
+            "rule 6 (Never) can never match: every row it matches is matched first by rule 5 "
+            "(Everything); move it above, or narrow the earlier rule",
+        ),
+    ]  # Bing organic is reachable: rule 1 wants cpc or ppc
+
+
+# ---------------------------------------------------------------------------------------------
+# ClassifyRule
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_classified_dimension_needs_its_columns(tmp_path):
+    sources = SOURCES.replace(
+        "      channel: {column: channel_group}\n",
+        "      channel:\n        column: channel_group\n"
+        "        classify: {source: utm_source, medium: channel_group}\n",
+    )
+    folder = write_definitions(tmp_path, {"test.yaml": area(SESSIONS)}, sources=sources)
+    found = [(p.line, p.message) for p in problems_of(folder)]
+    # Without a taxonomy of its own the folder uses the shipped one: only the column is wrong.
+    assert found == [
+        (
+            line_of(sources, "classify: {source: utm_source"),
+            "source `traffic`: unknown column `utm_source`",
+        ),
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
