@@ -80,8 +80,9 @@ def dimension_value(
     return sa.case((value.in_([NOT_SET, *UNCLASSIFIED]), classified), else_=value)
 
 
-# What a source's own channel column says when it has no channel for the row.
-UNCLASSIFIED = ("Unassigned", "(other)")
+# What a source's own channel column says when it has no channel for the row (GA4's
+# "(other)" is kept: it is GA4's bucket of rows beyond its limits, flagged is_other_row).
+UNCLASSIFIED = ("Unassigned",)
 
 
 def source_names(catalog: Catalog, kpi: Kpi) -> list[str]:

@@ -161,7 +161,7 @@ class DimensionMapping(_Strict):
     # Maps the source's own vocabulary onto the conformed one; unmapped values pass through.
     map: dict[str, str] = Field(default_factory=dict)
     # The channel taxonomy (kpi_definitions/taxonomy/channels.yaml) classifies a row whose
-    # ``column`` holds no channel (NULL, Unassigned, (not set), (other)) from these columns:
+    # ``column`` holds no channel (NULL or Unassigned) from these columns:
     # GA4's own group is kept where it has one, since GA4 sees more than the row (auto-tagged
     # clicks without UTM values), and its Unassigned rows are classified by our rules.
     classify: ClassifyFrom | None = None
