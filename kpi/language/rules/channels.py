@@ -49,6 +49,17 @@ class ChannelPatternRule(Rule):
                             )
                         )
                         continue
+                    upper = re.search(r"[A-Z]", re.sub(r"\\.", "", condition.regex))
+                    if upper:
+                        problems.append(
+                            Problem(
+                                file,
+                                line,
+                                f"{where}: pattern `{condition.regex}` has the upper-case "
+                                f"`{upper.group()}`, but values are lower-cased before the "
+                                "rules read them: write it in lower case",
+                            )
+                        )
                     bad = _NOT_PORTABLE.search(condition.regex)
                     if bad:
                         problems.append(

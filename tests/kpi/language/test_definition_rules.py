@@ -620,6 +620,9 @@ def test_a_bad_or_unportable_pattern_and_an_unknown_list_are_each_refused(tmp_pa
   - channel: Social
     when:
       source: {in_list: socal_sites}
+  - channel: Shouting
+    when:
+      campaign: {regex: "^Brand"}
 """
     )
     found = [(p.line, p.message) for p in _taxonomy_problems(tmp_path, taxonomy)]
@@ -644,6 +647,11 @@ def test_a_bad_or_unportable_pattern_and_an_unknown_list_are_each_refused(tmp_pa
         (
             line_of(taxonomy, "socal_sites"),
             "rule 6 (Social), source: unknown list `socal_sites`: did you mean `search_sites`?",
+        ),
+        (
+            line_of(taxonomy, "^Brand"),
+            "rule 7 (Shouting), campaign: pattern `^Brand` has the upper-case `B`, but values "
+            "are lower-cased before the rules read them: write it in lower case",
         ),
     ]
 
