@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from kpi.compute.channel_sql import normalised, normalised_source
 from kpi.compute.source_sql import dimension_value, local_day
 from kpi.compute.tables import KpiTables
-from kpi.warehouse.comments import stored_comments, write_comments
+from kpi.publication.views import replace_reader_view
 from kpi.warehouse.connection import Warehouse
 from kpi.warehouse.schema import KPI_SCHEMA
 
@@ -89,12 +89,4 @@ def refresh_unmapped_view(wh: Warehouse, tables: KpiTables) -> str | None:
     query = unmapped_select(tables)
     if query is None:
         return None
-    with wh.transaction(lock=[f"{KPI_SCHEMA}.{VIEW}"]) as conn:
-        preparer = conn.dialect.identifier_preparer
-        name = f"{preparer.quote_schema(KPI_SCHEMA)}.{preparer.quote(VIEW)}"
-        body = query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
-        # DDL takes no bound parameters; the literals come from our declarations.
-        conn.execute(sa.text(f"CREATE OR REPLACE VIEW {name} AS {body}"))
-        stored = stored_comments(conn, KPI_SCHEMA)
-        write_comments(conn, KPI_SCHEMA, VIEW, COMMENTS, stored, kind="VIEW")
-    return f"{KPI_SCHEMA}.{VIEW}"
+    return replace_reader_view(wh, KPI_SCHEMA, VIEW, query, COMMENTS)

@@ -54,11 +54,12 @@ def is_view(table: sa.Table) -> bool:
 
 def create_or_replace_view(conn: sa.Connection, table: sa.Table) -> None:
     """(Re)create the view ``table`` from its SELECT, in ``conn``'s transaction."""
-    preparer = conn.dialect.identifier_preparer
-    name = preparer.format_table(table)
-    body = table.info[VIEW_INFO].compile(
-        dialect=conn.dialect, compile_kwargs={"literal_binds": True}
-    )
+    replace_view(conn, conn.dialect.identifier_preparer.format_table(table), table.info[VIEW_INFO])
+
+
+def replace_view(conn: sa.Connection, name: str, query: sa.Select | sa.CompoundSelect) -> None:
+    """``CREATE OR REPLACE VIEW name AS query`` in ``conn``'s transaction."""
+    body = query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
     # DDL takes no bound parameters; the SELECT comes from our declarations, not from input.
     replace = sa.text(f"CREATE OR REPLACE VIEW {name} AS {body}")
     if conn.dialect.name != "postgresql":
