@@ -97,8 +97,12 @@ def meta_rows(spend: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def _window() -> tuple[dt.date, dt.date]:
-    return parse_window(os.environ.get("DEMO_START"), os.environ.get("DEMO_END"))
+def _spend(start: dt.date, end: dt.date) -> pd.DataFrame:
+    """The generator's spend of ``start..end`` within the demo window (the generator is
+    deterministic per day, so a window's rows are those of the whole history's)."""
+    first, last = parse_window(os.environ.get("DEMO_START"), os.environ.get("DEMO_END"))
+    start, end = max(start, first), min(end, last)
+    return ad_spend(start, end) if start <= end else ad_spend(first, first).iloc[0:0]
 
 
 class DemoGoogleAdsResource(GoogleAdsResource):
@@ -109,9 +113,10 @@ class DemoGoogleAdsResource(GoogleAdsResource):
     def setup_for_execution(self, context: InitResourceContext) -> None:
         if not self.configured:
             return
-        rows = google_ads_rows(ad_spend(*_window()))
+        # Rows are generated per pull, for its window only (see ``pull``): a daily run on
+        # a long demo history would otherwise generate every day of it each time.
         fake = FakeGoogleAds(
-            {DEMO_CUSTOMER_ID: FakeAccount(rows=rows)},
+            {DEMO_CUSTOMER_ID: FakeAccount(rows=[])},
             process_certificate(),
             refresh_token=self.refresh_token or "",
             batch_size=10_000,
@@ -120,6 +125,11 @@ class DemoGoogleAdsResource(GoogleAdsResource):
         # Resources are frozen: the fake's address is known only now.
         object.__setattr__(self, "endpoint", fake.endpoint)
         object.__setattr__(self, "token_uri", fake.token_uri)
+
+    def pull(self, start: dt.date, end: dt.date):
+        if self._fake is not None:
+            self._fake.set_rows(DEMO_CUSTOMER_ID, google_ads_rows(_spend(start, end)))
+        return super().pull(start, end)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._fake is not None:
@@ -135,14 +145,19 @@ class DemoMetaResource(MetaAdsResource):
     def setup_for_execution(self, context: InitResourceContext) -> None:
         if not self.configured:
             return
-        rows = meta_rows(ad_spend(*_window()))
         fake = FakeMeta(
-            {DEMO_AD_ACCOUNT.removeprefix("act_"): FakeAdAccount(rows=rows)},
+            {DEMO_AD_ACCOUNT.removeprefix("act_"): FakeAdAccount(rows=[])},
             access_token=self.access_token or "",
             page_size=500,
         )
         self._fake = fake.__enter__()
         object.__setattr__(self, "graph_url", fake.url)
+
+    def pull(self, start: dt.date, end: dt.date):
+        if self._fake is not None:
+            account = DEMO_AD_ACCOUNT.removeprefix("act_")
+            self._fake.set_rows(account, meta_rows(_spend(start, end)))
+        return super().pull(start, end)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._fake is not None:
