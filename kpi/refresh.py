@@ -7,11 +7,14 @@ The Dagster assets are thin wrappers around these functions.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import os
 from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
 
 from kpi.compute.changes import (
     ANOMALIES,
@@ -29,6 +32,7 @@ from kpi.compute.changes import (
     pending,
     periods_changed_from,
     source_days_select,
+    statement_fingerprint,
     supports_incremental,
     value_fingerprints,
 )
@@ -42,10 +46,13 @@ from kpi.status.comparisons import comparison_select
 from kpi.status.targets import daily_history, phase_targets
 from kpi.warehouse.connection import Warehouse
 from kpi.warehouse.locks import DDL
+from kpi.warehouse.statements import Compiled, StatementCache, compile_select
 
 # Days of values an anomaly of day D rests on: the 28 days before it (its band), each judged
 # against the same weekday in the 4 weeks before that (kpi.status.anomalies), and a week spare.
 ANOMALY_CONTEXT_DAYS = 2 * 28 + 7
+# Comparison statements run at once on DuckDB in an incremental refresh (at most one a core).
+MAX_STATEMENT_WORKERS = 4
 
 
 def default_as_of(catalog: Catalog, now: dt.datetime | None = None) -> dt.date:
@@ -312,14 +319,20 @@ def refresh_comparisons(
 ) -> int:
     """Recompute ``kpi_comparisons`` from ``kpi_values``, ``kpi_targets`` and ``kpi_changes``:
     the periods that changed since the last run (kpi.compute.changes), all with
-    ``full_refresh``. Returns the rows of the table."""
+    ``full_refresh``. Returns the rows of the table.
+
+    Its statements are compiled once and kept in the warehouse
+    (kpi.warehouse.statements) until the catalog, the kernel or the warehouse's dialect
+    changes."""
     computed_at = computed_at or dt.datetime.now(dt.UTC)
     catalog, comparisons, state = tables.catalog, tables.comparisons, tables.refresh_state
     fingerprints = goal_fingerprints(catalog)
-    if supports_incremental(wh.dialect):
-        wh.ensure_tables([state])
-    with wh.transaction(lock=[comparisons, state]) as conn:
-        if full_refresh and supports_incremental(wh.dialect):
+    incremental = supports_incremental(wh.dialect)
+    if incremental:
+        wh.ensure_tables([state, tables.compiled_statements])
+    locked = [comparisons, state, *([tables.compiled_statements] if incremental else [])]
+    with wh.transaction(lock=locked) as conn:
+        if full_refresh and incremental:
             conn.execute(state.delete().where(state.c.step == COMPARISONS))
         todo = _todo(wh, conn, tables, COMPARISONS, fingerprints)
         stale = [comparisons.c.kpi_id.not_in(list(catalog.kpis))]
@@ -328,25 +341,48 @@ def refresh_comparisons(
             stale.append(
                 keep if since == FULL else sa.and_(keep, comparisons.c.period_end >= since)
             )
-        selects = _comparison_selects(tables, todo, computed_at)
-        Warehouse.replace_from_selects_overlapped_in(conn, comparisons, sa.or_(*stale), selects)
-        if supports_incremental(wh.dialect):
+        cache = None
+        if incremental:
+            fingerprint = statement_fingerprint(catalog, wh.dialect)
+            cache = StatementCache.load(conn, tables.compiled_statements, COMPARISONS, fingerprint)
+        statements = _comparison_statements(tables, todo, computed_at, conn.dialect, cache)
+        workers = min(MAX_STATEMENT_WORKERS, os.cpu_count() or 1)
+        if wh.dialect == "duckdb" and FULL not in todo.values() and workers > 1:
+            # A few rows per statement: planning is the cost, and it runs on one core.
+            Warehouse.replace_from_selects_concurrently_in(
+                conn, comparisons, sa.or_(*stale), statements, workers
+            )
+        else:
+            Warehouse.replace_from_selects_overlapped_in(
+                conn, comparisons, sa.or_(*stale), statements
+            )
+        if cache is not None:
+            cache.save(conn, computed_at)
+        if incremental:
             mark_clean(conn, state, COMPARISONS, {k: fingerprints[k] for k in todo}, computed_at)
         return int(conn.execute(sa.select(sa.func.count()).select_from(comparisons)).scalar())
 
 
-def _comparison_selects(
-    tables: KpiTables, todo: dict[str, dt.date], computed_at: dt.datetime
-) -> Iterator[sa.Select]:
-    """One statement per KPI, grain and slice to recompute, built as they are needed."""
+def _comparison_statements(
+    tables: KpiTables,
+    todo: dict[str, dt.date],
+    computed_at: dt.datetime,
+    dialect: Dialect,
+    cache: StatementCache | None,
+) -> Iterator[Compiled]:
+    """One statement per KPI, grain and slice to recompute, built as they are needed: taken
+    from ``cache`` when it holds it (the same statement for any ``since`` and
+    ``computed_at``, its run parameters)."""
     catalog = tables.catalog
     for kpi_id in catalog.evaluation_order():
         if kpi_id not in todo:
             continue
         kpi, since = catalog.kpis[kpi_id], todo[kpi_id]
+        since = None if since == FULL else since
         for grain in kpi.grains:
             for dims in tables.compiler.slices(kpi):
-                yield comparison_select(
+                build = functools.partial(
+                    comparison_select,
                     tables.compiler,
                     kpi,
                     str(grain),
@@ -355,8 +391,15 @@ def _comparison_selects(
                     tables.targets,
                     computed_at,
                     changes=tables.changes,
-                    since=None if since == FULL else since,
+                    since=since,
                 )
+                if cache is None:
+                    yield compile_select(dialect, build())
+                    continue
+                mode = "full" if since is None else "since"
+                key = f"{kpi_id}|{grain}|{','.join(dims)}|{mode}"
+                run = {"computed_at": computed_at, **({} if since is None else {"since": since})}
+                yield cache.get(key, run, lambda b=build: compile_select(dialect, b()))
 
 
 def _now() -> dt.datetime:

@@ -28,9 +28,11 @@ one (``supports_incremental``).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -43,6 +45,7 @@ from kpi.warehouse.schema import LINEAGE_COLUMNS, WORK_SCHEMA
 
 # "Everything": a day before any period, so ``period_end >= FULL`` selects every row.
 FULL = dt.date(1900, 1, 1)
+KERNEL_DIR = Path(__file__).resolve().parents[1]
 VALUES, TARGETS, COMPARISONS, ANOMALIES = "values", "targets", "comparisons", "anomalies"
 STEPS = (VALUES, TARGETS, COMPARISONS, ANOMALIES)
 # Which steps read each step's output (and so must follow its changes).
@@ -140,6 +143,39 @@ def goal_fingerprints(catalog: Catalog) -> dict[str, str]:
         ]
         out[kpi_id] = f"{values[kpi_id]}:{_digest(goals)}"
     return out
+
+
+def catalog_fingerprint(catalog: Catalog) -> str:
+    """The whole catalog's: every KPI and source as declared, the dimensions, the reporting
+    calendar and the channel taxonomy."""
+    return _digest(
+        [
+            catalog.reporting.model_dump(mode="json"),
+            catalog.dimensions,
+            sorted(catalog.sparse_dimensions),
+            {k: s.model_dump(mode="json") for k, s in catalog.sources.items()},
+            {k: kpi.model_dump(mode="json") for k, kpi in catalog.kpis.items()},
+            catalog.taxonomy.fingerprint if catalog.taxonomy is not None else None,
+        ]
+    )
+
+
+@functools.cache
+def kernel_code_digest() -> str:
+    """A digest of the kernel's source (every module of ``kpi/``): compiled SQL kept
+    between runs is compiled again after any change to the code that writes it."""
+    h = hashlib.sha256()
+    for path in sorted(KERNEL_DIR.rglob("*.py")):
+        h.update(str(path.relative_to(KERNEL_DIR)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def statement_fingerprint(catalog: Catalog, dialect: str) -> str:
+    """What shapes the SQL of a KPI step (kpi.warehouse.statements): the whole catalog (a
+    KPI's name and area are in its rows, a slice's values come from every source it reads),
+    the kernel's code, the SQLAlchemy version and the warehouse's dialect."""
+    return _digest([catalog_fingerprint(catalog), kernel_code_digest(), sa.__version__, dialect])
 
 
 def _digest(data) -> str:

@@ -94,7 +94,7 @@ class KpiCompiler:
         # refresh (kpi.compute.cubes) instead of scanning the raw table once per KPI, grain
         # and slice. Without, every query is self-contained (``kpi compile``).
         self.use_cubes = use_cubes
-        self._since: dt.date | None = None  # see periods_since
+        self._since: dt.date | ColumnElement | None = None  # see periods_since
         # The cubes and rollups are working tables: beside the readers' schema, not in it.
         work = WORK_SCHEMA if self.periods.schema else None
         self.cubes = SourceCubes(catalog, self.metadata, work, self.tables)
@@ -166,7 +166,7 @@ class KpiCompiler:
         ]
 
     @contextlib.contextmanager
-    def periods_since(self, since: dt.date | None) -> Iterator[None]:
+    def periods_since(self, since: dt.date | ColumnElement | None) -> Iterator[None]:
         """Every query built inside evaluates only the periods ending on or after ``since``."""
         before, self._since = self._since, since
         try:
@@ -175,7 +175,7 @@ class KpiCompiler:
             self._since = before
 
     @staticmethod
-    def recent_periods(p: FromClause, since: dt.date | None) -> list[ColumnElement]:
+    def recent_periods(p: FromClause, since: dt.date | ColumnElement | None) -> list[ColumnElement]:
         """The filter keeping the periods an incremental refresh recomputes: every window
         of a period ends by its period end, so one ending before ``since`` cannot change."""
         return [] if since is None else [p.c.period_end >= since]

@@ -19,6 +19,7 @@ from kpi.warehouse.schema import (
     kpi_targets_table,
     kpi_values_table,
 )
+from kpi.warehouse.statements import compiled_statements_table
 
 
 @dataclass
@@ -72,6 +73,10 @@ class KpiTables:
         return refresh_state_table(self.compiler.metadata)
 
     @property
+    def compiled_statements(self) -> sa.Table:
+        return compiled_statements_table(self.compiler.metadata)
+
+    @property
     def source_days(self) -> sa.Table:
         return source_days_table(self.compiler.metadata)
 
@@ -88,6 +93,7 @@ class KpiTables:
             self.anomalies,
             self.refresh_state,
             self.source_days,
+            self.compiled_statements,
         ]
 
     @classmethod

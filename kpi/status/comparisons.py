@@ -41,6 +41,7 @@ from kpi.language.models import Direction, Grain, Kpi, KpiType
 from kpi.status.judgement import attainment_expr, benchmark_position, status_expr
 from kpi.status.targets import SEASONAL
 from kpi.status.variance import as_levels, is_growth, variance_favourable_expr
+from kpi.warehouse.statements import run_parameter
 
 
 def comparison_select(
@@ -59,6 +60,10 @@ def comparison_select(
     definition version of the history compared with (``changes`` is ``kpi_changes``).
     With ``since``, only the periods ending on or after it (kpi.compute.changes)."""
     catalog = compiler.catalog
+    # The first period to write and the run's timestamp are bind parameters given by each
+    # run: the rest of the statement is the same every day (kpi.warehouse.statements).
+    since = None if since is None else run_parameter("since", since, sa.Date())
+    stamp = run_parameter("computed_at", computed_at, sa.TIMESTAMP(timezone=True))
     v = values.alias("v")
     slices = compiler.slice_values(kpi, dims)
     t = targets.alias("t")
@@ -187,7 +192,7 @@ def comparison_select(
             v.c.sample_size,
             status.label("status"),
             v.c.definition_version,
-            sa.literal(computed_at, sa.TIMESTAMP(timezone=True)).label("computed_at"),
+            stamp.label("computed_at"),
             t.c.phasing,
             t.c.goal_start,
             t.c.goal_deadline,

@@ -13,7 +13,6 @@ import datetime as dt
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +25,7 @@ from kpi.warehouse.comments import sync_comments
 from kpi.warehouse.dsn import check_unambiguous, scrub_errors, scrub_exception, url_secrets
 from kpi.warehouse.locks import DDL, lock_tables, locked_transaction
 from kpi.warehouse.schema import KPI_SCHEMA, stale_reader_copy
+from kpi.warehouse.statements import Compiled, compile_select, select_concurrently
 from kpi.warehouse.upgrades import add_primary_keys
 from kpi.warehouse.views import create_or_replace_view, is_view
 
@@ -332,12 +332,14 @@ class Warehouse:
         conn: Connection,
         table: sa.Table,
         where: ColumnElement | None,
-        selects: Iterable[sa.Select],
+        selects: Iterable[sa.Select | Compiled],
     ) -> int:
         """``replace_from_select_in`` for many statements: each one is built and compiled
         (Python, ``selects`` may be a generator) while the warehouse runs the one before,
         on a worker thread that alone uses ``conn`` (DuckDB and the PostgreSQL driver leave
-        Python's lock while they plan and run). Returns the rows deleted.
+        Python's lock while they plan and run). A statement already compiled (``Compiled``,
+        kpi.warehouse.statements: from the cache of compiled statements) is run as it is.
+        Returns the rows deleted.
 
         For statements that cost about as much to build as to run (kpi_comparisons: ~150
         statements of ~20 ms each in Python and ~20 ms in DuckDB), this halves the wait.
@@ -345,27 +347,42 @@ class Warehouse:
         lock_tables(conn, [table])
         deleted = cls._delete(conn, table, where)
         dialect = conn.dialect
-
-        def compiled(select: sa.Select) -> tuple[str, Any]:
-            names = [c.name for c in select.selected_columns]
-            insert = table.insert().from_select(names, select)
-            # Expanding IN lists rendered now: the driver gets plain parameters.
-            done = insert.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
-            params = done.construct_params()
-            if done.positional:
-                return done.string, tuple(params[name] for name in done.positiontup)
-            return done.string, params
-
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as worker:
             running: concurrent.futures.Future | None = None
             for select in selects:
-                statement = compiled(select)
+                if not isinstance(select, Compiled):
+                    select = compile_select(dialect, select)
+                statement = select.insert_into(table, dialect)
                 if running is not None:
                     running.result()
                 running = worker.submit(conn.exec_driver_sql, *statement)
             if running is not None:
                 running.result()
         analyze_in(conn, table, None)
+        return deleted
+
+    @classmethod
+    def replace_from_selects_concurrently_in(
+        cls,
+        conn: Connection,
+        table: sa.Table,
+        where: ColumnElement | None,
+        selects: Iterable[Compiled],
+        workers: int,
+    ) -> int:
+        """DuckDB, for statements with few rows each (an incremental refresh): the SELECTs
+        run ``workers`` at a time on other connections (kpi.warehouse.statements), their
+        rows are inserted by ``conn`` in its transaction. They must read only what is
+        committed, not ``table``. Returns the rows deleted."""
+        lock_tables(conn, [table])
+        deleted = cls._delete(conn, table, where)
+        # One frame of Python values: None stays NULL (a DataFrame per statement, concatenated,
+        # cost more than the statements on DuckDB and turned NULLs into NaN).
+        by_columns: dict[tuple[str, ...], list[tuple]] = {}
+        for columns, rows in select_concurrently(conn.engine, selects, workers):
+            by_columns.setdefault(columns, []).extend(rows)
+        for columns, rows in by_columns.items():
+            cls.insert_rows_in(conn, table, pd.DataFrame.from_records(rows, columns=columns))
         return deleted
 
     @classmethod

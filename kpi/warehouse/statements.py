@@ -1,0 +1,243 @@
+"""Compiled ``INSERT ... SELECT`` statements, and a cache of them kept in the warehouse.
+
+Why a cache: ``kpi_comparisons`` is about 160 statements, one per KPI, grain and slice.
+Building and compiling them in Python cost more than the warehouse took to run them (4 of
+the 6 seconds of a daily run's comparisons), and gave the same SQL every day: only the
+first period to recompute and the run's timestamp change, and those are bind parameters
+named ``run_*`` (``run_parameter``). The cache keeps each statement's SQL and its other,
+constant, parameters in ``kpi_work.compiled_statements`` under a fingerprint of everything
+that shapes it (the catalog, the kernel's code, the dialect: the caller's); a run builds and
+compiles only the statements it misses, and a changed fingerprint misses them all.
+
+Kept in the warehouse, not on a disk of the machine: every process and executor that
+writes the warehouse reads the same cache, and it goes with the tables it was made for.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime as dt
+import decimal
+import json
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.sql.elements import BindParameter
+
+from kpi.warehouse.locks import lock_tables
+from kpi.warehouse.schema import WORK_SCHEMA
+
+RUN_PREFIX = "run_"
+
+
+def run_parameter(name: str, value: Any, type_: sa.types.TypeEngine) -> BindParameter:
+    """A bind parameter given anew by each run (the first period to recompute, the run's
+    timestamp): left out of the cached constants and filled in on every use. Several uses
+    in one statement must carry the same value."""
+    return sa.bindparam(f"{RUN_PREFIX}{name}", value, type_=type_)
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A compiled SELECT, the names of its columns and its parameters; ``names`` is the
+    positional order of the parameters (None for a dialect with named parameters)."""
+
+    sql: str
+    columns: tuple[str, ...]
+    names: tuple[str, ...] | None
+    params: dict[str, Any]
+
+    def bound(self) -> tuple[str, tuple | dict]:
+        """(SQL, parameters) as the driver takes them (``Connection.exec_driver_sql``)."""
+        return self.sql, self._values()
+
+    def insert_into(self, table: sa.Table, dialect: Dialect) -> tuple[str, tuple | dict]:
+        """``INSERT INTO table (columns) SELECT ...`` with its parameters, for the driver."""
+        quote = dialect.identifier_preparer
+        columns = ", ".join(quote.quote(c) for c in self.columns)
+        return f"INSERT INTO {quote.format_table(table)} ({columns}) {self.sql}", self._values()
+
+    def _values(self) -> tuple | dict:
+        if self.names is not None:
+            return tuple(self.params[n] for n in self.names)
+        return dict(self.params)
+
+
+def compile_select(dialect: Dialect, select: sa.Select) -> Compiled:
+    """``select`` compiled for ``dialect``."""
+    # Expanding IN lists rendered now: the driver gets plain parameters.
+    done = select.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    order = tuple(done.positiontup) if done.positional else None
+    columns = tuple(c.name for c in select.selected_columns)
+    return Compiled(done.string, columns, order, dict(done.construct_params()))
+
+
+def select_concurrently(
+    engine: Engine, selects: Iterable[Compiled], workers: int
+) -> list[tuple[tuple[str, ...], list[tuple]]]:
+    """DuckDB: the columns and rows of each of ``selects``, run ``workers`` at a time on
+    other connections to the same database (they see what is committed). Why: the
+    statements of kpi_comparisons each cost ~15 ms, mostly DuckDB planning them on one
+    core; two at a time take 60% of the time of one after the other."""
+    local = threading.local()
+    opened: list[Connection] = []
+    guard = threading.Lock()
+
+    def run(compiled: Compiled):
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn = local.conn = engine.connect()
+            with guard:
+                opened.append(conn)
+        rows = conn.connection.driver_connection.execute(*compiled.bound()).fetchall()
+        return compiled.columns, rows
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(run, selects))
+    finally:
+        for conn in opened:
+            conn.close()
+
+
+def compiled_statements_table(metadata: sa.MetaData) -> sa.Table:
+    if f"{WORK_SCHEMA}.compiled_statements" in metadata.tables:
+        return metadata.tables[f"{WORK_SCHEMA}.compiled_statements"]
+    return sa.Table(
+        "compiled_statements",
+        metadata,
+        sa.Column("step", sa.String, nullable=False, comment="the step that runs it"),
+        sa.Column("statement_key", sa.String, nullable=False, comment="KPI, grain, slice, mode"),
+        sa.Column(
+            "fingerprint",
+            sa.String,
+            nullable=False,
+            comment="catalog, kernel code and dialect it was compiled for",
+        ),
+        sa.Column("sql_text", sa.Text, nullable=False, comment="the compiled statement"),
+        sa.Column(
+            "parameters",
+            sa.Text,
+            nullable=False,
+            comment="JSON: positional order and constant parameter values",
+        ),
+        sa.Column("compiled_at", sa.TIMESTAMP(timezone=True)),
+        schema=WORK_SCHEMA,
+        comment="Compiled SQL of the KPI steps, reused while nothing that shapes it changes "
+        "(kpi.warehouse.statements)",
+    )
+
+
+class StatementCache:
+    """The cached statements of one step for one fingerprint, read once per run."""
+
+    def __init__(self, table: sa.Table, step: str, fingerprint: str, found: dict[str, Compiled]):
+        self.table, self.step, self.fingerprint = table, step, fingerprint
+        self._found = found
+        self._new: dict[str, Compiled] = {}
+        self.hits = 0
+
+    @classmethod
+    def load(cls, conn: Connection, table: sa.Table, step: str, fingerprint: str):
+        rows = conn.execute(
+            sa.select(table.c.statement_key, table.c.sql_text, table.c.parameters).where(
+                table.c.step == step, table.c.fingerprint == fingerprint
+            )
+        )
+        found = {}
+        for key, sql, parameters in rows:
+            stored = json.loads(parameters)
+            names = tuple(stored["names"]) if stored["names"] is not None else None
+            constants = {k: _decode(v) for k, v in stored["constants"].items()}
+            found[key] = Compiled(sql, tuple(stored["columns"]), names, constants)
+        return cls(table, step, fingerprint, found)
+
+    def get(self, key: str, run: dict[str, Any], build: Callable[[], Compiled]) -> Compiled:
+        """The statement ``key`` with this run's parameters ``run`` (names without the
+        ``run_`` prefix); ``build`` makes it when the cache has none."""
+        values = {f"{RUN_PREFIX}{k}": v for k, v in run.items()}
+        cached = self._found.get(key)
+        if cached is not None:
+            self.hits += 1
+            return Compiled(cached.sql, cached.columns, cached.names, {**cached.params, **values})
+        compiled = build()
+        variables = {k for k in compiled.params if k.startswith(RUN_PREFIX)}
+        if variables - set(values):
+            raise ValueError(f"{key}: run parameters {sorted(variables - set(values))} not given")
+        constants = {k: v for k, v in compiled.params.items() if k not in variables}
+        if all(_encodable(v) for v in constants.values()):
+            self._new[key] = Compiled(compiled.sql, compiled.columns, compiled.names, constants)
+        return compiled
+
+    @property
+    def misses(self) -> int:
+        return len(self._new)
+
+    def save(self, conn: Connection, now: dt.datetime) -> None:
+        """Store what this run compiled (in the caller's transaction), and drop the step's
+        statements of other fingerprints: they can never be used again."""
+        table = self.table
+        lock_tables(conn, [table])
+        other = table.c.fingerprint != self.fingerprint
+        stale = [other]
+        if self._new:
+            stale.append(table.c.statement_key.in_(list(self._new)))
+        conn.execute(table.delete().where(table.c.step == self.step, sa.or_(*stale)))
+        if not self._new:
+            return
+        conn.execute(
+            table.insert(),
+            [
+                {
+                    "step": self.step,
+                    "statement_key": key,
+                    "fingerprint": self.fingerprint,
+                    "sql_text": c.sql,
+                    "parameters": json.dumps(
+                        {
+                            "columns": list(c.columns),
+                            "names": list(c.names) if c.names is not None else None,
+                            "constants": {k: _encode(v) for k, v in c.params.items()},
+                        }
+                    ),
+                    "compiled_at": now,
+                }
+                for key, c in self._new.items()
+            ],
+        )
+
+
+# -- parameter values as JSON: tagged where JSON has no type of its own -------------------
+
+
+def _encodable(value: Any) -> bool:
+    return value is None or isinstance(
+        value, bool | int | float | str | dt.date | dt.datetime | decimal.Decimal
+    )
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return {"datetime": value.isoformat()}
+    if isinstance(value, dt.date):
+        return {"date": value.isoformat()}
+    if isinstance(value, decimal.Decimal):
+        return {"decimal": str(value)}
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        ((kind, text),) = value.items()
+        if kind == "datetime":
+            return dt.datetime.fromisoformat(text)
+        if kind == "date":
+            return dt.date.fromisoformat(text)
+        if kind == "decimal":
+            return decimal.Decimal(text)
+        raise ValueError(f"unknown cached parameter kind {kind!r}")
+    return value

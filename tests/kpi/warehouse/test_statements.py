@@ -1,0 +1,185 @@
+"""The cache of compiled statements (kpi.warehouse.statements) and the comparisons it serves.
+
+The cache rests on one claim: a comparison statement is the same SQL with the same constant
+parameters whatever the first period it recomputes (``since``) and the run's timestamp,
+which are its only run parameters. The first test holds every statement of the shipped
+catalogue to it; the others run the comparisons on both warehouses and compare a run served
+from the cache with a recompute of everything compiled afresh.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from kpi.compute.changes import COMPARISONS, statement_fingerprint
+from kpi.compute.tables import KpiTables
+from kpi.language.loader import load_catalog
+from kpi.refresh import refresh_comparisons
+from kpi.status.comparisons import comparison_select
+from kpi.warehouse.connection import make_engine
+from kpi.warehouse.statements import RUN_PREFIX, Compiled, _decode, _encode, compile_select
+from tests.kpi.compute.test_changes import (
+    AS_OF,
+    T1,
+    T2,
+    _loaded,
+    _reads_traffic,
+    _run,
+    _same_rows,
+)
+
+D = dt.date
+
+
+@pytest.fixture
+def tables() -> KpiTables:
+    return KpiTables.for_catalog(load_catalog(), use_cubes=True)
+
+
+def _dialects():
+    return [make_engine("duckdb:///:memory:").dialect, postgresql.psycopg2.dialect()]
+
+
+def _compiled(tables: KpiTables, dialect, kpi, grain, dims, since, at) -> Compiled:
+    select = comparison_select(
+        tables.compiler,
+        kpi,
+        str(grain),
+        dims,
+        tables.values,
+        tables.targets,
+        at,
+        changes=tables.changes,
+        since=since,
+    )
+    return compile_select(dialect, select)
+
+
+def test_every_comparison_statement_depends_on_the_run_only_through_its_run_parameters(tables):
+    checked = 0
+    for dialect in _dialects():
+        for kpi in tables.catalog.kpis.values():
+            for grain in kpi.grains:
+                for dims in tables.compiler.slices(kpi):
+                    a = _compiled(tables, dialect, kpi, grain, dims, D(2026, 3, 1), T1)
+                    b = _compiled(tables, dialect, kpi, grain, dims, D(2025, 7, 9), T2)
+                    assert a.sql == b.sql, (kpi.id, grain, dims)
+                    assert a.names == b.names and a.columns == b.columns
+                    constants = {k: v for k, v in a.params.items() if not k.startswith(RUN_PREFIX)}
+                    others = {k: v for k, v in b.params.items() if not k.startswith(RUN_PREFIX)}
+                    assert constants == others, (kpi.id, grain, dims)
+                    assert a.params[f"{RUN_PREFIX}since"] == D(2026, 3, 1)
+                    assert b.params[f"{RUN_PREFIX}computed_at"] == T2
+                    checked += 1
+    assert checked > 200  # every KPI, grain and slice, on both dialects
+
+
+def test_parameter_values_come_back_from_the_cache_with_their_types():
+    values = [
+        None,
+        True,
+        7,
+        0.25,
+        float("inf"),
+        "Paid Search",
+        D(2026, 2, 28),
+        dt.datetime(2026, 3, 1, 6, 30, tzinfo=dt.UTC),
+        decimal.Decimal("1234.56789"),
+    ]
+    for value in values:
+        back = _decode(_encode(value))
+        assert back == value and type(back) is type(value)
+
+
+def _cache_rows(wh, tables) -> pd.DataFrame:
+    t = tables.compiled_statements
+    return wh.read(sa.select(t.c.statement_key, t.c.fingerprint, t.c.compiled_at))
+
+
+def _revise(wh, tables, day: dt.date, more: int) -> None:
+    raw = tables.raw_tables["ga4_traffic"]
+    with wh.transaction() as conn:
+        conn.execute(raw.update().where(raw.c.date == day).values(sessions=raw.c.sessions + more))
+
+
+def test_a_run_served_from_the_cache_equals_a_recompute_compiled_afresh(warehouse_url, tables):
+    wh = _loaded(warehouse_url, tables)
+    # A first incremental run compiles the incremental statements and keeps them.
+    _revise(wh, tables, D(2026, 2, 20), 5)
+    _run(wh, tables, AS_OF, T2)
+    kept = _cache_rows(wh, tables)
+    incremental = kept[kept["statement_key"].str.endswith("|since")]
+    # One per grain and slice of each KPI the revised day changed: those reading traffic.
+    assert len(incremental) == sum(
+        len(k.grains) * len(tables.compiler.slices(k))
+        for k in tables.catalog.kpis.values()
+        if _reads_traffic(tables, k.id)
+    )
+    assert kept["fingerprint"].nunique() == 1
+
+    # The next one takes every statement from the cache: none is compiled again.
+    _revise(wh, tables, D(2026, 2, 10), 3)
+    t3 = dt.datetime(2026, 3, 3, 6, tzinfo=dt.UTC)
+    _run(wh, tables, AS_OF, t3)
+    again = _cache_rows(wh, tables)
+    pd.testing.assert_frame_equal(
+        kept.sort_values("statement_key", ignore_index=True),
+        again.sort_values("statement_key", ignore_index=True),
+    )
+    comparisons = wh.read(sa.select(tables.comparisons))
+    stamped = pd.to_datetime(comparisons["computed_at"], utc=True)
+    # The run parameters were this run's: its timestamp on the periods it recomputed.
+    ends = pd.to_datetime(comparisons["period_end"]).dt.date
+    traffic = comparisons["kpi_id"].map(lambda k: _reads_traffic(tables, k))
+    assert ((stamped == pd.Timestamp(t3)) == (traffic & (ends >= D(2026, 2, 10)))).all()
+
+    # A recompute of everything, compiled afresh (cache emptied), gives the same rows.
+    with wh.transaction() as conn:
+        conn.execute(tables.compiled_statements.delete())
+    refresh_comparisons(wh, tables, computed_at=t3, full_refresh=True)
+    _same_rows(comparisons, wh.read(sa.select(tables.comparisons)), tables.comparisons)
+    wh.dispose()
+
+
+def test_a_changed_catalog_compiles_again_and_drops_the_old_statements(warehouse_url, tables):
+    wh = _loaded(warehouse_url, tables)
+    before = _cache_rows(wh, tables)
+    assert set(before["fingerprint"]) == {statement_fingerprint(tables.catalog, wh.dialect)}
+
+    # A display name is not part of any definition version, but it is in every row.
+    catalog = load_catalog()
+    catalog.kpis["sessions"] = catalog.kpis["sessions"].model_copy(update={"name": "Visits"})
+    renamed = KpiTables.for_catalog(catalog, use_cubes=True)
+    refresh_comparisons(wh, renamed, computed_at=T2, full_refresh=True)
+
+    after = _cache_rows(wh, renamed)
+    assert set(after["fingerprint"]) == {statement_fingerprint(catalog, wh.dialect)}
+    assert set(after["fingerprint"]) != set(before["fingerprint"])
+    names = wh.read(
+        sa.select(renamed.comparisons.c.kpi_name)
+        .where(renamed.comparisons.c.kpi_id == "sessions")
+        .distinct()
+    )
+    assert names["kpi_name"].tolist() == ["Visits"]
+    wh.dispose()
+
+
+def test_only_incremental_statements_are_kept_under_their_own_key(warehouse_url, tables):
+    """A full recompute and an incremental one are different statements (the second
+    filters the periods): each has its key, and the step's rows say which it was."""
+    wh = _loaded(warehouse_url, tables)
+    keys = set(_cache_rows(wh, tables)["statement_key"])
+    assert keys and all(k.endswith("|full") for k in keys)
+    row = wh.read(
+        sa.select(tables.compiled_statements).where(
+            tables.compiled_statements.c.step == COMPARISONS
+        )
+    ).iloc[0]
+    assert "kpi_comparisons" not in row["sql_text"]  # a SELECT: the step inserts its rows
+    wh.dispose()
