@@ -347,7 +347,8 @@ def refresh_comparisons(
             cache = StatementCache.load(conn, tables.compiled_statements, COMPARISONS, fingerprint)
         statements = _comparison_statements(tables, todo, computed_at, conn.dialect, cache)
         workers = min(MAX_STATEMENT_WORKERS, os.cpu_count() or 1)
-        if wh.dialect == "duckdb" and FULL not in todo.values() and workers > 1:
+        concurrent = wh.dialect == "duckdb" and wh.shares_database and workers > 1
+        if concurrent and FULL not in todo.values():
             # A few rows per statement: planning is the cost, and it runs on one core.
             Warehouse.replace_from_selects_concurrently_in(
                 conn, comparisons, sa.or_(*stale), statements, workers

@@ -113,6 +113,12 @@ class Warehouse:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    @property
+    def shares_database(self) -> bool:
+        """True when every connection of the engine opens the same database: not so for
+        DuckDB's ``:memory:``, where each connection is a database of its own."""
+        return self.engine.url.database not in (None, "", ":memory:")
+
     def ensure_tables(self, tables: Iterable[sa.Table]) -> None:
         """Create missing schemas, tables and columns; never drops or changes existing ones.
 

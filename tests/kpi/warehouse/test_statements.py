@@ -183,3 +183,16 @@ def test_only_incremental_statements_are_kept_under_their_own_key(warehouse_url,
     ).iloc[0]
     assert "kpi_comparisons" not in row["sql_text"]  # a SELECT: the step inserts its rows
     wh.dispose()
+
+
+def test_an_in_memory_duckdb_warehouse_runs_its_comparisons_on_its_own_connection(tables):
+    """Each connection to DuckDB's ``:memory:`` is a database of its own: the statements
+    of an incremental refresh cannot run on other connections there."""
+    wh = _loaded("duckdb:///:memory:", tables)
+    assert not wh.shares_database
+    _revise(wh, tables, D(2026, 2, 20), 5)
+    _run(wh, tables, AS_OF, T2)
+    comparisons = wh.read(sa.select(tables.comparisons))
+    recomputed = pd.to_datetime(comparisons["computed_at"], utc=True) == pd.Timestamp(T2)
+    assert recomputed.any()
+    wh.dispose()
