@@ -125,7 +125,7 @@ def compiled_statements_table(metadata: sa.MetaData) -> sa.Table:
             nullable=False,
             comment="JSON: positional order and constant parameter values",
         ),
-        sa.Column("compiled_at", sa.TIMESTAMP(timezone=True)),
+        sa.Column("compiled_at", sa.TIMESTAMP(timezone=True), comment="when it was compiled"),
         schema=WORK_SCHEMA,
         comment="Compiled SQL of the KPI steps, reused while nothing that shapes it changes "
         "(kpi.warehouse.statements)",
