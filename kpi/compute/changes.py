@@ -31,6 +31,7 @@ import datetime as dt
 import functools
 import hashlib
 import json
+import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -163,9 +164,14 @@ def catalog_fingerprint(catalog: Catalog) -> str:
 @functools.cache
 def kernel_code_digest() -> str:
     """A digest of the kernel's source (every module of ``kpi/``): compiled SQL kept
-    between runs is compiled again after any change to the code that writes it."""
+    between runs is compiled again after any change to the code that writes it. Installed
+    without its sources (bytecode only), the kernel cannot tell one version from another:
+    then a digest of this process alone, so that nothing compiled by another is reused."""
+    sources = sorted(KERNEL_DIR.rglob("*.py"))
+    if not sources:
+        return uuid.uuid4().hex[:12]
     h = hashlib.sha256()
-    for path in sorted(KERNEL_DIR.rglob("*.py")):
+    for path in sources:
         h.update(str(path.relative_to(KERNEL_DIR)).encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:12]

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import shutil
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from kpi.compute import changes
 from kpi.compute.changes import COMPARISONS, statement_fingerprint
 from kpi.compute.tables import KpiTables
 from kpi.language.loader import load_catalog
@@ -78,6 +80,32 @@ def test_every_comparison_statement_depends_on_the_run_only_through_its_run_para
                     assert b.params[f"{RUN_PREFIX}computed_at"] == T2
                     checked += 1
     assert checked > 200  # every KPI, grain and slice, on both dialects
+
+
+def test_the_kernel_digest_follows_its_source(monkeypatch, tmp_path):
+    """Any edit of the kernel's code compiles everything again; a kernel installed without
+    its sources (simulated: KERNEL_DIR pointed at a copy, then at an empty folder, since
+    this checkout has its sources) reuses nothing across processes."""
+    kernel = tmp_path / "kpi"
+    shutil.copytree(changes.KERNEL_DIR, kernel, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(changes, "KERNEL_DIR", kernel)
+    changes.kernel_code_digest.cache_clear()
+    try:
+        before = changes.kernel_code_digest()
+        changes.kernel_code_digest.cache_clear()
+        assert changes.kernel_code_digest() == before  # stable while nothing changes
+        module = kernel / "status" / "comparisons.py"
+        module.write_text(module.read_text() + "\n# an edit\n")
+        changes.kernel_code_digest.cache_clear()
+        assert changes.kernel_code_digest() != before
+
+        monkeypatch.setattr(changes, "KERNEL_DIR", tmp_path / "bytecode_only")
+        changes.kernel_code_digest.cache_clear()
+        one = changes.kernel_code_digest()
+        changes.kernel_code_digest.cache_clear()
+        assert changes.kernel_code_digest() != one
+    finally:
+        changes.kernel_code_digest.cache_clear()
 
 
 def test_parameter_values_come_back_from_the_cache_with_their_types():
