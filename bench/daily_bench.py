@@ -76,6 +76,7 @@ def _env(folder: Path, warehouse_url: str, start: dt.date, end: dt.date) -> dict
         LANDING_ROOT=str(folder / "landing"),
         KPI_REPORT_DIR=str(folder / "reports"),
         KPI_QUALITY_DIR=str(folder / "quality"),
+        KPI_PARSE_CACHE_DIR=str(folder / "parsed"),
         DEMO_START=start.isoformat(),
         DEMO_END=end.isoformat(),
     )

@@ -89,7 +89,10 @@ def resources(config: Settings) -> dict:
     return {
         "warehouse": WarehouseResource(url=env_var("WAREHOUSE_URL", config.warehouse_url)),
         "ga4": ga4_resource(config),
-        "landing": LandingResource(root=env_var("LANDING_ROOT", "data/landing")),
+        "landing": LandingResource(
+            root=env_var("LANDING_ROOT", "data/landing"),
+            parse_cache=env_var("KPI_PARSE_CACHE_DIR", "data/cache/parsed"),
+        ),
         "notifier": notifier_from_env(),
         "reports": ReportResource(
             folder=env_var("KPI_REPORT_DIR", DEFAULT_REPORT_DIR),

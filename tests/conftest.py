@@ -44,9 +44,11 @@ def _admin_url() -> sa.URL:
 
 @pytest.fixture(autouse=True)
 def _reports_in_tmp(tmp_path, monkeypatch):
-    """Pipeline runs in tests write their HTML report into the test's folder, not data/."""
+    """Pipeline runs in tests write their HTML report, quality pages and parsed files into
+    the test's folder, not data/."""
     monkeypatch.setenv("KPI_REPORT_DIR", str(tmp_path / "reports"))
     monkeypatch.setenv("KPI_QUALITY_DIR", str(tmp_path / "quality"))
+    monkeypatch.setenv("KPI_PARSE_CACHE_DIR", str(tmp_path / "parsed"))
 
 
 @pytest.fixture(scope="session")

@@ -138,6 +138,7 @@ def build_file_asset(name: str, description: str, cat: Catalog | None = None) ->
                 dt.date.fromisoformat(history_start()),
                 context.log,
                 suites=suites_dir(),
+                parse_cache=landing.parse_cache_folder(),
             )
         except LandingUnavailable as exc:
             raise Failure(description=f"{name}: {exc}; nothing was loaded or deleted") from exc

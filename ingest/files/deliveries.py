@@ -19,6 +19,7 @@ import pandas as pd
 
 from ingest.files.dates import date_range
 from ingest.files.declarations import empty_frame
+from ingest.files.parse_cache import ParseCache
 from ingest.files.parsing import ParsedFile, parse_file
 from ingest.files.problems import FileFormatError
 from ingest.landing import Landing, LandingFile, content_sha256
@@ -86,6 +87,7 @@ def read_source(
     first_loaded: Mapping[str, dt.datetime] | None = None,
     strict: bool = True,
     row_problems: Callable[[pd.DataFrame], pd.Series] | None = None,
+    cache: ParseCache | None = None,
 ) -> SourceBatch:
     """Read every landing file of ``spec``: one row per business key, latest delivery wins.
 
@@ -95,6 +97,7 @@ def read_source(
     (with ``strict=False``) gives each row's reason to be quarantined, or None: such rows
     join ``rejected`` before keys are deduplicated, so a bad re-delivery never supersedes
     the good row of its key (the previous value stays until a valid one arrives).
+    ``cache`` keeps each file's parse between runs (ingest.files.parse_cache).
     """
     listed = landing.files(spec.landing)
     # One file's bytes in memory at a time; identical bytes are parsed once.
@@ -105,7 +108,14 @@ def read_source(
         sha = content_sha256(data)
         pairs.append((file, sha))
         if sha not in by_sha:
-            by_sha[sha] = parse_file(data, file.path, spec)
+            kept = cache.get(sha, file.path) if cache is not None else None
+            if kept is None:
+                kept = parse_file(data, file.path, spec)
+                if cache is not None:
+                    cache.put(kept)
+            by_sha[sha] = kept
+    if cache is not None:
+        cache.prune()
     ordered = delivery_order(pairs, first_loaded)
 
     canonical: dict[str, str] = {}  # sha -> path of the first delivery with these bytes

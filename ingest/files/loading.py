@@ -22,6 +22,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from ingest.files.currency import convert_currency, reject_fx
 from ingest.files.dates import row_days
 from ingest.files.deliveries import FileLoad, read_source
+from ingest.files.parse_cache import ParseCache
 from ingest.files.problems import RowProblem
 from ingest.files.reach import (
     Reach,
@@ -125,12 +126,14 @@ def load_window(
     history_start: dt.date,
     log: Log,
     suites: Path = SHIPPED_SUITES,
+    parse_cache: Path | None = None,
 ) -> WindowLoad:
     """Load the rows of source ``name`` for the partitions ``first_partition..end``.
 
     Raises ``LandingUnavailable`` (before any delete) when the source's folder is missing,
     ``FileFormatError`` when a file cannot be read at all, and :class:`LoadNotConserved`
-    when a row received was neither loaded nor quarantined.
+    when a row received was neither loaded nor quarantined. ``parse_cache`` is the folder
+    where parsed files are kept between runs (ingest.files.parse_cache; None: parse all).
     """
     spec = catalog.sources[name]
     zone = catalog.reporting.time_zone
@@ -156,6 +159,7 @@ def load_window(
         row_problems=lambda rows: row_value_problems(
             as_quarantined(rows, spec), asset_suite(name, suites)
         ),
+        cache=ParseCache(parse_cache, name, spec) if parse_cache is not None else None,
     )
     first_day = period_start(history_start, spec.grain)
     reach = Reach(start, end, first_day, today_in(zone))
