@@ -79,4 +79,4 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf data/warehouse.duckdb* data/landing data/dagster_home data/reports data/quality
+	rm -rf data/warehouse.duckdb* data/landing data/dagster_home data/reports data/quality data/cache
