@@ -23,16 +23,21 @@ import json
 import os
 import pickle
 import tempfile
+import time
 import uuid
+from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+from pydantic import BaseModel
 
 from ingest.files.parsing import ParsedFile
 from kpi.language.models import SourceSpec
 
 PARSER_DIR = Path(__file__).resolve().parents[1]  # ingest/: the parser and its helpers
 SUFFIX = ".parsed.pickle"
+ABANDONED_AFTER_S = 3600
 
 
 @functools.cache
@@ -49,12 +54,29 @@ def parser_digest() -> str:
     return h.hexdigest()
 
 
+def _every_field(value: Any) -> Any:
+    """``value`` as plain data with every field of every model in it, including those kept
+    out of dumps (``Field(exclude=True)``): a column's ``allowed`` values and ``min`` and
+    ``max`` decide which of a file's values parse, so a changed rule must parse again."""
+    if isinstance(value, BaseModel):
+        return {name: _every_field(getattr(value, name)) for name in type(value).model_fields}
+    if isinstance(value, dict):
+        return {str(k): _every_field(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_every_field(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted(str(v) for v in value)
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
 class ParseCache:
     """The parsed files of one source, under ``folder/<source>/``."""
 
     def __init__(self, folder: str | os.PathLike[str], source: str, spec: SourceSpec):
         self.folder = Path(folder) / source
-        declared = json.dumps(spec.model_dump(mode="json"), sort_keys=True, default=str)
+        declared = json.dumps(_every_field(spec), sort_keys=True, default=str)
         self._context = f"{parser_digest()}:{hashlib.sha256(declared.encode()).hexdigest()}"
         self._used: set[Path] = set()
         self.hits = 0
@@ -95,7 +117,7 @@ class ParseCache:
                     os.unlink(f.name)
                     raise
             os.replace(f.name, entry)
-        except (OSError, pickle.PicklingError):
+        except Exception:  # unwritable folder, unpicklable value: the run goes on without it
             return
 
     def prune(self) -> None:
@@ -103,6 +125,13 @@ class ParseCache:
         holds the current files' parses only."""
         try:
             stale = [p for p in self.folder.glob(f"*{SUFFIX}") if p not in self._used]
+            # The temporary file of a writer killed before its rename; an hour old, so that
+            # a concurrent writer's file is left alone.
+            stale += [
+                p
+                for p in self.folder.glob("tmp*")
+                if time.time() - p.stat().st_mtime > ABANDONED_AFTER_S
+            ]
             for path in stale:
                 path.unlink(missing_ok=True)
         except OSError:

@@ -92,6 +92,24 @@ def test_a_changed_declaration_parses_everything_again(tmp_path):
     assert cache.hits == 0
 
 
+def test_a_changed_value_rule_parses_again_and_applies_it(tmp_path):
+    # A column's range and vocabulary are kept out of the declaration's dump (they change
+    # no number, so no definition version), yet the parser applies them: a cached parse
+    # under the old rule would load a value the new rule refuses.
+    landing = _landing(tmp_path, ad_2026_01=JANUARY)
+    _read(landing, ParseCache(tmp_path / "cache", "ad_spend", _spec()))
+    spec = _spec()
+    column = spec.columns["impressions"].model_copy(update={"max": 900.0})
+    capped = spec.model_copy(update={"columns": {**spec.columns, "impressions": column}})
+    assert capped.model_dump() == spec.model_dump()  # the dump alone cannot tell them apart
+    cache = ParseCache(tmp_path / "cache", "ad_spend", capped)
+    batch = read_source(landing, capped, ZONE, strict=False, cache=cache)
+    assert cache.hits == 0
+    plain = read_source(landing, capped, ZONE, strict=False)
+    _same(batch, plain)
+    assert len(plain.rejected) == 2  # 1000 impressions is above the new maximum
+
+
 def test_the_same_bytes_under_a_new_name_carry_the_new_name(tmp_path):
     landing = _landing(tmp_path, ad_2026_01=JANUARY)
     _read(landing, ParseCache(tmp_path / "cache", "ad_spend", _spec()))
