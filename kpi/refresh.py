@@ -24,17 +24,21 @@ from kpi.compute.changes import (
     STEPS,
     TARGETS,
     VALUES,
+    CalendarStamp,
     changed_since,
+    cube_days_select,
     forget,
     goal_fingerprints,
     mark_clean,
     mark_dirty,
     pending,
     periods_changed_from,
+    read_calendar_stamp,
     source_days_select,
     statement_fingerprint,
     supports_incremental,
     value_fingerprints,
+    write_calendar_stamp,
 )
 from kpi.compute.coverage import kpi_coverage, source_coverage
 from kpi.compute.periods import Calendar, Period, day_periods, period_columns
@@ -98,33 +102,76 @@ def first_day_of_data(wh: Warehouse, tables: KpiTables) -> dt.date | None:
 def refresh_periods(
     wh: Warehouse, tables: KpiTables, as_of: dt.date, full_refresh: bool = False
 ) -> list[Period]:
-    """Rewrite the periods table for the data's range, through ``as_of``.
+    """Rewrite the periods tables for the data's range, through ``as_of``.
 
-    The periods that changed (an as-of date that moved, an earlier first day) make every
-    KPI step recompute from the first of them (kpi.compute.changes); ``full_refresh``
-    makes the next steps recompute everything.
+    Only the periods that can have changed are rewritten: none when the calendar is the one
+    stamped by the last refresh, the open ones when only the as-of date moved
+    (kpi.compute.changes.CalendarStamp), all of them otherwise. The periods that changed
+    make every KPI step recompute from the first of them (kpi.compute.changes);
+    ``full_refresh`` makes the next steps recompute everything.
     """
-    first = first_day_of_data(wh, tables) or as_of
-    periods = Calendar(tables.catalog.reporting).periods(min(first, as_of), as_of)
+    first = min(first_day_of_data(wh, tables) or as_of, as_of)
+    reporting = tables.catalog.reporting
+    calendar = Calendar(reporting)
+    periods = calendar.periods(first, as_of)
+    stamp = CalendarStamp.of(reporting.model_dump(mode="json"), first, as_of, len(periods))
     state, days = tables.refresh_state, tables.source_days
     wh.ensure_tables([state, days])
     written = [tables.periods, tables.compiler.day_periods]
     # Together: a reader never joins this run's periods to the last run's day map.
     with wh.transaction(lock=[*written, state, days]) as conn:
-        old = conn.execute(sa.select(tables.periods)).mappings().all()
-        since = periods_changed_from(old, [p.__dict__ for p in periods])
-        for table, rows in zip(
-            written,
-            (period_columns(periods), day_periods(periods)),
-            strict=True,
-        ):
-            conn.execute(table.delete())
-            Warehouse.insert_rows_in(conn, table, pd.DataFrame(rows))
+        before = read_calendar_stamp(conn, state)
+        stored = conn.execute(sa.select(sa.func.count()).select_from(tables.periods)).scalar()
+        if before is not None and before.rows != stored:  # edited by hand: rewrite it all
+            before = None
+        kept = before.kept_before(stamp) if before is not None else None
+        if before == stamp:
+            since = None
+        elif kept is None:
+            since = _rewrite_periods(conn, tables, periods)
+        else:
+            since = _rewrite_periods_from(conn, tables, calendar, periods, kept)
         if full_refresh:
             forget(conn, state, days)
         elif since is not None:
             mark_dirty(conn, state, STEPS, dict.fromkeys(tables.catalog.kpis, since))
+        write_calendar_stamp(conn, state, stamp, _now())
     return periods
+
+
+def _rewrite_periods(conn, tables: KpiTables, periods: list[Period]) -> dt.date | None:
+    """Replace every row of the periods tables; the first end of a period that changed."""
+    old = conn.execute(sa.select(tables.periods)).mappings().all()
+    since = periods_changed_from(old, [p.__dict__ for p in periods])
+    for table, rows in (
+        (tables.periods, period_columns(periods)),
+        (tables.compiler.day_periods, day_periods(periods)),
+    ):
+        conn.execute(table.delete())
+        Warehouse.insert_rows_in(conn, table, pd.DataFrame(rows))
+    return since
+
+
+def _rewrite_periods_from(
+    conn, tables: KpiTables, calendar: Calendar, periods: list[Period], kept: dt.date
+) -> dt.date | None:
+    """Replace the periods ending on or after ``kept`` (the others are the stored rows);
+    the first end of a period that changed. A grain's periods are contiguous, so those are
+    its periods starting on or after the start of the one that holds ``kept``."""
+    table, dp = tables.periods, tables.compiler.day_periods
+    recent = [p for p in periods if p.period_end >= kept]
+    old = conn.execute(sa.select(table).where(table.c.period_end >= kept)).mappings().all()
+    since = periods_changed_from(old, [p.__dict__ for p in recent])
+    conn.execute(table.delete().where(table.c.period_end >= kept))
+    starts = {g: calendar.start_of(kept, g) for g in {p.grain for p in periods}}
+    conn.execute(
+        dp.delete().where(
+            sa.or_(*[(dp.c.grain == g) & (dp.c.period_start >= d) for g, d in starts.items()])
+        )
+    )
+    Warehouse.insert_rows_in(conn, table, pd.DataFrame(period_columns(recent)))
+    Warehouse.insert_rows_in(conn, dp, pd.DataFrame(day_periods(recent)))
+    return since
 
 
 def refresh_cubes(wh: Warehouse, tables: KpiTables) -> dict[str, int]:
@@ -132,17 +179,23 @@ def refresh_cubes(wh: Warehouse, tables: KpiTables) -> dict[str, int]:
     kpi.compute.rollups), in one transaction; rows per cube. ``refresh_kpi_values`` rebuilds the
     cubes it reads itself; the tests call this to query the cubes on their own."""
     names = list(tables.compiler.cubes.tables)
-    counts = wh.rebuild_tables(_cube_builds(tables, names))
+    checksum = supports_incremental(wh.dialect)
+    builds = _cube_builds(tables, names, checksum) + _rollup_builds(tables, names)
+    counts = wh.rebuild_tables(builds)
     return {s: counts[tables.compiler.cubes.tables[s].name] for s in names}
 
 
-def _cube_builds(tables: KpiTables, names: list[str]) -> list[tuple[sa.Table, sa.Select]]:
-    """(table, select) of the cubes of ``names``, then of their rollups (which read them)."""
-    if not names:
-        return []
-    compiler, rollups = tables.compiler, tables.rollups
-    builds = [(compiler.cubes.tables[s], compiler.cubes.select(s)) for s in names]
-    return builds + [(rollups.tables[s], rollups.rollup_select(s)) for s in names]
+def _cube_builds(
+    tables: KpiTables, names: list[str], checksum: bool
+) -> list[tuple[sa.Table, sa.Select]]:
+    """(table, select) of the daily cubes of ``names`` (with their rows' checksums)."""
+    cubes = tables.compiler.cubes
+    return [(cubes.tables[s], cubes.select(s, checksum=checksum)) for s in names]
+
+
+def _rollup_builds(tables: KpiTables, names: list[str]) -> list[tuple[sa.Table, sa.Select]]:
+    """(table, select) of the period rollups of ``names``, which read their cubes."""
+    return [(tables.rollups.tables[s], tables.rollups.rollup_select(s)) for s in names]
 
 
 def refresh_kpi_values(
@@ -178,14 +231,23 @@ def refresh_kpi_values(
     # Every statement is built before the transaction starts: on PostgreSQL the cube
     # rebuild holds its tables' locks until the commit.
     cube_sources = [s for s in compiler.cubes.tables if s in read] if compiler.use_cubes else []
-    builds = _cube_builds(tables, cube_sources)
+    cubes = _cube_builds(tables, cube_sources, checksum=incremental)
+    rollups = _rollup_builds(tables, cube_sources)
+    # A source with a cube: its days are read from the cube, which this transaction rebuilds
+    # before looking for changes, so each source is scanned once. The cube is rebuilt even
+    # when nothing changed, costing a scan as the day checksums alone would.
     scans = {
-        s: source_days_select(catalog, s, compiler.tables[s])
+        s: (
+            cube_days_select(s, compiler.cubes.tables[s])
+            if s in cube_sources
+            else source_days_select(catalog, s, compiler.tables[s])
+        )
         for s in sorted(read)
         if s in catalog.sources
     }
-    locks = [DDL, *(t for t, _ in builds), values]
+    locks = [DDL, *(t for t, _ in cubes + rollups), values]
     with wh.transaction(lock=locks + ([state, days] if incremental else [])) as conn:
+        Warehouse.rebuild_tables_in(conn, cubes)
         todo = dict.fromkeys(kpi_ids, FULL)
         if incremental:
             if full_refresh:
@@ -203,7 +265,7 @@ def refresh_kpi_values(
                 # KPIs outside this refresh keep the change for their next one.
                 mark_dirty(conn, state, [VALUES], {k: day for k in readers if k not in kpi_ids})
         if todo:
-            Warehouse.rebuild_tables_in(conn, builds)
+            Warehouse.rebuild_tables_in(conn, rollups)
             for since, group in _by_day(todo).items():
                 after = None if since == FULL else since
                 selects = _value_selects(tables, group, computed_at, after)
@@ -343,7 +405,8 @@ def refresh_comparisons(
             )
         cache = None
         if incremental:
-            fingerprint = statement_fingerprint(catalog, wh.dialect)
+            layout = tables.layout()
+            fingerprint = statement_fingerprint(catalog, layout, wh.dialect_and_driver)
             cache = StatementCache.load(conn, tables.compiled_statements, COMPARISONS, fingerprint)
         statements = _comparison_statements(tables, todo, computed_at, conn.dialect, cache)
         workers = min(MAX_STATEMENT_WORKERS, os.cpu_count() or 1)

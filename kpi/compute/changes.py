@@ -5,7 +5,9 @@ Two small tables in the warehouse carry what an incremental run needs to know:
 - ``source_days``: per source and local day, the number of rows and a checksum of their
   declared columns (lineage columns such as ``_loaded_at`` left out, so a re-pull that
   brings the same numbers changes nothing). Each refresh of the KPI values computes them
-  again with one grouped scan per source and compares: the first day whose rows differ
+  again and compares, from the source's daily cube where it has one (the refresh rebuilds
+  it first, with each cube row's count and checksum, so the source is scanned once) or
+  with one grouped scan: the first day whose rows differ
   (added, removed, revised, moved to another day) is where that source changed.
 - ``refresh_state``: per step (``values``, ``targets``, ``comparisons``, ``anomalies``) and KPI, the
   fingerprint of the definition the step last computed the KPI with, and ``dirty_from``,
@@ -33,22 +35,23 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.functions import FunctionElement
 
+from kpi.compute.checksums import rows_checksum
 from kpi.compute.source_sql import local_day
 from kpi.language.catalog import Catalog
-from kpi.warehouse.schema import LINEAGE_COLUMNS, WORK_SCHEMA
+from kpi.warehouse.schema import WORK_SCHEMA
 
 # "Everything": a day before any period, so ``period_end >= FULL`` selects every row.
 FULL = dt.date(1900, 1, 1)
 KERNEL_DIR = Path(__file__).resolve().parents[1]
 VALUES, TARGETS, COMPARISONS, ANOMALIES = "values", "targets", "comparisons", "anomalies"
 STEPS = (VALUES, TARGETS, COMPARISONS, ANOMALIES)
+CALENDAR = "calendar"  # the stamp of the periods tables (CalendarStamp), not a KPI step
 # Which steps read each step's output (and so must follow its changes).
 READERS = {
     VALUES: (TARGETS, COMPARISONS, ANOMALIES),
@@ -57,35 +60,10 @@ READERS = {
     ANOMALIES: (),
 }
 INCREMENTAL_DIALECTS = ("duckdb", "postgresql")
-_MODULUS = 1_000_000_007  # keeps DuckDB's 64-bit hashes summable in a BIGINT
 
 
 def supports_incremental(dialect: str) -> bool:
     return dialect in INCREMENTAL_DIALECTS
-
-
-class row_checksum(FunctionElement):
-    """A deterministic integer hash of a row's values (BIGINT), for ``sum()`` per day."""
-
-    type = sa.BigInteger()
-    inherit_cache = True
-
-
-@compiles(row_checksum, "duckdb")
-def _duckdb_checksum(element, compiler, **kw):
-    return f"CAST(hash({compiler.process(element.clauses, **kw)}) % {_MODULUS} AS BIGINT)"
-
-
-@compiles(row_checksum, "postgresql")
-def _postgresql_checksum(element, compiler, **kw):
-    return f"CAST(hashtext(CAST(ROW({compiler.process(element.clauses, **kw)}) AS TEXT)) AS BIGINT)"
-
-
-@compiles(row_checksum)
-def _unsupported_checksum(element, compiler, **kw):
-    raise NotImplementedError(
-        f"no row checksum on {compiler.dialect.name}: refresh with full_refresh=True there"
-    )
 
 
 def source_days_table(metadata: sa.MetaData) -> sa.Table:
@@ -177,11 +155,20 @@ def kernel_code_digest() -> str:
     return h.hexdigest()[:12]
 
 
-def statement_fingerprint(catalog: Catalog, dialect: str) -> str:
+# At import, not at first use: a long-lived process (a code server) started before a deploy
+# must not fingerprint the new files while it compiles with the code it loaded.
+kernel_code_digest()
+
+
+def statement_fingerprint(catalog: Catalog, layout: Mapping, dialect: str) -> str:
     """What shapes the SQL of a KPI step (kpi.warehouse.statements): the whole catalog (a
     KPI's name and area are in its rows, a slice's values come from every source it reads),
-    the kernel's code, the SQLAlchemy version and the warehouse's dialect."""
-    return _digest([catalog_fingerprint(catalog), kernel_code_digest(), sa.__version__, dialect])
+    the tables' ``layout`` (kpi.compute.tables.KpiTables.layout: cube and rollup columns
+    are named by position), the kernel's code, the SQLAlchemy version and the warehouse's
+    dialect and driver (``postgresql+psycopg``: drivers render parameters differently)."""
+    return _digest(
+        [catalog_fingerprint(catalog), layout, kernel_code_digest(), sa.__version__, dialect]
+    )
 
 
 def _digest(data) -> str:
@@ -195,13 +182,24 @@ def source_days_select(catalog: Catalog, name: str, table: sa.Table) -> sa.Selec
     """Rows and checksum per local day of one source: one grouped scan."""
     src = catalog.sources[name]
     day = local_day(src, table.c[src.time.column], catalog.reporting.time_zone)
-    columns = [c for c in table.c if c.name not in LINEAGE_COLUMNS]
     return sa.select(
         sa.literal(name, sa.String).label("source"),
         day.label("day"),
         sa.func.count().label("n"),
-        sa.cast(sa.func.sum(row_checksum(*columns)), sa.BigInteger).label("checksum"),
+        rows_checksum(table).label("checksum"),
     ).group_by(day)
+
+
+def cube_days_select(name: str, cube: sa.Table) -> sa.Select:
+    """``source_days_select`` read from the source's daily cube, built in the same
+    transaction: the cube keeps every row of the source (it has no filter) with its count
+    and checksum per cube row, so the days are the same integers without a second scan."""
+    return sa.select(
+        sa.literal(name, sa.String).label("source"),
+        cube.c.day,
+        sa.cast(sa.func.sum(cube.c.n), sa.BigInteger).label("n"),
+        sa.cast(sa.func.sum(cube.c.checksum), sa.BigInteger).label("checksum"),
+    ).group_by(cube.c.day)
 
 
 def changed_since(
@@ -307,6 +305,64 @@ def forget(conn: Connection, state: sa.Table, days: sa.Table) -> None:
     """Forget every step's state and every source's days: the next run is a full one."""
     conn.execute(state.delete())
     conn.execute(days.delete())
+
+
+# -- the calendar -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CalendarStamp:
+    """What the periods tables were last written from: the calendar's rules (the reporting
+    settings and the kernel's code), the first day, the as-of date, and how many periods.
+
+    Kept as a ``refresh_state`` row (step ``calendar``) in the transaction that writes the
+    periods, so the next refresh knows which stored periods are still right without reading
+    them all: with the same rules and first day, every period ending before the earlier of
+    the two as-of dates is the same row (it was complete in both), so a new day rewrites the
+    few open periods and not the whole history.
+    """
+
+    rules: str
+    first: dt.date
+    as_of: dt.date
+    rows: int
+
+    @classmethod
+    def of(cls, reporting: Mapping, first: dt.date, as_of: dt.date, rows: int) -> CalendarStamp:
+        return cls(_digest([reporting, kernel_code_digest()]), first, as_of, rows)
+
+    def encode(self) -> str:
+        return f"{self.rules}|{self.first}|{self.as_of}|{self.rows}"
+
+    @classmethod
+    def decode(cls, text: str | None) -> CalendarStamp | None:
+        try:
+            rules, first, as_of, rows = (text or "").split("|")
+            return cls(rules, dt.date.fromisoformat(first), dt.date.fromisoformat(as_of), int(rows))
+        except ValueError:  # none yet, or written by another version: rewrite everything
+            return None
+
+    def kept_before(self, new: CalendarStamp) -> dt.date | None:
+        """The day before which the periods stamped ``self`` are those of ``new`` (None:
+        rewrite them all)."""
+        if (self.rules, self.first) != (new.rules, new.first):
+            return None
+        return min(self.as_of, new.as_of)
+
+
+def read_calendar_stamp(conn: Connection, state: sa.Table) -> CalendarStamp | None:
+    found = conn.execute(
+        sa.select(state.c.fingerprint).where(state.c.step == CALENDAR, state.c.kpi_id == "")
+    ).scalar()
+    return CalendarStamp.decode(found)
+
+
+def write_calendar_stamp(
+    conn: Connection, state: sa.Table, stamp: CalendarStamp, at: dt.datetime
+) -> None:
+    conn.execute(state.delete().where(state.c.step == CALENDAR))
+    row = {"step": CALENDAR, "kpi_id": "", "fingerprint": stamp.encode(), "refreshed_at": at}
+    conn.execute(state.insert().values(**row))
 
 
 def periods_changed_from(old: Iterable[Mapping], new: Iterable[Mapping]) -> dt.date | None:

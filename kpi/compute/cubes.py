@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql import FromClause
 from sqlalchemy.sql.elements import ColumnElement
 
+from kpi.compute.checksums import rows_checksum
 from kpi.compute.source_sql import dimension_value, local_day, source_names
 from kpi.language.catalog import Catalog
 from kpi.language.expressions import referenced_names, to_sql
@@ -38,6 +39,8 @@ CUBE_COLUMNS = {
     "high": (sa.Double, "max of"),
     "n": (sa.BigInteger, "rows of"),
 }
+
+CHECKSUM_COMMENT = "sum of a hash of each source row's columns (NULL: not computed)"
 
 MeasureKey = tuple[str | None, str | None]  # a measure's (expr, filter)
 
@@ -137,6 +140,7 @@ class SourceCubes:
         columns = [sa.Column("day", sa.Date, nullable=False)]
         columns += [sa.Column(d, sa.String, nullable=False) for d in self.dims[source]]
         columns += [sa.Column("n", sa.BigInteger, nullable=False, comment="source rows")]
+        columns += [sa.Column("checksum", sa.BigInteger, comment=CHECKSUM_COMMENT)]
         for j, (expr, filter_) in enumerate(self.stored.get(source, [])):
             what = f"{expr or 'rows'}" + (f" where {filter_}" if filter_ else "")
             parts = self.parts[(source, j)]
@@ -154,9 +158,15 @@ class SourceCubes:
             "from scratch on every run (it holds no history)",
         )
 
-    def select(self, source: str) -> sa.Select:
+    def select(self, source: str, checksum: bool = False) -> sa.Select:
         """The rollup of ``source``: one row per local day and dimension values, with the
-        row count and the daily aggregates of every measure the cube stores."""
+        row count and the daily aggregates of every measure the cube stores.
+
+        ``checksum`` fills the ``checksum`` column (the sum of the rows' checksums, on the
+        warehouses that have one; NULL otherwise), from which the refresh reads which days
+        of the source changed (kpi.compute.changes.cube_days_select) without scanning the
+        source a second time.
+        """
         src, table = self.catalog.sources[source], self.raw_tables[source]
         day = local_day(src, table.c[src.time.column], self.catalog.reporting.time_zone)
         dims = [
@@ -169,7 +179,12 @@ class SourceCubes:
                 return dimension_value(src, table, name, self.catalog.taxonomy)
             return table.c[name]
 
-        aggregates = [sa.func.count().label("n")]
+        aggregates = [
+            sa.func.count().label("n"),
+            (rows_checksum(table) if checksum else sa.cast(sa.null(), sa.BigInteger)).label(
+                "checksum"
+            ),
+        ]
         for j, (expr, filter_) in enumerate(self.stored.get(source, [])):
             x = to_sql(expr, lambda name: table.c[name]) if expr else sa.literal(1)
             if filter_:

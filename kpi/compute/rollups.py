@@ -2,13 +2,16 @@
 
 A refresh first builds the daily cube of each source (``kpi.compute.cubes``: the only
 scan of a raw table). This module adds one more, much smaller step per source: the
-**period rollup**, the cube summed into every period of every grain, for the total and for
-each single dimension, keyed by ``(grain, period_start, slice, slice_value)``.
+**period rollup**, the cube summed into periods for the total and for each slice some fused
+KPI reads (one dimension or several at once), in the grains those KPIs report, keyed by
+``(grain, period_start, slice)`` and one ``v_<dimension>`` column per cube dimension: the
+slice's value of that dimension, ``''`` for a dimension the slice does not break down by.
 
 A KPI whose value is a function of its period's sums (simple sum, count, average, min and
 max; ratios; derived KPIs over those) is then a projection of one row of each rollup it
 reads: the periods (times the KPI's slice values, so gaps are zero-filled) left-joined to
-the rollups by four equality columns. KPIs that read the same sources and slice by the same
+the rollups by equality columns only (an ``IS NOT DISTINCT FROM`` would keep PostgreSQL
+from hashing the join). KPIs that read the same sources and slice by the same
 dimensions share that join (a CTE), and all of them go into ``kpi_values`` with one INSERT
 of a UNION ALL, instead of one statement per KPI, grain and slice. Planning, not scanning,
 was what those statements cost; one join per KPI still took half of the INSERT.
@@ -36,7 +39,8 @@ from kpi.language.expressions import safe_divide, to_sql
 from kpi.language.models import Agg, Kpi, KpiType, Measure
 
 ROLLUP_AGGS = {Agg.sum, Agg.count, Agg.average, Agg.min, Agg.max}
-TOTAL = ""  # the slice (and slice value) of the row for "all dimensions"
+TOTAL = ""  # the slice of the row for "all dimensions", and a value outside the slice
+Slice = tuple[str, ...]  # a slice's dimensions, sorted: ("campaign", "channel")
 PART_ROLLUP = {
     "total": sa.func.sum,
     "nonnull": sa.func.sum,
@@ -55,19 +59,17 @@ class PeriodRollups:
         self.compiler = compiler
         self.catalog = compiler.catalog
         self.tables = {source: self._table(source) for source in compiler.cubes.tables}
+        self.grains = self._collect_grains()
 
     # -- which KPIs ---------------------------------------------------------------------------
 
     def fusable(self, kpi: Kpi) -> bool:
         """True when ``kpi`` is a function of its period's sums (see the module docstring)
-        and every slice of it is one dense dimension: the rollups are keyed by one
-        dimension's value, and cross every period with every value. A KPI with a combined
-        or a sparse slice (kpi.language.catalog.Catalog.is_sparse) takes the compiler's
-        queries, whose spine is the combinations with data."""
-        single_dense = all(
-            len(dims) == 1 and not self.catalog.is_sparse(dims) for dims in kpi.slice_dimensions
-        )
-        return single_dense and self._of_period_sums(kpi, kpi.dimension_names)
+        and every slice of it is dense: the fused join crosses every period with every value
+        (combination) seen. A KPI with a sparse slice (kpi.language.catalog.Catalog.is_sparse)
+        takes the compiler's queries, whose spine is the combinations with data."""
+        dense = not any(self.catalog.is_sparse(dims) for dims in kpi.slice_dimensions)
+        return dense and self._of_period_sums(kpi, kpi.dimension_names)
 
     def _of_period_sums(self, kpi: Kpi, dims: list[str]) -> bool:
         """``kpi`` (sliced by ``dims``) is a function of its period's sums."""
@@ -89,6 +91,19 @@ class PeriodRollups:
 
     # -- the rollup tables --------------------------------------------------------------------
 
+    def _collect_grains(self) -> dict[str, dict[Slice, set[str]]]:
+        """Per source, the slices fused KPIs read from its rollup (the total first) and the
+        grains each is read in: the rollup holds those rows and no others, so a KPI by
+        month x campaign does not sum the cube into days x campaign as well."""
+        found: dict[str, dict[Slice, set[str]]] = {s: {(): set()} for s in self.tables}
+        for kpi in self.catalog.kpis.values():
+            if not self.fusable(kpi):
+                continue
+            for source in self._sources(kpi):
+                for dims in [(), *(_slice(d) for d in kpi.slice_dimensions)]:
+                    found[source].setdefault(dims, set()).update(str(g) for g in kpi.grains)
+        return found
+
     def _table(self, source: str) -> sa.Table:
         name = f"rollup_{source}"
         schema = self.compiler.cubes.tables[source].schema
@@ -100,8 +115,13 @@ class PeriodRollups:
             self.compiler.metadata,
             sa.Column("grain", sa.String, nullable=False),
             sa.Column("period_start", sa.Date, nullable=False),
-            sa.Column("slice", sa.String, nullable=False, comment="'' = all, else a dimension"),
-            sa.Column("slice_value", sa.String, nullable=False, comment="'' for all"),
+            sa.Column(
+                "slice", sa.String, nullable=False, comment="'' = all, else its dimensions, a,b"
+            ),
+            *[
+                sa.Column(f"v_{d}", sa.String, nullable=False, comment=f"{d} ('': not sliced)")
+                for d in self.compiler.cubes.dims[source]
+            ],
             *[
                 sa.Column(name, type_, comment=comment)
                 for name, (_, _, type_, comment) in self._columns(source).items()
@@ -124,7 +144,8 @@ class PeriodRollups:
         return columns
 
     def rollup_select(self, source: str) -> sa.Select | sa.CompoundSelect:
-        """The cube of ``source`` summed into every period (via day_periods), per slice."""
+        """The cube of ``source`` summed into periods (via day_periods), per slice fused KPIs
+        read, in the grains they read it in."""
         cube = self.compiler.cubes.tables[source]
         dp = self.compiler.day_periods
         aggregates = [
@@ -133,19 +154,24 @@ class PeriodRollups:
         ]
         joined = cube.join(dp, dp.c.day == cube.c.day)
         selects = []
-        for dim in [None, *self.compiler.cubes.dims[source]]:
-            value = cube.c[dim] if dim else sa.literal(TOTAL, sa.String)
-            keys = [dp.c.grain, dp.c.period_start] + ([cube.c[dim]] if dim else [])
+        for dims, grains in self.grains[source].items():
+            # The total row exists in every grain, read or not: a rollup is never empty.
+            where = [dp.c.grain.in_(sorted(grains))] if dims or grains else []
+            values = [
+                (cube.c[d] if d in dims else sa.literal(TOTAL, sa.String)).label(f"v_{d}")
+                for d in self.compiler.cubes.dims[source]
+            ]
             selects.append(
                 sa.select(
                     dp.c.grain,
                     dp.c.period_start,
-                    sa.literal(dim or TOTAL, sa.String).label("slice"),
-                    value.label("slice_value"),
+                    sa.literal(_name(dims), sa.String).label("slice"),
+                    *values,
                     *aggregates,
                 )
                 .select_from(joined)
-                .group_by(*keys)
+                .where(*where)
+                .group_by(dp.c.grain, dp.c.period_start, *[cube.c[d] for d in dims])
             )
         return sa.union_all(*selects) if len(selects) > 1 else selects[0]
 
@@ -161,10 +187,11 @@ class PeriodRollups:
         a projection of it. One join per KPI made a catalogue's statement mostly planning.
         With ``since``, only the periods ending on or after it (kpi.compute.changes).
         """
-        groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[Kpi]] = {}
+        groups: dict[tuple[tuple[str, ...], tuple[Slice, ...]], list[Kpi]] = {}
         for kpi_id in kpi_ids:
             kpi = self.catalog.kpis[kpi_id]
-            key = (tuple(sorted(self._sources(kpi))), tuple(sorted(kpi.dimension_names)))
+            slices = tuple(sorted({_slice(d) for d in kpi.slice_dimensions}))
+            key = (tuple(sorted(self._sources(kpi))), slices)
             groups.setdefault(key, []).append(kpi)
         selects = []
         for number, ((sources, _), kpis) in enumerate(groups.items()):
@@ -179,6 +206,7 @@ class PeriodRollups:
         rollups of ``sources``; rollup column ``m{i}_{part}`` of source S is ``S__m{i}_{part}``."""
         p = self.compiler.periods.alias("p")
         s = self._slices(kpis[0]).alias("s")
+        used = kpis[0].dimension_names
         joined: FromClause = p.join(s, sa.true())
         columns = []
         for source in sources:
@@ -189,20 +217,15 @@ class PeriodRollups:
                     r.c.grain == p.c.grain,
                     r.c.period_start == p.c.period_start,
                     r.c.slice == s.c.slice,
-                    r.c.slice_value == s.c.slice_value,
+                    *[r.c[f"v_{d}"] == s.c[f"v_{d}"] for d in used],
                 ),
             )
             columns += [r.c[m].label(f"{source}__{m}") for m in self._columns(source)]
         grains = sorted({str(g) for kpi in kpis for g in kpi.grains})
-        # The group's KPIs slice by the same dimensions: each one's column is the slice
-        # value on its own slice's rows, NULL ("all") on the others.
+        # The group's KPIs have the same slices: each dimension's column is the slice's
+        # value on the rows of a slice by it, NULL ("all") on the others.
         dims = [
-            sa.cast(
-                sa.case((s.c.slice == d, s.c.slice_value), else_=sa.null())
-                if d in kpis[0].dimension_names
-                else sa.null(),
-                sa.String,
-            ).label(d)
+            (s.c[f"o_{d}"] if d in used else sa.cast(sa.null(), sa.String)).label(d)
             for d in self.catalog.dimensions
         ]
         return (
@@ -241,24 +264,35 @@ class PeriodRollups:
             sa.cast(computed_at, sa.TIMESTAMP(timezone=True)).label("computed_at"),
         ).where(base.c.grain.in_([str(g) for g in kpi.grains]))
 
-    def _slices(self, kpi: Kpi) -> sa.Select | sa.CompoundSelect:
-        """The total, then every value of each of the KPI's dimensions seen in the cubes of
-        the sources it reads (as the compiler's spine: a value seen in any of them)."""
-        total = sa.select(
-            sa.literal(TOTAL, sa.String).label("slice"),
-            sa.literal(TOTAL, sa.String).label("slice_value"),
-        )
+    def _slices(self, kpi: Kpi) -> FromClause:
+        """The total, then every value (combination) of each of the KPI's slices seen in
+        the cubes of the sources it reads (as the compiler's spine: seen in any of them).
+        Per dimension, ``v_<d>`` is the join key (``''`` outside the slice) and ``o_<d>``
+        the KPI row's column (NULL outside the slice)."""
+        used = kpi.dimension_names
+
+        def row(name: str, values: dict[str, ColumnElement]) -> list[ColumnElement]:
+            out = [sa.literal(name, sa.String).label("slice")]
+            for d in used:
+                value = values.get(d)
+                out.append(
+                    (sa.literal(TOTAL, sa.String) if value is None else value).label(f"v_{d}")
+                )
+                out.append(
+                    sa.cast(value if value is not None else sa.null(), sa.String).label(f"o_{d}")
+                )
+            return out
+
+        total = sa.select(*row(TOTAL, {}))
         selects: list[sa.Select] = [total]
-        for dim in kpi.dimension_names:
+        for dims in sorted({_slice(d) for d in kpi.slice_dimensions}):
             seen = [
-                sa.select(self.compiler.cubes.tables[src].c[dim].label("v")).distinct()
+                sa.select(*[self.compiler.cubes.tables[src].c[d] for d in dims]).distinct()
                 for src in self._sources(kpi)
             ]
             values = (sa.union(*seen) if len(seen) > 1 else seen[0]).subquery()
             selects.append(
-                sa.select(
-                    sa.literal(dim, sa.String).label("slice"), values.c.v.label("slice_value")
-                )
+                sa.select(*row(_name(dims), {d: values.c[d] for d in dims})).select_from(values)
             )
         return sa.union_all(*selects).subquery() if len(selects) > 1 else total.subquery()
 
@@ -309,6 +343,15 @@ class PeriodRollups:
         if measure.agg == Agg.min:
             return col("low"), sa.null(), sa.null(), size
         return col("high"), sa.null(), sa.null(), size
+
+
+def _slice(dims: tuple[str, ...]) -> Slice:
+    """A declared slice as the rollups key it: its dimensions in one order."""
+    return tuple(sorted(dims))
+
+
+def _name(dims: Slice) -> str:
+    return ",".join(dims)
 
 
 def _value_of(refs: dict[str, tuple]) -> Callable[[str], ColumnElement]:

@@ -96,6 +96,37 @@ class KpiTables:
             self.compiled_statements,
         ]
 
+    def layout(self) -> dict:
+        """What shapes compiled SQL besides the catalogue's content: whether it reads the
+        cubes, and the positions that name their columns (``s{j}_*`` in a cube, ``m{i}_*`` in
+        a rollup follow the order KPIs and sources are read in, which a renamed or reordered
+        definitions file changes without changing a definition)."""
+        cubes, catalog = self.compiler.cubes, self.compiler.catalog
+        return {
+            "use_cubes": self.compiler.use_cubes,
+            "kpis": list(catalog.kpis),
+            "sources": list(catalog.sources),
+            "cubes": {
+                source: {
+                    "dims": cubes.dims.get(source),
+                    "measures": cubes.measures.get(source),
+                    "stored": cubes.stored.get(source),
+                    "parts": {
+                        str(j): sorted(parts)
+                        for (s, j), parts in cubes.parts.items()
+                        if s == source
+                    },
+                }
+                for source in cubes.tables
+            },
+            "rollups": {
+                source: {",".join(dims): sorted(g) for dims, g in slices.items()}
+                for source, slices in (
+                    self.rollups.grains.items() if self.compiler.use_cubes else []
+                )
+            },
+        }
+
     @classmethod
     def for_catalog(cls, catalog: Catalog, use_cubes: bool = False) -> KpiTables:
         """The tables of ``catalog``; ``use_cubes`` makes refreshes read daily rollups."""

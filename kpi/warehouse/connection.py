@@ -114,6 +114,10 @@ class Warehouse:
         return self.engine.dialect.name
 
     @property
+    def dialect_and_driver(self) -> str:  # postgresql+psycopg
+        return f"{self.engine.dialect.name}+{self.engine.dialect.driver}"
+
+    @property
     def shares_database(self) -> bool:
         """True when every connection of the engine opens the same database: not so for
         DuckDB's ``:memory:``, where each connection is a database of its own."""

@@ -10,7 +10,14 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from kpi.compute.changes import FULL, VALUES, periods_changed_from
+from kpi.compute.changes import (
+    CALENDAR,
+    FULL,
+    VALUES,
+    cube_days_select,
+    periods_changed_from,
+    source_days_select,
+)
 from kpi.compute.periods import Calendar
 from kpi.compute.tables import KpiTables
 from kpi.language.loader import load_catalog
@@ -18,6 +25,7 @@ from kpi.language.models import Reporting
 from kpi.refresh import (
     refresh_anomalies,
     refresh_comparisons,
+    refresh_cubes,
     refresh_kpi_values,
     refresh_periods,
     refresh_targets,
@@ -159,6 +167,28 @@ def test_a_revised_day_recomputes_the_periods_ending_on_or_after_it(warehouse_ur
     wh.dispose()
 
 
+def test_the_days_read_from_a_cube_are_those_of_a_scan_of_its_source(warehouse_url, tables):
+    # The refresh reads a source's day counts and checksums from its cube; they must be the
+    # integers a scan of the raw rows gives, or a change would go unseen (or, after an
+    # upgrade from the scan, every day would look changed).
+    wh = Warehouse(warehouse_url)
+    wh.ensure_tables(tables.all_tables())
+    traffic = _traffic(FIRST, AS_OF)
+    traffic.loc[traffic["date"] == D(2026, 1, 10), "device_category"] = "mobile"
+    wh.replace_rows(tables.raw_tables["ga4_traffic"], None, traffic)
+    wh.replace_rows(tables.raw_tables["orders"], None, _orders(FIRST, AS_OF))
+    refresh_cubes(wh, tables)
+    cubed = [s for s in ("ga4_traffic", "orders") if s in tables.compiler.cubes.tables]
+    assert "ga4_traffic" in cubed
+    for source in cubed:
+        from_cube = wh.rows(cube_days_select(source, tables.compiler.cubes.tables[source]))
+        scanned = wh.rows(source_days_select(tables.catalog, source, tables.raw_tables[source]))
+        assert len(scanned) == (AS_OF - FIRST).days + 1
+        assert all(checksum is not None for *_, checksum in scanned)
+        assert sorted(from_cube) == sorted(scanned)
+    wh.dispose()
+
+
 def test_a_reload_of_the_same_numbers_recomputes_nothing(warehouse_url, tables):
     wh = _loaded(warehouse_url, tables)
     before = _values(wh, tables)
@@ -226,3 +256,66 @@ def test_periods_changed_from_is_the_first_end_of_a_period_that_differs():
     earlier = [p.__dict__ for p in calendar.periods(D(2025, 12, 30), AS_OF)]
     assert periods_changed_from(old, earlier) == D(2025, 12, 30)
     assert D(2000, 1, 1) > FULL
+
+
+def _calendar(wh: Warehouse, tables: KpiTables) -> list[pd.DataFrame]:
+    out = []
+    for table in (tables.periods, tables.compiler.day_periods):
+        frame = wh.read(sa.select(table))
+        keys = ["grain", "period_start"] + (["day"] if "day" in frame else [])
+        out.append(frame.sort_values(keys, ignore_index=True))
+    return out
+
+
+def _dirty(wh: Warehouse, tables: KpiTables) -> set:
+    state = tables.refresh_state
+    rows = wh.rows(sa.select(state.c.dirty_from).where(state.c.step == VALUES).distinct())
+    return {pd.Timestamp(d).date() if d is not None else None for (d,) in rows}
+
+
+@pytest.mark.parametrize(
+    "moves",
+    [
+        [AS_OF + dt.timedelta(days=1), AS_OF + dt.timedelta(days=2)],  # the daily case
+        [AS_OF, AS_OF - dt.timedelta(days=3)],  # the same day again, then backwards
+        [D(2026, 3, 31), D(2026, 4, 1)],  # across a month, a quarter and a week
+    ],
+    ids=["next_days", "same_then_back", "quarter_turn"],
+)
+def test_periods_rewritten_in_part_are_those_written_whole(warehouse_url, tables, moves):
+    # A refresh rewrites only the periods ending on or after the earlier as-of date (or
+    # none): the tables must be row for row those a whole rewrite gives, and the KPI steps
+    # must recompute from the first period that changed.
+    wh = _loaded(warehouse_url, tables)
+    state = tables.refresh_state
+    calendar = Calendar(tables.catalog.reporting)
+    previous = AS_OF
+    for as_of in moves:
+        with wh.transaction() as conn:  # as if every step had caught up since
+            conn.execute(state.update().values(dirty_from=None))
+        refresh_periods(wh, tables, as_of)
+        old = [p.__dict__ for p in calendar.periods(FIRST, previous)]
+        since = periods_changed_from(old, [p.__dict__ for p in calendar.periods(FIRST, as_of)])
+        assert _dirty(wh, tables) == {since}
+        in_part = _calendar(wh, tables)
+        # Without the stamp the next refresh cannot trust any stored period: all rewritten.
+        with wh.transaction() as conn:
+            conn.execute(state.delete().where(state.c.step == CALENDAR))
+        refresh_periods(wh, tables, as_of)
+        for a, b in zip(in_part, _calendar(wh, tables), strict=True):
+            pd.testing.assert_frame_equal(a, b)
+        assert len(in_part[0]) == len(calendar.periods(FIRST, as_of))
+        previous = as_of
+    wh.dispose()
+
+
+def test_a_periods_table_edited_by_hand_is_rewritten_whole(warehouse_url, tables):
+    wh = _loaded(warehouse_url, tables)
+    expected = _calendar(wh, tables)
+    periods = tables.periods
+    with wh.transaction() as conn:
+        conn.execute(periods.delete().where(periods.c.grain == "week"))
+    refresh_periods(wh, tables, AS_OF)  # the same calendar: the stamp's row count differs
+    for a, b in zip(expected, _calendar(wh, tables), strict=True):
+        pd.testing.assert_frame_equal(a, b)
+    wh.dispose()

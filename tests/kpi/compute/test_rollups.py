@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from pathlib import Path
 
 import pytest
+import yaml
 
 from kpi.cli import DIALECTS, load_dialect
 from kpi.compute.tables import KpiTables
@@ -22,6 +24,7 @@ from kpi.language.loader import load_catalog
 from kpi.language.models import Agg, KpiType
 
 COMPUTED_AT = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+CASES = Path(__file__).resolve().parents[2] / "kpi_cases"
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +106,60 @@ def test_refresh_statements_compile_for_every_dialect(tables, dialect):
     for cte in set(re.findall(r"(rollups_\d+) AS", insert)):
         assert insert.count(f"{cte} AS") == 1, cte  # each join is defined once
     assert "'roas' AS kpi_id" in insert
+
+
+def _two_dimension_tables(tmp_path) -> KpiTables:
+    case = yaml.safe_load((CASES / "two_dimension_slice.yaml").read_text())
+    folder = tmp_path / "defs"
+    folder.mkdir()
+    sources = {k: case[k] for k in ("dimensions", "sources")}
+    sources["reporting"] = {"time_zone": "UTC"}
+    (folder / "sources.yaml").write_text(yaml.safe_dump(sources))
+    (folder / "test.yaml").write_text(yaml.safe_dump({"area": "test", "kpis": case["kpis"]}))
+    return KpiTables.for_catalog(load_catalog(folder), use_cubes=True)
+
+
+def test_a_dense_slice_by_two_dimensions_is_fused_with_its_rollup_rows(tmp_path):
+    # Revenue by channel and by (channel, device), revenue per session by (channel,
+    # device): both fused (tests/kpi_cases/two_dimension_slice.yaml checks their numbers on
+    # this path). Each rollup holds the total and exactly the slices they read, in the
+    # grains they read.
+    tables = _two_dimension_tables(tmp_path)
+    rollups = tables.rollups
+    assert all(rollups.fusable(k) for k in tables.catalog.kpis.values())
+    assert rollups.grains["orders"] == {
+        (): {"day", "month"},
+        ("channel",): {"day", "month"},
+        ("channel", "device"): {"day", "month"},
+    }
+    # Sessions are read by (channel, device) only: no rollup rows by channel alone.
+    assert rollups.grains["visits"] == {
+        (): {"day", "month"},
+        ("channel", "device"): {"day", "month"},
+    }
+    columns = [c.name for c in rollups.tables["orders"].columns]
+    assert columns[:5] == ["grain", "period_start", "slice", "v_channel", "v_device"]
+
+
+def test_a_rollup_slice_is_summed_in_the_grains_read_only(tmp_path):
+    case = yaml.safe_load((CASES / "two_dimension_slice.yaml").read_text())
+    for kpi in case["kpis"]:
+        kpi["grains"] = ["month"]
+    case["kpis"][0]["dimensions"] = [["device", "channel"]]  # either order is one slice
+    folder = tmp_path / "month"
+    folder.mkdir()
+    sources = {k: case[k] for k in ("dimensions", "sources")}
+    sources["reporting"] = {"time_zone": "UTC"}
+    (folder / "sources.yaml").write_text(yaml.safe_dump(sources))
+    (folder / "test.yaml").write_text(yaml.safe_dump({"area": "test", "kpis": case["kpis"]}))
+    tables = KpiTables.for_catalog(load_catalog(folder), use_cubes=True)
+    assert tables.rollups.grains["orders"] == {(): {"month"}, ("channel", "device"): {"month"}}
+    sql = str(
+        tables.rollups.rollup_select("orders").compile(compile_kwargs={"literal_binds": True})
+    )
+    assert sql.count("IN ('month')") == 2, sql
+    # One shared join per set of sources read with the same slices: orders alone (revenue)
+    # and orders with visits (revenue per session).
+    fused = list(tables.catalog.kpis)
+    insert = str(tables.rollups.values_select(fused, COMPUTED_AT).compile())
+    assert len(set(re.findall(r"(rollups_\d+) AS", insert))) == 2  # orders; orders + visits

@@ -19,12 +19,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from kpi.compute import changes
-from kpi.compute.changes import COMPARISONS, statement_fingerprint
+from kpi.compute.changes import COMPARISONS, catalog_fingerprint, statement_fingerprint
 from kpi.compute.tables import KpiTables
 from kpi.language.loader import load_catalog
 from kpi.refresh import refresh_comparisons
 from kpi.status.comparisons import comparison_select
-from kpi.warehouse.connection import make_engine
+from kpi.warehouse.connection import Warehouse, make_engine
 from kpi.warehouse.statements import RUN_PREFIX, Compiled, _decode, _encode, compile_select
 from tests.kpi.compute.test_changes import (
     AS_OF,
@@ -175,10 +175,36 @@ def test_a_run_served_from_the_cache_equals_a_recompute_compiled_afresh(warehous
     wh.dispose()
 
 
+def _fingerprint(wh: Warehouse, tables: KpiTables) -> str:
+    return statement_fingerprint(tables.catalog, tables.layout(), wh.dialect_and_driver)
+
+
+def test_the_fingerprint_follows_the_cube_columns_not_only_the_definitions():
+    # Cube and rollup columns are numbered in the order KPIs are read: the same definitions
+    # in another order (a renamed definitions file) give columns other meanings, and a
+    # statement compiled for the old numbering would read the wrong measure.
+    catalog = load_catalog()
+    reordered = load_catalog()
+    reordered.kpis = dict(reversed(list(reordered.kpis.items())))
+    assert catalog_fingerprint(catalog) == catalog_fingerprint(reordered)
+    tables = KpiTables.for_catalog(catalog, use_cubes=True)
+    other = KpiTables.for_catalog(reordered, use_cubes=True)
+    assert tables.compiler.cubes.stored != other.compiler.cubes.stored
+    raw = KpiTables.for_catalog(catalog, use_cubes=False)  # reads raw tables, not cubes
+
+    def fingerprint(t: KpiTables, driver: str = "duckdb+duckdb_engine") -> str:
+        return statement_fingerprint(t.catalog, t.layout(), driver)
+
+    assert fingerprint(tables) == fingerprint(KpiTables.for_catalog(load_catalog(), True))
+    assert fingerprint(tables) != fingerprint(other)
+    assert fingerprint(tables) != fingerprint(raw)
+    assert fingerprint(tables) != fingerprint(tables, "postgresql+psycopg")
+
+
 def test_a_changed_catalog_compiles_again_and_drops_the_old_statements(warehouse_url, tables):
     wh = _loaded(warehouse_url, tables)
     before = _cache_rows(wh, tables)
-    assert set(before["fingerprint"]) == {statement_fingerprint(tables.catalog, wh.dialect)}
+    assert set(before["fingerprint"]) == {_fingerprint(wh, tables)}
 
     # A display name is not part of any definition version, but it is in every row.
     catalog = load_catalog()
@@ -187,7 +213,7 @@ def test_a_changed_catalog_compiles_again_and_drops_the_old_statements(warehouse
     refresh_comparisons(wh, renamed, computed_at=T2, full_refresh=True)
 
     after = _cache_rows(wh, renamed)
-    assert set(after["fingerprint"]) == {statement_fingerprint(catalog, wh.dialect)}
+    assert set(after["fingerprint"]) == {_fingerprint(wh, renamed)}
     assert set(after["fingerprint"]) != set(before["fingerprint"])
     names = wh.read(
         sa.select(renamed.comparisons.c.kpi_name)
