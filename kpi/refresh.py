@@ -108,21 +108,26 @@ def refresh_periods(
     stamped by the last refresh, the open ones when only the as-of date moved
     (kpi.compute.changes.CalendarStamp), all of them otherwise. The periods that changed
     make every KPI step recompute from the first of them (kpi.compute.changes);
-    ``full_refresh`` makes the next steps recompute everything.
+    ``full_refresh`` rewrites every period and makes the next steps recompute everything.
     """
     first = min(first_day_of_data(wh, tables) or as_of, as_of)
     reporting = tables.catalog.reporting
     calendar = Calendar(reporting)
     periods = calendar.periods(first, as_of)
-    stamp = CalendarStamp.of(reporting.model_dump(mode="json"), first, as_of, len(periods))
+    rows = (len(periods), sum((p.window_end - p.period_start).days + 1 for p in periods))
+    stamp = CalendarStamp.of(reporting.model_dump(mode="json"), first, as_of, rows)
     state, days = tables.refresh_state, tables.source_days
     wh.ensure_tables([state, days])
     written = [tables.periods, tables.compiler.day_periods]
     # Together: a reader never joins this run's periods to the last run's day map.
     with wh.transaction(lock=[*written, state, days]) as conn:
         before = read_calendar_stamp(conn, state)
-        stored = conn.execute(sa.select(sa.func.count()).select_from(tables.periods)).scalar()
-        if before is not None and before.rows != stored:  # edited by hand: rewrite it all
+        stored = tuple(
+            conn.execute(sa.select(sa.func.count()).select_from(t)).scalar() for t in written
+        )
+        # A full refresh rewrites everything, the repair for tables edited by hand; so does
+        # a table whose row count is not the one stamped.
+        if full_refresh or (before is not None and before.rows != stored):
             before = None
         kept = before.kept_before(stamp) if before is not None else None
         if before == stamp:

@@ -313,7 +313,8 @@ def forget(conn: Connection, state: sa.Table, days: sa.Table) -> None:
 @dataclass(frozen=True)
 class CalendarStamp:
     """What the periods tables were last written from: the calendar's rules (the reporting
-    settings and the kernel's code), the first day, the as-of date, and how many periods.
+    settings and the kernel's code), the first day, the as-of date, and how many rows each
+    table got (a table edited since, its count changed, is rewritten whole).
 
     Kept as a ``refresh_state`` row (step ``calendar``) in the transaction that writes the
     periods, so the next refresh knows which stored periods are still right without reading
@@ -325,20 +326,23 @@ class CalendarStamp:
     rules: str
     first: dt.date
     as_of: dt.date
-    rows: int
+    rows: tuple[int, int]  # rows of the periods table, of the day map
 
     @classmethod
-    def of(cls, reporting: Mapping, first: dt.date, as_of: dt.date, rows: int) -> CalendarStamp:
+    def of(
+        cls, reporting: Mapping, first: dt.date, as_of: dt.date, rows: tuple[int, int]
+    ) -> CalendarStamp:
         return cls(_digest([reporting, kernel_code_digest()]), first, as_of, rows)
 
     def encode(self) -> str:
-        return f"{self.rules}|{self.first}|{self.as_of}|{self.rows}"
+        return f"{self.rules}|{self.first}|{self.as_of}|{self.rows[0]}|{self.rows[1]}"
 
     @classmethod
     def decode(cls, text: str | None) -> CalendarStamp | None:
         try:
-            rules, first, as_of, rows = (text or "").split("|")
-            return cls(rules, dt.date.fromisoformat(first), dt.date.fromisoformat(as_of), int(rows))
+            rules, first, as_of, periods, days = (text or "").split("|")
+            first_day, as_of_day = dt.date.fromisoformat(first), dt.date.fromisoformat(as_of)
+            return cls(rules, first_day, as_of_day, (int(periods), int(days)))
         except ValueError:  # none yet, or written by another version: rewrite everything
             return None
 

@@ -309,13 +309,19 @@ def test_periods_rewritten_in_part_are_those_written_whole(warehouse_url, tables
     wh.dispose()
 
 
-def test_a_periods_table_edited_by_hand_is_rewritten_whole(warehouse_url, tables):
+@pytest.mark.parametrize("full_refresh", [False, True], ids=["count_changed", "full_refresh"])
+def test_periods_tables_edited_by_hand_are_rewritten_whole(warehouse_url, tables, full_refresh):
+    # The same calendar again writes nothing, unless a table's row count is not the one
+    # stamped; a full refresh rewrites everything whatever the stamp, so it repairs an edit
+    # that kept the counts.
     wh = _loaded(warehouse_url, tables)
     expected = _calendar(wh, tables)
-    periods = tables.periods
+    periods, dp = tables.periods, tables.compiler.day_periods
     with wh.transaction() as conn:
-        conn.execute(periods.delete().where(periods.c.grain == "week"))
-    refresh_periods(wh, tables, AS_OF)  # the same calendar: the stamp's row count differs
+        conn.execute(periods.update().values(is_complete_period=sa.true()))
+        if not full_refresh:
+            conn.execute(dp.delete().where(dp.c.grain == "month"))
+    refresh_periods(wh, tables, AS_OF, full_refresh=full_refresh)
     for a, b in zip(expected, _calendar(wh, tables), strict=True):
         pd.testing.assert_frame_equal(a, b)
     wh.dispose()
