@@ -108,9 +108,12 @@ def test_refresh_statements_compile_for_every_dialect(tables, dialect):
     assert "'roas' AS kpi_id" in insert
 
 
-def _two_dimension_tables(tmp_path) -> KpiTables:
-    case = yaml.safe_load((CASES / "two_dimension_slice.yaml").read_text())
-    folder = tmp_path / "defs"
+def _two_dimension_case() -> dict:
+    return yaml.safe_load((CASES / "two_dimension_slice.yaml").read_text())
+
+
+def _tables_of(case: dict, folder) -> KpiTables:
+    """The tables of a case's definitions (tests/kpi_cases), written to ``folder``."""
     folder.mkdir()
     sources = {k: case[k] for k in ("dimensions", "sources")}
     sources["reporting"] = {"time_zone": "UTC"}
@@ -124,7 +127,7 @@ def test_a_dense_slice_by_two_dimensions_is_fused_with_its_rollup_rows(tmp_path)
     # device): both fused (tests/kpi_cases/two_dimension_slice.yaml checks their numbers on
     # this path). Each rollup holds the total and exactly the slices they read, in the
     # grains they read.
-    tables = _two_dimension_tables(tmp_path)
+    tables = _tables_of(_two_dimension_case(), tmp_path / "defs")
     rollups = tables.rollups
     assert all(rollups.fusable(k) for k in tables.catalog.kpis.values())
     assert rollups.grains["orders"] == {
@@ -142,17 +145,11 @@ def test_a_dense_slice_by_two_dimensions_is_fused_with_its_rollup_rows(tmp_path)
 
 
 def test_a_rollup_slice_is_summed_in_the_grains_read_only(tmp_path):
-    case = yaml.safe_load((CASES / "two_dimension_slice.yaml").read_text())
+    case = _two_dimension_case()
     for kpi in case["kpis"]:
         kpi["grains"] = ["month"]
     case["kpis"][0]["dimensions"] = [["device", "channel"]]  # either order is one slice
-    folder = tmp_path / "month"
-    folder.mkdir()
-    sources = {k: case[k] for k in ("dimensions", "sources")}
-    sources["reporting"] = {"time_zone": "UTC"}
-    (folder / "sources.yaml").write_text(yaml.safe_dump(sources))
-    (folder / "test.yaml").write_text(yaml.safe_dump({"area": "test", "kpis": case["kpis"]}))
-    tables = KpiTables.for_catalog(load_catalog(folder), use_cubes=True)
+    tables = _tables_of(case, tmp_path / "month")
     assert tables.rollups.grains["orders"] == {(): {"month"}, ("channel", "device"): {"month"}}
     sql = str(
         tables.rollups.rollup_select("orders").compile(compile_kwargs={"literal_binds": True})
