@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import FromClause
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -42,9 +43,11 @@ def _unsupported_checksum(element, compiler, **kw):
     )
 
 
-def rows_checksum(table: sa.Table) -> ColumnElement:
+def rows_checksum(table: sa.Table, rows: FromClause | None = None) -> ColumnElement:
     """The sum of the checksums of the grouped rows of ``table``, over its declared columns:
     lineage columns such as ``_loaded_at`` are left out, so a re-pull that brings the same
-    numbers changes nothing."""
-    columns = [c for c in table.c if c.name not in LINEAGE_COLUMNS]
-    return sa.cast(sa.func.sum(row_checksum(*columns)), sa.BigInteger)
+    numbers changes nothing. ``rows`` is a subquery passing ``table``'s columns through
+    (with others): its columns of those names are read instead, giving the same sums."""
+    names = [c.name for c in table.c if c.name not in LINEAGE_COLUMNS]
+    of = table if rows is None else rows
+    return sa.cast(sa.func.sum(row_checksum(*[of.c[n] for n in names])), sa.BigInteger)

@@ -20,7 +20,7 @@ from kpi.compute.checksums import rows_checksum
 from kpi.compute.source_sql import dimension_value, local_day, source_names
 from kpi.language.catalog import Catalog
 from kpi.language.expressions import referenced_names, to_sql
-from kpi.language.models import Agg, Measure
+from kpi.language.models import RESERVED_COLUMN_PREFIX, Agg, Measure
 
 # The daily aggregates a cube keeps per measure (besides its row count ``n``), by the
 # aggregation that reads them. Every one keeps ``nonnull``: it is the sample size.
@@ -43,6 +43,10 @@ CUBE_COLUMNS = {
 CHECKSUM_COMMENT = "sum of a hash of each source row's columns (NULL: not computed)"
 
 MeasureKey = tuple[str | None, str | None]  # a measure's (expr, filter)
+
+# Names of the per-row values the cube computes beside a source's own columns (reserved:
+# the language refuses source columns named so).
+DAY, DIM = f"{RESERVED_COLUMN_PREFIX}day", f"{RESERVED_COLUMN_PREFIX}dim_"
 
 
 class SourceCubes:
@@ -168,25 +172,34 @@ class SourceCubes:
         source a second time.
         """
         src, table = self.catalog.sources[source], self.raw_tables[source]
-        day = local_day(src, table.c[src.time.column], self.catalog.reporting.time_zone)
-        dims = [
-            dimension_value(src, table, d, self.catalog.taxonomy).label(d)
-            for d in self.dims[source]
-        ]
+        # Each row's day and dimension values are computed once, in a subquery, and grouped
+        # by name: a classified channel is a CASE of dozens of conditions, and written out in
+        # both SELECT and GROUP BY (and in every filter that reads it), binding and
+        # optimising its copies was most of the statement's cost on small sources.
+        computed = {
+            DAY: local_day(src, table.c[src.time.column], self.catalog.reporting.time_zone),
+            **{
+                f"{DIM}{d}": dimension_value(src, table, d, self.catalog.taxonomy)
+                for d in src.dimensions
+            },
+        }
+        clash = sorted(set(computed) & set(table.c.keys()))
+        if clash:
+            raise ValueError(f"{table.fullname}: columns {clash} are names the cube uses")
+        rows = sa.select(*table.c, *[e.label(k) for k, e in computed.items()]).subquery("rows")
+        dims = [rows.c[f"{DIM}{d}"] for d in self.dims[source]]
 
         def dimension_or_column(name: str) -> ColumnElement:
-            if name in src.dimensions:
-                return dimension_value(src, table, name, self.catalog.taxonomy)
-            return table.c[name]
+            return rows.c[f"{DIM}{name}"] if name in src.dimensions else rows.c[name]
 
         aggregates = [
             sa.func.count().label("n"),
-            (rows_checksum(table) if checksum else sa.cast(sa.null(), sa.BigInteger)).label(
+            (rows_checksum(table, rows) if checksum else sa.cast(sa.null(), sa.BigInteger)).label(
                 "checksum"
             ),
         ]
         for j, (expr, filter_) in enumerate(self.stored.get(source, [])):
-            x = to_sql(expr, lambda name: table.c[name]) if expr else sa.literal(1)
+            x = to_sql(expr, lambda name: rows.c[name]) if expr else sa.literal(1)
             if filter_:
                 keep = to_sql(filter_, dimension_or_column)
                 x = sa.case((keep, x), else_=sa.null())
@@ -202,8 +215,8 @@ class SourceCubes:
             }
             parts = self.parts[(source, j)]
             aggregates += [of_part[p].label(f"s{j}_{p}") for p in CUBE_COLUMNS if p in parts]
-        keys = [day.label("day"), *dims]
-        return sa.select(*keys, *aggregates).group_by(*[k.element for k in keys])
+        keys = [rows.c[DAY].label("day"), *[c.label(c.name[len(DIM) :]) for c in dims]]
+        return sa.select(*keys, *aggregates).group_by(rows.c[DAY], *dims)
 
     def daily(self, measure: Measure, dims: tuple[str, ...]) -> FromClause:
         """``measure``'s daily aggregates by ``dims``, read from its source's cube: the same

@@ -178,6 +178,11 @@ class CurrencyConversion(_Strict):
     currency_column: str = "currency"
 
 
+# Source column names starting so are the engine's: a daily cube computes each row's day and
+# dimension values beside the source's columns under such names (kpi.compute.cubes).
+RESERVED_COLUMN_PREFIX = "_cube_"
+
+
 class SourceSpec(_Strict):
     table: str
     description: str = ""

@@ -26,8 +26,8 @@ from kpi.warehouse.dsn import check_unambiguous, scrub_errors, scrub_exception, 
 from kpi.warehouse.locks import DDL, lock_tables, locked_transaction
 from kpi.warehouse.schema import KPI_SCHEMA, stale_reader_copy
 from kpi.warehouse.statements import Compiled, compile_select, select_concurrently
-from kpi.warehouse.upgrades import add_primary_keys
-from kpi.warehouse.views import create_or_replace_view, is_view
+from kpi.warehouse.upgrades import add_missing_columns, add_primary_keys, existing_columns
+from kpi.warehouse.views import create_or_replace_view, is_view, table_signature
 
 DEFAULT_WAREHOUSE_URL = "duckdb:///data/warehouse.duckdb"
 # Bound values per statement, below PostgreSQL's limit of 65,535.
@@ -108,6 +108,7 @@ class Warehouse:
     def __init__(self, url: str = DEFAULT_WAREHOUSE_URL, engine: Engine | None = None):
         self.url = url
         self.engine = engine if engine is not None else make_engine(url)
+        self._ensured: set[tuple] = set()  # declarations made sure of (table_signature)
 
     @property
     def dialect(self) -> str:
@@ -130,6 +131,11 @@ class Warehouse:
         added to an existing table as a nullable column, so upgrading keeps the history.
         """
         tables = list(tables)
+        # Once per declaration and run (each step ensures its tables): our rebuilds drop and
+        # recreate a table in one transaction, so it stays ensured.
+        signatures = {table_signature(t) for t in tables}
+        if signatures <= self._ensured:
+            return
         # Views (union sources, kpi.warehouse.views) are made after the tables they read.
         views = [t for t in tables if is_view(t)]
         tables = [t for t in tables if not is_view(t)]
@@ -140,12 +146,12 @@ class Warehouse:
             for schema in schemas:
                 conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
             # One catalogue query for every table, rather than two per table.
-            existing = self._existing_columns(conn, [*schemas, default])
+            existing = existing_columns(conn, [*schemas, default])
             for table in tables:
                 _drop_stale_reader_copy(conn, table)
                 have = existing.get((table.schema or default, table.name))
                 if have:
-                    self._add_missing_columns(conn, table, have)
+                    add_missing_columns(conn, table, have)
                     self._add_unique_keys(conn, table)
                 else:
                     table.create(conn, checkfirst=True)  # with its unique key (PostgreSQL)
@@ -161,42 +167,7 @@ class Warehouse:
                 if view.schema:
                     conn.execute(sa.schema.CreateSchema(view.schema, if_not_exists=True))
                 create_or_replace_view(conn, view)
-
-    @staticmethod
-    def _existing_columns(conn: Connection, schemas: list[str]) -> dict[tuple, set[str]]:
-        """(schema, table) -> column names, for every table of ``schemas``."""
-        info = sa.table(
-            "columns",
-            sa.column("table_schema"),
-            sa.column("table_name"),
-            sa.column("column_name"),
-            schema="information_schema",
-        )
-        query = sa.select(info.c.table_schema, info.c.table_name, info.c.column_name).where(
-            info.c.table_schema.in_(schemas)
-        )
-        found: dict[tuple, set[str]] = {}
-        for schema, table, column in conn.execute(query):
-            found.setdefault((schema, table), set()).add(column)
-        return found
-
-    @staticmethod
-    def _add_missing_columns(conn: Connection, table: sa.Table, existing: set[str]) -> None:
-        preparer = conn.dialect.identifier_preparer
-        for column in table.columns:
-            if column.name in existing:
-                continue
-            type_sql = column.type.compile(dialect=conn.dialect)
-            # Identifiers are quoted by the dialect and come from our own declarations.
-            conn.execute(
-                sa.text(
-                    f"ALTER TABLE {preparer.format_table(table)} "
-                    f"ADD COLUMN {preparer.format_column(column)} {type_sql}"
-                )
-            )
-            # A fresh table gets its comments from CREATE TABLE; an added column needs its own.
-            if column.comment and conn.dialect.supports_comments:
-                conn.execute(sa.schema.SetColumnComment(column))
+        self._ensured |= signatures
 
     @staticmethod
     def _add_unique_keys(conn: Connection, table: sa.Table) -> None:

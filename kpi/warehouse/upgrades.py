@@ -1,5 +1,5 @@
 """Upgrading a warehouse made by an older version, in place: what ``ensure_tables`` adds
-to tables that already exist besides missing columns."""
+to tables that already exist (missing columns, primary keys)."""
 
 from __future__ import annotations
 
@@ -51,3 +51,41 @@ def add_primary_keys(
             if conn.dialect.name == "duckdb":
                 raise
             raise duplicate_error(conn, table, columns) from error
+
+
+def existing_columns(conn: Connection, schemas: list[str]) -> dict[tuple, set[str]]:
+    """(schema, table) -> column names, for every table of ``schemas``."""
+    info = sa.table(
+        "columns",
+        sa.column("table_schema"),
+        sa.column("table_name"),
+        sa.column("column_name"),
+        schema="information_schema",
+    )
+    query = sa.select(info.c.table_schema, info.c.table_name, info.c.column_name).where(
+        info.c.table_schema.in_(schemas)
+    )
+    found: dict[tuple, set[str]] = {}
+    for schema, table, column in conn.execute(query):
+        found.setdefault((schema, table), set()).add(column)
+    return found
+
+
+def add_missing_columns(conn: Connection, table: sa.Table, existing: set[str]) -> None:
+    """Add the columns of ``table``'s declaration that ``existing`` lacks, nullable, with
+    their comments: upgrading keeps the rows."""
+    preparer = conn.dialect.identifier_preparer
+    for column in table.columns:
+        if column.name in existing:
+            continue
+        type_sql = column.type.compile(dialect=conn.dialect)
+        # Identifiers are quoted by the dialect and come from our own declarations.
+        conn.execute(
+            sa.text(
+                f"ALTER TABLE {preparer.format_table(table)} "
+                f"ADD COLUMN {preparer.format_column(column)} {type_sql}"
+            )
+        )
+        # A fresh table gets its comments from CREATE TABLE; an added column needs its own.
+        if column.comment and conn.dialect.supports_comments:
+            conn.execute(sa.schema.SetColumnComment(column))

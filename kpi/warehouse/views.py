@@ -52,6 +52,13 @@ def is_view(table: sa.Table) -> bool:
     return VIEW_INFO in table.info
 
 
+def table_signature(table: sa.Table) -> tuple:
+    """What ``Warehouse.ensure_tables`` makes sure of for ``table``: its name, its columns
+    and, for a view, the SELECT it is made from (the object: a redefined view is another)."""
+    columns = tuple((c.name, str(c.type), c.nullable) for c in table.columns)
+    return table.fullname, columns, table.info.get(VIEW_INFO)
+
+
 def create_or_replace_view(conn: sa.Connection, table: sa.Table) -> None:
     """(Re)create the view ``table`` from its SELECT, in ``conn``'s transaction."""
     replace_view(conn, conn.dialect.identifier_preparer.format_table(table), table.info[VIEW_INFO])

@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from kpi.language.catalog import Catalog
 from kpi.language.expressions import did_you_mean
+from kpi.language.models import RESERVED_COLUMN_PREFIX
 from kpi.language.problems import Problem
 from kpi.language.rules.base import Rule, all_measures, problem_at
 
@@ -20,6 +21,15 @@ class SourceDeclarationRule(Rule):
         for name, src in catalog.sources.items():
             loc = catalog.source_locations[name]
             cols = list(src.columns)
+            for column in cols:
+                if column.startswith(RESERVED_COLUMN_PREFIX):
+                    file, line = loc.at("columns", column)
+                    msg = (
+                        f"source `{name}`: column `{column}`: names starting with "
+                        f"`{RESERVED_COLUMN_PREFIX}` are reserved for the engine's daily cubes; "
+                        "rename the column"
+                    )
+                    problems.append(Problem(file, line, msg))
             if src.time.column not in src.columns:
                 file, line = loc.at("time", "column")
                 hint = did_you_mean(src.time.column, cols)

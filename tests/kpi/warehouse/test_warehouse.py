@@ -83,6 +83,30 @@ def test_new_columns_are_added_to_existing_tables(warehouse_url):
     wh.dispose()
 
 
+def test_a_declaration_is_ensured_once_per_warehouse_and_a_changed_one_again(warehouse_url):
+    wh = Warehouse(warehouse_url)
+    statements: list[str] = []
+    sa.event.listen(wh.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    wh.ensure_tables([_table()])
+    assert statements, "the first call looks at the catalogue"
+    statements.clear()
+    wh.ensure_tables([_table()])  # an equal declaration (another Table object)
+    assert statements == []
+    # A new column is a new declaration: added, in the same instance.
+    wider = _table(sa.Column("channel", sa.String))
+    wh.ensure_tables([wider])
+    assert any("ADD COLUMN" in s for s in statements)
+    assert "channel" in wh.read(sa.select(wider)).columns
+    # Another instance (another run) looks again: a table dropped in between comes back.
+    with wh.transaction() as conn:
+        conn.execute(sa.text("DROP TABLE raw.facts"))
+    wh.dispose()
+    again = Warehouse(warehouse_url)
+    again.ensure_tables([wider])
+    assert again.count(wider) == 0
+    again.dispose()
+
+
 def test_a_locked_duckdb_file_gives_a_clear_error(tmp_path):
     path = tmp_path / "w.duckdb"
     holder = textwrap.dedent(
