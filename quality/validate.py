@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import threading
+import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import cache
@@ -50,7 +51,6 @@ from quality.suites import (
 )
 
 if TYPE_CHECKING:
-    from great_expectations.core.batch_definition import BatchDefinition
     from great_expectations.data_context import AbstractDataContext
     from great_expectations.expectations import Expectation as GxExpectation
 
@@ -201,18 +201,6 @@ def _gx_context() -> AbstractDataContext:
     # Otherwise every run writes a tqdm "Calculating Metrics" bar to stderr.
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     return context
-
-
-@cache
-def _frame_batches() -> BatchDefinition:
-    """The one batch definition every validation of a frame goes through: a whole-dataframe
-    batch whose frame each call passes as a batch parameter, so calls never see each other's
-    data. Made once per process: adding and deleting a data source, an asset and a batch
-    definition for each call cost ~12 ms of GX bookkeeping, twice per source and run."""
-    source = _gx_context().data_sources.add_pandas(name="quality-frames")
-    return source.add_dataframe_asset(name="frame").add_batch_definition_whole_dataframe(
-        "whole_frame"
-    )
 
 
 # --------------------------------------------------------------------------------------
@@ -528,13 +516,23 @@ def validate_frame(
 
     if gx_expectations:
         with _LOCK:
-            batch = _frame_batches().get_batch(batch_parameters={"dataframe": frame})
-            # The suite is validated directly and never added to the context, so there is
-            # nothing to name uniquely or clean up for it.
-            gx_suite = gx.ExpectationSuite(
-                name=f"quality-{suite.name}", expectations=gx_expectations
-            )
-            result = batch.validate(gx_suite, result_format={"result_format": "COMPLETE"})
+            context = _gx_context()
+            # A data source per call, deleted afterwards: calls never see each other's
+            # assets, and a long-lived process does not accumulate them.
+            source_name = f"quality-{suite.name}-{uuid.uuid4().hex[:12]}"
+            source = context.data_sources.add_pandas(name=source_name)
+            try:
+                batch = (
+                    source.add_dataframe_asset(name="frame")
+                    .add_batch_definition_whole_dataframe("whole_frame")
+                    .get_batch(batch_parameters={"dataframe": frame})
+                )
+                # The suite is validated directly and never added to the context, so there
+                # is nothing to name uniquely or clean up for it.
+                gx_suite = gx.ExpectationSuite(name=source_name, expectations=gx_expectations)
+                result = batch.validate(gx_suite, result_format={"result_format": "COMPLETE"})
+            finally:
+                context.data_sources.delete(source_name)
         for gx_result in result.results:
             i = int(gx_result.expectation_config.meta["quality_index"])
             outcomes[i] = _outcome(names[i], suite.expectations[i], df, gx_result)

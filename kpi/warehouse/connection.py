@@ -131,10 +131,9 @@ class Warehouse:
         added to an existing table as a nullable column, so upgrading keeps the history.
         """
         tables = list(tables)
-        # Once per declaration and run (each step ensures its tables): our rebuilds drop and
-        # recreate a table in one transaction, so it stays ensured.
-        signatures = {table_signature(t) for t in tables}
-        if signatures <= self._ensured:
+        # Once per declaration and run (each step ensures its tables; nothing drops one after).
+        signatures = {table_signature(t, self.engine.dialect) for t in tables}
+        if signatures <= self._ensured and self.shares_database:
             return
         # Views (union sources, kpi.warehouse.views) are made after the tables they read.
         views = [t for t in tables if is_view(t)]

@@ -52,11 +52,16 @@ def is_view(table: sa.Table) -> bool:
     return VIEW_INFO in table.info
 
 
-def table_signature(table: sa.Table) -> tuple:
-    """What ``Warehouse.ensure_tables`` makes sure of for ``table``: its name, its columns
-    and, for a view, the SELECT it is made from (the object: a redefined view is another)."""
-    columns = tuple((c.name, str(c.type), c.nullable) for c in table.columns)
-    return table.fullname, columns, table.info.get(VIEW_INFO)
+def table_signature(table: sa.Table, dialect: sa.Dialect) -> tuple:
+    """What ``Warehouse.ensure_tables`` makes sure of for ``table``: its name, comment,
+    columns (type, nullability, comment), keys and, for a view, its SQL."""
+    columns = tuple((c.name, repr(c.type), c.nullable, c.comment) for c in table.columns)
+    keys = tuple(c.name for c in table.primary_key.columns)
+    unique = tuple(sorted(tuple(c.name for c in i.columns) for i in table.indexes if i.unique))
+    view = table.info.get(VIEW_INFO)
+    if view is not None:
+        view = str(view.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+    return table.fullname, table.comment, columns, keys, unique, view
 
 
 def create_or_replace_view(conn: sa.Connection, table: sa.Table) -> None:

@@ -22,7 +22,8 @@ class SourceDeclarationRule(Rule):
             loc = catalog.source_locations[name]
             cols = list(src.columns)
             for column in cols:
-                if column.startswith(RESERVED_COLUMN_PREFIX):
+                # Case-insensitive: DuckDB and PostgreSQL fold unquoted names alike.
+                if column.casefold().startswith(RESERVED_COLUMN_PREFIX):
                     file, line = loc.at("columns", column)
                     msg = (
                         f"source `{name}`: column `{column}`: names starting with "

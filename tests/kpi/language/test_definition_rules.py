@@ -391,16 +391,17 @@ def test_unknown_time_column_of_a_source(tmp_path):
     )
 
 
-def test_a_source_column_named_as_the_cubes_name_theirs_is_refused(tmp_path):
+@pytest.mark.parametrize("column", ["_cube_day", "_CUBE_dim_channel"])
+def test_a_source_column_named_as_the_cubes_name_theirs_is_refused(tmp_path, column):
     sources = SOURCES.replace(
         "      campaign: {type: string}\n",
-        "      campaign: {type: string}\n      _cube_day: {type: date}\n",
+        f"      campaign: {{type: string}}\n      {column}: {{type: date}}\n",
     )
     folder = write_definitions(tmp_path, {"test.yaml": area(SESSIONS)}, sources=sources)
     problem = only(problems_of(folder))
-    assert_at(problem, folder / "sources.yaml", line_of(sources, "_cube_day: {type"), None)
+    assert_at(problem, folder / "sources.yaml", line_of(sources, f"{column}: {{type"), None)
     assert problem.message == (
-        "source `orders`: column `_cube_day`: names starting with `_cube_` are reserved for "
+        f"source `orders`: column `{column}`: names starting with `_cube_` are reserved for "
         "the engine's daily cubes; rename the column"
     )
 

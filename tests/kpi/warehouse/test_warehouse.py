@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from kpi.warehouse.connection import Warehouse, WarehouseBusyError, redact_url
+from kpi.warehouse.views import VIEW_INFO
 
 
 def _table(*extra: sa.Column) -> sa.Table:
@@ -83,6 +84,19 @@ def test_new_columns_are_added_to_existing_tables(warehouse_url):
     wh.dispose()
 
 
+def _view(facts: sa.Table, factor: int) -> sa.Table:
+    """A view of ``facts`` with its amount times ``factor``, as union sources declare one."""
+    select = sa.select(facts.c.day, (facts.c.amount * factor).label("amount"))
+    return sa.Table(
+        "facts_tripled",
+        sa.MetaData(),
+        sa.Column("day", sa.Integer),
+        sa.Column("amount", sa.Double),
+        schema="raw",
+        info={VIEW_INFO: select},
+    )
+
+
 def test_a_declaration_is_ensured_once_per_warehouse_and_a_changed_one_again(warehouse_url):
     wh = Warehouse(warehouse_url)
     statements: list[str] = []
@@ -97,8 +111,20 @@ def test_a_declaration_is_ensured_once_per_warehouse_and_a_changed_one_again(war
     wh.ensure_tables([wider])
     assert any("ADD COLUMN" in s for s in statements)
     assert "channel" in wh.read(sa.select(wider)).columns
+    # A view is its SQL: an equal one (another SELECT object) is skipped, another is remade.
+    statements.clear()
+    wh.ensure_tables([_view(wider, 2)])
+    assert statements
+    statements.clear()
+    wh.ensure_tables([_view(wider, 2)])
+    assert statements == []
+    wh.ensure_tables([_view(wider, 3)])
+    assert any("CREATE OR REPLACE VIEW" in s or "CREATE VIEW" in s for s in statements)
+    wh.replace_rows(wider, None, pd.DataFrame({"day": [1], "amount": [5.0], "channel": ["x"]}))
+    assert wh.read(sa.select(_view(wider, 3))).amount.tolist() == [15.0]
     # Another instance (another run) looks again: a table dropped in between comes back.
     with wh.transaction() as conn:
+        conn.execute(sa.text("DROP VIEW raw.facts_tripled"))
         conn.execute(sa.text("DROP TABLE raw.facts"))
     wh.dispose()
     again = Warehouse(warehouse_url)
