@@ -173,9 +173,8 @@ class SourceCubes:
         """
         src, table = self.catalog.sources[source], self.raw_tables[source]
         # Each row's day and dimension values are computed once, in a subquery, and grouped
-        # by name: a classified channel is a CASE of dozens of conditions, and written out in
-        # both SELECT and GROUP BY (and in every filter that reads it), binding and
-        # optimising its copies was most of the statement's cost on small sources.
+        # by name: a classified channel is a CASE of dozens of conditions, and its copies in
+        # SELECT, GROUP BY and every filter reading it were most of the statement's planning.
         computed = {
             DAY: local_day(src, table.c[src.time.column], self.catalog.reporting.time_zone),
             **{
@@ -183,9 +182,8 @@ class SourceCubes:
                 for d in src.dimensions
             },
         }
-        # A catalogue passed the language's rule; this guards SQL built from other tables.
-        reserved = [c.name for c in table.c if c.name.casefold().startswith(RESERVED_COLUMN_PREFIX)]
-        clash = sorted(reserved)
+        # The language refuses such columns; a catalogue built in code is stopped here.
+        clash = [c.name for c in table.c if c.name.casefold().startswith(RESERVED_COLUMN_PREFIX)]
         if clash:
             raise ValueError(f"{table.fullname}: columns {clash} are names the cube uses")
         rows = sa.select(*table.c, *[e.label(k) for k, e in computed.items()]).subquery("rows")
