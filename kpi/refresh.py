@@ -41,7 +41,13 @@ from kpi.compute.changes import (
     write_calendar_stamp,
 )
 from kpi.compute.coverage import kpi_coverage, source_coverage
-from kpi.compute.periods import Calendar, Period, day_periods, period_columns
+from kpi.compute.periods import (
+    Calendar,
+    Period,
+    day_period_count,
+    day_periods,
+    period_columns,
+)
 from kpi.compute.tables import KpiTables
 from kpi.language.catalog import Catalog
 from kpi.publication.catalog_tables import catalog_rows, create_scorecard_view, record_changes
@@ -114,7 +120,7 @@ def refresh_periods(
     reporting = tables.catalog.reporting
     calendar = Calendar(reporting)
     periods = calendar.periods(first, as_of)
-    rows = (len(periods), sum((p.window_end - p.period_start).days + 1 for p in periods))
+    rows = (len(periods), day_period_count(periods))
     stamp = CalendarStamp.of(reporting.model_dump(mode="json"), first, as_of, rows)
     state, days = tables.refresh_state, tables.source_days
     wh.ensure_tables([state, days])

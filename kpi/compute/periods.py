@@ -216,13 +216,23 @@ def add_months(day: dt.date, months: int) -> dt.date:
     return day.replace(year=index // 12, month=index % 12 + 1, day=1)
 
 
+def _days_mapped(p: Period) -> int:
+    """The days of ``p`` in the day map: from its start through its window end."""
+    return (p.window_end - p.period_start).days + 1
+
+
+def day_period_count(periods: list[Period]) -> int:
+    """How many rows ``day_periods(periods)`` has, without building them."""
+    return sum(_days_mapped(p) for p in periods)
+
+
 def day_periods(periods: list[Period]) -> dict[str, list]:
     """(grain, day, period_start) for every day of every period, up to its window end, as
     columns."""
     grains, days, starts = [], [], []
     one = dt.timedelta(days=1)
     for p in periods:
-        n = (p.window_end - p.period_start).days + 1
+        n = _days_mapped(p)
         grains += [p.grain] * n
         starts += [p.period_start] * n
         days += [p.period_start + one * i for i in range(n)]

@@ -37,7 +37,11 @@ def _table() -> sa.Table:
 def _intrude_after_the_load(monkeypatch, source_file: str) -> list[str]:
     """After the first transaction that writes raw.ad_spend and its quarantine together has
     committed (its locks released), another thread inserts one ad_spend row of 2026-01-05
-    from ``source_file``. Returns a list that gets "done" once it did."""
+    from ``source_file``. Returns a list that gets "done" once it did.
+
+    Not a mock: the real transaction runs and commits, and the intruder writes for real. The
+    wrapper only picks the moment (after the commit, before the counts are read), which two
+    real processes would hit only by chance."""
     real = kpi.warehouse.connection.locked_transaction
     done: list[str] = []
     table = _table()

@@ -26,6 +26,11 @@ from tests.wiring.test_ga4_assets import DAYS, _failure, _prop, _read, _run
 
 
 def _lose_a_row_of_property_111(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the warehouse keep one row fewer of property 111 than it was given.
+
+    PostgreSQL: for real, a trigger that silently drops the row. DuckDB has no triggers,
+    so there the one patch: a wrapper around the real write (which runs) reports one row
+    fewer kept, the only way to arrange a silent loss on DuckDB."""
     if url.startswith("duckdb"):
         real = loading.write_with_quarantine
 
