@@ -203,7 +203,11 @@ class FakeGoogleAds:
         self._grpc = server
         self.endpoint = f"localhost:{port}"
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), self._token_handler())
-        threading.Thread(target=self._http.serve_forever, daemon=True).start()
+        # shutdown() waits for the serve loop's next poll: 0.5 s by default, paid by every
+        # run that tears the fake down.
+        threading.Thread(
+            target=self._http.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         self.token_uri = f"http://127.0.0.1:{self._http.server_address[1]}/token"
         return self
 

@@ -112,8 +112,8 @@ class KpiCompiler:
         grain: Grain | str,
         dims: tuple[str, ...] = (),
         window: Window = CURRENT,
-        computed_at: dt.datetime | None = None,
-        since: dt.date | None = None,
+        computed_at: dt.datetime | ColumnElement | None = None,
+        since: dt.date | ColumnElement | None = None,
     ) -> sa.Select:
         """The rows of ``kpi.kpi_values`` for one KPI, grain and slice; with ``since``,
         only those of the periods ending on or after it (kpi.compute.changes)."""
@@ -156,7 +156,10 @@ class KpiCompiler:
         )
 
     def compile_all(
-        self, kpi_id: str, computed_at: dt.datetime | None = None, since: dt.date | None = None
+        self,
+        kpi_id: str,
+        computed_at: dt.datetime | ColumnElement | None = None,
+        since: dt.date | ColumnElement | None = None,
     ) -> list[sa.Select]:
         kpi = self.catalog.kpis[kpi_id]
         return [

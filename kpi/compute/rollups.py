@@ -178,7 +178,10 @@ class PeriodRollups:
     # -- the fused KPI query ------------------------------------------------------------------
 
     def values_select(
-        self, kpi_ids: list[str], computed_at: dt.datetime, since: dt.date | None = None
+        self,
+        kpi_ids: list[str],
+        computed_at: dt.datetime | ColumnElement,
+        since: dt.date | ColumnElement | None = None,
     ) -> sa.Select | sa.CompoundSelect:
         """The ``kpi_values`` rows of every grain and slice of ``kpi_ids`` (all fusable).
 
@@ -200,7 +203,11 @@ class PeriodRollups:
         return sa.union_all(*selects) if len(selects) > 1 else selects[0]
 
     def _joined_rollups(
-        self, kpis: list[Kpi], sources: tuple[str, ...], name: str, since: dt.date | None = None
+        self,
+        kpis: list[Kpi],
+        sources: tuple[str, ...],
+        name: str,
+        since: dt.date | ColumnElement | None = None,
     ) -> sa.CTE:
         """The periods of ``kpis``' grains times their slice values, left-joined to the
         rollups of ``sources``; rollup column ``m{i}_{part}`` of source S is ``S__m{i}_{part}``."""
@@ -242,7 +249,9 @@ class PeriodRollups:
             .cte(name)
         )
 
-    def _kpi_select(self, kpi: Kpi, base: sa.CTE, computed_at: dt.datetime) -> sa.Select:
+    def _kpi_select(
+        self, kpi: Kpi, base: sa.CTE, computed_at: dt.datetime | ColumnElement
+    ) -> sa.Select:
         def rollup(source: str) -> Callable[[str], ColumnElement]:
             return lambda column: base.c[f"{source}__{column}"]
 

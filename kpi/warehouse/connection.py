@@ -291,15 +291,19 @@ class Warehouse:
         conn: Connection,
         table: sa.Table,
         where: ColumnElement | None,
-        selects: list[sa.Select],
+        selects: list[sa.Select | Compiled],
     ) -> tuple[int, int]:
-        """``replace_from_select`` inside the caller's transaction."""
+        """``replace_from_select`` inside the caller's transaction; a statement already
+        compiled (``Compiled``, kpi.warehouse.statements) is run as it is."""
         lock_tables(conn, [table])
         deleted = cls._delete(conn, table, where)
         inserted = 0
         for select in selects:
-            names = [c.name for c in select.selected_columns]
-            result = conn.execute(table.insert().from_select(names, select))
+            if isinstance(select, Compiled):
+                result = conn.exec_driver_sql(*select.insert_into(table, conn.dialect))
+            else:
+                names = [c.name for c in select.selected_columns]
+                result = conn.execute(table.insert().from_select(names, select))
             inserted += max(result.rowcount, 0)
         # psycopg reports no row count (-1) for SQLAlchemy's INSERT ... SELECT: the
         # transaction's own statistics tell (analyze_in).

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -296,6 +298,27 @@ def test_repeated_calls_do_not_collide_or_leak() -> None:
     second = validate_frame(pd.DataFrame({"a": [3, 1, 1]}), suite)
     assert (first.outcomes[0].failing_rows, second.outcomes[0].failing_rows) == ([1], [0])
     assert list(_gx_context().data_sources.all()) == []
+
+
+def test_great_expectations_is_loaded_on_first_use_and_left_out_of_the_collector() -> None:
+    """The GX import makes ~300,000 objects that live as long as the process: it runs
+    without the cyclic collector and freezes them (quality.validate._gx), so the collector's
+    passes later in a run do not rescan them. A fresh interpreter: this one has GX loaded."""
+    code = (
+        "import gc, sys\n"
+        "import pandas as pd\n"
+        "from quality import parse_suite, validate_frame\n"
+        "assert 'great_expectations' not in sys.modules\n"
+        "before = gc.get_freeze_count()\n"
+        "suite = parse_suite({'suite': 't', 'expectations': "
+        "[{'type': 'not_null', 'column': 'a'}]}, 'mem.yaml')\n"
+        "report = validate_frame(pd.DataFrame({'a': [1, None]}), suite)\n"
+        "print(report.outcomes[0].failing_rows, gc.get_freeze_count() - before, gc.isenabled())"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    failing, frozen, enabled = done.stdout.split(maxsplit=2)[0], *done.stdout.split()[-2:]
+    assert failing == "[1]" and int(frozen) > 100_000 and enabled == "True"
 
 
 def test_duplicate_names_get_an_index_suffix() -> None:

@@ -1,10 +1,11 @@
 """The cache of compiled statements (kpi.warehouse.statements) and the comparisons it serves.
 
-The cache rests on one claim: a comparison statement is the same SQL with the same constant
-parameters whatever the first period it recomputes (``since``) and the run's timestamp,
-which are its only run parameters. The first test holds every statement of the shipped
-catalogue to it; the others run the comparisons on both warehouses and compare a run served
-from the cache with a recompute of everything compiled afresh.
+The cache rests on one claim: a comparison statement, and the kpi_values statement of a set
+of KPIs, is the same SQL with the same constant parameters whatever the first period it
+recomputes (``since``) and the run's timestamp, which are its only run parameters. The first
+tests hold every statement of the shipped catalogue to it; the others run the steps on both
+warehouses and compare a run served from the cache with a recompute of everything compiled
+afresh.
 """
 
 from __future__ import annotations
@@ -19,10 +20,15 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from kpi.compute import changes
-from kpi.compute.changes import COMPARISONS, catalog_fingerprint, statement_fingerprint
+from kpi.compute.changes import (
+    COMPARISONS,
+    VALUES,
+    catalog_fingerprint,
+    statement_fingerprint,
+)
 from kpi.compute.tables import KpiTables
 from kpi.language.loader import load_catalog
-from kpi.refresh import refresh_comparisons
+from kpi.refresh import _values_statement, refresh_comparisons, refresh_kpi_values
 from kpi.status.comparisons import comparison_select
 from kpi.warehouse.connection import Warehouse, make_engine
 from kpi.warehouse.statements import RUN_PREFIX, Compiled, _decode, _encode, compile_select
@@ -82,6 +88,31 @@ def test_every_comparison_statement_depends_on_the_run_only_through_its_run_para
     assert checked > 200  # every KPI, grain and slice, on both dialects
 
 
+def test_every_values_statement_depends_on_the_run_only_through_its_run_parameters(tables):
+    kpis = list(tables.catalog.kpis)
+    fused = [k for k in kpis if tables.rollups.fusable(tables.catalog.kpis[k])]
+    assert fused and len(fused) < len(kpis)  # both kinds of KPI query are in the statement
+    checked = 0
+    for dialect in _dialects():
+        for group in (kpis, kpis[:3], [kpis[-1]]):
+            for since in (D(2026, 3, 1), None):
+                a = _values_statement(tables, group, T1, since, dialect, None)
+                # The same KPIs in another order are the same statement (and cache key).
+                other = None if since is None else D(2025, 7, 9)
+                b = _values_statement(tables, group[::-1], T2, other, dialect, None)
+                assert a.sql == b.sql and a.names == b.names and a.columns == b.columns
+                constants = {k: v for k, v in a.params.items() if not k.startswith(RUN_PREFIX)}
+                others = {k: v for k, v in b.params.items() if not k.startswith(RUN_PREFIX)}
+                assert constants == others, group
+                assert b.params[f"{RUN_PREFIX}computed_at"] == T2
+                if since is not None:
+                    assert a.params[f"{RUN_PREFIX}since"] == since
+                else:
+                    assert f"{RUN_PREFIX}since" not in a.params
+                checked += 1
+    assert checked == 12
+
+
 def test_the_kernel_digest_follows_its_source(monkeypatch, tmp_path):
     """Any edit of the kernel's code compiles everything again; a kernel installed without
     its sources (simulated: KERNEL_DIR pointed at a copy, then at an empty folder, since
@@ -125,9 +156,10 @@ def test_parameter_values_come_back_from_the_cache_with_their_types():
         assert back == value and type(back) is type(value)
 
 
-def _cache_rows(wh, tables) -> pd.DataFrame:
+def _cache_rows(wh, tables, step: str = COMPARISONS) -> pd.DataFrame:
     t = tables.compiled_statements
-    return wh.read(sa.select(t.c.statement_key, t.c.fingerprint, t.c.compiled_at))
+    columns = (t.c.statement_key, t.c.fingerprint, t.c.compiled_at)
+    return wh.read(sa.select(*columns).where(t.c.step == step))
 
 
 def _revise(wh, tables, day: dt.date, more: int) -> None:
@@ -142,6 +174,7 @@ def test_a_run_served_from_the_cache_equals_a_recompute_compiled_afresh(warehous
     _revise(wh, tables, D(2026, 2, 20), 5)
     _run(wh, tables, AS_OF, T2)
     kept = _cache_rows(wh, tables)
+    kept_values = _cache_rows(wh, tables, VALUES)
     incremental = kept[kept["statement_key"].str.endswith("|since")]
     # One per grain and slice of each KPI the revised day changed: those reading traffic.
     assert len(incremental) == sum(
@@ -150,16 +183,24 @@ def test_a_run_served_from_the_cache_equals_a_recompute_compiled_afresh(warehous
         if _reads_traffic(tables, k.id)
     )
     assert kept["fingerprint"].nunique() == 1
+    # kpi_values: one statement for the KPIs the day changed, beside the full load's.
+    assert sorted(k.rsplit("|", 1)[1] for k in kept_values["statement_key"]) == ["full", "since"]
+    assert set(kept_values["fingerprint"]) == set(kept["fingerprint"])
 
     # The next one takes every statement from the cache: none is compiled again.
     _revise(wh, tables, D(2026, 2, 10), 3)
     t3 = dt.datetime(2026, 3, 3, 6, tzinfo=dt.UTC)
     _run(wh, tables, AS_OF, t3)
-    again = _cache_rows(wh, tables)
-    pd.testing.assert_frame_equal(
-        kept.sort_values("statement_key", ignore_index=True),
-        again.sort_values("statement_key", ignore_index=True),
-    )
+    for step, before in ((COMPARISONS, kept), (VALUES, kept_values)):
+        pd.testing.assert_frame_equal(
+            before.sort_values("statement_key", ignore_index=True),
+            _cache_rows(wh, tables, step).sort_values("statement_key", ignore_index=True),
+        )
+    values = wh.read(sa.select(tables.values))
+    stamped = pd.to_datetime(values["computed_at"], utc=True)
+    ends = pd.to_datetime(values["period_end"]).dt.date
+    traffic = values["kpi_id"].map(lambda k: _reads_traffic(tables, k))
+    assert ((stamped == pd.Timestamp(t3)) == (traffic & (ends >= D(2026, 2, 10)))).all()
     comparisons = wh.read(sa.select(tables.comparisons))
     stamped = pd.to_datetime(comparisons["computed_at"], utc=True)
     # The run parameters were this run's: its timestamp on the periods it recomputed.
@@ -170,6 +211,8 @@ def test_a_run_served_from_the_cache_equals_a_recompute_compiled_afresh(warehous
     # A recompute of everything, compiled afresh (cache emptied), gives the same rows.
     with wh.transaction() as conn:
         conn.execute(tables.compiled_statements.delete())
+    refresh_kpi_values(wh, tables, computed_at=t3, full_refresh=True)
+    _same_rows(values, wh.read(sa.select(tables.values)), tables.values)
     refresh_comparisons(wh, tables, computed_at=t3, full_refresh=True)
     _same_rows(comparisons, wh.read(sa.select(tables.comparisons)), tables.comparisons)
     wh.dispose()
@@ -228,8 +271,9 @@ def test_only_incremental_statements_are_kept_under_their_own_key(warehouse_url,
     """A full recompute and an incremental one are different statements (the second
     filters the periods): each has its key, and the step's rows say which it was."""
     wh = _loaded(warehouse_url, tables)
-    keys = set(_cache_rows(wh, tables)["statement_key"])
-    assert keys and all(k.endswith("|full") for k in keys)
+    for step in (COMPARISONS, VALUES):
+        keys = set(_cache_rows(wh, tables, step)["statement_key"])
+        assert keys and all(k.endswith("|full") for k in keys), step
     row = wh.read(
         sa.select(tables.compiled_statements).where(
             tables.compiled_statements.c.step == COMPARISONS
