@@ -63,6 +63,9 @@ from kpi.warehouse.statements import Compiled, StatementCache, compile_select, r
 # Days of values an anomaly of day D rests on: the 28 days before it (its band), each judged
 # against the same weekday in the 4 weeks before that (kpi.status.anomalies), and a week spare.
 ANOMALY_CONTEXT_DAYS = 2 * 28 + 7
+# Which KPIs a run recomputes from which day follows the data: a kpi_values statement of a
+# set of KPIs no run has used for this long goes from the cache (kpi.warehouse.statements).
+VALUES_STATEMENTS_UNUSED_FOR = dt.timedelta(days=30)
 # Comparison statements run at once on DuckDB in an incremental refresh (at most one a core).
 MAX_STATEMENT_WORKERS = 4
 
@@ -241,8 +244,9 @@ def refresh_kpi_values(
         wh.ensure_tables([state, days, tables.compiled_statements])
     fingerprints = {k: v for k, v in value_fingerprints(catalog).items() if k in kpi_ids}
     read = {s for k in kpi_ids for s in compiler.source_names(catalog.kpis[k])}
-    # Every statement is built before the transaction starts: on PostgreSQL the cube
-    # rebuild holds its tables' locks until the commit.
+    # The cube statements are built before the transaction starts: on PostgreSQL the cube
+    # rebuild holds its tables' locks until the commit. The values statement depends on the
+    # changes found inside it; a daily run takes it from the cache of compiled statements.
     cube_sources = [s for s in compiler.cubes.tables if s in read] if compiler.use_cubes else []
     cubes = _cube_builds(tables, cube_sources, checksum=incremental)
     rollups = _rollup_builds(tables, cube_sources)
@@ -279,23 +283,29 @@ def refresh_kpi_values(
                 # KPIs outside this refresh keep the change for their next one.
                 mark_dirty(conn, state, [VALUES], {k: day for k in readers if k not in kpi_ids})
         if todo:
+            groups = {
+                (None if since == FULL else since): sorted(group)
+                for since, group in _by_day(todo).items()
+            }
             cache = None
             if incremental:
                 layout = tables.layout()
                 fingerprint = statement_fingerprint(catalog, layout, wh.dialect_and_driver)
-                cache = StatementCache.load(conn, tables.compiled_statements, VALUES, fingerprint)
+                keys = [_values_key(group, since) for since, group in groups.items()]
+                cache = StatementCache.load(
+                    conn, tables.compiled_statements, VALUES, fingerprint, keys
+                )
             Warehouse.rebuild_tables_in(conn, rollups)
-            for since, group in _by_day(todo).items():
-                after = None if since == FULL else since
+            for since, group in groups.items():
                 statement = _values_statement(
-                    tables, group, computed_at, after, conn.dialect, cache
+                    tables, group, computed_at, since, conn.dialect, cache
                 )
                 where = values.c.kpi_id.in_(group)
-                if after is not None:
-                    where = sa.and_(where, values.c.period_end >= after)
+                if since is not None:
+                    where = sa.and_(where, values.c.period_end >= since)
                 Warehouse.replace_from_select_in(conn, values, where, [statement])
             if cache is not None:
-                cache.save(conn, computed_at)
+                cache.save(conn, computed_at, unused_for=VALUES_STATEMENTS_UNUSED_FOR)
             if incremental:
                 mark_dirty(conn, state, READERS[VALUES], todo)
                 mark_clean(conn, state, VALUES, {k: fingerprints[k] for k in todo}, computed_at)
@@ -318,8 +328,8 @@ def _values_statement(
 ) -> Compiled:
     """The kpi_values rows of ``kpi_ids`` for the periods ending on or after ``since``
     (all with None), as one UNION ALL; taken from ``cache`` when it holds it. Building and
-    compiling it cost ~0.35 s of a daily run, for the same SQL every day (the first period
-    and the timestamp are run parameters)."""
+    compiling it cost ~0.35 s of a daily run; the same KPIs give the same SQL whatever the
+    day (the first period and the timestamp are run parameters)."""
     kpi_ids = sorted(kpi_ids)  # the same KPIs give the same statement, and the same key
     run = {"computed_at": computed_at, **({} if since is None else {"since": since})}
 
@@ -330,10 +340,15 @@ def _values_statement(
 
     if cache is None:
         return build()
+    return cache.get(_values_key(kpi_ids, since), run, build)
+
+
+def _values_key(kpi_ids: list[str], since: dt.date | None) -> str:
+    """The cache key of the kpi_values statement of ``kpi_ids``, full or incremental."""
     mode = "full" if since is None else "since"
     # A catalogue's KPI ids joined would make keys of kilobytes.
-    group = hashlib.sha256(",".join(kpi_ids).encode()).hexdigest()[:16]
-    return cache.get(f"{len(kpi_ids)} KPIs|{group}|{mode}", run, build)
+    group = hashlib.sha256(",".join(sorted(kpi_ids)).encode()).hexdigest()[:16]
+    return f"{len(kpi_ids)} KPIs|{group}|{mode}"
 
 
 def _values_select(

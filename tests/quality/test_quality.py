@@ -304,21 +304,32 @@ def test_great_expectations_is_loaded_on_first_use_and_left_out_of_the_collector
     """The GX import makes ~300,000 objects that live as long as the process: it runs
     without the cyclic collector and freezes them (quality.validate._gx), so the collector's
     passes later in a run do not rescan them. A fresh interpreter: this one has GX loaded."""
-    code = (
-        "import gc, sys\n"
-        "import pandas as pd\n"
-        "from quality import parse_suite, validate_frame\n"
-        "assert 'great_expectations' not in sys.modules\n"
-        "before = gc.get_freeze_count()\n"
-        "suite = parse_suite({'suite': 't', 'expectations': "
-        "[{'type': 'not_null', 'column': 'a'}]}, 'mem.yaml')\n"
-        "report = validate_frame(pd.DataFrame({'a': [1, None]}), suite)\n"
-        "print(report.outcomes[0].failing_rows, gc.get_freeze_count() - before, gc.isenabled())"
-    )
+    code = """
+import gc, json, sys
+import pandas as pd
+from quality import parse_suite, validate_frame
+
+during = []  # collections that started while GX was being imported
+
+
+def watch(phase, info):
+    gx = sys.modules.get("great_expectations")
+    if phase == "start" and gx is not None and not hasattr(gx, "get_context"):
+        during.append(info["generation"])
+
+
+gc.callbacks.append(watch)
+assert "great_expectations" not in sys.modules
+before = gc.get_freeze_count()
+suite = parse_suite({"suite": "t", "expectations": [{"type": "not_null", "column": "a"}]}, "m")
+report = validate_frame(pd.DataFrame({"a": [1, None]}), suite)
+print(json.dumps([report.outcomes[0].failing_rows, gc.get_freeze_count() - before,
+                  gc.isenabled(), during]))
+"""
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    failing, frozen, enabled = done.stdout.split(maxsplit=2)[0], *done.stdout.split()[-2:]
-    assert failing == "[1]" and int(frozen) > 100_000 and enabled == "True"
+    failing, frozen, enabled, during = json.loads(done.stdout.splitlines()[-1])
+    assert failing == [1] and frozen > 100_000 and enabled and during == []
 
 
 def test_duplicate_names_get_an_index_suffix() -> None:

@@ -28,10 +28,19 @@ from kpi.compute.changes import (
 )
 from kpi.compute.tables import KpiTables
 from kpi.language.loader import load_catalog
-from kpi.refresh import _values_statement, refresh_comparisons, refresh_kpi_values
+from kpi.refresh import _values_key, _values_statement, refresh_comparisons, refresh_kpi_values
 from kpi.status.comparisons import comparison_select
 from kpi.warehouse.connection import Warehouse, make_engine
-from kpi.warehouse.statements import RUN_PREFIX, Compiled, _decode, _encode, compile_select
+from kpi.warehouse.statements import (
+    RUN_PREFIX,
+    Compiled,
+    StatementCache,
+    _decode,
+    _encode,
+    compile_select,
+    compiled_statements_table,
+    run_parameter,
+)
 from tests.kpi.compute.test_changes import (
     AS_OF,
     T1,
@@ -51,7 +60,8 @@ def tables() -> KpiTables:
 
 
 def _dialects():
-    return [make_engine("duckdb:///:memory:").dialect, postgresql.psycopg2.dialect()]
+    # The drivers the warehouses run: DuckDB's, and psycopg 3 (it renders ``::TYPE`` casts).
+    return [make_engine("duckdb:///:memory:").dialect, postgresql.psycopg.dialect()]
 
 
 def _compiled(tables: KpiTables, dialect, kpi, grain, dims, since, at) -> Compiled:
@@ -97,7 +107,8 @@ def test_every_values_statement_depends_on_the_run_only_through_its_run_paramete
         for group in (kpis, kpis[:3], [kpis[-1]]):
             for since in (D(2026, 3, 1), None):
                 a = _values_statement(tables, group, T1, since, dialect, None)
-                # The same KPIs in another order are the same statement (and cache key).
+                # The same KPIs in another order are the same statement, under one key.
+                assert _values_key(group, since) == _values_key(group[::-1], since)
                 other = None if since is None else D(2025, 7, 9)
                 b = _values_statement(tables, group[::-1], T2, other, dialect, None)
                 assert a.sql == b.sql and a.names == b.names and a.columns == b.columns
@@ -154,6 +165,52 @@ def test_parameter_values_come_back_from_the_cache_with_their_types():
     for value in values:
         back = _decode(_encode(value))
         assert back == value and type(back) is type(value)
+
+
+def test_a_bind_named_after_a_column_that_starts_like_a_run_parameter_is_a_constant():
+    # A filter on a source column ``run_type`` binds ``run_type_1``: not a run parameter.
+    select = sa.select(sa.literal(1, sa.Integer).label("one")).where(
+        sa.column("run_type").in_(["a", "b"]),
+        sa.column("day") >= run_parameter("since", D(2026, 3, 1), sa.Date()),
+    )
+    cache = StatementCache(sa.table("t"), "test", "fp", {})
+    dialect = make_engine("duckdb:///:memory:").dialect
+    build = lambda: compile_select(dialect, select)  # noqa: E731
+    compiled = cache.get("k|since", {"since": D(2026, 3, 1)}, build)
+    kept = cache._new["k|since"].params
+    assert f"{RUN_PREFIX}since" not in kept
+    assert sorted(v for k, v in kept.items() if k.startswith("run_type")) == ["a", "b"]
+    assert compiled.params[f"{RUN_PREFIX}since"] == D(2026, 3, 1)
+    with pytest.raises(ValueError, match="run_since"):  # a run parameter left out is refused
+        StatementCache(sa.table("t"), "test", "fp", {}).get("k|since", {}, build)
+
+
+def test_statements_no_run_used_for_a_while_go_and_a_run_loads_only_its_own(tmp_path):
+    wh = Warehouse(f"duckdb:///{tmp_path / 'cache.duckdb'}")
+    table = compiled_statements_table(sa.MetaData())
+    wh.ensure_tables([table])
+    dialect = wh.engine.dialect
+
+    def statement(n: int) -> Compiled:
+        return compile_select(dialect, sa.select(sa.literal(n, sa.Integer).label("n")))
+
+    def run(keys: list[str], used: list[str], at: dt.datetime) -> StatementCache:
+        with wh.transaction() as conn:
+            cache = StatementCache.load(conn, table, VALUES, "fp", keys)
+            for i, key in enumerate(used):
+                cache.get(key, {}, lambda i=i: statement(i))
+            cache.save(conn, at, unused_for=dt.timedelta(days=30))
+        return cache
+
+    day0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    run(["daily", "monday"], ["daily", "monday"], day0)
+    run(["weekly"], ["weekly"], day0 + dt.timedelta(days=25))
+    later = run(["daily", "weekly"], ["daily"], day0 + dt.timedelta(days=40))
+    assert set(later._found) == {"daily", "weekly"} and later.hits == 1  # only those asked
+    kept = wh.read(sa.select(table.c.statement_key, table.c.compiled_at))
+    # Unused for 40 days: gone. Used today: kept, however old. Compiled 15 days ago: kept.
+    assert sorted(kept["statement_key"]) == ["daily", "weekly"]
+    wh.dispose()
 
 
 def _cache_rows(wh, tables, step: str = COMPARISONS) -> pd.DataFrame:
