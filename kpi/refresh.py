@@ -63,8 +63,8 @@ from kpi.warehouse.statements import Compiled, StatementCache, compile_select, r
 # Days of values an anomaly of day D rests on: the 28 days before it (its band), each judged
 # against the same weekday in the 4 weeks before that (kpi.status.anomalies), and a week spare.
 ANOMALY_CONTEXT_DAYS = 2 * 28 + 7
-# Which KPIs a run recomputes from which day follows the data: a kpi_values statement of a
-# set of KPIs no run has used for this long goes from the cache (kpi.warehouse.statements).
+# Which KPIs a run recomputes from which day follows the data: a kpi_values statement
+# compiled longer ago than this goes from the cache on the first run that does not use it.
 VALUES_STATEMENTS_UNUSED_FOR = dt.timedelta(days=30)
 # Comparison statements run at once on DuckDB in an incremental refresh (at most one a core).
 MAX_STATEMENT_WORKERS = 4

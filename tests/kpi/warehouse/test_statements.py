@@ -185,7 +185,7 @@ def test_a_bind_named_after_a_column_that_starts_like_a_run_parameter_is_a_const
         StatementCache(sa.table("t"), "test", "fp", {}).get("k|since", {}, build)
 
 
-def test_statements_no_run_used_for_a_while_go_and_a_run_loads_only_its_own(tmp_path):
+def test_old_statements_this_run_did_not_use_go_and_a_run_loads_only_its_own(tmp_path):
     wh = Warehouse(f"duckdb:///{tmp_path / 'cache.duckdb'}")
     table = compiled_statements_table(sa.MetaData())
     wh.ensure_tables([table])
@@ -208,7 +208,8 @@ def test_statements_no_run_used_for_a_while_go_and_a_run_loads_only_its_own(tmp_
     later = run(["daily", "weekly"], ["daily"], day0 + dt.timedelta(days=40))
     assert set(later._found) == {"daily", "weekly"} and later.hits == 1  # only those asked
     kept = wh.read(sa.select(table.c.statement_key, table.c.compiled_at))
-    # Unused for 40 days: gone. Used today: kept, however old. Compiled 15 days ago: kept.
+    # Compiled 40 days ago and unused today: gone. Used today: kept, however old. Compiled
+    # 15 days ago: kept.
     assert sorted(kept["statement_key"]) == ["daily", "weekly"]
     wh.dispose()
 
