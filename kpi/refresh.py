@@ -498,9 +498,9 @@ def _comparison_statements(
     dialect: Dialect,
     cache: StatementCache | None,
 ) -> Iterator[Compiled]:
-    """One statement per KPI, grain and slice to recompute, built as they are needed: taken
-    from ``cache`` when it holds it (the same statement for any ``since`` and
-    ``computed_at``, its run parameters)."""
+    """One statement per KPI and grain to recompute (all its slices), built as they are
+    needed: taken from ``cache`` when it holds it (the same statement for any ``since``
+    and ``computed_at``, its run parameters)."""
     catalog = tables.catalog
     for kpi_id in catalog.evaluation_order():
         if kpi_id not in todo:
@@ -508,26 +508,25 @@ def _comparison_statements(
         kpi, since = catalog.kpis[kpi_id], todo[kpi_id]
         since = None if since == FULL else since
         for grain in kpi.grains:
-            for dims in tables.compiler.slices(kpi):
-                build = functools.partial(
-                    comparison_select,
-                    tables.compiler,
-                    kpi,
-                    str(grain),
-                    dims,
-                    tables.values,
-                    tables.targets,
-                    computed_at,
-                    changes=tables.changes,
-                    since=since,
-                )
-                if cache is None:
-                    yield compile_select(dialect, build())
-                    continue
-                mode = "full" if since is None else "since"
-                key = f"{kpi_id}|{grain}|{','.join(dims)}|{mode}"
-                run = {"computed_at": computed_at, **({} if since is None else {"since": since})}
-                yield cache.get(key, run, lambda b=build: compile_select(dialect, b()))
+            build = functools.partial(
+                comparison_select,
+                tables.compiler,
+                kpi,
+                str(grain),
+                tables.compiler.slices(kpi),
+                tables.values,
+                tables.targets,
+                computed_at,
+                changes=tables.changes,
+                since=since,
+            )
+            if cache is None:
+                yield compile_select(dialect, build())
+                continue
+            mode = "full" if since is None else "since"
+            key = f"{kpi_id}|{grain}|{mode}"
+            run = {"computed_at": computed_at, **({} if since is None else {"since": since})}
+            yield cache.get(key, run, lambda b=build: compile_select(dialect, b()))
 
 
 def _now() -> dt.datetime:

@@ -43,6 +43,15 @@ def _admin_url() -> sa.URL:
 
 
 @pytest.fixture(autouse=True)
+def _validations_forgotten() -> None:
+    """Each test validates its own frames: a report remembered from another test's input
+    (quality.validated) would hide what this one's GX call does."""
+    from quality.validate import VALIDATED
+
+    VALIDATED.clear()
+
+
+@pytest.fixture(autouse=True)
 def _reports_in_tmp(tmp_path, monkeypatch):
     """Pipeline runs in tests write their HTML report, quality pages and parsed files into
     the test's folder, not data/."""

@@ -123,7 +123,8 @@ def to_date_kind(kpi: Kpi, grain: str) -> str | None:
 
 
 class HistoryLookup:
-    """Builds the compared values of one KPI/grain/slice of ``comparison_select``.
+    """Builds the compared values of one KPI and grain of ``comparison_select``, for the
+    rows of each of its ``slices`` (the total ``()`` and dimension tuples) at once.
 
     ``v`` is the row's ``kpi_values`` alias, ``p`` its ``periods`` row; every table joined
     is appended to ``joins`` (outer joins of the comparison query).
@@ -134,15 +135,15 @@ class HistoryLookup:
         compiler: KpiCompiler,
         kpi: Kpi,
         grain: str,
-        dims: tuple[str, ...],
+        slices: list[tuple[str, ...]],
         values: sa.Table,
         v: sa.FromClause,
         p: sa.FromClause,
-        slices: sa.FromClause | None,
         joins: list[tuple[sa.FromClause, ColumnElement]],
     ) -> None:
-        self.compiler, self.kpi, self.grain, self.dims = compiler, kpi, grain, dims
-        self.values, self.v, self.p, self.slices, self.joins = values, v, p, slices, joins
+        self.compiler, self.kpi, self.grain, self.slices = compiler, kpi, grain, slices
+        self.values, self.v, self.p, self.joins = values, v, p, joins
+        self.slice_values = {dims: compiler.slice_values(kpi, dims) for dims in slices}
         self.version = sa.literal(compiler.catalog.versions[kpi.id], sa.String)
         first = first_day_of_sources(compiler, kpi)
         # One row, outer-joined once: every compared window of the row reads it.
@@ -184,7 +185,7 @@ class HistoryLookup:
     def _period(self, window: Window, name: str):
         """The earlier period itself: its stored row when the window covers it whole, else
         (a partial, to-date window) evaluated here under the current definition."""
-        p, kpi = self.p, self.kpi
+        p = self.p
         stored = self._stored(name, self.grain)
         self.joins.append(
             (
@@ -204,9 +205,7 @@ class HistoryLookup:
                 sa.cast(stored.c.value, sa.Double),
                 stored.c.definition_version,
             ), *self._start_end(window)
-        evaluated = self.compiler.evaluate(
-            kpi, Grain(self.grain), self.dims, window, self.slices
-        ).query.alias(name)
+        evaluated = self._evaluated(Grain(self.grain), window, name)
         self.joins.append((evaluated, sa.and_(*self._same_slice(evaluated, self.v.c.period_start))))
         value = sa.cast(sa.case((found, stored.c.value), else_=evaluated.c.value), sa.Double)
         version = sa.case((found, stored.c.definition_version), else_=self.version)
@@ -246,9 +245,7 @@ class HistoryLookup:
             on = [stored.c.period_start == end, *self._slice_of(stored)]
             self.joins.append((stored, sa.and_(*on)))
             return (sa.cast(stored.c.value, sa.Double), stored.c.definition_version), start, end
-        daily = self.compiler.evaluate(
-            self.kpi, Grain.day, self.dims, CURRENT, self.slices
-        ).query.alias(name)
+        daily = self._evaluated(Grain.day, CURRENT, name)
         self.joins.append((daily, sa.and_(*self._same_slice(daily, end))))
         return (sa.cast(daily.c.value, sa.Double), self.version), start, end
 
@@ -291,16 +288,53 @@ class HistoryLookup:
             .subquery(f"{name}_stored")
         )
 
+    def _evaluated(self, grain: Grain, window: Window, name: str) -> sa.FromClause:
+        """The KPI evaluated over ``window`` for each slice: one subquery keyed by period
+        and every dimension (NULL where the slice has none), the slices' rows together."""
+        dimensions = self.compiler.catalog.dimensions
+        parts = []
+        for dims in self.slices:
+            q = self.compiler.evaluate(self.kpi, grain, dims, window, self.slice_values[dims])
+            if len(self.slices) == 1:
+                return q.query.alias(name)
+            parts.append(
+                sa.select(
+                    q.col("period_start"),
+                    *[
+                        (q.col(d) if d in dims else sa.cast(sa.null(), sa.String)).label(d)
+                        for d in dimensions
+                    ],
+                    q.col("value"),
+                )
+            )
+        return sa.union_all(*parts).subquery(name)
+
     def _slice_of(self, other: sa.FromClause) -> list[ColumnElement]:
         """``other``'s row is the same slice as the row's (NULL dimensions are the total)."""
-        return [
-            other.c[d] == self.v.c[d] if d in self.dims else other.c[d].is_(None)
-            for d in self.compiler.catalog.dimensions
-        ]
+        if len(self.slices) == 1:
+            (dims,) = self.slices
+            return [
+                other.c[d] == self.v.c[d] if d in dims else other.c[d].is_(None)
+                for d in self.compiler.catalog.dimensions
+            ]
+        return [same_value(other.c[d], self.v.c[d]) for d in self.compiler.catalog.dimensions]
 
     def _same_slice(self, other: sa.FromClause, period_start: ColumnElement) -> list:
         """An evaluated subquery's row (keyed by period and the sliced dimensions)."""
-        return [
-            other.c.period_start == period_start,
-            *[other.c[d] == self.v.c[d] for d in self.dims],
-        ]
+        if len(self.slices) == 1:
+            (dims,) = self.slices
+            return [
+                other.c.period_start == period_start,
+                *[other.c[d] == self.v.c[d] for d in dims],
+            ]
+        return [other.c.period_start == period_start, *self._slice_of(other)]
+
+
+def same_value(a: ColumnElement, b: ColumnElement) -> ColumnElement:
+    """``a`` and ``b`` are the same dimension value, or both NULL (the slice has none).
+
+    Written as two equalities, not ``IS NOT DISTINCT FROM``: PostgreSQL can hash-join on
+    equalities only, and the slices of a KPI are joined with their history on it. The
+    empty string stands for NULL in the first and the second tells it from a real ''.
+    """
+    return sa.and_(sa.func.coalesce(a, "") == sa.func.coalesce(b, ""), a.is_(None) == b.is_(None))

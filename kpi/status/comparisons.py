@@ -24,6 +24,7 @@ compared history was restated: computed under the current definition, which appe
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -48,37 +49,46 @@ def comparison_select(
     compiler: KpiCompiler,
     kpi: Kpi,
     grain: str,
-    dims: tuple[str, ...],
+    slices: Sequence[tuple[str, ...]],
     values: sa.Table,
     targets: sa.Table,
     computed_at: dt.datetime,
     changes: sa.Table | None = None,
     since: dt.date | None = None,
 ) -> sa.Select:
-    """One KPI/grain/slice of ``kpi_comparisons``: the value against its target, benchmark,
-    previous period and same period last year, with status, pace, goal pace and the
-    definition version of the history compared with (``changes`` is ``kpi_changes``).
-    With ``since``, only the periods ending on or after it (kpi.compute.changes)."""
+    """One KPI and grain of ``kpi_comparisons``, the rows of each of its ``slices`` (the
+    total ``()``, dimension tuples): the value against its target, benchmark, previous
+    period and same period last year, with status, pace, goal pace and the definition
+    version of the history compared with (``changes`` is ``kpi_changes``). With ``since``,
+    only the periods ending on or after it (kpi.compute.changes).
+
+    The slices of a KPI and grain are one statement, not one each: on DuckDB a statement's
+    cost is mostly planning it (kpi.warehouse.statements), and the slices share its joins
+    of targets, periods, stored history and definition changes."""
     catalog = compiler.catalog
     # The first period to write and the run's timestamp are bind parameters given by each
     # run: the rest of the statement is the same every day (kpi.warehouse.statements).
     since = None if since is None else run_parameter("since", since, sa.Date())
     stamp = run_parameter("computed_at", computed_at, sa.TIMESTAMP(timezone=True))
     v = values.alias("v")
-    slices = compiler.slice_values(kpi, dims)
     t = targets.alias("t")
     p = compiler.periods.alias("p")
+    slices = list(slices)
 
-    slice_filter = [
-        v.c[d].is_not(None) if d in dims else v.c[d].is_(None) for d in catalog.dimensions
-    ]
+    def rows_of(dims: tuple[str, ...]) -> ColumnElement:
+        return sa.and_(
+            sa.true(),
+            *[v.c[d].is_not(None) if d in dims else v.c[d].is_(None) for d in catalog.dimensions],
+        )
 
+    slice_filter = rows_of(slices[0]) if len(slices) == 1 else sa.or_(*map(rows_of, slices))
     # Only the total row carries a target; slices are compared with earlier periods.
+    total = sa.literal(slices == [()]) if len(slices) == 1 else rows_of(())
     target_on = [
         t.c.kpi_id == v.c.kpi_id,
         t.c.grain == v.c.grain,
         t.c.period_start == v.c.period_start,
-        sa.literal(not dims),
+        total if () in slices else sa.false(),
     ]
     period_on = [p.c.grain == v.c.grain, p.c.period_start == v.c.period_start]
     joins: list[tuple[sa.FromClause, ColumnElement]] = []
@@ -87,7 +97,7 @@ def comparison_select(
     target = sa.case((v.c.is_complete_period, t.c.target), else_=t.c.target_to_date)
     # Previous period and last year: NULL before the data, the same span for to-date KPIs,
     # stored growths for growth KPIs (kpi.compute.history).
-    lookup = HistoryLookup(compiler, kpi, grain, dims, values, v, p, slices, joins)
+    lookup = HistoryLookup(compiler, kpi, grain, slices, values, v, p, joins)
     # History evaluated here (an open period's like-for-like window) is needed for the
     # rows written only.
     with compiler.periods_since(since):
@@ -149,7 +159,7 @@ def comparison_select(
         else_=projected_attainment >= kpi.thresholds.at_risk_below,
     )
     with compiler.periods_since(since):
-        goal_actual, goal_projected = _goal_projection(compiler, kpi, grain, dims, v, t, joins)
+        goal_actual, goal_projected = _goal_projection(compiler, kpi, grain, slices, v, t, joins)
     goal_will_reach = _reaches(
         kpi, goal_projected, t.c.goal_target, t.c.goal_band_min, t.c.goal_band_max
     )
@@ -207,7 +217,7 @@ def comparison_select(
             history.recomputed.label("history_recomputed"),
         )
         .select_from(joined.outerjoin(t, sa.and_(*target_on)))
-        .where(v.c.kpi_id == kpi.id, v.c.grain == grain, *slice_filter)
+        .where(v.c.kpi_id == kpi.id, v.c.grain == grain, slice_filter)
         .where(*KpiCompiler.recent_periods(v, since))
     )
 
@@ -230,7 +240,7 @@ def _goal_projection(
     compiler: KpiCompiler,
     kpi: Kpi,
     grain: str,
-    dims: tuple[str, ...],
+    slices: list[tuple[str, ...]],
     v: sa.FromClause,
     t: sa.FromClause,
     joins: list,
@@ -244,11 +254,11 @@ def _goal_projection(
     the whole goal), so a KPI exactly on plan projects exactly to its goal. Nothing planned
     yet (a share of 0) leaves no pace to project: NULL. A level KPI's projection is its
     current value. Rows outside the goal's span have no ``goal_*`` values in kpi_targets,
-    hence none here.
+    hence none here, and neither have slices' rows: only the total carries a target.
     """
     t_ = kpi.target
     none = sa.cast(sa.null(), sa.Double)
-    if t_ is None or t_.deadline is None or dims or kpi.type == KpiType.cumulative:
+    if t_ is None or t_.deadline is None or () not in slices or kpi.type == KpiType.cumulative:
         return none, none
     if not scales_with_days(kpi):
         return none, sa.case((t.c.goal_deadline.is_not(None), v.c.value), else_=none)

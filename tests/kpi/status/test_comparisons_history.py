@@ -447,10 +447,41 @@ def test_comparisons_compile_for_other_warehouses(tmp_path, dialect):
     tables = KpiTables.for_catalog(load_catalog(tmp_path / "defs"))
     kpi = tables.catalog.kpis["revenue_mtd"]
     select = comparison_select(
-        tables.compiler, kpi, "day", (), tables.values, tables.targets, NOW, tables.changes
+        tables.compiler, kpi, "day", [()], tables.values, tables.targets, NOW, tables.changes
     )
     sql = str(select.compile(dialect=registry.load(dialect)()))
     if dialect == "bigquery":
         assert "DATE_ADD(" in sql and "DATE_DIFF(" in sql
     else:
         assert "AS INTEGER)" in sql
+
+
+@pytest.mark.parametrize("dialect", ["bigquery", "snowflake"])
+def test_every_shipped_comparison_statement_compiles_for_other_warehouses(dialect):
+    # One statement per KPI and grain holds all its slices; its null-safe slice joins
+    # (kpi.compute.history.same_value) must render on every warehouse.
+    pytest.importorskip("sqlalchemy_bigquery" if dialect == "bigquery" else "snowflake")
+    from sqlalchemy.dialects import registry
+
+    tables = KpiTables.for_catalog(load_catalog(), use_cubes=True)
+    compiled, fused = 0, 0
+    for kpi in tables.catalog.kpis.values():
+        slices = tables.compiler.slices(kpi)
+        for grain in kpi.grains:
+            select = comparison_select(
+                tables.compiler,
+                kpi,
+                str(grain),
+                slices,
+                tables.values,
+                tables.targets,
+                NOW,
+                tables.changes,
+                since=dt.date(2026, 3, 1),
+            )
+            sql = str(select.compile(dialect=registry.load(dialect)()))
+            compiled += 1
+            if len(slices) > 1:
+                fused += 1
+                assert "coalesce(" in sql.lower() and "IS NULL) = (" in sql
+    assert compiled > 80 and fused > 50
