@@ -1,8 +1,8 @@
 """Compiled ``INSERT ... SELECT`` statements, and a cache of them kept in the warehouse.
 
-Why a cache: ``kpi_comparisons`` is about 160 statements, one per KPI, grain and slice.
-Building and compiling them in Python cost more than the warehouse took to run them (4 of
-the 6 seconds of a daily run's comparisons), and gave the same SQL every day: only the
+Why a cache: ``kpi_comparisons`` is about 85 statements, one per KPI and grain. Building
+and compiling them in Python cost more than the warehouse took to run them (4 of the 6
+seconds of a daily run's comparisons, at 160), and gave the same SQL every day: only the
 first period to recompute and the run's timestamp change, and those are bind parameters
 named ``run_*`` (``run_parameter``). ``kpi_values`` is one statement for the KPIs a run
 recomputes from the same day, ~0.35 s to build and compile. The cache keeps each
@@ -87,7 +87,7 @@ def select_concurrently(
 ) -> list[tuple[tuple[str, ...], list[tuple]]]:
     """DuckDB: the columns and rows of each of ``selects``, run ``workers`` at a time on
     other connections to the same database (they see what is committed). Why: the
-    statements of kpi_comparisons each cost ~15 ms, mostly DuckDB planning them on one
+    statements of kpi_comparisons each cost 15-30 ms, mostly DuckDB planning them on one
     core; two at a time take 60% of the time of one after the other."""
     local = threading.local()
     opened: list[Connection] = []
