@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import itertools
 import os
 from collections.abc import Iterator
 from zoneinfo import ZoneInfo
@@ -498,22 +499,20 @@ def _comparison_statements(
     dialect: Dialect,
     cache: StatementCache | None,
 ) -> Iterator[Compiled]:
-    """One statement per KPI and grain to recompute (all its slices), built as they are
-    needed: taken from ``cache`` when it holds it (the same statement for any ``since``
-    and ``computed_at``, its run parameters)."""
-    catalog = tables.catalog
-    for kpi_id in catalog.evaluation_order():
-        if kpi_id not in todo:
-            continue
-        kpi, since = catalog.kpis[kpi_id], todo[kpi_id]
+    """Per KPI and grain to recompute: one statement of all slices on DuckDB (it plans each at
+    length), one per slice elsewhere (PostgreSQL misjudges their filter together); cached."""
+    for kpi_id in (k for k in tables.catalog.evaluation_order() if k in todo):
+        kpi, since = tables.catalog.kpis[kpi_id], todo[kpi_id]
         since = None if since == FULL else since
-        for grain in kpi.grains:
+        slices = tables.compiler.slices(kpi)
+        groups = [slices] if dialect.name == "duckdb" else [[dims] for dims in slices]
+        for grain, group in itertools.product(kpi.grains, groups):
             build = functools.partial(
                 comparison_select,
                 tables.compiler,
                 kpi,
                 str(grain),
-                tables.compiler.slices(kpi),
+                group,
                 tables.values,
                 tables.targets,
                 computed_at,
@@ -524,7 +523,8 @@ def _comparison_statements(
                 yield compile_select(dialect, build())
                 continue
             mode = "full" if since is None else "since"
-            key = f"{kpi_id}|{grain}|{mode}"
+            together = "*" if len(group) > 1 else ",".join(group[0])
+            key = f"{kpi_id}|{grain}|{together}|{mode}"
             run = {"computed_at": computed_at, **({} if since is None else {"since": since})}
             yield cache.get(key, run, lambda b=build: compile_select(dialect, b()))
 
