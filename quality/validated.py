@@ -11,10 +11,11 @@ representation of the rows a loader built: ``int64`` for ``Int64``, ``Etc/UTC`` 
 ``UTC``, pandas' ``str`` for ``object``. Two frames are the same when they have the same
 number of rows, the same column names (in any order: GX reads columns by name, and the
 report keeps no column order), each column has the same kind (boolean, integer, float,
-zoned timestamps, anything else) and, row by row in the same order (failing rows are
-reported by position), the same values: of the same type and the same exact value (a
-float by its ``repr``, a timestamp by its ISO form with its UTC offset, a string by its
-text, anything else by type and ``repr``; ``None``, ``NA``, ``NaT`` and ``NaN`` apart).
+zoned timestamps, anything else; floats by their width) and, row by row in the same order
+(failing rows are reported by position), the same values: of the same type (a numpy
+scalar in an object column is not a Python one) and the same exact value (a float by its
+``repr``, a timestamp by its ISO form with its UTC offset, a string by its text, anything
+else by type and ``repr``; ``None``, ``NA``, ``NaT`` and ``NaN`` apart).
 
 Where the representation can change GX's answer, the exact dtype is compared as well: a
 column a ``column_type`` expectation reads (GX checks the dtype's name); a column of naive
@@ -62,13 +63,16 @@ def _value(v: Any) -> Any:
         return ("na",)
     if v is pd.NaT:
         return ("nat",)
-    if isinstance(v, bool | np.bool_):
+    if isinstance(v, np.generic):
+        # Only an object column holds numpy scalars (typed columns hand out Python ones), and
+        # GX judges an object column's values by their type: np.int64 is no int to it.
+        return (f"numpy.{type(v).__name__}", repr(v.item()))
+    if isinstance(v, bool):
         return ("bool", bool(v))
-    if isinstance(v, int | np.integer):
-        return ("int", int(v))
-    if isinstance(v, float | np.floating):
-        f = float(v)
-        return ("nan",) if f != f else ("float", repr(f))
+    if isinstance(v, int):
+        return ("int", v)
+    if isinstance(v, float):
+        return ("nan",) if v != v else ("float", repr(v))
     if isinstance(v, pd.Timestamp):
         return ("timestamp", v.isoformat())
     if isinstance(v, dt.datetime):
@@ -96,7 +100,8 @@ def _kind(dtype: Any) -> str:
     if pd.api.types.is_integer_dtype(dtype):
         return "int"
     if pd.api.types.is_float_dtype(dtype):
-        return "float"
+        # A float32 value widened to 64 bits is another number to GX's comparisons.
+        return "float" if dtype.itemsize == 8 else f"float{dtype.itemsize * 8}"
     if isinstance(dtype, pd.DatetimeTZDtype):
         return "zoned"  # handed to GX as objects (quality.validate._prepare_frame)
     return "other"

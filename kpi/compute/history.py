@@ -96,7 +96,7 @@ def first_day_of_sources(compiler: KpiCompiler, kpi: Kpi) -> sa.Subquery:
     of all): a KPI whose sources start later has no history before them. With cubes, from
     the source's cube (a row per day with rows, already in local days, and what the values
     compared were computed from): a scan of a few thousand rows, not of the raw table, once
-    per KPI and grain.
+    per comparison statement.
     """
     firsts = []
     for name in compiler.source_names(kpi):

@@ -62,9 +62,10 @@ def comparison_select(
     version of the history compared with (``changes`` is ``kpi_changes``). With ``since``,
     only the periods ending on or after it (kpi.compute.changes).
 
-    The slices of a KPI and grain are one statement, not one each: on DuckDB a statement's
-    cost is mostly planning it (kpi.warehouse.statements), and the slices share its joins
-    of targets, periods, stored history and definition changes."""
+    On DuckDB the slices of a KPI and grain are one statement, not one each: there a
+    statement's cost is mostly planning it, and the slices share its joins of targets,
+    periods, stored history and definition changes (``kpi.refresh`` gives PostgreSQL one
+    slice per statement: it misjudges their filter together)."""
     catalog = compiler.catalog
     # The first period to write and the run's timestamp are bind parameters given by each
     # run: the rest of the statement is the same every day (kpi.warehouse.statements).

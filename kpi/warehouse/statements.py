@@ -1,8 +1,9 @@
 """Compiled ``INSERT ... SELECT`` statements, and a cache of them kept in the warehouse.
 
-Why a cache: ``kpi_comparisons`` is about 85 statements, one per KPI and grain. Building
-and compiling them in Python cost more than the warehouse took to run them (4 of the 6
-seconds of a daily run's comparisons, at 160), and gave the same SQL every day: only the
+Why a cache: ``kpi_comparisons`` is about 85 statements on DuckDB (one per KPI and grain)
+and 160 elsewhere (one per slice too). Building and compiling them in Python cost more than
+the warehouse took to run them (4 of the 6 seconds of a daily run's comparisons, at 160),
+and gave the same SQL every day: only the
 first period to recompute and the run's timestamp change, and those are bind parameters
 named ``run_*`` (``run_parameter``). ``kpi_values`` is one statement for the KPIs a run
 recomputes from the same day, ~0.35 s to build and compile. The cache keeps each

@@ -147,6 +147,18 @@ EQUAL_BUT_NOT_THE_SAME = {
         pd.Series(["2026-01-05", 5], dtype=object),
         pd.Series([D(2026, 1, 5), 5], dtype=object),
     ],
+    # The same widened value; GX compares float32 at its own width.
+    "float32, float64": [
+        pd.Series([1.1, 5.0], dtype="float32"),
+        pd.Series([float(np.float32(1.1)), 5.0], dtype="float64"),
+    ],
+    # In an object column GX judges each value's type: np.int64 is no int, np.True_ no bool.
+    "numpy, Python scalars": [
+        pd.Series([np.int64(1), 5], dtype=object),
+        pd.Series([1, 5], dtype=object),
+        pd.Series([np.True_, 5], dtype=object),
+        pd.Series([True, 5], dtype=object),
+    ],
     "timestamp units": [
         pd.Series(pd.to_datetime(["2026-01-05", "2026-01-06"])).astype("datetime64[ns]"),
         pd.Series(pd.to_datetime(["2026-01-05", "2026-01-06"])).astype("datetime64[us]"),

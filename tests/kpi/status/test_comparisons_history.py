@@ -7,6 +7,7 @@ Every number is worked by hand from the rows below, on DuckDB and PostgreSQL.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 
 import pandas as pd
@@ -458,8 +459,8 @@ def test_comparisons_compile_for_other_warehouses(tmp_path, dialect):
 
 @pytest.mark.parametrize("dialect", ["bigquery", "snowflake"])
 def test_every_shipped_comparison_statement_compiles_for_other_warehouses(dialect):
-    # One statement per KPI and grain holds all its slices; its null-safe slice joins
-    # (kpi.compute.history.same_value) must render on every warehouse.
+    # These warehouses run one statement per slice (kpi.refresh); the statement of all
+    # slices, with its null-safe slice joins (kpi.compute.history.same_value), renders too.
     pytest.importorskip("sqlalchemy_bigquery" if dialect == "bigquery" else "snowflake")
     from sqlalchemy.dialects import registry
 
@@ -467,12 +468,13 @@ def test_every_shipped_comparison_statement_compiles_for_other_warehouses(dialec
     compiled, fused = 0, 0
     for kpi in tables.catalog.kpis.values():
         slices = tables.compiler.slices(kpi)
-        for grain in kpi.grains:
+        groups = [slices, *([[dims] for dims in slices] if len(slices) > 1 else [])]
+        for grain, group in itertools.product(kpi.grains, groups):
             select = comparison_select(
                 tables.compiler,
                 kpi,
                 str(grain),
-                slices,
+                group,
                 tables.values,
                 tables.targets,
                 NOW,
@@ -481,7 +483,8 @@ def test_every_shipped_comparison_statement_compiles_for_other_warehouses(dialec
             )
             sql = str(select.compile(dialect=registry.load(dialect)()))
             compiled += 1
-            if len(slices) > 1:
+            if len(group) > 1:
                 fused += 1
                 assert "coalesce(" in sql.lower() and "IS NULL) = (" in sql
-    assert compiled > 80 and fused > 50
+    # Every KPI, grain and slice alone (161), and the KPIs and grains of several slices whole.
+    assert compiled == 161 + fused and fused > 50
