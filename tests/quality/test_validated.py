@@ -229,11 +229,14 @@ def test_a_served_report_is_a_copy() -> None:
     assert third == expected and expected.outcomes
 
 
-def test_large_frames_are_not_remembered(monkeypatch) -> None:
-    monkeypatch.setattr(validated_module, "MAX_CELLS", loaded().size - 1)
-    validate_frame(loaded(), SUITE, PARTITION, "Europe/Copenhagen")
-    validate_frame(loaded(), SUITE, PARTITION, "Europe/Copenhagen")
-    assert VALIDATED.hits == 0
+def test_large_frames_are_not_remembered() -> None:
+    suite = parse_suite(
+        {"suite": "l", "expectations": [{"type": "not_null", "column": "a"}]}, "mem.yaml"
+    )
+    small = pd.DataFrame({"a": range(validated_module.MAX_CELLS)})
+    large = pd.DataFrame({"a": range(validated_module.MAX_CELLS + 1)})
+    assert _served(small, small, suite)
+    assert not _served(large, large, suite)
 
 
 def test_only_the_last_inputs_are_kept() -> None:
