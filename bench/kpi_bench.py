@@ -3,7 +3,7 @@
 Contenders, each in a fresh subprocess (so wall time and the RSS high-water mark of one do
 not leak into another), all on the same DuckDB file:
 
-1. ``ours``: ``load_catalog`` + ``refresh_periods`` + ``refresh_kpi_values`` from
+1. ``ours``: ``load_catalog`` + ``refresh_calendar`` + ``refresh_kpi_values`` from
    ``kpi.refresh``, i.e. the compiled SQLAlchemy SQL running inside DuckDB (daily cubes,
    period rollups, one INSERT of every KPI, one transaction) and writing ``kpi.kpi_values``;
 2. ``floor``: hand-written DuckDB SQL, one scan per source into daily aggregates, then one
@@ -288,7 +288,7 @@ def run_ours(db: Path, phases: dict[str, float], url: str | None = None) -> int:
     """
     from kpi.compute.tables import KpiTables
     from kpi.language.loader import load_catalog
-    from kpi.refresh import refresh_kpi_values, refresh_periods
+    from kpi.refresh import refresh_calendar, refresh_kpi_values
     from kpi.warehouse.connection import Warehouse
 
     lap = time.perf_counter()
@@ -317,7 +317,7 @@ def run_ours(db: Path, phases: dict[str, float], url: str | None = None) -> int:
     if url:  # ours_pg: the generated raw tables were made without their keys (pg_contender)
         made = [t for t in made if t.fullname not in ("raw.ga4_traffic", "raw.ad_spend")]
     wh.ensure_tables(made)  # sources added to the catalogue since: empty
-    refresh_periods(wh, tables, AS_OF)
+    refresh_calendar(wh, tables, AS_OF)
     done("calendar")
     counts = refresh_kpi_values(
         wh,

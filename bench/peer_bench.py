@@ -6,7 +6,7 @@ revenue, cost). Each question set is answered twice on the same DuckDB file:
 
 - ``floor``: the hand-written DuckDB query a person would write for it;
 - ``ours``: a definitions folder holding only the KPIs, grains and slices the set asks for,
-  then ``kpi.refresh.refresh_periods`` + ``refresh_kpi_values`` (a full refresh) in process,
+  then ``kpi.refresh.refresh_calendar`` + ``refresh_kpi_values`` (a full refresh) in process,
   as the pipeline computes ``kpi.kpi_values``.
 
 Both answers are compared row by row (relative tolerance 1e-9) and the fastest of
@@ -255,14 +255,14 @@ def load(folder: Path):
 def run_ours(db: Path, tables, full_calendar: bool = True) -> tuple[float, list[tuple]]:
     import sqlalchemy as sa
 
-    from kpi.refresh import refresh_kpi_values, refresh_periods
+    from kpi.refresh import refresh_calendar, refresh_kpi_values
     from kpi.warehouse.connection import Warehouse
 
     wh = Warehouse(f"duckdb:///{db}")
     try:
         wh.ensure_tables(tables.all_tables())
         began = time.perf_counter()
-        refresh_periods(wh, tables, AS_OF, full_refresh=full_calendar)
+        refresh_calendar(wh, tables, AS_OF, full_refresh=full_calendar)
         refresh_kpi_values(wh, tables, full_refresh=True)
         took = time.perf_counter() - began
         v = tables.values

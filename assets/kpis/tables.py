@@ -34,10 +34,10 @@ from kpi.publication.unmapped import refresh_unmapped_view
 from kpi.refresh import (
     default_as_of,
     refresh_anomalies,
+    refresh_calendar,
     refresh_catalog,
     refresh_comparisons,
     refresh_kpi_values,
-    refresh_periods,
     refresh_scorecard_view,
     refresh_targets,
 )
@@ -148,9 +148,9 @@ def kpi_periods(
     wh = warehouse.warehouse
     wh.ensure_tables(tables.all_tables())
     as_of = dt.date.fromisoformat(config.as_of) if config.as_of else default_as_of(tables.catalog)
-    periods = refresh_periods(wh, tables, as_of, full_refresh=config.full_refresh)
-    open_periods = [p for p in periods if not p.is_complete_period]
-    context.log.info(f"{len(periods)} periods through {as_of}; {len(open_periods)} still open")
+    done = refresh_calendar(wh, tables, as_of, full_refresh=config.full_refresh)
+    changed = f"changed from {done.changed_from}" if done.changed_from else "none changed"
+    context.log.info(f"{done.periods} periods from {done.first} through {as_of}; {changed}")
     return MaterializeResult(metadata={**table_metadata(wh, tables.periods), "as_of": str(as_of)})
 
 

@@ -81,6 +81,17 @@ _period_values = operator.attrgetter(*PERIOD_COLUMNS)
 _RUNNING_FIELDS = tuple(
     prefix + name for prefix in ("", "prev_", "ly_") for name in RUNNING_WINDOWS
 )
+# Calendar._period builds a Period positionally: the running fields come last, in this order.
+assert PERIOD_COLUMNS[-len(_RUNNING_FIELDS) :] == _RUNNING_FIELDS
+_GRAINS = {g: g for g in Grain}  # a StrEnum hashes as its string: "day" finds Grain.day
+_MONTHS_PER = {Grain.month: 1, Grain.quarter: 3, Grain.year: 12}
+_ONE_DAY, _ONE_WEEK = dt.timedelta(days=1), dt.timedelta(days=7)
+_ROLLING_BACK = {days: dt.timedelta(days=days - 1) for days in ROLLING_WINDOWS}
+
+
+def _grain(grain: Grain | str) -> Grain:
+    """``Grain(grain)``, by a dict lookup: the calendar asks ~10 times per period."""
+    return _GRAINS.get(grain) or Grain(grain)
 
 
 def period_columns(periods: list[Period]) -> dict[str, list]:
@@ -98,7 +109,7 @@ class Calendar:
         self._running: dict[tuple[dt.date, int], tuple[dt.date, ...]] = {}
 
     def start_of(self, day: dt.date, grain: Grain | str) -> dt.date:
-        grain = Grain(grain)
+        grain = _grain(grain)
         if grain == Grain.day:
             return day
         if grain == Grain.week:
@@ -112,41 +123,62 @@ class Calendar:
         return add_months(day.replace(day=1), -back)
 
     def next_start(self, start: dt.date, grain: Grain | str) -> dt.date:
-        grain = Grain(grain)
+        grain = _grain(grain)
         if grain == Grain.day:
-            return start + dt.timedelta(days=1)
+            return start + _ONE_DAY
         if grain == Grain.week:
-            return start + dt.timedelta(days=7)
-        return add_months(start, {Grain.month: 1, Grain.quarter: 3, Grain.year: 12}[grain])
+            return start + _ONE_WEEK
+        return add_months(start, _MONTHS_PER[grain])
 
     def end_of(self, start: dt.date, grain: Grain | str) -> dt.date:
-        return self.next_start(start, grain) - dt.timedelta(days=1)
+        return self.next_start(start, grain) - _ONE_DAY
 
     def previous_start(self, start: dt.date, grain: Grain | str) -> dt.date:
-        grain = Grain(grain)
+        grain = _grain(grain)
         if grain == Grain.day:
-            return start - dt.timedelta(days=1)
+            return start - _ONE_DAY
         if grain == Grain.week:
-            return start - dt.timedelta(days=7)
-        return add_months(start, -{Grain.month: 1, Grain.quarter: 3, Grain.year: 12}[grain])
+            return start - _ONE_WEEK
+        return add_months(start, -_MONTHS_PER[grain])
 
     def same_period_last_year(self, start: dt.date, grain: Grain | str) -> dt.date:
         # Days and weeks shift by 52 weeks so that weekdays line up; the rest by 12 months.
-        if Grain(grain) in (Grain.day, Grain.week):
+        if _grain(grain) in (Grain.day, Grain.week):
             return start - dt.timedelta(days=364)
         return add_months(start, -12)
 
     def periods(
-        self, first_day: dt.date, as_of: dt.date, grains: list[Grain] | None = None
+        self,
+        first_day: dt.date,
+        as_of: dt.date,
+        grains: list[Grain] | None = None,
+        ending_from: dt.date | None = None,
     ) -> list[Period]:
-        """Every period of every grain that overlaps ``first_day .. as_of``."""
+        """Every period of every grain that overlaps ``first_day .. as_of``; with
+        ``ending_from``, only those ending on or after it (a grain's periods are contiguous:
+        those starting with the one that holds that day)."""
         out: list[Period] = []
         for grain in grains or GRAIN_ORDER:
-            start = self.start_of(first_day, grain)
+            grain = Grain(grain)
+            start = self.start_of(max(first_day, ending_from or first_day), grain)
             while start <= as_of:
                 out.append(self._period(start, grain, first_day, as_of))
                 start = self.next_start(start, grain)
         return out
+
+    def table_rows(self, first_day: dt.date, as_of: dt.date) -> tuple[int, int]:
+        """(rows of the periods table, rows of the day map) that ``periods(first_day,
+        as_of)`` make, counted without building them: a refresh whose calendar did not
+        change needs only these, for its stamp. A grain's periods cover every day from the
+        start of the first through ``as_of`` once each, so its day map is that many days."""
+        periods = days = 0
+        for grain in GRAIN_ORDER:
+            first_start = start = self.start_of(first_day, grain)
+            while start <= as_of:
+                periods += 1
+                start = self.next_start(start, grain)
+            days += max((as_of - first_start).days + 1, 0)
+        return periods, days
 
     def _period(self, start: dt.date, grain: Grain, first_day: dt.date, as_of: dt.date) -> Period:
         end = self.end_of(start, grain)
@@ -157,27 +189,26 @@ class Calendar:
         ly_start = self.same_period_last_year(start, grain)
         prev_end = self._aligned_end(prev_start, grain, elapsed, end <= as_of)
         ly_end = self._aligned_end(ly_start, grain, elapsed, end <= as_of)
-        running = (
+        # Positional, in PERIOD_COLUMNS' order (the running fields last, as _RUNNING_FIELDS):
+        # a thousand periods are built for three years of days, and keywords cost a third.
+        return Period(
+            str(grain),
+            start,
+            end,
+            (end - start).days + 1,
+            complete,
+            window_end,
+            elapsed,
+            prev_start,
+            prev_end,
+            ly_start,
+            ly_end,
             *self._running_starts(window_end),
             first_day,
             *self._running_starts(prev_end),
             first_day,
             *self._running_starts(ly_end),
             first_day,
-        )
-        return Period(
-            grain=str(grain),
-            period_start=start,
-            period_end=end,
-            days_in_period=(end - start).days + 1,
-            is_complete_period=complete,
-            window_end=window_end,
-            elapsed_days=elapsed,
-            prev_period_start=prev_start,
-            prev_window_end=prev_end,
-            ly_period_start=ly_start,
-            ly_window_end=ly_end,
-            **dict(zip(_RUNNING_FIELDS, running, strict=True)),
         )
 
     def _running_starts(self, until: dt.date) -> tuple[dt.date, ...]:
@@ -190,9 +221,13 @@ class Calendar:
         key = (until, self.fiscal_month)  # the quarter and year starts depend on it
         starts = self._running.get(key)
         if starts is None:
+            month = until.replace(day=1)
+            offset = (until.month - self.fiscal_month) % 12  # as start_of
             starts = (
-                *(self.start_of(until, g) for g in (Grain.month, Grain.quarter, Grain.year)),
-                *(until - dt.timedelta(days=days - 1) for days in ROLLING_WINDOWS),
+                month,
+                add_months(month, -(offset % 3)),
+                add_months(month, -offset),
+                *[until - _ROLLING_BACK[days] for days in ROLLING_WINDOWS],
             )
             self._running[key] = starts
         return starts
@@ -219,11 +254,6 @@ def add_months(day: dt.date, months: int) -> dt.date:
 def _days_mapped(p: Period) -> int:
     """The days of ``p`` in the day map: from its start through its window end."""
     return (p.window_end - p.period_start).days + 1
-
-
-def day_period_count(periods: list[Period]) -> int:
-    """How many rows ``day_periods(periods)`` has, without building them."""
-    return sum(_days_mapped(p) for p in periods)
 
 
 def day_periods(periods: list[Period]) -> dict[str, list]:

@@ -24,6 +24,7 @@ from kpi.language.loader import load_catalog
 from kpi.language.models import Reporting
 from kpi.refresh import (
     refresh_anomalies,
+    refresh_calendar,
     refresh_comparisons,
     refresh_cubes,
     refresh_kpi_values,
@@ -324,4 +325,18 @@ def test_periods_tables_edited_by_hand_are_rewritten_whole(warehouse_url, tables
     refresh_periods(wh, tables, AS_OF, full_refresh=full_refresh)
     for a, b in zip(expected, _calendar(wh, tables), strict=True):
         pd.testing.assert_frame_equal(a, b)
+    wh.dispose()
+
+
+def test_refresh_calendar_says_what_it_changed(warehouse_url, tables):
+    # What the kpi_periods asset logs: how many periods, and from which period end they
+    # changed (None: the stamped calendar again, written by no one).
+    wh = _loaded(warehouse_url, tables)
+    same = refresh_calendar(wh, tables, AS_OF)
+    assert (same.first, same.as_of, same.changed_from) == (FIRST, AS_OF, None)
+    assert same.periods == wh.count(tables.periods) == len(same.all_periods())
+    # The next day is new: the first period that changed is that day's.
+    nxt = refresh_calendar(wh, tables, AS_OF + dt.timedelta(days=1))
+    assert nxt.changed_from == AS_OF + dt.timedelta(days=1)
+    assert nxt.periods == wh.count(tables.periods) == same.periods + 1 + 1  # a day, March
     wh.dispose()

@@ -10,7 +10,7 @@ import datetime as dt
 
 import pytest
 
-from kpi.compute.periods import Calendar
+from kpi.compute.periods import Calendar, day_periods
 from kpi.language.models import Grain, Reporting
 
 D = dt.date
@@ -126,6 +126,42 @@ def test_period_counts_per_grain():
     assert len(periods) == 69 + 11 + 3 + 1 + 1
     weeks = [p.period_start for p in periods if p.grain == "week"]
     assert weeks[0] == D(2025, 12, 29) and weeks[-1] == D(2026, 3, 9)
+
+
+def test_table_rows_by_hand():
+    # 2026-01-01 .. 2026-03-10, Monday weeks: 69 + 11 + 3 + 1 + 1 periods. The day map holds
+    # each grain's days from the start of its first period: 69 days, 72 from Monday
+    # 2025-12-29, and 69 for the month, the quarter and the year (all start on 1 January).
+    assert cal().table_rows(D(2026, 1, 1), D(2026, 3, 10)) == (85, 69 + 72 + 69 * 3)
+
+
+@pytest.mark.parametrize("week_start", ["monday", "sunday", "saturday"])
+@pytest.mark.parametrize("fiscal", [1, 2, 4, 10])
+@pytest.mark.parametrize(
+    "first,as_of",
+    [
+        (D(2023, 4, 7), D(2025, 12, 31)),
+        (D(2024, 2, 29), D(2025, 3, 1)),
+        (D(2026, 1, 1), D(2026, 1, 1)),
+        (D(2025, 12, 28), D(2026, 1, 4)),
+    ],
+)
+def test_table_rows_count_what_periods_build(week_start, fiscal, first, as_of):
+    # The stamp of an unchanged calendar is made from these counts without building a period.
+    calendar = cal(week_start=week_start, fiscal=fiscal)
+    periods = calendar.periods(first, as_of)
+    assert calendar.table_rows(first, as_of) == (len(periods), len(day_periods(periods)["day"]))
+
+
+@pytest.mark.parametrize("ending_from", [D(2024, 2, 29), D(2025, 3, 31), D(2025, 6, 1)])
+def test_periods_ending_from_are_those_ending_on_or_after_it(ending_from):
+    # What a refresh rewrites when only the as-of date moved: built alone, the same periods.
+    calendar = cal(week_start="sunday", fiscal=4)
+    first, as_of = D(2024, 1, 10), D(2025, 6, 1)
+    every = calendar.periods(first, as_of)
+    recent = calendar.periods(first, as_of, ending_from=ending_from)
+    assert recent == [p for p in every if p.period_end >= ending_from]
+    assert {p.grain for p in recent} == {"day", "week", "month", "quarter", "year"}
 
 
 def test_is_complete_period_and_window_end():
