@@ -421,9 +421,7 @@ def refresh_catalog(wh: Warehouse, tables: KpiTables, now: dt.datetime | None = 
 
 
 def refresh_scorecard_view(wh: Warehouse, tables: KpiTables) -> str:
-    return create_scorecard_view(
-        wh, tables.comparisons, tables.catalog.dimensions, tables.catalog_table, tables.targets
-    )
+    return create_scorecard_view(wh, tables)
 
 
 def refresh_anomalies(

@@ -9,10 +9,11 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from kpi.compute.tables import KpiTables
 from kpi.language.catalog import Catalog
 from kpi.language.expressions import safe_divide
 from kpi.language.models import Kpi, KpiType
-from kpi.warehouse.comments import stored_comments, write_comments
+from kpi.publication.views import replace_reader_view
 from kpi.warehouse.connection import Warehouse
 
 
@@ -268,37 +269,21 @@ def status_ranges(c, k, band_min, band_max) -> list:
     ]
 
 
-def create_scorecard_view(
-    wh: Warehouse,
-    comparisons: sa.Table,
-    dimensions: list[str],
-    catalog_table: sa.Table | None = None,
-    targets: sa.Table | None = None,
-) -> str:
-    """(Re)create ``kpi.kpi_scorecard`` over the comparisons; return its qualified name."""
-    query = scorecard_select(comparisons, dimensions, "month", catalog_table, targets)
-    # Two runs replacing the view at once fail on PostgreSQL ("tuple concurrently updated").
-    with wh.transaction(lock=[f"{comparisons.schema}.kpi_scorecard"]) as conn:
-        preparer = conn.dialect.identifier_preparer
-        name = f"{preparer.quote_schema(comparisons.schema)}.{preparer.quote('kpi_scorecard')}"
-        body = query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
-        # DDL takes no bound parameters; the literals come from our own code, not from input.
-        replace = sa.text(f"CREATE OR REPLACE VIEW {name} AS {body}")
-        if conn.dialect.name != "postgresql":
-            conn.execute(replace)
-        else:
-            try:
-                with conn.begin_nested():
-                    conn.execute(replace)
-            except sa.exc.ProgrammingError:
-                # PostgreSQL replaces a view only by appending columns; a view of an older
-                # shape (a column renamed or moved) is made again.
-                conn.execute(sa.text(f"DROP VIEW {name}"))
-                conn.execute(sa.text(f"CREATE VIEW {name} AS {body}"))
-        wanted = scorecard_comments(query, comparisons, catalog_table)
-        stored = stored_comments(conn, comparisons.schema)
-        write_comments(conn, comparisons.schema, "kpi_scorecard", wanted, stored, kind="VIEW")
-    return f"{comparisons.schema}.kpi_scorecard"
+def create_scorecard_view(wh: Warehouse, tables: KpiTables) -> str:
+    """(Re)create ``kpi.kpi_scorecard`` over the comparisons where its SQL changed
+    (kpi.publication.views); return its qualified name."""
+    comparisons = tables.comparisons
+    query = scorecard_select(
+        comparisons, tables.catalog.dimensions, "month", tables.catalog_table, tables.targets
+    )
+    comments = scorecard_comments(query, comparisons, tables.catalog_table)
+    # The lock also keeps two runs from replacing the view at once, which fails on
+    # PostgreSQL ("tuple concurrently updated").
+    made = replace_reader_view(
+        wh, tables, comparisons.schema, "kpi_scorecard", lambda: query, comments
+    )
+    assert made is not None  # the scorecard reads only the KPI tables, always there
+    return made
 
 
 SCORECARD_COMMENTS = {

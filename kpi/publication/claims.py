@@ -14,6 +14,8 @@ A view: always as current as the raw tables, computed by the warehouse when read
 
 from __future__ import annotations
 
+import functools
+
 import sqlalchemy as sa
 
 from kpi.compute.source_sql import dimension_value, local_day
@@ -164,9 +166,7 @@ def claims_select(tables: KpiTables) -> sa.Select | None:
 
 
 def refresh_claims_view(wh: Warehouse, tables: KpiTables) -> str | None:
-    """(Re)create ``kpi.conversion_claims`` with its comments; its name, or None when the
-    catalog lacks one of its sources."""
-    query = claims_select(tables)
-    if query is None:
-        return None
-    return replace_reader_view(wh, KPI_SCHEMA, VIEW, query, COMMENTS)
+    """(Re)create ``kpi.conversion_claims`` with its comments where its SQL changed
+    (kpi.publication.views); its name, or None when the catalog lacks one of its sources."""
+    build = functools.partial(claims_select, tables)
+    return replace_reader_view(wh, tables, KPI_SCHEMA, VIEW, build, COMMENTS)

@@ -10,6 +10,8 @@ members (the same rows). A view: as current as the raw tables.
 
 from __future__ import annotations
 
+import functools
+
 import sqlalchemy as sa
 
 from kpi.compute.channel_sql import normalised, normalised_source
@@ -85,8 +87,7 @@ def unmapped_select(tables: KpiTables) -> sa.Select | None:
 
 
 def refresh_unmapped_view(wh: Warehouse, tables: KpiTables) -> str | None:
-    """(Re)create ``kpi.unmapped_dimension_values`` with its comments; its name or None."""
-    query = unmapped_select(tables)
-    if query is None:
-        return None
-    return replace_reader_view(wh, KPI_SCHEMA, VIEW, query, COMMENTS)
+    """(Re)create ``kpi.unmapped_dimension_values`` with its comments where its SQL changed
+    (kpi.publication.views); its name or None."""
+    build = functools.partial(unmapped_select, tables)
+    return replace_reader_view(wh, tables, KPI_SCHEMA, VIEW, build, COMMENTS)

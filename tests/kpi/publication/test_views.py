@@ -1,0 +1,116 @@
+"""The readers' views are made again only when their SQL can have changed (a stamp of the
+catalog, layout, code and dialect in ``refresh_state``), on both warehouses: a daily run
+with the same definitions runs no CREATE VIEW, and a view dropped, a comment edited or a
+definition changed since is put right by the next run."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from kpi.compute.tables import KpiTables
+from kpi.language.loader import load_catalog
+from kpi.publication.claims import refresh_claims_view
+from kpi.publication.unmapped import refresh_unmapped_view
+from kpi.refresh import refresh_scorecard_view
+from kpi.warehouse.comments import stored_comments
+from kpi.warehouse.connection import Warehouse
+
+REFRESH = {
+    "kpi.conversion_claims": refresh_claims_view,
+    "kpi.unmapped_dimension_values": refresh_unmapped_view,
+    "kpi.kpi_scorecard": refresh_scorecard_view,
+}
+
+
+class Statements:
+    """The SQL an engine runs (a SQLAlchemy event on the real engine, nothing replaced)."""
+
+    def __init__(self, engine: sa.Engine):
+        self.seen: list[str] = []
+        sa.event.listen(engine, "before_cursor_execute", self._record)
+
+    def _record(self, conn, cursor, statement, parameters, context, executemany):
+        self.seen.append(" ".join(statement.split()))
+
+    def creating(self, name: str) -> list[str]:
+        return [s for s in self.seen if s.startswith("CREATE") and f" VIEW {name} " in s]
+
+    def commenting(self) -> list[str]:
+        return [s for s in self.seen if s.startswith("COMMENT ON")]
+
+
+def _tables() -> KpiTables:
+    return KpiTables.for_catalog(load_catalog(), use_cubes=True)
+
+
+def _comments(wh: Warehouse, name: str) -> dict:
+    schema, view = name.split(".")
+    with wh.engine.connect() as conn:
+        return {k: v for k, v in stored_comments(conn, schema).items() if k[0] == view}
+
+
+@pytest.mark.parametrize("name", sorted(REFRESH))
+def test_a_view_whose_sql_cannot_have_changed_is_kept(warehouse_url, name):
+    tables, refresh = _tables(), REFRESH[name]
+    wh = Warehouse(warehouse_url)
+    try:
+        wh.ensure_tables(tables.all_tables())
+        seen = Statements(wh.engine)
+        assert refresh(wh, tables) == name
+        assert len(seen.creating(name)) == 1
+        made = _comments(wh, name)
+        assert made[(name.split(".")[1], None)]  # the view's own comment, and its columns'
+        assert len(made) > 3
+        seen.seen.clear()
+        assert refresh(wh, tables) == name
+        assert seen.creating(name) == [] and seen.commenting() == []
+        assert _comments(wh, name) == made
+        wh.rows(sa.text(f"SELECT * FROM {name}"))  # still a view that reads
+    finally:
+        wh.dispose()
+
+
+@pytest.mark.parametrize("name", sorted(REFRESH))
+def test_a_view_dropped_or_a_comment_edited_is_put_right(warehouse_url, name):
+    tables, refresh = _tables(), REFRESH[name]
+    wh = Warehouse(warehouse_url)
+    try:
+        wh.ensure_tables(tables.all_tables())
+        refresh(wh, tables)
+        made = _comments(wh, name)
+        view = name.split(".")[1]
+        with wh.transaction() as conn:
+            conn.execute(sa.text(f"COMMENT ON VIEW {name} IS 'edited by hand'"))
+        seen = Statements(wh.engine)
+        refresh(wh, tables)
+        assert seen.creating(name) == [] and len(seen.commenting()) == 1
+        assert _comments(wh, name) == made
+        with wh.transaction() as conn:
+            conn.execute(sa.text(f"DROP VIEW {name}"))
+        seen.seen.clear()
+        refresh(wh, tables)
+        assert len(seen.creating(name)) == 1
+        assert _comments(wh, name) == made and (view, None) in made
+    finally:
+        wh.dispose()
+
+
+def test_a_changed_definition_makes_the_views_again(warehouse_url):
+    # Another catalog (a KPI's name changed) is another stamp: every view is made again.
+    tables = _tables()
+    wh = Warehouse(warehouse_url)
+    try:
+        wh.ensure_tables(tables.all_tables())
+        for refresh in REFRESH.values():
+            refresh(wh, tables)
+        catalog = load_catalog()
+        kpi = catalog.kpis["sessions"]
+        catalog.kpis["sessions"] = kpi.model_copy(update={"name": kpi.name + " (renamed)"})
+        changed = KpiTables.for_catalog(catalog, use_cubes=True)
+        seen = Statements(wh.engine)
+        for name, refresh in REFRESH.items():
+            assert refresh(wh, changed) == name
+            assert len(seen.creating(name)) == 1
+    finally:
+        wh.dispose()
