@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from quality.gx_import import hidden
+from quality.gx_import import deferred, hidden
 from quality.suites import (
     Between,
     ColumnsPresent,
@@ -219,7 +219,9 @@ def _gx() -> ModuleType:
         enabled = gc.isenabled()
         gc.disable()
         try:
-            with hidden():  # not GX's import of every SQL warehouse's client (gx_import)
+            # Not GX's import of every SQL warehouse's client, and scipy.stats and altair
+            # only if used (gx_import).
+            with hidden(), deferred():
                 import great_expectations
                 import great_expectations.data_context.types.base  # for _gx_context
         finally:

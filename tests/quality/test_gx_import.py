@@ -1,5 +1,6 @@
-"""Great Expectations is imported without the warehouse clients it is never handed
-(quality.gx_import), and they stay importable for the warehouse connections."""
+"""Great Expectations is imported without the warehouse clients it is never handed, and
+without running scipy.stats and altair until something uses them (quality.gx_import);
+all stay importable and work."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import threading
 
 import pytest
 
-from quality.gx_import import NOT_FOR_GX, hidden
+from quality.gx_import import DEFERRED_FOR_GX, NOT_FOR_GX, deferred, hidden
 
 
 def test_gx_validates_without_importing_warehouse_clients_which_import_afterwards() -> None:
@@ -56,3 +57,64 @@ def test_hidden_only_in_the_block_only_in_its_thread_and_not_what_is_imported() 
 
     assert still_there.dumps([1]) == "[1]"
     assert other == ["tabnanny"] and tabnanny.__name__ == "tabnanny"
+
+
+def test_gx_validates_without_running_scipy_stats_or_altair_which_work_when_used() -> None:
+    # A fresh interpreter. GX's import of them (the KL divergence expectation's) makes
+    # modules whose code has not run; every expectation type of the suites validates so.
+    code = """
+import json, sys
+import pandas as pd
+from quality import parse_suite, validate_frame
+
+suite = parse_suite({"suite": "t", "expectations": [
+    {"type": "columns_present", "columns": ["a", "b", "c"]},
+    {"type": "not_null", "column": "a"},
+    {"type": "between", "column": "b", "min": 0, "max": 10},
+    {"type": "unique", "columns": ["a"]},
+    {"type": "in_set", "column": "c", "values": ["x", "y"]},
+    {"type": "row_count", "min": 1},
+]}, "m")
+frame = pd.DataFrame({"a": [1, 2, None], "b": [1, 20, 3], "c": ["x", "z", "y"]})
+report = validate_frame(frame, suite)
+ran = [n for n in ("scipy.stats._stats_py", "altair.vegalite") if n in sys.modules]
+kinds = sorted({type(sys.modules[n]).__name__ for n in ("scipy.stats", "altair")})
+import scipy.stats, altair
+used = [float(scipy.stats.norm.cdf(0.0)), altair.Chart.__name__]
+used.append("scipy.stats._stats_py" in sys.modules)
+print(json.dumps([sorted({r for o in report.outcomes for r in o.failing_rows}), ran, kinds, used]))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    failing, ran, kinds, used = json.loads(done.stdout.splitlines()[-1])
+    assert failing == [1, 2]  # b = 20 out of range, c = "z" not in the set, a missing
+    assert ran == [] and kinds == ["_LazyModule"]
+    assert used == [0.5, "Chart", True]
+    assert set(DEFERRED_FOR_GX) == {"scipy.stats", "altair"}
+
+
+def test_deferred_only_in_the_block_only_in_its_thread_and_not_what_is_imported() -> None:
+    sys.modules.pop("tabnanny", None)
+    sys.modules.pop("pyclbr", None)
+    other: list[str] = []
+
+    def import_elsewhere() -> None:
+        import pyclbr
+
+        other.append(type(pyclbr).__name__)
+        sys.modules.pop("pyclbr", None)
+
+    with deferred(("tabnanny", "pyclbr", "json")):
+        import json as still_there
+        import tabnanny
+
+        assert type(tabnanny).__name__ == "_LazyModule"
+        thread = threading.Thread(target=import_elsewhere)
+        thread.start()
+        thread.join()
+    import pyclbr
+
+    assert type(still_there).__name__ == "module" and still_there.dumps([1]) == "[1]"
+    assert tabnanny.NannyNag.__name__ == "NannyNag"  # runs on first use
+    assert type(tabnanny).__name__ == "module"
+    assert other == ["module"] and type(pyclbr).__name__ == "module"
