@@ -13,7 +13,9 @@ Two small tables in the warehouse carry what an incremental run needs to know:
   fingerprint of the definition the step last computed the KPI with, and ``dirty_from``,
   the first day whose periods the step must recompute (NULL when it is up to date). A
   step that changes its output marks the steps that read it dirty from the same day, in
-  its own transaction, so a step that fails or is skipped leaves its work pending.
+  its own transaction, so a step that fails or is skipped leaves its work pending. Two
+  more kinds of row stamp what was written from what: ``calendar`` (the periods tables,
+  ``CalendarStamp``) and ``view`` (a readers' view, kpi.publication.views).
 
 Every dependency of a KPI row points back in time: a period's value reads days up to its
 window end; running, rolling, previous-period and last-year windows, seasonal targets,
@@ -88,7 +90,12 @@ def refresh_state_table(metadata: sa.MetaData) -> sa.Table:
     return sa.Table(
         "refresh_state",
         metadata,
-        sa.Column("step", sa.String, nullable=False, comment="values, targets or comparisons"),
+        sa.Column(
+            "step",
+            sa.String,
+            nullable=False,
+            comment="values, targets, comparisons, anomalies; calendar, view: stamps",
+        ),
         sa.Column("kpi_id", sa.String, nullable=False),
         sa.Column("fingerprint", sa.String, comment="definition the step last computed with"),
         sa.Column("dirty_from", sa.Date, comment="recompute periods ending on/after; NULL: none"),

@@ -4,8 +4,8 @@ The calendar is computed in Python (kpi.compute.periods) and written to the ware
 where every KPI statement joins to it. A refresh writes only what changed, known from a
 stamp of what the tables were last written from (kpi.compute.changes.CalendarStamp): nothing
 when the calendar is the same, the open periods when only the as-of date moved, and all of
-them otherwise. Nothing is computed that is not written: three years of periods take
-~75 ms to build in Python, more than the rest of a small refresh.
+them otherwise. Nothing is computed that is not written: three years of periods (1,191)
+took ~75 ms to build in Python, and ~17 ms since, most of a small refresh's calendar step.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class CalendarRefresh:
     changed_from: dt.date | None
 
     def all_periods(self) -> list[Period]:
-        """Every period of the calendar (built in Python: ~25 µs each)."""
+        """Every period of the calendar (built in Python: ~15 µs each)."""
         return self.calendar.periods(self.first, self.as_of)
 
 

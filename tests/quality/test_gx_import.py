@@ -61,22 +61,29 @@ def test_hidden_only_in_the_block_only_in_its_thread_and_not_what_is_imported() 
 
 def test_gx_validates_without_running_scipy_stats_or_altair_which_work_when_used() -> None:
     # A fresh interpreter. GX's import of them (the KL divergence expectation's) makes
-    # modules whose code has not run; every expectation type of the suites validates so.
+    # modules whose code has not run; every expectation type GX validates for the suites
+    # (volume and freshness are quality.checks' own) validates so.
     code = """
 import json, sys
 import pandas as pd
 from quality import parse_suite, validate_frame
 
+import datetime as dt
 suite = parse_suite({"suite": "t", "expectations": [
     {"type": "columns_present", "columns": ["a", "b", "c"]},
     {"type": "not_null", "column": "a"},
     {"type": "between", "column": "b", "min": 0, "max": 10},
     {"type": "unique", "columns": ["a"]},
-    {"type": "in_set", "column": "c", "values": ["x", "y"]},
+    {"type": "unique", "columns": ["a", "c"]},
+    {"type": "in_set", "column": "c", "values": ["x", "y", "z"]},
+    {"type": "column_type", "column": "c", "dtype": "string"},
     {"type": "row_count", "min": 1},
+    {"type": "date_in_partition", "column": "d"},
 ]}, "m")
-frame = pd.DataFrame({"a": [1, 2, None], "b": [1, 20, 3], "c": ["x", "z", "y"]})
-report = validate_frame(frame, suite)
+days = [dt.date(2026, 3, 1), dt.date(2026, 3, 2), dt.date(2026, 2, 1)]
+frame = pd.DataFrame({"a": [1, 2, None], "b": [1, 20, 3], "c": ["x", "z", "y"], "d": days})
+window = (dt.date(2026, 3, 1), dt.date(2026, 3, 2))
+report = validate_frame(frame, suite, partition=window, time_zone="UTC")
 ran = [n for n in ("scipy.stats._stats_py", "altair.vegalite") if n in sys.modules]
 kinds = sorted({type(sys.modules[n]).__name__ for n in ("scipy.stats", "altair")})
 import scipy.stats, altair
@@ -87,7 +94,7 @@ print(json.dumps([sorted({r for o in report.outcomes for r in o.failing_rows}), 
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     failing, ran, kinds, used = json.loads(done.stdout.splitlines()[-1])
-    assert failing == [1, 2]  # b = 20 out of range, c = "z" not in the set, a missing
+    assert failing == [1, 2]  # b = 20 out of range; a missing, d before the window
     assert ran == [] and kinds == ["_LazyModule"]
     assert used == [0.5, "Chart", True]
     assert set(DEFERRED_FOR_GX) == {"scipy.stats", "altair"}

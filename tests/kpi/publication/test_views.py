@@ -1,7 +1,7 @@
 """The readers' views are made again only when their SQL can have changed (a stamp of the
 catalog, layout, code and dialect in ``refresh_state``), on both warehouses: a daily run
-with the same definitions runs no CREATE VIEW, and a view dropped, a comment edited or a
-definition changed since is put right by the next run."""
+with the same definitions runs no CREATE VIEW, and a view dropped or replaced, a comment
+edited or a definition changed since is put right by the next run."""
 
 from __future__ import annotations
 
@@ -92,6 +92,28 @@ def test_a_view_dropped_or_a_comment_edited_is_put_right(warehouse_url, name):
         refresh(wh, tables)
         assert len(seen.creating(name)) == 1
         assert _comments(wh, name) == made and (view, None) in made
+    finally:
+        wh.dispose()
+
+
+@pytest.mark.parametrize("name", sorted(REFRESH))
+def test_a_view_replaced_by_other_sql_is_made_again(warehouse_url, name):
+    # By hand, or by an older version of this code (which made the views without a stamp):
+    # the definition the warehouse holds is not the one stamped.
+    tables, refresh = _tables(), REFRESH[name]
+    wh = Warehouse(warehouse_url)
+    try:
+        wh.ensure_tables(tables.all_tables())
+        refresh(wh, tables)
+        made = _comments(wh, name)
+        with wh.transaction() as conn:
+            conn.execute(sa.text(f"DROP VIEW {name}"))
+            conn.execute(sa.text(f"CREATE VIEW {name} AS SELECT 1 AS other"))
+        seen = Statements(wh.engine)
+        refresh(wh, tables)
+        # PostgreSQL cannot replace a view of other columns: it drops and creates it (two).
+        assert seen.creating(name)
+        assert _comments(wh, name) == made  # our columns again, each with its comment
     finally:
         wh.dispose()
 
