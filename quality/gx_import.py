@@ -57,12 +57,8 @@ class _Hidden(importlib.abc.MetaPathFinder):
 @contextmanager
 def hidden(names: tuple[str, ...] = NOT_FOR_GX) -> Iterator[None]:
     """Within the block, importing ``names`` (not already imported) fails in this thread."""
-    finder = _Hidden(names, threading.get_ident())
-    sys.meta_path.insert(0, finder)
-    try:
+    with _first_finder(_Hidden(names, threading.get_ident())):
         yield
-    finally:
-        sys.meta_path.remove(finder)
 
 
 class _Deferred(importlib.abc.MetaPathFinder):
@@ -98,7 +94,13 @@ def deferred(names: tuple[str, ...] = DEFERRED_FOR_GX) -> Iterator[None]:
     """Within the block, importing ``names`` (exact module names, not yet imported) in this
     thread makes a module that runs its code when an attribute of it is first read
     (``importlib.util.LazyLoader``): an import that is never used costs nothing."""
-    finder = _Deferred(names, threading.get_ident())
+    with _first_finder(_Deferred(names, threading.get_ident())):
+        yield
+
+
+@contextmanager
+def _first_finder(finder: importlib.abc.MetaPathFinder) -> Iterator[None]:
+    """``finder`` asked before every other for the duration of the block."""
     sys.meta_path.insert(0, finder)
     try:
         yield

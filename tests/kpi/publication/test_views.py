@@ -44,6 +44,15 @@ def _tables() -> KpiTables:
     return KpiTables.for_catalog(load_catalog(), use_cubes=True)
 
 
+@pytest.fixture
+def wh(warehouse_url):
+    """A real warehouse (DuckDB file, PostgreSQL database) with the KPI tables, empty."""
+    warehouse = Warehouse(warehouse_url)
+    warehouse.ensure_tables(_tables().all_tables())
+    yield warehouse
+    warehouse.dispose()
+
+
 def _comments(wh: Warehouse, name: str) -> dict:
     schema, view = name.split(".")
     with wh.engine.connect() as conn:
@@ -51,88 +60,68 @@ def _comments(wh: Warehouse, name: str) -> dict:
 
 
 @pytest.mark.parametrize("name", sorted(REFRESH))
-def test_a_view_whose_sql_cannot_have_changed_is_kept(warehouse_url, name):
+def test_a_view_whose_sql_cannot_have_changed_is_kept(wh, name):
     tables, refresh = _tables(), REFRESH[name]
-    wh = Warehouse(warehouse_url)
-    try:
-        wh.ensure_tables(tables.all_tables())
-        seen = Statements(wh.engine)
-        assert refresh(wh, tables) == name
-        assert len(seen.creating(name)) == 1
-        made = _comments(wh, name)
-        assert made[(name.split(".")[1], None)]  # the view's own comment, and its columns'
-        assert len(made) > 3
-        seen.seen.clear()
-        assert refresh(wh, tables) == name
-        assert seen.creating(name) == [] and seen.commenting() == []
-        assert _comments(wh, name) == made
-        wh.rows(sa.text(f"SELECT * FROM {name}"))  # still a view that reads
-    finally:
-        wh.dispose()
+    seen = Statements(wh.engine)
+    assert refresh(wh, tables) == name
+    assert len(seen.creating(name)) == 1
+    made = _comments(wh, name)
+    assert made[(name.split(".")[1], None)]  # the view's own comment, and its columns'
+    assert len(made) > 3
+    seen.seen.clear()
+    assert refresh(wh, tables) == name
+    assert seen.creating(name) == [] and seen.commenting() == []
+    assert _comments(wh, name) == made
+    wh.rows(sa.text(f"SELECT * FROM {name}"))  # still a view that reads
 
 
 @pytest.mark.parametrize("name", sorted(REFRESH))
-def test_a_view_dropped_or_a_comment_edited_is_put_right(warehouse_url, name):
+def test_a_view_dropped_or_a_comment_edited_is_put_right(wh, name):
     tables, refresh = _tables(), REFRESH[name]
-    wh = Warehouse(warehouse_url)
-    try:
-        wh.ensure_tables(tables.all_tables())
-        refresh(wh, tables)
-        made = _comments(wh, name)
-        view = name.split(".")[1]
-        with wh.transaction() as conn:
-            conn.execute(sa.text(f"COMMENT ON VIEW {name} IS 'edited by hand'"))
-        seen = Statements(wh.engine)
-        refresh(wh, tables)
-        assert seen.creating(name) == [] and len(seen.commenting()) == 1
-        assert _comments(wh, name) == made
-        with wh.transaction() as conn:
-            conn.execute(sa.text(f"DROP VIEW {name}"))
-        seen.seen.clear()
-        refresh(wh, tables)
-        assert len(seen.creating(name)) == 1
-        assert _comments(wh, name) == made and (view, None) in made
-    finally:
-        wh.dispose()
+    refresh(wh, tables)
+    made = _comments(wh, name)
+    view = name.split(".")[1]
+    with wh.transaction() as conn:
+        conn.execute(sa.text(f"COMMENT ON VIEW {name} IS 'edited by hand'"))
+    seen = Statements(wh.engine)
+    refresh(wh, tables)
+    assert seen.creating(name) == [] and len(seen.commenting()) == 1
+    assert _comments(wh, name) == made
+    with wh.transaction() as conn:
+        conn.execute(sa.text(f"DROP VIEW {name}"))
+    seen.seen.clear()
+    refresh(wh, tables)
+    assert len(seen.creating(name)) == 1
+    assert _comments(wh, name) == made and (view, None) in made
 
 
 @pytest.mark.parametrize("name", sorted(REFRESH))
-def test_a_view_replaced_by_other_sql_is_made_again(warehouse_url, name):
+def test_a_view_replaced_by_other_sql_is_made_again(wh, name):
     # By hand, or by an older version of this code (which made the views without a stamp):
     # the definition the warehouse holds is not the one stamped.
     tables, refresh = _tables(), REFRESH[name]
-    wh = Warehouse(warehouse_url)
-    try:
-        wh.ensure_tables(tables.all_tables())
-        refresh(wh, tables)
-        made = _comments(wh, name)
-        with wh.transaction() as conn:
-            conn.execute(sa.text(f"DROP VIEW {name}"))
-            conn.execute(sa.text(f"CREATE VIEW {name} AS SELECT 1 AS other"))
-        seen = Statements(wh.engine)
-        refresh(wh, tables)
-        # PostgreSQL cannot replace a view of other columns: it drops and creates it (two).
-        assert seen.creating(name)
-        assert _comments(wh, name) == made  # our columns again, each with its comment
-    finally:
-        wh.dispose()
+    refresh(wh, tables)
+    made = _comments(wh, name)
+    with wh.transaction() as conn:
+        conn.execute(sa.text(f"DROP VIEW {name}"))
+        conn.execute(sa.text(f"CREATE VIEW {name} AS SELECT 1 AS other"))
+    seen = Statements(wh.engine)
+    refresh(wh, tables)
+    # PostgreSQL cannot replace a view of other columns: it drops and creates it (two).
+    assert seen.creating(name)
+    assert _comments(wh, name) == made  # our columns again, each with its comment
 
 
-def test_a_changed_definition_makes_the_views_again(warehouse_url):
+def test_a_changed_definition_makes_the_views_again(wh):
     # Another catalog (a KPI's name changed) is another stamp: every view is made again.
     tables = _tables()
-    wh = Warehouse(warehouse_url)
-    try:
-        wh.ensure_tables(tables.all_tables())
-        for refresh in REFRESH.values():
-            refresh(wh, tables)
-        catalog = load_catalog()
-        kpi = catalog.kpis["sessions"]
-        catalog.kpis["sessions"] = kpi.model_copy(update={"name": kpi.name + " (renamed)"})
-        changed = KpiTables.for_catalog(catalog, use_cubes=True)
-        seen = Statements(wh.engine)
-        for name, refresh in REFRESH.items():
-            assert refresh(wh, changed) == name
-            assert len(seen.creating(name)) == 1
-    finally:
-        wh.dispose()
+    for refresh in REFRESH.values():
+        refresh(wh, tables)
+    catalog = load_catalog()
+    kpi = catalog.kpis["sessions"]
+    catalog.kpis["sessions"] = kpi.model_copy(update={"name": kpi.name + " (renamed)"})
+    changed = KpiTables.for_catalog(catalog, use_cubes=True)
+    seen = Statements(wh.engine)
+    for name, refresh in REFRESH.items():
+        assert refresh(wh, changed) == name
+        assert len(seen.creating(name)) == 1
