@@ -39,7 +39,6 @@ from kpi.compute.changes import (
 )
 from kpi.compute.coverage import kpi_coverage, source_coverage
 from kpi.compute.period_tables import (  # noqa: F401 - the periods step, re-exported
-    CalendarRefresh,
     first_day_of_data,
     refresh_calendar,
     refresh_periods,
