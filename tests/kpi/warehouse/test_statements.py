@@ -233,27 +233,29 @@ def _revise(wh, tables, day: dt.date, more: int) -> None:
 
 def test_a_run_served_from_the_cache_equals_a_recompute_compiled_afresh(warehouse_url, tables):
     wh = _loaded(warehouse_url, tables)
-    # A first incremental run compiles the incremental statements and keeps them.
+    # The full load compiled the comparison statements incremental runs use: one per KPI
+    # and grain on DuckDB (all its slices together), one per grain and slice on PostgreSQL.
+    loaded = _cache_rows(wh, tables)
+    together = wh.dialect == "duckdb"
+    assert len(loaded) == sum(
+        len(k.grains) * (1 if together else len(tables.compiler.slices(k)))
+        for k in tables.catalog.kpis.values()
+    )
+    assert loaded["statement_key"].str.endswith("|since").all()
+    sliced = sum(
+        len(k.grains) for k in tables.catalog.kpis.values() if len(tables.compiler.slices(k)) > 1
+    )
+    fused = loaded["statement_key"].str.contains(r"\|\*\|").sum()
+    assert sliced > 0 and fused == (sliced if together else 0)
+    # So the first incremental run after it compiles no comparison statement.
     _revise(wh, tables, D(2026, 2, 20), 5)
     _run(wh, tables, AS_OF, T2)
     kept = _cache_rows(wh, tables)
     kept_values = _cache_rows(wh, tables, VALUES)
-    incremental = kept[kept["statement_key"].str.endswith("|since")]
-    # For each KPI the revised day changed (those reading traffic), one per grain on DuckDB
-    # (all its slices together), one per grain and slice on PostgreSQL.
-    together = wh.dialect == "duckdb"
-    assert len(incremental) == sum(
-        len(k.grains) * (1 if together else len(tables.compiler.slices(k)))
-        for k in tables.catalog.kpis.values()
-        if _reads_traffic(tables, k.id)
+    pd.testing.assert_frame_equal(
+        loaded.sort_values("statement_key", ignore_index=True),
+        kept.sort_values("statement_key", ignore_index=True),
     )
-    sliced = sum(
-        len(k.grains)
-        for k in tables.catalog.kpis.values()
-        if _reads_traffic(tables, k.id) and len(tables.compiler.slices(k)) > 1
-    )
-    fused = incremental["statement_key"].str.contains(r"\|\*\|").sum()
-    assert sliced > 0 and fused == (sliced if together else 0)
     assert kept["fingerprint"].nunique() == 1
     # kpi_values: one statement for the KPIs the day changed, beside the full load's.
     assert sorted(k.rsplit("|", 1)[1] for k in kept_values["statement_key"]) == ["full", "since"]
@@ -339,13 +341,18 @@ def test_a_changed_catalog_compiles_again_and_drops_the_old_statements(warehouse
     wh.dispose()
 
 
-def test_only_incremental_statements_are_kept_under_their_own_key(warehouse_url, tables):
-    """A full recompute and an incremental one are different statements (the second
-    filters the periods): each has its key, and the step's rows say which it was."""
+def test_a_full_recompute_keeps_the_comparison_statements_incremental_runs_use(
+    warehouse_url, tables
+):
+    """A full recompute of the comparisons runs the incremental statements from a day
+    before any period, so it leaves them in the cache for the next daily run. The values
+    statement of a full recompute is a different statement (the KPIs of an incremental
+    one follow the data): it has its own key."""
     wh = _loaded(warehouse_url, tables)
-    for step in (COMPARISONS, VALUES):
-        keys = set(_cache_rows(wh, tables, step)["statement_key"])
-        assert keys and all(k.endswith("|full") for k in keys), step
+    keys = set(_cache_rows(wh, tables, COMPARISONS)["statement_key"])
+    assert keys and all(k.endswith("|since") for k in keys)
+    keys = set(_cache_rows(wh, tables, VALUES)["statement_key"])
+    assert keys and all(k.endswith("|full") for k in keys)
     row = wh.read(
         sa.select(tables.compiled_statements).where(
             tables.compiled_statements.c.step == COMPARISONS
