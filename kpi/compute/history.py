@@ -245,7 +245,11 @@ class HistoryLookup:
             on = [stored.c.period_start == end, *self._slice_of(stored)]
             self.joins.append((stored, sa.and_(*on)))
             return (sa.cast(stored.c.value, sa.Double), stored.c.definition_version), start, end
-        daily = self._evaluated(Grain.day, CURRENT, name)
+        # The day read is in the earlier span, before the first period an incremental run
+        # writes: evaluated over every day, not only those from ``since`` on (which left
+        # an incremental run's previous and last-year values NULL where a full one has them).
+        with self.compiler.periods_since(None):
+            daily = self._evaluated(Grain.day, CURRENT, name)
         self.joins.append((daily, sa.and_(*self._same_slice(daily, end))))
         return (sa.cast(daily.c.value, sa.Double), self.version), start, end
 

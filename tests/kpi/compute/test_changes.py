@@ -168,6 +168,37 @@ def test_a_revised_day_recomputes_the_periods_ending_on_or_after_it(warehouse_ur
     wh.dispose()
 
 
+def test_a_to_date_kpi_without_a_day_grain_compares_as_a_full_recompute(warehouse_url):
+    """Its previous period's span ends on a day it has no stored row for, so the comparison
+    evaluates that day: before the first period an incremental run writes."""
+    catalog = load_catalog()
+    mtd = catalog.kpis["revenue_month_to_date"]
+    catalog.kpis[mtd.id] = mtd.model_copy(update={"grains": [g for g in mtd.grains if g != "day"]})
+    tables = KpiTables.for_catalog(catalog, use_cubes=True)
+    wh = _loaded(warehouse_url, tables)
+    raw = tables.raw_tables["ga4_traffic"]
+    with wh.transaction() as conn:
+        conn.execute(
+            raw.update()
+            .where(raw.c.date == D(2026, 2, 20))
+            .values(purchase_revenue=raw.c.purchase_revenue + 7)
+        )
+    _run(wh, tables, AS_OF, T2)
+    c = tables.comparisons
+    week = sa.and_(c.c.kpi_id == mtd.id, c.c.grain == "week", c.c.channel.is_(None))
+    week = sa.and_(week, c.c.device.is_(None), c.c.campaign.is_(None))
+    rows = wh.read(sa.select(c.c.period_start, c.c.previous, c.c.computed_at).where(week))
+    # The week of Feb 16-22, recomputed: month to date on the 22nd against Jan 1-22.
+    row = rows[pd.to_datetime(rows["period_start"]).dt.date == D(2026, 2, 16)].iloc[0]
+    assert pd.Timestamp(row["computed_at"]) == pd.Timestamp(T2)
+    # Jan 1..22 are days 0..21, each with 150.5 + i on both channels.
+    assert row["previous"] == pytest.approx(sum(2 * (150.5 + i) for i in range(22)))
+    incremental = wh.read(sa.select(c))
+    _run(wh, tables, AS_OF, T2, full=True)
+    _same_rows(incremental, wh.read(sa.select(c)), c)
+    wh.dispose()
+
+
 def test_the_days_read_from_a_cube_are_those_of_a_scan_of_its_source(warehouse_url, tables):
     # The refresh reads a source's day counts and checksums from its cube; they must be the
     # integers a scan of the raw rows gives, or a change would go unseen (or, after an

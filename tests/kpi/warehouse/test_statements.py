@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from kpi import refresh
 from kpi.compute import changes
 from kpi.compute.changes import (
     COMPARISONS,
@@ -359,6 +360,21 @@ def test_a_full_recompute_keeps_the_comparison_statements_incremental_runs_use(
         )
     ).iloc[0]
     assert "kpi_comparisons" not in row["sql_text"]  # a SELECT: the step inserts its rows
+    wh.dispose()
+
+
+def test_a_full_recompute_from_full_gives_the_rows_of_one_without_a_period_filter(
+    warehouse_url, tables, monkeypatch
+):
+    """The statement a full recompute now runs (the incremental one, from ``FULL``) against
+    the one a warehouse without incremental refreshes runs (no period filter at all)."""
+    wh = _loaded(warehouse_url, tables)
+    from_full = wh.read(sa.select(tables.comparisons))
+    monkeypatch.setattr(refresh, "supports_incremental", lambda dialect: False)
+    refresh_comparisons(wh, tables, computed_at=T2, full_refresh=True)
+    unfiltered = wh.read(sa.select(tables.comparisons))
+    assert len(unfiltered) > 1000
+    _same_rows(from_full, unfiltered, tables.comparisons)
     wh.dispose()
 
 
