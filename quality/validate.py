@@ -39,6 +39,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
+from quality.gx_configurations import kept_configurations
 from quality.gx_import import deferred, hidden
 from quality.suites import (
     Between,
@@ -574,7 +575,8 @@ def validate_frame(
                 # The suite is validated directly and never added to the context, so there
                 # is nothing to name uniquely or clean up for it.
                 gx_suite = gx.ExpectationSuite(name=source_name, expectations=gx_expectations)
-                result = batch.validate(gx_suite, result_format={"result_format": "COMPLETE"})
+                with kept_configurations():  # GX rebuilt them per setting read
+                    result = batch.validate(gx_suite, result_format={"result_format": "COMPLETE"})
             finally:
                 context.data_sources.delete(source_name)
         for gx_result in result.results:
