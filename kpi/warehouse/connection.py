@@ -210,9 +210,10 @@ class Warehouse:
 
     @staticmethod
     def rebuild_tables_in(
-        conn: Connection, builds: list[tuple[sa.Table, sa.Select]]
+        conn: Connection, builds: Sequence[tuple[sa.Table, sa.Select | Compiled]]
     ) -> dict[str, int]:
-        """``rebuild_tables`` inside the caller's transaction."""
+        """``rebuild_tables`` inside the caller's transaction; a statement already compiled
+        (``Compiled``, kpi.warehouse.statements) is run as it is."""
         lock_tables(conn, [DDL, *(t for t, _ in builds)])
         counts = {}
         for schema in sorted({t.schema for t, _ in builds if t.schema}):
@@ -222,8 +223,11 @@ class Warehouse:
             _drop_stale_reader_copy(conn, table)
         for table, select in builds:
             conn.execute(sa.schema.CreateTable(table))
-            names = [c.name for c in select.selected_columns]
-            result = conn.execute(table.insert().from_select(names, select))
+            if isinstance(select, Compiled):
+                result = conn.exec_driver_sql(*select.insert_into(table, conn.dialect))
+            else:
+                names = [c.name for c in select.selected_columns]
+                result = conn.execute(table.insert().from_select(names, select))
             counts[table.name] = max(result.rowcount, 0)
             # A new table has no statistics at all: the next statement reading it would be
             # planned as if it were empty.

@@ -30,7 +30,13 @@ from kpi.compute.changes import (
 )
 from kpi.compute.tables import KpiTables
 from kpi.language.loader import load_catalog
-from kpi.refresh import _values_key, _values_statement, refresh_comparisons, refresh_kpi_values
+from kpi.refresh import (
+    CUBES,
+    _values_key,
+    _values_statement,
+    refresh_comparisons,
+    refresh_kpi_values,
+)
 from kpi.status.comparisons import comparison_select
 from kpi.warehouse.connection import Warehouse, make_engine
 from kpi.warehouse.statements import (
@@ -248,6 +254,11 @@ def test_a_run_served_from_the_cache_equals_a_recompute_compiled_afresh(warehous
     )
     fused = loaded["statement_key"].str.contains(r"\|\*\|").sum()
     assert sliced > 0 and fused == (sliced if together else 0)
+    # And those of the daily cubes and their period rollups, one of each per source.
+    loaded_cubes = _cache_rows(wh, tables, CUBES)
+    assert sorted(loaded_cubes["statement_key"]) == sorted(
+        f"{kind}|{source}" for source in tables.compiler.cubes.tables for kind in ("cube", "rollup")
+    )
     # So the first incremental run after it compiles no comparison statement.
     _revise(wh, tables, D(2026, 2, 20), 5)
     _run(wh, tables, AS_OF, T2)
@@ -266,7 +277,7 @@ def test_a_run_served_from_the_cache_equals_a_recompute_compiled_afresh(warehous
     _revise(wh, tables, D(2026, 2, 10), 3)
     t3 = dt.datetime(2026, 3, 3, 6, tzinfo=dt.UTC)
     _run(wh, tables, AS_OF, t3)
-    for step, before in ((COMPARISONS, kept), (VALUES, kept_values)):
+    for step, before in ((COMPARISONS, kept), (VALUES, kept_values), (CUBES, loaded_cubes)):
         pd.testing.assert_frame_equal(
             before.sort_values("statement_key", ignore_index=True),
             _cache_rows(wh, tables, step).sort_values("statement_key", ignore_index=True),
