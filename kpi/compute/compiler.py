@@ -28,7 +28,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from kpi.compute.cubes import SourceCubes
 from kpi.compute.source_sql import dimension_value, local_day, source_names
-from kpi.compute.windows import CURRENT, Window, offset_window
+from kpi.compute.windows import CURRENT, RunningWindow, Window, offset_window
 from kpi.language.catalog import Catalog
 from kpi.language.expressions import referenced_names, safe_divide, to_sql
 from kpi.language.models import Additivity, Agg, Grain, Kpi, KpiType, Measure, SourceSpec
@@ -354,6 +354,10 @@ class KpiCompiler:
         join); running and comparison windows overlap, so they need a range join."""
         if window != CURRENT:
             start, end = window.bounds(p)
+            if grain == Grain.day and not isinstance(window, RunningWindow):
+                # An earlier day is one day (its window starts where it ends): an equality
+                # join, hashed, where the range was a range join over every day.
+                return data, [data.c.day == start]
             return data, [data.c.day >= start, data.c.day <= end]
         dp = self.day_periods
         bucketed = (

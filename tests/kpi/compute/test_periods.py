@@ -153,6 +153,20 @@ def test_table_rows_count_what_periods_build(week_start, fiscal, first, as_of):
     assert calendar.table_rows(first, as_of) == (len(periods), len(day_periods(periods)["day"]))
 
 
+@pytest.mark.parametrize("week_start", ["monday", "sunday"])
+@pytest.mark.parametrize("fiscal", [1, 4])
+def test_a_days_own_previous_and_last_year_windows_are_one_day(week_start, fiscal):
+    # The compiler joins a day's earlier day by equality on the window's start
+    # (KpiCompiler._window_join), which is right only while each such window is one day.
+    calendar = cal(week_start=week_start, fiscal=fiscal)
+    days = [p for p in calendar.periods(D(2023, 1, 1), D(2025, 3, 31)) if p.grain == "day"]
+    assert len(days) == 821
+    for p in days:
+        assert p.period_start == p.period_end == p.window_end, p
+        assert p.prev_period_start == p.prev_window_end, p
+        assert p.ly_period_start == p.ly_window_end, p
+
+
 @pytest.mark.parametrize("ending_from", [D(2024, 2, 29), D(2025, 3, 31), D(2025, 6, 1)])
 def test_periods_ending_from_are_those_ending_on_or_after_it(ending_from):
     # What a refresh rewrites when only the as-of date moved: built alone, the same periods.
