@@ -27,9 +27,7 @@ def test_this_gx_is_one_the_change_was_written_against() -> None:
     assert gx.__version__.startswith(GX_VERSIONS)
 
 
-def test_inside_the_block_one_configuration_per_expectation_and_the_property_back_after() -> (
-    None
-):
+def test_inside_the_block_one_configuration_per_expectation_and_the_property_back_after() -> None:
     original = Expectation.__dict__["configuration"]
     first, second = _expectation(), _expectation()
     assert first.configuration is not first.configuration  # GX builds one per read
