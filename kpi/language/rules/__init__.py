@@ -17,7 +17,12 @@ from kpi.language.rules.display_formats import DisplayFormatRule
 from kpi.language.rules.expressions import ExpressionRule
 from kpi.language.rules.file_sources import FileSourceDeclarationRule
 from kpi.language.rules.grains import GrainRule
-from kpi.language.rules.kpi_types import CumulativeRule, KpiTypeFieldsRule, ShiftedGrowthRule
+from kpi.language.rules.kpi_types import (
+    CumulativeRule,
+    GrowthInputRule,
+    KpiTypeFieldsRule,
+    ShiftedGrowthRule,
+)
 from kpi.language.rules.references import CycleRule, KpiReferenceRule
 from kpi.language.rules.sources import SourceDeclarationRule, UnknownSourceRule
 from kpi.language.rules.targets import GoalDeadlineRule, SeasonalPhasingRule, TargetRule
@@ -39,6 +44,7 @@ RULES: list[Rule] = [
     DimensionRule(),
     CumulativeRule(),
     ShiftedGrowthRule(),
+    GrowthInputRule(),
     TargetRule(),
     SeasonalPhasingRule(),
     GoalDeadlineRule(),

@@ -104,3 +104,40 @@ class ShiftedGrowthRule(Rule):
                     )
                 )
         return problems
+
+
+class GrowthInputRule(Rule):
+    """A growth (``period_over_period``) is not the input of another KPI yet.
+
+    Another KPI evaluates its inputs over other windows than the period's own: a growth of
+    it over the earlier period, a running total over the days to date, a derived KPI's
+    comparison over an open period's like-for-like span. A growth evaluated over such a
+    window still compares with the period before the *current* one, so the number would
+    be wrong. Until the compiler composes the two windows, such a definition is refused.
+    """
+
+    name = "growth_input"
+    FIELD = {
+        KpiType.derived: "expr",
+        KpiType.cumulative: "cumulative",
+        KpiType.period_over_period: "period_over_period",
+    }
+
+    def check(self, catalog: Catalog) -> list[Problem]:
+        problems = []
+        for kpi in catalog.kpis.values():
+            for ref in kpi.referenced_kpis():
+                growth = catalog.kpis.get(ref)
+                if growth is None or growth.period_over_period is None:
+                    continue
+                problems.append(
+                    problem_at(
+                        catalog,
+                        kpi,
+                        self.FIELD[kpi.type],
+                        message=f"`{ref}` is a growth (period_over_period), which cannot be "
+                        f"the input of another KPI yet: build this KPI from "
+                        f"`{growth.period_over_period.of}` instead",
+                    )
+                )
+        return problems

@@ -1701,6 +1701,46 @@ def test_a_fixed_offset_of_a_running_total_is_refused(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
+# GrowthInputRule
+# ---------------------------------------------------------------------------------------------
+
+GROWTH = kpi(
+    "sessions_growth",
+    "type: period_over_period\nperiod_over_period: {of: sessions, offset: previous_period}",
+)
+
+
+@pytest.mark.parametrize(
+    ("field", "body"),
+    [
+        (
+            "period_over_period",
+            "type: period_over_period\n"
+            "period_over_period: {of: sessions_growth, offset: previous_period}",
+        ),
+        ("cumulative", "type: cumulative\ncumulative: {of: sessions_growth, to_date: month}"),
+        ("expr", "type: derived\nexpr: sessions_growth * 100"),
+    ],
+)
+def test_a_growth_as_the_input_of_another_kpi_is_refused_at_its_line(tmp_path, field, body):
+    # Evaluated over an earlier or running window, the growth would still compare with the
+    # period before the current one: a wrong number, so refused until windows compose.
+    text = area(SESSIONS, GROWTH, kpi("on_growth", body))
+    folder = write_definitions(tmp_path, {"test.yaml": text})
+    problem = only(problems_of(folder))
+    line = line_of(text, f"{field}:", after="id: on_growth")
+    assert_at(problem, folder / "test.yaml", line, "on_growth")
+    assert problem.message == (
+        "`sessions_growth` is a growth (period_over_period), which cannot be the input of "
+        "another KPI yet: build this KPI from `sessions` instead"
+    )
+
+
+def test_a_growth_of_a_plain_kpi_is_accepted(tmp_path):
+    load_catalog(write_definitions(tmp_path, {"test.yaml": area(SESSIONS, GROWTH)}))
+
+
+# ---------------------------------------------------------------------------------------------
 # DisplayFormatRule
 # ---------------------------------------------------------------------------------------------
 
