@@ -48,6 +48,7 @@ def test_the_property_comes_back_when_the_block_raises() -> None:
 
 
 def test_another_gx_version_is_left_as_it_is(monkeypatch) -> None:
+    # Not a mock: the real GX, told it is not a version the change was checked against.
     monkeypatch.setattr(gx_configurations, "GX_VERSIONS", ("0.0.",))
     with kept_configurations():
         one = _expectation()
@@ -77,6 +78,7 @@ def test_a_validation_reports_what_gx_reports_rebuilding_them(
         frame.loc[2, "device"] = "tv"
         frame.loc[3, "engagement_rate"] = 1.5
     kept = _report(frame, suite)
+    # Not a mock: the memo switched off, so that GX validates as it comes (the reference).
     monkeypatch.setattr(validate, "kept_configurations", contextlib.nullcontext)
     rebuilt = _report(frame, suite)
     assert kept == rebuilt

@@ -395,6 +395,7 @@ def test_a_full_recompute_from_full_gives_the_rows_of_one_without_a_period_filte
     all). PostgreSQL runs the latter for a full recompute itself."""
     wh = _loaded(duckdb_url, tables)
     from_full = wh.read(sa.select(tables.comparisons))
+    # Not a mock: the real refresh, on the path of a warehouse without incremental runs.
     monkeypatch.setattr(refresh, "supports_incremental", lambda dialect: False)
     refresh_comparisons(wh, tables, computed_at=T2, full_refresh=True)
     unfiltered = wh.read(sa.select(tables.comparisons))
