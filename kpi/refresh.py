@@ -86,9 +86,14 @@ def refresh_cubes(wh: Warehouse, tables: KpiTables) -> dict[str, int]:
 def _cube_builds(
     tables: KpiTables, names: list[str], checksum: bool
 ) -> list[tuple[sa.Table, sa.Select]]:
-    """(table, select) of the daily cubes of ``names`` (with their rows' checksums)."""
-    cubes = tables.compiler.cubes
-    return [(cubes.tables[s], cubes.select(s, checksum=checksum)) for s in names]
+    """(table, select) of the daily cubes of ``names`` (with their rows' checksums), then
+    of their monthly cubes."""
+    cubes, day_periods = tables.compiler.cubes, tables.compiler.day_periods
+    return [(cubes.tables[s], cubes.select(s, checksum=checksum)) for s in names] + [
+        (cubes.month_tables[s], cubes.month_select(s, day_periods))
+        for s in names
+        if s in cubes.month_tables
+    ]
 
 
 def _rollup_builds(tables: KpiTables, names: list[str]) -> list[tuple[sa.Table, sa.Select]]:
@@ -121,8 +126,19 @@ def _cube_statements(
         return table, cache.get(f"{kind}|{source}", {}, lambda: compile_select(dialect, build()))
 
     cubes, rollups = tables.compiler.cubes, tables.rollups
+    day_periods = tables.compiler.day_periods
     return (
-        [cached("cube", s, cubes.tables[s], lambda s=s: cubes.select(s, True)) for s in names],
+        [cached("cube", s, cubes.tables[s], lambda s=s: cubes.select(s, True)) for s in names]
+        + [
+            cached(
+                "month_cube",
+                s,
+                cubes.month_tables[s],
+                lambda s=s: cubes.month_select(s, day_periods),
+            )
+            for s in names
+            if s in cubes.month_tables
+        ],
         [
             cached("rollup", s, rollups.tables[s], lambda s=s: rollups.rollup_select(s))
             for s in names

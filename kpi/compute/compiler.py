@@ -278,7 +278,13 @@ class KpiCompiler:
         src = self.catalog.sources[measure.source]
         table = self.tables[measure.source]
         rows = self._rows(measure, src, table, dims)
-        cubed = self.use_cubes and measure.agg != Agg.count_distinct
+        # A slice only month-grained KPIs read is kept by month, not by day
+        # (kpi.compute.cubes): asked for by day, it is summed from the raw rows.
+        cubed = (
+            self.use_cubes
+            and measure.agg != Agg.count_distinct
+            and self.cubes.covers(measure.source, dims)
+        )
         daily_of = (
             (lambda: self.cubes.daily(measure, dims))
             if cubed
@@ -447,7 +453,7 @@ class KpiCompiler:
         sparse = self.catalog.is_sparse(dims)
         selects = []
         for name in self.source_names(kpi):
-            if self.use_cubes and name in self.cubes.tables:
+            if self.use_cubes and name in self.cubes.tables and self.cubes.covers(name, dims):
                 cube = self.cubes.tables[name]
                 day = [cube.c.day] if sparse else []
                 selects.append(sa.select(*day, *[cube.c[d] for d in dims]).distinct())

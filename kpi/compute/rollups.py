@@ -35,10 +35,10 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from kpi.compute.compiler import KpiCompiler, unknown_when_missing
 from kpi.compute.cubes import CUBE_COLUMNS
+from kpi.compute.fusion import MONTHLY_GRAINS, fusable
 from kpi.language.expressions import safe_divide, to_sql
 from kpi.language.models import Agg, Kpi, KpiType, Measure
 
-ROLLUP_AGGS = {Agg.sum, Agg.count, Agg.average, Agg.min, Agg.max}
 TOTAL = ""  # the slice of the row for "all dimensions", and a value outside the slice
 Slice = tuple[str, ...]  # a slice's dimensions, sorted: ("campaign", "channel")
 PART_ROLLUP = {
@@ -65,29 +65,8 @@ class PeriodRollups:
 
     def fusable(self, kpi: Kpi) -> bool:
         """True when ``kpi`` is a function of its period's sums (see the module docstring)
-        and every slice of it is dense: the fused join crosses every period with every value
-        (combination) seen. A KPI with a sparse slice (kpi.language.catalog.Catalog.is_sparse)
-        takes the compiler's queries, whose spine is the combinations with data."""
-        dense = not any(self.catalog.is_sparse(dims) for dims in kpi.slice_dimensions)
-        return dense and self._of_period_sums(kpi, kpi.dimension_names)
-
-    def _of_period_sums(self, kpi: Kpi, dims: list[str]) -> bool:
-        """``kpi`` (sliced by ``dims``) is a function of its period's sums."""
-        if kpi.type in (KpiType.simple, KpiType.ratio):
-            return all(self._fusable_measure(m, dims) for _, m in kpi.measures)
-        if kpi.type == KpiType.derived:
-            refs = [self.catalog.kpis[r] for r in kpi.referenced_kpis()]
-            return all(self._of_period_sums(r, dims) for r in refs) and all(
-                d in self.compiler.cubes.dims[s] for s in self._sources(kpi) for d in dims
-            )
-        return False
-
-    def _fusable_measure(self, measure: Measure, dims: list[str]) -> bool:
-        return (
-            measure.agg in ROLLUP_AGGS
-            and measure.source in self.tables
-            and all(d in self.compiler.cubes.dims[measure.source] for d in dims)
-        )
+        and every slice of it is dense (kpi.compute.fusion.fusable)."""
+        return fusable(self.catalog, kpi)
 
     # -- the rollup tables --------------------------------------------------------------------
 
@@ -120,7 +99,7 @@ class PeriodRollups:
             ),
             *[
                 sa.Column(f"v_{d}", sa.String, nullable=False, comment=f"{d} ('': not sliced)")
-                for d in self.compiler.cubes.dims[source]
+                for d in self._dims(source)
             ],
             *[
                 sa.Column(name, type_, comment=comment)
@@ -129,6 +108,13 @@ class PeriodRollups:
             schema=schema,
             comment=f"Daily cube of {source} summed per period and slice; rebuilt every run",
         )
+
+    def _dims(self, source: str) -> list[str]:
+        """The dimensions of the rollup of ``source``: its daily cube's, then its monthly
+        cube's that the daily one leaves out."""
+        cubes = self.compiler.cubes
+        daily = cubes.dims[source]
+        return [*daily, *[d for d in cubes.month_dims.get(source, []) if d not in daily]]
 
     def _columns(self, source: str) -> dict[str, tuple]:
         """``m{i}_{part}`` -> (measure key, part, type, comment), for every measure of the
@@ -144,22 +130,25 @@ class PeriodRollups:
         return columns
 
     def rollup_select(self, source: str) -> sa.Select | sa.CompoundSelect:
-        """The cube of ``source`` summed into periods (via day_periods), per slice fused KPIs
-        read, in the grains they read it in."""
-        cube = self.compiler.cubes.tables[source]
-        dp = self.compiler.day_periods
-        aggregates = [
-            PART_ROLLUP[part](self.compiler.cubes.part(cube, source, key, part)).label(name)
-            for name, (key, part, _, _) in self._columns(source).items()
-        ]
-        joined = cube.join(dp, dp.c.day == cube.c.day)
+        """The cubes of ``source`` summed into periods (via day_periods), per slice fused
+        KPIs read, in the grains they read it in: from the daily cube, or from the monthly
+        one for a slice the daily cube leaves out (only month-grained KPIs read it)."""
+        cubes, dp = self.compiler.cubes, self.compiler.day_periods
+        columns = self._columns(source)
         selects = []
         for dims, grains in self.grains[source].items():
+            cube = cubes.table_with(source, dims)
+            if cube is not cubes.tables[source] and not grains <= MONTHLY_GRAINS:
+                raise AssertionError(f"{source}: slice {dims} in {grains} read by month")
             # The total row exists in every grain, read or not: a rollup is never empty.
             where = [dp.c.grain.in_(sorted(grains))] if dims or grains else []
             values = [
                 (cube.c[d] if d in dims else sa.literal(TOTAL, sa.String)).label(f"v_{d}")
-                for d in self.compiler.cubes.dims[source]
+                for d in self._dims(source)
+            ]
+            aggregates = [
+                PART_ROLLUP[part](cubes.part(cube, source, key, part)).label(name)
+                for name, (key, part, _, _) in columns.items()
             ]
             selects.append(
                 sa.select(
@@ -169,7 +158,7 @@ class PeriodRollups:
                     *values,
                     *aggregates,
                 )
-                .select_from(joined)
+                .select_from(cube.join(dp, dp.c.day == cube.c.day))
                 .where(*where)
                 .group_by(dp.c.grain, dp.c.period_start, *[cube.c[d] for d in dims])
             )
@@ -296,7 +285,9 @@ class PeriodRollups:
         selects: list[sa.Select] = [total]
         for dims in sorted({_slice(d) for d in kpi.slice_dimensions}):
             seen = [
-                sa.select(*[self.compiler.cubes.tables[src].c[d] for d in dims]).distinct()
+                sa.select(
+                    *[self.compiler.cubes.table_with(src, dims).c[d] for d in dims]
+                ).distinct()
                 for src in self._sources(kpi)
             ]
             values = (sa.union(*seen) if len(seen) > 1 else seen[0]).subquery()

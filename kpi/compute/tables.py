@@ -109,6 +109,7 @@ class KpiTables:
             "cubes": {
                 source: {
                     "dims": cubes.dims.get(source),
+                    "month_dims": cubes.month_dims.get(source),
                     "measures": cubes.measures.get(source),
                     "stored": cubes.stored.get(source),
                     "parts": {

@@ -160,3 +160,79 @@ def test_a_rollup_slice_is_summed_in_the_grains_read_only(tmp_path):
     fused = list(tables.catalog.kpis)
     insert = str(tables.rollups.values_select(fused, COMPUTED_AT).compile())
     assert len(set(re.findall(r"(rollups_\d+) AS", insert))) == 2  # orders; orders + visits
+
+
+def _month_grained_case() -> dict:
+    return yaml.safe_load((CASES / "month_grained_slices.yaml").read_text())
+
+
+def test_a_slice_only_month_grained_kpis_read_is_kept_by_month(tmp_path):
+    # Campaign revenue by (channel, campaign) in months, fiscal quarters and years: the
+    # daily cube keeps the channel (revenue by day reads it) and not the campaign; the
+    # monthly cube keeps both, and the rollup sums that slice from it
+    # (tests/kpi_cases/month_grained_slices.yaml checks the numbers).
+    tables = _tables_of(_month_grained_case(), tmp_path / "defs")
+    cubes = tables.compiler.cubes
+    assert cubes.dims["orders"] == ["channel"]
+    assert cubes.month_dims["orders"] == ["channel", "campaign"]
+    month = cubes.month_tables["orders"]
+    assert month.name == "month_cube_orders"
+    assert "checksum" not in month.c  # the day checksums come from the daily cube
+    assert cubes.table_with("orders", ("channel",)) is cubes.tables["orders"]
+    assert cubes.table_with("orders", ("campaign", "channel")) is month
+    sql = str(
+        tables.rollups.rollup_select("orders").compile(compile_kwargs={"literal_binds": True})
+    )
+    reads = {
+        re.search(r"'([a-z,]*)' AS slice", branch).group(1): (
+            "month_cube_orders" if "month_cube_orders" in branch else "cube_orders"
+        )
+        for branch in sql.split("UNION ALL")
+    }
+    assert reads == {
+        "": "cube_orders",
+        "channel": "cube_orders",
+        "campaign,channel": "month_cube_orders",
+        "campaign": "month_cube_orders",
+    }
+    columns = [c.name for c in tables.rollups.tables["orders"].columns]
+    assert columns[:5] == ["grain", "period_start", "slice", "v_channel", "v_campaign"]
+
+
+def test_a_monthly_cube_keeps_the_daily_dimensions_its_filters_read(tmp_path):
+    # Paid revenue by campaign alone: its filter (channel = 'paid') is applied to cube rows,
+    # as the daily cube keeps the channel; the monthly cube must keep it too.
+    case = _month_grained_case()
+    case["kpis"] = [
+        k for k in case["kpis"] if k["id"] in ("revenue_by_day", "paid_campaign_revenue")
+    ]
+    cubes = _tables_of(case, tmp_path / "filter").compiler.cubes
+    assert cubes.reads[("orders", ("revenue", "channel = 'paid'"))] == (0, "channel = 'paid'")
+    assert cubes.month_dims["orders"] == ["channel", "campaign"]
+
+
+def test_a_slice_also_read_by_day_or_week_stays_in_the_daily_cube(tmp_path):
+    case = _month_grained_case()
+    for kpi in case["kpis"]:
+        if kpi["id"] == "paid_campaign_revenue":
+            kpi["grains"] = ["week", "quarter"]  # weeks are not whole months
+    cubes = _tables_of(case, tmp_path / "week").compiler.cubes
+    # Campaign is now a daily dimension, and so (channel, campaign) is in the daily cube.
+    assert cubes.dims["orders"] == ["channel", "campaign"]
+    assert cubes.month_tables == {} and cubes.month_dims == {}
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_monthly_cube_statements_compile_for_every_dialect(tmp_path, dialect):
+    tables = _tables_of(_month_grained_case(), tmp_path / "defs")
+    compiled_dialect, _ = load_dialect(dialect)
+    cubes = tables.compiler.cubes
+    for statement in (
+        cubes.month_select("orders", tables.compiler.day_periods),
+        tables.rollups.rollup_select("orders"),
+    ):
+        sql = str(
+            statement.compile(dialect=compiled_dialect, compile_kwargs={"literal_binds": True})
+        )
+        assert sql.lstrip().startswith("SELECT"), sql[:200]
+        assert "day_periods" in sql
