@@ -43,7 +43,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from kpi.compute.checksums import rows_checksum
+from kpi.compute.checksums import read_columns, rows_checksum
 from kpi.compute.source_sql import local_day
 from kpi.language.catalog import Catalog
 from kpi.warehouse.schema import WORK_SCHEMA
@@ -193,7 +193,7 @@ def source_days_select(catalog: Catalog, name: str, table: sa.Table) -> sa.Selec
         sa.literal(name, sa.String).label("source"),
         day.label("day"),
         sa.func.count().label("n"),
-        rows_checksum(table).label("checksum"),
+        rows_checksum(table, columns=read_columns(catalog, name)).label("checksum"),
     ).group_by(day)
 
 

@@ -4,6 +4,13 @@ DuckDB's ``hash()`` and PostgreSQL's ``hashtext()``; other warehouses have no ch
 refresh in full (``kpi.compute.changes.supports_incremental``). The sum of the hashes of a
 day's rows does not depend on how the rows are grouped first, so the daily cubes can carry
 it per cube row and the day's checksum is the sum of theirs (``kpi.compute.cubes``).
+
+Only the columns some KPI reads are hashed (``read_columns``): a column no KPI reads cannot
+change a KPI's number, so a change to it recomputes nothing, and hashing the other columns
+cost a third of the checksum (4 of GA4's 14 columns, ~18 ms of 10M rows on DuckDB; on
+PostgreSQL every column is turned into text first). A catalogue that starts reading another
+column changes the checksum of every day of that source once: its readers then recompute in
+full, as they must, since their rows were computed without it.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ from sqlalchemy.sql import FromClause
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
+from kpi.language.catalog import Catalog
+from kpi.language.expressions import referenced_names
 from kpi.warehouse.schema import LINEAGE_COLUMNS
 
 _MODULUS = 1_000_000_007  # keeps DuckDB's 64-bit hashes summable in a BIGINT
@@ -43,11 +52,34 @@ def _unsupported_checksum(element, compiler, **kw):
     )
 
 
-def rows_checksum(table: sa.Table, rows: FromClause | None = None) -> ColumnElement:
-    """The sum of the checksums of the grouped rows of ``table``, over its declared columns:
-    lineage columns such as ``_loaded_at`` are left out, so a re-pull that brings the same
-    numbers changes nothing. ``rows`` is a subquery passing ``table``'s columns through
-    (with others): its columns of those names are read instead, giving the same sums."""
+def read_columns(catalog: Catalog, source: str) -> list[str]:
+    """The columns of ``source`` some KPI's number depends on, in declared order: its time
+    column, the columns of its dimensions (with the channel rules' inputs), and the columns
+    the expressions and filters of the measures reading it name (a name in a filter may be
+    a dimension's: its columns are in already)."""
+    src = catalog.sources[source]
+    names: set[str | None] = {src.time.column}
+    for mapping in src.dimensions.values():
+        names.add(mapping.column)
+        if mapping.classify is not None:
+            names |= {mapping.classify.source, mapping.classify.medium, mapping.classify.campaign}
+    for kpi in catalog.kpis.values():
+        for _, m in kpi.measures:
+            if m.source == source:
+                names |= {n for text in (m.expr, m.filter) if text for n in referenced_names(text)}
+    return [c for c in src.columns if c in names and c not in LINEAGE_COLUMNS]
+
+
+def rows_checksum(
+    table: sa.Table, rows: FromClause | None = None, columns: list[str] | None = None
+) -> ColumnElement:
+    """The sum of the checksums of the grouped rows of ``table``, over ``columns`` (default:
+    its declared columns; ``read_columns`` gives those KPIs read). Lineage columns such as
+    ``_loaded_at`` are left out either way, so a re-pull that brings the same numbers
+    changes nothing. ``rows`` is a subquery passing ``table``'s columns through (with
+    others): its columns of those names are read instead, giving the same sums."""
     names = [c.name for c in table.c if c.name not in LINEAGE_COLUMNS]
+    if columns is not None:
+        names = [n for n in names if n in columns]
     of = table if rows is None else rows
     return sa.cast(sa.func.sum(row_checksum(*[of.c[n] for n in names])), sa.BigInteger)

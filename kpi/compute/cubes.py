@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql import FromClause
 from sqlalchemy.sql.elements import ColumnElement
 
-from kpi.compute.checksums import rows_checksum
+from kpi.compute.checksums import read_columns, rows_checksum
 from kpi.compute.fusion import monthly
 from kpi.compute.source_sql import dimension_value, local_day, source_names
 from kpi.language.catalog import Catalog
@@ -237,7 +237,11 @@ class SourceCubes:
         table = self.raw_tables[source]
         rows = self._rows(source)
         dims = [rows.c[f"{DIM}{d}"] for d in self.dims[source]]
-        total = rows_checksum(table, rows) if checksum else sa.cast(sa.null(), sa.BigInteger)
+        total = (
+            rows_checksum(table, rows, read_columns(self.catalog, source))
+            if checksum
+            else sa.cast(sa.null(), sa.BigInteger)
+        )
         keys = [rows.c[DAY].label("day"), *[c.label(c.name[len(DIM) :]) for c in dims]]
         aggregates = self._aggregates(source, rows)
         return sa.select(

@@ -18,8 +18,10 @@ from kpi.compute.changes import (
     periods_changed_from,
     source_days_select,
 )
+from kpi.compute.checksums import read_columns
 from kpi.compute.periods import Calendar
 from kpi.compute.tables import KpiTables
+from kpi.language.expressions import referenced_names
 from kpi.language.loader import load_catalog
 from kpi.language.models import Reporting
 from kpi.refresh import (
@@ -232,6 +234,58 @@ def test_a_reload_of_the_same_numbers_recomputes_nothing(warehouse_url, tables):
     assert (pd.to_datetime(after["computed_at"], utc=True) == pd.Timestamp(T1)).all()
     assert len(after) == len(before)
     wh.dispose()
+
+
+def test_a_change_to_a_column_no_kpi_reads_recomputes_nothing(warehouse_url, tables):
+    # GA4's new_users and is_other_row are loaded, validated and kept, but no KPI reads
+    # them from ga4_traffic: the day checksums leave them out (kpi.compute.checksums).
+    assert {"new_users", "is_other_row"}.isdisjoint(read_columns(tables.catalog, "ga4_traffic"))
+    wh = _loaded(warehouse_url, tables)
+    edited = _traffic(FIRST, AS_OF, run="r2")
+    edited["is_other_row"] = True
+    edited["new_users"] = 7
+    wh.replace_rows(tables.raw_tables["ga4_traffic"], None, edited)
+    _run(wh, tables, AS_OF, T2)
+    after = _values(wh, tables)
+    assert (pd.to_datetime(after["computed_at"], utc=True) == pd.Timestamp(T1)).all()
+    # A column KPIs read (engaged sessions) on one day: its periods are recomputed.
+    edited.loc[edited["date"] == D(2026, 2, 20), "engaged_sessions"] = 1
+    wh.replace_rows(tables.raw_tables["ga4_traffic"], None, edited)
+    _run(wh, tables, AS_OF, T2)
+    recomputed = _values(wh, tables)
+    recomputed = recomputed[pd.to_datetime(recomputed["computed_at"], utc=True) == pd.Timestamp(T2)]
+    assert set(recomputed["kpi_id"]) >= {"engagement_rate", "bounce_rate"}
+    assert (pd.to_datetime(recomputed["period_end"]).dt.date >= D(2026, 2, 20)).all()
+    wh.dispose()
+
+
+def test_the_checksummed_columns_are_those_kpis_read():
+    catalog = load_catalog()
+    traffic = read_columns(catalog, "ga4_traffic")
+    # The time column, every dimension's column and the channel rules' inputs, then the
+    # measures' columns; declared order.
+    assert traffic == [
+        "date",
+        "session_default_channel_group",
+        "session_source",
+        "session_medium",
+        "session_campaign_name",
+        "device_category",
+        "sessions",
+        "engaged_sessions",
+        "transactions",
+        "purchase_revenue",
+    ]
+    # A column named in a filter only is read too: paid orders filter on the channel.
+    for source in catalog.sources:
+        columns = read_columns(catalog, source)
+        for kpi in catalog.kpis.values():
+            for _, m in kpi.measures:
+                if m.source == source:
+                    for text in (m.expr, m.filter):
+                        for name in referenced_names(text) if text else []:
+                            column = catalog.sources[source].dimensions.get(name)
+                            assert (column.column if column else name) in columns, (source, name)
 
 
 def test_a_new_day_recomputes_only_the_open_periods(warehouse_url, tables):
