@@ -194,7 +194,9 @@ def refresh_kpi_values(
         for s in sorted(read)
         if s in catalog.sources
     }
-    locks = [DDL, *(t for t, _ in cubes + rollups), values]
+    # The day map too: the cubes and the rollups read it in separate statements, and a
+    # calendar refresh (which holds it) committing between them would split their periods.
+    locks = [DDL, *(t for t, _ in cubes + rollups), values, compiler.day_periods]
     kept = [state, days, tables.compiled_statements] if incremental else []
     with wh.transaction(lock=locks + kept) as conn:
         Warehouse.rebuild_tables_in(conn, cubes)

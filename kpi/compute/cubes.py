@@ -250,19 +250,26 @@ class SourceCubes:
 
     def month_select(self, source: str, day_periods: sa.Table) -> sa.Select:
         """The monthly cube of ``source``: one row per month (its period in ``day_periods``)
-        and values of ``month_dims``, with the same aggregates as the daily cube. ``day`` is
-        the group's first day. Rows of days outside the calendar fall into one group whose
-        day no period holds, as their daily cube rows join none."""
+        and values of ``month_dims``, with the same aggregates as the daily cube; ``day`` is
+        the group's first day, which the rollup joins to the month, quarter and year.
+
+        A row whose day has no month in the calendar keeps its own day: it joins the
+        periods it would join from the daily cube, none or some. Such rows are those after
+        the as-of date and, of a pre-aggregated source (users by month), those before the
+        first month of the daily sources, which the quarter or year containing them holds.
+        Grouped together, the earliest of them would carry the others into its periods.
+        """
         rows = self._rows(source)
         dims = [rows.c[f"{DIM}{d}"] for d in self.month_dims[source]]
         month = day_periods.alias("month")
         in_month = sa.and_(month.c.day == rows.c[DAY], month.c.grain == "month")
+        outside = sa.case((month.c.period_start.is_(None), rows.c[DAY]))
         first = sa.func.min(rows.c[DAY]).label("day")
         keys = [first, *[c.label(c.name[len(DIM) :]) for c in dims]]
         return (
             sa.select(*keys, sa.func.count().label("n"), *self._aggregates(source, rows))
             .select_from(rows.outerjoin(month, in_month))
-            .group_by(month.c.period_start, *dims)
+            .group_by(month.c.period_start, outside, *dims)
         )
 
     def _rows(self, source: str) -> sa.Subquery:
