@@ -15,13 +15,18 @@ import datetime as dt
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from kpi.cli import DIALECTS, load_dialect
+from kpi.compute.changes import statement_fingerprint
 from kpi.compute.tables import KpiTables
 from kpi.language.loader import load_catalog
 from kpi.language.models import Agg, KpiType
+from kpi.refresh import CUBES, refresh_kpi_values, refresh_periods
+from kpi.warehouse.connection import Warehouse
 
 COMPUTED_AT = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 CASES = Path(__file__).resolve().parents[2] / "kpi_cases"
@@ -236,3 +241,59 @@ def test_monthly_cube_statements_compile_for_every_dialect(tmp_path, dialect):
         )
         assert sql.lstrip().startswith("SELECT"), sql[:200]
         assert "day_periods" in sql
+
+
+def test_moving_a_slice_between_the_cubes_changes_the_statement_fingerprint(tmp_path):
+    # The cube statements are compiled once and kept under a fingerprint of the catalogue
+    # and the cubes' layout (kpi.warehouse.statements): a KPI that starts reading its slice
+    # by week moves the campaign into the daily cube, and no statement compiled for the
+    # monthly cube may be reused.
+    case = _month_grained_case()
+    monthly = _tables_of(case, tmp_path / "monthly")
+    for kpi in case["kpis"]:
+        if kpi["id"] == "paid_campaign_revenue":
+            kpi["grains"] = ["week", "quarter"]
+    weekly = _tables_of(case, tmp_path / "weekly")
+
+    def fingerprint(t: KpiTables) -> str:
+        return statement_fingerprint(t.catalog, t.layout(), "duckdb+duckdb_engine")
+
+    assert monthly.layout()["cubes"]["orders"]["month_dims"] == ["channel", "campaign"]
+    assert weekly.layout()["cubes"]["orders"]["month_dims"] is None
+    assert fingerprint(monthly) != fingerprint(weekly)
+
+
+def test_a_refresh_keeps_and_reuses_the_monthly_cube_statement(warehouse_url, tmp_path):
+    case = _month_grained_case()
+    tables = _tables_of(case, tmp_path / "defs")
+    spec = tables.catalog.sources["orders"]
+    rows = pd.DataFrame(case["rows"]["orders"])
+    rows["ordered_at"] = pd.to_datetime(rows["ordered_at"], utc=True)
+    wh = Warehouse(warehouse_url)
+    try:
+        wh.ensure_tables(tables.all_tables())
+        wh.replace_rows(tables.raw_tables["orders"], None, rows[list(spec.columns)])
+        refresh_periods(wh, tables, dt.date(2026, 4, 2))
+        refresh_kpi_values(wh, tables, computed_at=COMPUTED_AT)
+        kept = tables.compiled_statements
+        cached = sa.select(kept.c.statement_key, kept.c.compiled_at).where(kept.c.step == CUBES)
+        first = dict(wh.rows(cached))
+        assert "month_cube|orders" in first
+        # A revised order: the next refresh runs the kept statement and sees the change.
+        raw = tables.raw_tables["orders"]
+        with wh.transaction() as conn:
+            conn.execute(raw.update().where(raw.c.revenue == 80.0).values(revenue=81.0))
+        refresh_kpi_values(wh, tables, computed_at=COMPUTED_AT + dt.timedelta(days=1))
+        assert dict(wh.rows(cached)) == first  # nothing compiled again
+        v = tables.values
+        quarter = sa.select(v.c.value).where(
+            v.c.kpi_id == "campaign_revenue",
+            v.c.grain == "quarter",
+            v.c.channel == "paid",
+            v.c.campaign == "spring",
+            v.c.period_start == dt.date(2026, 1, 1),
+        )
+        # _tables_of reports in UTC by calendar quarters: both paid spring orders are in Q1.
+        assert wh.rows(quarter) == [(91.0,)]  # 10 + 81
+    finally:
+        wh.dispose()
