@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql.elements import ColumnElement
 
 from kpi.compute.changes import (
@@ -74,13 +74,12 @@ def default_as_of(catalog: Catalog, now: dt.datetime | None = None) -> dt.date:
 
 
 def refresh_cubes(wh: Warehouse, tables: KpiTables) -> dict[str, int]:
-    """Rebuild every daily cube (one scan of each raw table), then its period rollup (see
-    kpi.compute.rollups), in one transaction; rows per cube. ``refresh_kpi_values`` rebuilds the
-    cubes it reads itself; the tests call this to query the cubes on their own."""
+    """Rebuild every daily cube (one scan of each raw table) and monthly cube, in one
+    transaction; rows per daily cube. ``refresh_kpi_values`` rebuilds the cubes it reads
+    itself; the tests call this to query the cubes on their own."""
     names = list(tables.compiler.cubes.tables)
     checksum = supports_incremental(wh.dialect)
-    builds = _cube_builds(tables, names, checksum) + _rollup_builds(tables, names)
-    counts = wh.rebuild_tables(builds)
+    counts = wh.rebuild_tables(_cube_builds(tables, names, checksum))
     return {s: counts[tables.compiler.cubes.tables[s].name] for s in names}
 
 
@@ -97,26 +96,22 @@ def _cube_builds(
     ]
 
 
-def _rollup_builds(tables: KpiTables, names: list[str]) -> list[tuple[sa.Table, sa.Select]]:
-    """(table, select) of the period rollups of ``names``, which read their cubes."""
-    return [(tables.rollups.tables[s], tables.rollups.rollup_select(s)) for s in names]
-
-
 Builds = list[tuple[sa.Table, sa.Select | Compiled]]
 
 
 def _cube_statements(
     wh: Warehouse, tables: KpiTables, names: list[str], incremental: bool
-) -> tuple[Builds, Builds, StatementCache | None]:
-    """The cube and the rollup rebuilds of ``names``, and the cache they came from.
+) -> tuple[Builds, StatementCache | None]:
+    """The daily and monthly cube rebuilds of ``names``, and the cache they came from.
 
     Built before the refresh's transaction: on PostgreSQL a cube's rebuild holds its
     tables' locks until the commit. Where runs are incremental they are compiled once
-    and kept (kpi.warehouse.statements): building and compiling the demo's 18 took
-    60-100 ms of each daily run (~0.25 s in a process that had compiled nothing yet), for
-    the same SQL every day (the channel rules are a CASE of hundreds of conditions)."""
+    and kept (kpi.warehouse.statements): building and compiling the demo's 18 cube and
+    rollup statements took 60-100 ms of each daily run (~0.25 s in a process that had
+    compiled nothing yet), for the same SQL every day (the channel rules are a CASE of
+    hundreds of conditions). The rollups are CTEs of the kpi_values statement now."""
     if not incremental or not names or not wh.shares_database:
-        return _cube_builds(tables, names, incremental), _rollup_builds(tables, names), None
+        return _cube_builds(tables, names, incremental), None
     fingerprint = statement_fingerprint(tables.catalog, tables.layout(), wh.dialect_and_driver)
     wh.ensure_tables([tables.compiled_statements])
     with wh.engine.connect() as conn:
@@ -126,8 +121,7 @@ def _cube_statements(
     def cached(kind: str, source: str, table: sa.Table, build) -> tuple[sa.Table, Compiled]:
         return table, cache.get(f"{kind}|{source}", {}, lambda: compile_select(dialect, build()))
 
-    cubes, rollups = tables.compiler.cubes, tables.rollups
-    day_periods = tables.compiler.day_periods
+    cubes, day_periods = tables.compiler.cubes, tables.compiler.day_periods
     return (
         [cached("cube", s, cubes.tables[s], lambda s=s: cubes.select(s, True)) for s in names]
         + [
@@ -140,12 +134,19 @@ def _cube_statements(
             for s in names
             if s in cubes.month_tables
         ],
-        [
-            cached("rollup", s, rollups.tables[s], lambda s=s: rollups.rollup_select(s))
-            for s in names
-        ],
         cache,
     )
+
+
+def _drop_rollup_tables(conn: Connection, tables: KpiTables, names: list[str]) -> None:
+    """Drop the period rollup tables of ``names`` a warehouse made by an older version has
+    (``kpi_work.rollup_<source>``, or ``kpi.rollup_<source>`` before that): the rollups
+    are CTEs now. Called when the cube statements were compiled again, which the first
+    run of a new version does."""
+    for source in names:
+        for schema in (tables.compiler.cubes.schema, tables.values.schema):
+            left = sa.Table(f"rollup_{source}", sa.MetaData(), schema=schema)
+            conn.execute(sa.schema.DropTable(left, if_exists=True))
 
 
 def refresh_kpi_values(
@@ -182,7 +183,7 @@ def refresh_kpi_values(
     # rebuild holds its tables' locks until the commit. The values statement depends on the
     # changes found inside it; a daily run takes it from the cache of compiled statements.
     cube_sources = [s for s in compiler.cubes.tables if s in read] if compiler.use_cubes else []
-    cubes, rollups, cube_cache = _cube_statements(wh, tables, cube_sources, incremental)
+    cubes, cube_cache = _cube_statements(wh, tables, cube_sources, incremental)
     # A source with a cube: its days are read from the cube, which this transaction rebuilds
     # before looking for changes, so each source is scanned once. The cube is rebuilt even
     # when nothing changed, costing a scan as the day checksums alone would.
@@ -197,10 +198,12 @@ def refresh_kpi_values(
     }
     # The day map too: the cubes and the rollups read it in separate statements, and a
     # calendar refresh (which holds it) committing between them would split their periods.
-    locks = [DDL, *(t for t, _ in cubes + rollups), values, compiler.day_periods]
+    locks = [DDL, *(t for t, _ in cubes), values, compiler.day_periods]
     kept = [state, days, tables.compiled_statements] if incremental else []
     with wh.transaction(lock=locks + kept) as conn:
         Warehouse.rebuild_tables_in(conn, cubes)
+        if cube_sources and (cube_cache is None or cube_cache.misses):
+            _drop_rollup_tables(conn, tables, cube_sources)
         if cube_cache is not None:
             cube_cache.save(conn, computed_at)
         todo = dict.fromkeys(kpi_ids, FULL)
@@ -219,6 +222,7 @@ def refresh_kpi_values(
                         todo[k] = min(todo.get(k, day), day)
                 # KPIs outside this refresh keep the change for their next one.
                 mark_dirty(conn, state, [VALUES], {k: day for k in readers if k not in kpi_ids})
+        todo = _whole_history_as_full(conn, tables, todo)
         if todo:
             groups = {
                 (None if since == FULL else since): sorted(group)
@@ -232,7 +236,6 @@ def refresh_kpi_values(
                 cache = StatementCache.load(
                     conn, tables.compiled_statements, VALUES, fingerprint, keys
                 )
-            Warehouse.rebuild_tables_in(conn, rollups)
             for since, group in groups.items():
                 statement = _values_statement(
                     tables, group, computed_at, since, conn.dialect, cache
@@ -301,6 +304,24 @@ def _values_select(
             # Row order is for people reading one query; an INSERT needs none.
             selects += [q.order_by(None) for q in compiler.compile_all(kpi_id, stamp, since)]
     return sa.union_all(*selects) if len(selects) > 1 else selects[0]
+
+
+def _whole_history_as_full(
+    conn: Connection, tables: KpiTables, todo: dict[str, dt.date]
+) -> dict[str, dt.date]:
+    """``todo`` with every first day on or before the end of the first period as ``FULL``
+    (every period ends on or after it): the same periods, recomputed by the statements of
+    a full recompute. A change on every day
+    of a source (a re-delivered history, a catalogue that hashes another column) would
+    otherwise run the incremental statements over all of it, which PostgreSQL plans with
+    nested loops (the 425-day demo's comparisons: 268 s against 29 s)."""
+    if not todo or all(since == FULL for since in todo.values()):
+        return todo
+    periods = tables.periods
+    first = conn.execute(sa.select(sa.func.min(periods.c.period_end))).scalar()
+    if first is None:
+        return todo
+    return {k: FULL if since <= first else since for k, since in todo.items()}
 
 
 def _by_day(todo: dict[str, dt.date]) -> dict[dt.date, list[str]]:
@@ -397,7 +418,9 @@ def refresh_comparisons(
     with wh.transaction(lock=locked) as conn:
         if full_refresh and incremental:
             conn.execute(state.delete().where(state.c.step == COMPARISONS))
-        todo = _todo(wh, conn, tables, COMPARISONS, fingerprints)
+        todo = _whole_history_as_full(
+            conn, tables, _todo(wh, conn, tables, COMPARISONS, fingerprints)
+        )
         stale = [comparisons.c.kpi_id.not_in(list(catalog.kpis))]
         for kpi_id, since in todo.items():
             keep = comparisons.c.kpi_id == kpi_id

@@ -2,9 +2,10 @@
 
 Two small tables in the warehouse carry what an incremental run needs to know:
 
-- ``source_days``: per source and local day, the number of rows and a checksum of their
-  declared columns (lineage columns such as ``_loaded_at`` left out, so a re-pull that
-  brings the same numbers changes nothing). Each refresh of the KPI values computes them
+- ``source_days``: per source and local day, the number of rows and a checksum of the
+  columns KPIs read (kpi.compute.checksums.read_columns: lineage columns such as
+  ``_loaded_at`` are not among them, so a re-pull that brings the same numbers changes
+  nothing). Each refresh of the KPI values computes them
   again and compares, from the source's daily cube where it has one (the refresh rebuilds
   it first, with each cube row's count and checksum, so the source is scanned once) or
   with one grouped scan: the first day whose rows differ
@@ -77,7 +78,9 @@ def source_days_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("source", sa.String, nullable=False, comment="source name (sources.yaml)"),
         sa.Column("day", sa.Date, nullable=False, comment="local day in the reporting zone"),
         sa.Column("n", sa.BigInteger, nullable=False, comment="rows of that day"),
-        sa.Column("checksum", sa.BigInteger, comment="sum of a hash of each row's columns"),
+        sa.Column(
+            "checksum", sa.BigInteger, comment="sum of a hash of the columns KPIs read, per row"
+        ),
         schema=WORK_SCHEMA,
         comment="Rows and checksum per source and day as of the last KPI refresh; a day "
         "whose rows differ now is a day to recompute (kpi.compute.changes)",

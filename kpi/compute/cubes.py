@@ -49,7 +49,7 @@ CUBE_COLUMNS = {
     "n": (sa.BigInteger, "rows of"),
 }
 
-CHECKSUM_COMMENT = "sum of a hash of each source row's columns (NULL: not computed)"
+CHECKSUM_COMMENT = "sum of a hash of the columns KPIs read, per source row (NULL: not computed)"
 
 MeasureKey = tuple[str | None, str | None]  # a measure's (expr, filter)
 

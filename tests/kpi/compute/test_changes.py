@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from kpi import refresh
 from kpi.compute.changes import (
     CALENDAR,
     FULL,
@@ -286,6 +287,31 @@ def test_the_checksummed_columns_are_those_kpis_read():
                         for name in referenced_names(text) if text else []:
                             column = catalog.sources[source].dimensions.get(name)
                             assert (column.column if column else name) in columns, (source, name)
+
+
+def test_a_change_from_the_first_day_on_is_recomputed_as_a_full_refresh(warehouse_url, tables):
+    # Every period ends on or after the first day of data: the incremental statements would
+    # recompute them all, and PostgreSQL plans them badly over the whole history, so the
+    # statements of a full recompute run instead (kpi.refresh._whole_history_as_full).
+    wh = _loaded(warehouse_url, tables)
+    todo = {"sessions": FIRST, "revenue": D(2026, 2, 20), "roas": FULL}
+    with wh.engine.connect() as conn:
+        assert refresh._whole_history_as_full(conn, tables, todo) == {
+            "sessions": FULL,
+            "revenue": D(2026, 2, 20),
+            "roas": FULL,
+        }
+    # A revision of every day: the comparisons recomputed in full equal a full refresh.
+    edited = _traffic(FIRST, AS_OF, run="r2")
+    edited["sessions"] += 1
+    wh.replace_rows(tables.raw_tables["ga4_traffic"], None, edited)
+    _run(wh, tables, AS_OF, T2)
+    incremental = wh.read(sa.select(tables.comparisons))
+    _run(wh, tables, AS_OF, T2, full=True)
+    refresh_kpi_values(wh, tables, computed_at=T2, full_refresh=True)
+    refresh_comparisons(wh, tables, computed_at=T2, full_refresh=True)
+    _same_rows(incremental, wh.read(sa.select(tables.comparisons)), tables.comparisons)
+    wh.dispose()
 
 
 def test_a_new_day_recomputes_only_the_open_periods(warehouse_url, tables):

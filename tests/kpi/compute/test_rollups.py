@@ -145,7 +145,7 @@ def test_a_dense_slice_by_two_dimensions_is_fused_with_its_rollup_rows(tmp_path)
         (): {"day", "month"},
         ("channel", "device"): {"day", "month"},
     }
-    columns = [c.name for c in rollups.tables["orders"].columns]
+    columns = [c.name for c in rollups.rollup_select("orders").selected_columns]
     assert columns[:5] == ["grain", "period_start", "slice", "v_channel", "v_device"]
 
 
@@ -200,7 +200,7 @@ def test_a_slice_only_month_grained_kpis_read_is_kept_by_month(tmp_path):
         "campaign,channel": "month_cube_orders",
         "campaign": "month_cube_orders",
     }
-    columns = [c.name for c in tables.rollups.tables["orders"].columns]
+    columns = [c.name for c in tables.rollups.rollup_select("orders").selected_columns]
     assert columns[:5] == ["grain", "period_start", "slice", "v_channel", "v_campaign"]
 
 
