@@ -61,7 +61,7 @@ ANOMALY_CONTEXT_DAYS = 2 * 28 + 7
 # Which KPIs a run recomputes from which day follows the data: a kpi_values statement
 # compiled longer ago than this goes from the cache on the first run that does not use it.
 VALUES_STATEMENTS_UNUSED_FOR = dt.timedelta(days=30)
-# The compiled statements of the daily cubes and their period rollups (kpi_work).
+# The compiled statements of the daily and monthly cubes (kpi_work).
 CUBES = "cubes"
 # Comparison statements run at once on DuckDB in an incremental refresh (at most one a core).
 MAX_STATEMENT_WORKERS = 4
@@ -309,19 +309,31 @@ def _values_select(
 def _whole_history_as_full(
     conn: Connection, tables: KpiTables, todo: dict[str, dt.date]
 ) -> dict[str, dt.date]:
-    """``todo`` with every first day on or before the end of the first period as ``FULL``
-    (every period ends on or after it): the same periods, recomputed by the statements of
-    a full recompute. A change on every day
-    of a source (a re-delivered history, a catalogue that hashes another column) would
-    otherwise run the incremental statements over all of it, which PostgreSQL plans with
-    nested loops (the 425-day demo's comparisons: 268 s against 29 s)."""
+    """``todo`` with every first day on or before the first day of the KPI's data as
+    ``FULL`` (the first day of the earliest of its sources, or the end of the calendar's
+    first period if that is later): the periods before it hold no data of the KPI, so a
+    full recompute gives the same rows, with the statements of a full recompute. A change
+    on every day of a source (a re-delivered history, a catalogue that hashes another
+    column) would otherwise run the incremental statements over all of it, which
+    PostgreSQL plans with nested loops (the 425-day demo's comparisons: 268 s against 29 s)."""
     if not todo or all(since == FULL for since in todo.values()):
         return todo
-    periods = tables.periods
-    first = conn.execute(sa.select(sa.func.min(periods.c.period_end))).scalar()
-    if first is None:
+    periods, days = tables.periods, tables.source_days
+    first_end = conn.execute(sa.select(sa.func.min(periods.c.period_end))).scalar()
+    if first_end is None:
         return todo
-    return {k: FULL if since <= first else since for k, since in todo.items()}
+    starts = dict(
+        conn.execute(sa.select(days.c.source, sa.func.min(days.c.day)).group_by(days.c.source))
+        .tuples()
+        .all()
+    )
+
+    def threshold(kpi_id: str) -> dt.date:
+        sources = tables.compiler.source_names(tables.catalog.kpis[kpi_id])
+        firsts = [starts[s] for s in sources if starts.get(s) is not None]
+        return max(first_end, min(firsts)) if firsts else first_end
+
+    return {k: FULL if since <= threshold(k) else since for k, since in todo.items()}
 
 
 def _by_day(todo: dict[str, dt.date]) -> dict[dt.date, list[str]]:

@@ -201,9 +201,10 @@ class Warehouse:
     def rebuild_tables(self, builds: list[tuple[sa.Table, sa.Select]]) -> dict[str, int]:
         """Drop, create and fill each (table, select) in one transaction; rows per table.
 
-        Only for derived scratch tables that hold no history (cubes, rollups): their columns
-        follow the catalogue, so they are rebuilt rather than migrated. One transaction for
-        all of them, so a reader never sees a cube of this run beside a rollup of the last.
+        Only for derived scratch tables that hold no history (the daily and monthly cubes):
+        their columns follow the catalogue, so they are rebuilt rather than migrated. One
+        transaction for all of them, so a reader never sees a cube of this run beside
+        another of the last.
         """
         with self.transaction(lock=[DDL, *(t for t, _ in builds)]) as conn:
             return self.rebuild_tables_in(conn, builds)

@@ -14,7 +14,7 @@ from kpi.warehouse.comments import described
 
 RAW_SCHEMA = "raw"
 KPI_SCHEMA = "kpi"
-# The engine's working tables (daily cubes and rollups, the day map, incremental-run
+# The engine's working tables (daily and monthly cubes, the day map, incremental-run
 # bookkeeping): not for readers, and their shape may change between versions. They live
 # apart so that a BI tool browsing `kpi` sees only what it should read.
 WORK_SCHEMA = "kpi_work"

@@ -301,6 +301,19 @@ def test_a_change_from_the_first_day_on_is_recomputed_as_a_full_refresh(warehous
             "revenue": D(2026, 2, 20),
             "roas": FULL,
         }
+    # A source that starts later than the calendar: its readers' threshold is its own first
+    # day (orders from 10 January here), not the calendar's first.
+    later = D(2026, 1, 10)
+    wh.replace_rows(tables.raw_tables["orders"], None, _orders(later, AS_OF))
+    _run(wh, tables, AS_OF, T2)
+    reads_orders = next(
+        k
+        for k in tables.catalog.kpis
+        if tables.compiler.source_names(tables.catalog.kpis[k]) == ["orders"]
+    )
+    with wh.engine.connect() as conn:
+        got = refresh._whole_history_as_full(conn, tables, {reads_orders: later, "sessions": later})
+    assert got == {reads_orders: FULL, "sessions": later}
     # A revision of every day: the comparisons recomputed in full equal a full refresh.
     edited = _traffic(FIRST, AS_OF, run="r2")
     edited["sessions"] += 1
