@@ -36,6 +36,7 @@ from kpi.compute.changes import (
     statement_fingerprint,
     supports_incremental,
     value_fingerprints,
+    whole_history_as_full,
 )
 from kpi.compute.coverage import kpi_coverage, source_coverage
 from kpi.compute.period_tables import (  # noqa: F401 - the periods step, re-exported
@@ -222,7 +223,7 @@ def refresh_kpi_values(
                         todo[k] = min(todo.get(k, day), day)
                 # KPIs outside this refresh keep the change for their next one.
                 mark_dirty(conn, state, [VALUES], {k: day for k in readers if k not in kpi_ids})
-        todo = _whole_history_as_full(conn, tables, todo)
+        todo = whole_history_as_full(conn, tables.periods, days, catalog, todo)
         if todo:
             groups = {
                 (None if since == FULL else since): sorted(group)
@@ -304,36 +305,6 @@ def _values_select(
             # Row order is for people reading one query; an INSERT needs none.
             selects += [q.order_by(None) for q in compiler.compile_all(kpi_id, stamp, since)]
     return sa.union_all(*selects) if len(selects) > 1 else selects[0]
-
-
-def _whole_history_as_full(
-    conn: Connection, tables: KpiTables, todo: dict[str, dt.date]
-) -> dict[str, dt.date]:
-    """``todo`` with every first day on or before the first day of the KPI's data as
-    ``FULL`` (the first day of the earliest of its sources, or the end of the calendar's
-    first period if that is later): the periods before it hold no data of the KPI, so a
-    full recompute gives the same rows, with the statements of a full recompute. A change
-    on every day of a source (a re-delivered history, a catalogue that hashes another
-    column) would otherwise run the incremental statements over all of it, which
-    PostgreSQL plans with nested loops (the 425-day demo's comparisons: 268 s against 29 s)."""
-    if not todo or all(since == FULL for since in todo.values()):
-        return todo
-    periods, days = tables.periods, tables.source_days
-    first_end = conn.execute(sa.select(sa.func.min(periods.c.period_end))).scalar()
-    if first_end is None:
-        return todo
-    starts = dict(
-        conn.execute(sa.select(days.c.source, sa.func.min(days.c.day)).group_by(days.c.source))
-        .tuples()
-        .all()
-    )
-
-    def threshold(kpi_id: str) -> dt.date:
-        sources = tables.compiler.source_names(tables.catalog.kpis[kpi_id])
-        firsts = [starts[s] for s in sources if starts.get(s) is not None]
-        return max(first_end, min(firsts)) if firsts else first_end
-
-    return {k: FULL if since <= threshold(k) else since for k, since in todo.items()}
 
 
 def _by_day(todo: dict[str, dt.date]) -> dict[dt.date, list[str]]:
@@ -430,8 +401,12 @@ def refresh_comparisons(
     with wh.transaction(lock=locked) as conn:
         if full_refresh and incremental:
             conn.execute(state.delete().where(state.c.step == COMPARISONS))
-        todo = _whole_history_as_full(
-            conn, tables, _todo(wh, conn, tables, COMPARISONS, fingerprints)
+        todo = whole_history_as_full(
+            conn,
+            tables.periods,
+            tables.source_days,
+            catalog,
+            _todo(wh, conn, tables, COMPARISONS, fingerprints),
         )
         stale = [comparisons.c.kpi_id.not_in(list(catalog.kpis))]
         for kpi_id, since in todo.items():

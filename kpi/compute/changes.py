@@ -45,7 +45,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from kpi.compute.checksums import read_columns, rows_checksum
-from kpi.compute.source_sql import local_day
+from kpi.compute.source_sql import local_day, source_names
 from kpi.language.catalog import Catalog
 from kpi.warehouse.schema import WORK_SCHEMA
 
@@ -406,3 +406,37 @@ def periods_changed_from(old: Iterable[Mapping], new: Iterable[Mapping]) -> dt.d
 
 def _day(value):
     return value.date() if isinstance(value, dt.datetime) else value
+
+
+def whole_history_as_full(
+    conn: Connection,
+    periods: sa.Table,
+    days: sa.Table,
+    catalog: Catalog,
+    todo: dict[str, dt.date],
+) -> dict[str, dt.date]:
+    """``todo`` (per KPI, its first changed day) with every day on or before the first day
+    of the KPI's data as ``FULL`` (the first day of the earliest of its sources in
+    ``days``, or the end of the first of ``periods`` if that is later): the periods before
+    it hold no data of the KPI, so a full recompute gives the same rows, with the
+    statements of a full recompute. A change on every day of a source (a re-delivered
+    history, a catalogue that hashes another column) would otherwise run the incremental
+    statements over all of it, which PostgreSQL plans with nested loops (the 425-day demo's
+    comparisons: 268 s against 29 s)."""
+    if not todo or all(since == FULL for since in todo.values()):
+        return todo
+    first_end = conn.execute(sa.select(sa.func.min(periods.c.period_end))).scalar()
+    if first_end is None:
+        return todo
+    starts = dict(
+        conn.execute(sa.select(days.c.source, sa.func.min(days.c.day)).group_by(days.c.source))
+        .tuples()
+        .all()
+    )
+
+    def threshold(kpi_id: str) -> dt.date:
+        sources = source_names(catalog, catalog.kpis[kpi_id])
+        firsts = [starts[s] for s in sources if starts.get(s) is not None]
+        return max(first_end, min(firsts)) if firsts else first_end
+
+    return {k: FULL if since <= threshold(k) else since for k, since in todo.items()}

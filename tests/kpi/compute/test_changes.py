@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from kpi import refresh
 from kpi.compute.changes import (
     CALENDAR,
     FULL,
@@ -18,6 +17,7 @@ from kpi.compute.changes import (
     cube_days_select,
     periods_changed_from,
     source_days_select,
+    whole_history_as_full,
 )
 from kpi.compute.checksums import read_columns
 from kpi.compute.periods import Calendar
@@ -292,11 +292,13 @@ def test_the_checksummed_columns_are_those_kpis_read():
 def test_a_change_from_the_first_day_on_is_recomputed_as_a_full_refresh(warehouse_url, tables):
     # Every period ends on or after the first day of data: the incremental statements would
     # recompute them all, and PostgreSQL plans them badly over the whole history, so the
-    # statements of a full recompute run instead (kpi.refresh._whole_history_as_full).
+    # statements of a full recompute run instead (kpi.compute.changes.whole_history_as_full).
     wh = _loaded(warehouse_url, tables)
     todo = {"sessions": FIRST, "revenue": D(2026, 2, 20), "roas": FULL}
     with wh.engine.connect() as conn:
-        assert refresh._whole_history_as_full(conn, tables, todo) == {
+        assert whole_history_as_full(
+            conn, tables.periods, tables.source_days, tables.catalog, todo
+        ) == {
             "sessions": FULL,
             "revenue": D(2026, 2, 20),
             "roas": FULL,
@@ -312,7 +314,13 @@ def test_a_change_from_the_first_day_on_is_recomputed_as_a_full_refresh(warehous
         if tables.compiler.source_names(tables.catalog.kpis[k]) == ["orders"]
     )
     with wh.engine.connect() as conn:
-        got = refresh._whole_history_as_full(conn, tables, {reads_orders: later, "sessions": later})
+        got = whole_history_as_full(
+            conn,
+            tables.periods,
+            tables.source_days,
+            tables.catalog,
+            {reads_orders: later, "sessions": later},
+        )
     assert got == {reads_orders: FULL, "sessions": later}
     # A revision of every day: the comparisons recomputed in full equal a full refresh.
     edited = _traffic(FIRST, AS_OF, run="r2")
