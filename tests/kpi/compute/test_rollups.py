@@ -295,5 +295,12 @@ def test_a_refresh_keeps_and_reuses_the_monthly_cube_statement(warehouse_url, tm
         )
         # _tables_of reports in UTC by calendar quarters: both paid spring orders are in Q1.
         assert wh.rows(quarter) == [(91.0,)]  # 10 + 81
+        # The incremental refresh wrote the rows a full recompute writes.
+        keys = [v.c.kpi_id, v.c.grain, v.c.period_start, v.c.channel, v.c.campaign]
+        rows = sa.select(*keys, v.c.value, v.c.sample_size).order_by(*keys)
+        incremental = wh.rows(rows)
+        refresh_kpi_values(wh, tables, computed_at=COMPUTED_AT, full_refresh=True)
+        assert len(incremental) > 50
+        assert wh.rows(rows) == incremental
     finally:
         wh.dispose()
