@@ -76,18 +76,23 @@ def _all(taxonomy: Taxonomy, conditions: Conditions, row: dict[str, ColumnElemen
     return sa.and_(*parts) if parts else sa.true()
 
 
-def channel_expression(
+def normalised_inputs(
     taxonomy: Taxonomy,
     source: ColumnElement,
     medium: ColumnElement,
     campaign: ColumnElement,
-) -> ColumnElement:
-    """The channel of each row: the first rule that holds, else the fallback."""
-    row = {
+) -> dict[str, ColumnElement]:
+    """The rules' inputs of a row, normalised as the rules compare them (the source aliased)."""
+    return {
         "source": normalised_source(taxonomy, source),
         "medium": normalised(medium),
         "campaign": normalised(campaign),
     }
+
+
+def channel_of(taxonomy: Taxonomy, row: dict[str, ColumnElement]) -> ColumnElement:
+    """The channel of each row from its normalised inputs (:func:`normalised_inputs`): the
+    first rule that holds, else the fallback."""
     whens = []
     for rule in taxonomy.rules:
         test = _all(taxonomy, rule.when, row)
@@ -95,3 +100,15 @@ def channel_expression(
             test = sa.and_(test, sa.or_(*[_all(taxonomy, alt, row) for alt in rule.when.any]))
         whens.append((test, sa.literal(rule.channel, sa.String)))
     return sa.case(*whens, else_=sa.literal(taxonomy.fallback, sa.String))
+
+
+def channel_expression(
+    taxonomy: Taxonomy,
+    source: ColumnElement,
+    medium: ColumnElement,
+    campaign: ColumnElement,
+) -> ColumnElement:
+    """The channel of each row: the first rule that holds, else the fallback. Each input's
+    normalisation is written out wherever a rule reads it; a query over many rows reads
+    them computed once instead (kpi.compute.source_sql.classifiable)."""
+    return channel_of(taxonomy, normalised_inputs(taxonomy, source, medium, campaign))

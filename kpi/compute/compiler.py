@@ -27,7 +27,7 @@ from sqlalchemy.sql import FromClause
 from sqlalchemy.sql.elements import ColumnElement
 
 from kpi.compute.cubes import SourceCubes
-from kpi.compute.source_sql import dimension_value, local_day, source_names
+from kpi.compute.source_sql import classifiable, dimension_value, local_day, source_names
 from kpi.compute.windows import CURRENT, RunningWindow, Window, offset_window
 from kpi.language.catalog import Catalog
 from kpi.language.expressions import referenced_names, safe_divide, to_sql
@@ -407,6 +407,7 @@ class KpiCompiler:
         self, measure: Measure, src: SourceSpec, table: sa.Table, dims: tuple[str, ...]
     ) -> FromClause:
         """Source rows as (day, dimension values, x) with the measure's filter applied."""
+        table = classifiable(src, table, self.catalog.taxonomy)
         day = self.local_day(src, table.c[src.time.column])
 
         def column(name: str) -> ColumnElement:
@@ -458,7 +459,8 @@ class KpiCompiler:
                 day = [cube.c.day] if sparse else []
                 selects.append(sa.select(*day, *[cube.c[d] for d in dims]).distinct())
                 continue
-            src, table = self.catalog.sources[name], self.tables[name]
+            src = self.catalog.sources[name]
+            table = classifiable(src, self.tables[name], self.catalog.taxonomy)
             day = [self.local_day(src, table.c[src.time.column]).label("day")] if sparse else []
             selects.append(
                 sa.select(

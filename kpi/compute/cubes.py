@@ -26,7 +26,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from kpi.compute.checksums import read_columns, rows_checksum
 from kpi.compute.fusion import monthly
-from kpi.compute.source_sql import dimension_value, local_day, source_names
+from kpi.compute.source_sql import classifiable, dimension_value, local_day, source_names
 from kpi.language.catalog import Catalog
 from kpi.language.expressions import referenced_names, to_sql
 from kpi.language.models import RESERVED_COLUMN_PREFIX, Agg, Measure
@@ -278,18 +278,19 @@ class SourceCubes:
         channel is a CASE of dozens of conditions, and its copies in SELECT, GROUP BY and
         every filter reading it were most of the statement's planning."""
         src, table = self.catalog.sources[source], self.raw_tables[source]
+        taxonomy = self.catalog.taxonomy
+        read = classifiable(src, table, taxonomy)
         computed = {
-            DAY: local_day(src, table.c[src.time.column], self.catalog.reporting.time_zone),
-            **{
-                f"{DIM}{d}": dimension_value(src, table, d, self.catalog.taxonomy)
-                for d in src.dimensions
-            },
+            DAY: local_day(src, read.c[src.time.column], self.catalog.reporting.time_zone),
+            **{f"{DIM}{d}": dimension_value(src, read, d, taxonomy) for d in src.dimensions},
         }
         # The language refuses such columns; a catalogue built in code is stopped here.
         clash = [c.name for c in table.c if c.name.casefold().startswith(RESERVED_COLUMN_PREFIX)]
         if clash:
             raise ValueError(f"{table.fullname}: columns {clash} are names the cube uses")
-        return sa.select(*table.c, *[e.label(k) for k, e in computed.items()]).subquery("rows")
+        return sa.select(
+            *[read.c[c.name] for c in table.c], *[e.label(k) for k, e in computed.items()]
+        ).subquery("rows")
 
     def _aggregates(self, source: str, rows: sa.Subquery) -> list[ColumnElement]:
         """The ``s{j}_*`` aggregates of every measure the cube of ``source`` stores, over

@@ -11,10 +11,10 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
-from kpi.compute.channel_sql import channel_expression
+from kpi.compute.channel_sql import channel_of, normalised_inputs
 from kpi.language.catalog import Catalog
 from kpi.language.channels import Taxonomy
-from kpi.language.models import Kpi, SourceSpec
+from kpi.language.models import RESERVED_COLUMN_PREFIX, Kpi, SourceSpec
 
 NOT_SET = "(not set)"
 
@@ -57,27 +57,71 @@ def local_day(src: SourceSpec, moment: ColumnElement, time_zone: str) -> ColumnE
 
 
 def dimension_value(
-    src: SourceSpec, table: sa.Table, dim: str, taxonomy: Taxonomy | None
+    src: SourceSpec, table: sa.FromClause, dim: str, taxonomy: Taxonomy | None
 ) -> ColumnElement:
     """The conformed value of dimension ``dim`` on a row of ``src``: its column mapped to
     the shared vocabulary, as a string, ``NOT_SET`` when missing. A dimension declaring
     ``classify`` takes, where its column holds no channel, the channel ``taxonomy`` gives
-    the row's source, medium and campaign (kpi.compute.channel_sql)."""
+    the row's source, medium and campaign (kpi.compute.channel_sql); read from
+    :func:`classifiable` rows, the rules read those inputs normalised once per row."""
+    value = _declared_value(src, table, dim)
+    mapping = src.dimensions[dim]
+    if mapping.classify is None or taxonomy is None:
+        return value
+    computed = {f: f"{CLASSIFY_INPUT}{dim}_{f}" for f in ("source", "medium", "campaign")}
+    if all(name in table.c for name in computed.values()):
+        row = {f: table.c[name] for f, name in computed.items()}
+    else:
+        row = _classify_inputs(src, table, dim, taxonomy)
+    return sa.case((_unclassified(value), channel_of(taxonomy, row)), else_=value)
+
+
+# The columns :func:`classifiable` adds: ``_cube_in_<dimension>_<source|medium|campaign>``
+# (the language refuses source columns with the prefix).
+CLASSIFY_INPUT = f"{RESERVED_COLUMN_PREFIX}in_"
+
+
+def classifiable(src: SourceSpec, table: sa.Table, taxonomy: Taxonomy | None) -> sa.FromClause:
+    """``table``'s rows, with the channel rules' inputs of each dimension that declares
+    ``classify`` normalised once per row, and only on the rows the rules classify (NULL on
+    others); ``table`` itself when no dimension classifies.
+
+    :func:`dimension_value` reads them from such rows. Written out where each rule reads
+    them, the inputs (the source alias alone is a CASE of dozens of values) made the
+    GA4 cube statement 15 KB of SQL that DuckDB took ~65 ms to bind and optimise
+    (common subexpressions, expression rewriting) whatever the rows; as columns below it,
+    4.8 KB and ~12 ms. Computed on every row they would cost more than they save: most
+    sources' rows carry their own channel."""
+    dims = [d for d, m in src.dimensions.items() if m.classify is not None]
+    if taxonomy is None or not dims:
+        return table
+    inputs = []
+    for dim in dims:
+        unclassified = _unclassified(_declared_value(src, table, dim))
+        for field, expr in _classify_inputs(src, table, dim, taxonomy).items():
+            inputs.append(sa.case((unclassified, expr)).label(f"{CLASSIFY_INPUT}{dim}_{field}"))
+    return sa.select(*table.c, *inputs).subquery()
+
+
+def _declared_value(src: SourceSpec, table: sa.FromClause, dim: str) -> ColumnElement:
+    """Dimension ``dim``'s own column on a row, mapped, as a string, ``NOT_SET`` if NULL."""
     mapping = src.dimensions[dim]
     col = table.c[mapping.column]
     if mapping.map:
         col = sa.case(mapping.map, value=col, else_=col)
-    value = sa.func.coalesce(sa.cast(col, sa.String), NOT_SET)
-    if mapping.classify is None or taxonomy is None:
-        return value
-    inputs = mapping.classify
-    classified = channel_expression(
-        taxonomy,
-        table.c[inputs.source],
-        table.c[inputs.medium],
-        table.c[inputs.campaign] if inputs.campaign else sa.null(),
-    )
-    return sa.case((value.in_([NOT_SET, *UNCLASSIFIED]), classified), else_=value)
+    return sa.func.coalesce(sa.cast(col, sa.String), NOT_SET)
+
+
+def _unclassified(value: ColumnElement) -> ColumnElement:
+    return value.in_([NOT_SET, *UNCLASSIFIED])
+
+
+def _classify_inputs(
+    src: SourceSpec, table: sa.FromClause, dim: str, taxonomy: Taxonomy
+) -> dict[str, ColumnElement]:
+    inputs = src.dimensions[dim].classify
+    campaign = table.c[inputs.campaign] if inputs.campaign else sa.null()
+    return normalised_inputs(taxonomy, table.c[inputs.source], table.c[inputs.medium], campaign)
 
 
 # What a source's own channel column says when it has no channel for the row (GA4's

@@ -18,7 +18,7 @@ import functools
 
 import sqlalchemy as sa
 
-from kpi.compute.source_sql import dimension_value, local_day
+from kpi.compute.source_sql import classifiable, dimension_value, local_day
 from kpi.compute.tables import KpiTables
 from kpi.publication.views import replace_reader_view
 from kpi.warehouse.connection import Warehouse
@@ -53,7 +53,10 @@ def claims_select(tables: KpiTables) -> sa.Select | None:
         return None
     zone = catalog.reporting.time_zone
     raw = tables.raw_tables
-    ads, ga4, orders = raw[CLAIMS], raw[GA4], raw[ORDERS]
+    # The channel rules read their inputs normalised once per row (source_sql.classifiable).
+    ads, ga4, orders = (
+        classifiable(catalog.sources[n], raw[n], catalog.taxonomy) for n in (CLAIMS, GA4, ORDERS)
+    )
     ad_channel = dimension_value(catalog.sources[CLAIMS], ads, "channel", catalog.taxonomy)
     claims = (
         sa.select(

@@ -15,7 +15,7 @@ import functools
 import sqlalchemy as sa
 
 from kpi.compute.channel_sql import normalised, normalised_source
-from kpi.compute.source_sql import dimension_value, local_day
+from kpi.compute.source_sql import classifiable, dimension_value, local_day
 from kpi.compute.tables import KpiTables
 from kpi.publication.views import replace_reader_view
 from kpi.warehouse.connection import Warehouse
@@ -50,7 +50,7 @@ def unmapped_select(tables: KpiTables) -> sa.Select | None:
     for name, src in catalog.sources.items():
         if name in members or dim not in src.dimensions:
             continue
-        table = tables.raw_tables[name]
+        table = classifiable(src, tables.raw_tables[name], taxonomy)
         mapping = src.dimensions[dim]
         conformed = dimension_value(src, table, dim, taxonomy)
         if mapping.classify is not None:
