@@ -407,7 +407,9 @@ class KpiCompiler:
         self, measure: Measure, src: SourceSpec, table: sa.Table, dims: tuple[str, ...]
     ) -> FromClause:
         """Source rows as (day, dimension values, x) with the measure's filter applied."""
-        table = classifiable(src, table, self.catalog.taxonomy)
+        # A filter may read any dimension; without one, only the sliced ones are read.
+        reading = src.dimensions if measure.filter else dims
+        table = classifiable(src, table, self.catalog.taxonomy, reading)
         day = self.local_day(src, table.c[src.time.column])
 
         def column(name: str) -> ColumnElement:
@@ -460,7 +462,7 @@ class KpiCompiler:
                 selects.append(sa.select(*day, *[cube.c[d] for d in dims]).distinct())
                 continue
             src = self.catalog.sources[name]
-            table = classifiable(src, self.tables[name], self.catalog.taxonomy)
+            table = classifiable(src, self.tables[name], self.catalog.taxonomy, dims)
             day = [self.local_day(src, table.c[src.time.column]).label("day")] if sparse else []
             selects.append(
                 sa.select(

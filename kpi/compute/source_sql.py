@@ -6,6 +6,8 @@ Shared by the compiler's per-KPI queries and the daily cubes, so both read a sou
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
@@ -81,10 +83,16 @@ def dimension_value(
 CLASSIFY_INPUT = f"{RESERVED_COLUMN_PREFIX}in_"
 
 
-def classifiable(src: SourceSpec, table: sa.Table, taxonomy: Taxonomy | None) -> sa.FromClause:
+def classifiable(
+    src: SourceSpec,
+    table: sa.Table,
+    taxonomy: Taxonomy | None,
+    reading: Iterable[str] | None = None,
+) -> sa.FromClause:
     """``table``'s rows, with the channel rules' inputs of each dimension that declares
     ``classify`` normalised once per row, and only on the rows the rules classify (NULL on
-    others); ``table`` itself when no dimension classifies.
+    others); ``table`` itself when no dimension classifies, or none of ``reading`` (the
+    dimensions a query reads; default all) does.
 
     :func:`dimension_value` reads them from such rows. Written out where each rule reads
     them, the inputs (the source alias alone is a CASE of dozens of values) made the
@@ -92,7 +100,8 @@ def classifiable(src: SourceSpec, table: sa.Table, taxonomy: Taxonomy | None) ->
     (common subexpressions, expression rewriting) whatever the rows; as columns below it,
     4.8 KB and ~12 ms. Computed on every row they would cost more than they save: most
     sources' rows carry their own channel."""
-    dims = [d for d, m in src.dimensions.items() if m.classify is not None]
+    read = set(src.dimensions if reading is None else reading)
+    dims = [d for d, m in src.dimensions.items() if m.classify is not None and d in read]
     if taxonomy is None or not dims:
         return table
     inputs = []
