@@ -118,15 +118,18 @@ def test_the_rules_inputs_are_computed_only_on_rows_the_rules_classify(duckdb_ur
         assert source[i] == aliases.get(raw, raw), CASES[i]
 
 
-def test_a_source_without_a_classified_dimension_is_read_as_it_is():
+def test_rows_no_classified_dimension_is_read_from_are_the_table_itself():
     catalog = load_catalog()
     tables = KpiTables.for_catalog(catalog)
     name = next(n for n, s in catalog.sources.items() if "channel" not in s.dimensions)
     table = tables.raw_tables[name]
     assert classifiable(catalog.sources[name], table, catalog.taxonomy) is table
-    assert (
-        classifiable(catalog.sources[GA4], tables.raw_tables[GA4], None) is tables.raw_tables[GA4]
-    )
+    ga4, ga4_table = catalog.sources[GA4], tables.raw_tables[GA4]
+    assert classifiable(ga4, ga4_table, None) is ga4_table
+    # A query reading only dimensions that are not classified (the total, a slice by device).
+    assert classifiable(ga4, ga4_table, catalog.taxonomy, ["device"]) is ga4_table
+    assert classifiable(ga4, ga4_table, catalog.taxonomy, []) is ga4_table
+    assert classifiable(ga4, ga4_table, catalog.taxonomy, ["channel"]) is not ga4_table
 
 
 def test_the_daily_cube_writes_each_input_normalisation_once(duckdb_url):
