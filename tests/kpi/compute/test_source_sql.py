@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import sqlalchemy as sa
 import yaml
 
@@ -22,42 +23,57 @@ CASES = yaml.safe_load((Path(__file__).parents[1] / "language" / "channel_cases.
 GA4 = "ga4_traffic"
 
 
-def _ga4(channel_map: dict[str, str] | None = None):
+# GA4's own group on a row: left unclassified three ways, or a group of its own; some
+# mapped by the source's ``map`` into the unclassified values or out of them.
+OWN = ["(not set)", "Unassigned", None, "Other", "Referral", "Paid Search", "Paid Searchh"]
+MAP = {"Other": "Unassigned", "Referral": "(not set)", "(not set)": "Direct"}
+MAP["Paid Searchh"] = "Paid Search"
+UNCLASSIFIED = ("(not set)", "Unassigned")
+
+
+def _ga4(channel_map: dict[str, str] | None = None, campaign: bool = True):
     """The shipped catalogue's GA4 source (its channel classified from source, medium and
-    campaign where GA4 has no group), with a ``map`` of its own vocabulary when given."""
+    campaign where GA4 has no group), with a ``map`` of its own vocabulary when given, and
+    without the campaign input when ``campaign`` is False."""
     catalog = load_catalog()
     src = catalog.sources[GA4]
+    mapping = src.dimensions["channel"]
     if channel_map:
-        mapping = src.dimensions["channel"].model_copy(update={"map": channel_map})
-        src = src.model_copy(update={"dimensions": {**src.dimensions, "channel": mapping}})
+        mapping = mapping.model_copy(update={"map": channel_map})
+    if not campaign:
+        classify = mapping.classify.model_copy(update={"campaign": None})
+        mapping = mapping.model_copy(update={"classify": classify})
+    src = src.model_copy(update={"dimensions": {**src.dimensions, "channel": mapping}})
     return catalog, src, KpiTables.for_catalog(catalog).raw_tables[GA4]
 
 
 def _rows() -> pd.DataFrame:
-    """Every taxonomy case on a row GA4 left unclassified, in each of the three ways it
-    does ((not set), Unassigned, NULL), and the same UTM values on rows GA4 grouped itself
-    (kept as GA4 says, or mapped)."""
-    own = ["(not set)", "Unassigned", None, "Paid Search", "Referral", "Paid Searchh"]
+    """Every taxonomy case under every group of ``OWN`` (``sessions`` numbers the rows,
+    ``engaged_sessions`` is the case)."""
     rows = []
     for i, case in enumerate(CASES):
-        rows.append(
-            {
-                "property_id": "p",
-                "date": pd.Timestamp("2026-01-01").date(),
-                "session_default_channel_group": own[i % len(own)],
-                "session_source": case["source"],
-                "session_medium": case["medium"],
-                "session_campaign_name": case["campaign"],
-                "device_category": "desktop",
-                "sessions": i,
-            }
-        )
+        for own in OWN:
+            rows.append(
+                {
+                    "property_id": "p",
+                    "date": pd.Timestamp("2026-01-01").date(),
+                    "session_default_channel_group": own,
+                    "session_source": case["source"],
+                    "session_medium": case["medium"],
+                    "session_campaign_name": case["campaign"],
+                    "device_category": "desktop",
+                    "sessions": len(rows),
+                    "engaged_sessions": i,
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def test_classifiable_rows_give_the_channel_the_rules_written_in_place_give(warehouse_url):
-    fix = {"Paid Searchh": "Paid Search"}  # a value of the source's own, mapped
-    catalog, src, table = _ga4(fix)
+@pytest.mark.parametrize("campaign", [True, False], ids=["with_campaign", "no_campaign"])
+def test_classifiable_rows_give_the_channel_the_rules_written_in_place_give(
+    warehouse_url, campaign
+):
+    catalog, src, table = _ga4(MAP, campaign)
     frame = _rows()
     wh = Warehouse(warehouse_url)
     try:
@@ -75,21 +91,29 @@ def test_classifiable_rows_give_the_channel_the_rules_written_in_place_give(ware
         wh.dispose()
     a, b = (f.sort_values("sessions").reset_index(drop=True) for f in (a, b))
     pd.testing.assert_frame_equal(a, b)
-    # Worked out: an unclassified row takes the taxonomy's channel, another keeps its own.
+    # Worked out: a row whose group, once mapped, is none takes the taxonomy's channel from
+    # its source, medium and campaign (none without the input); another keeps its group.
     taxonomy = catalog.taxonomy
+    classified = 0
     for row, got in zip(frame.itertuples(), a["channel"], strict=True):
         own = row.session_default_channel_group
-        if pd.isna(own) or own in ("(not set)", "Unassigned"):
-            case = CASES[row.sessions]
-            want = taxonomy.classify(case["source"], case["medium"], case["campaign"])
-            assert want == case["channel"]
+        mapped = None if pd.isna(own) else MAP.get(own, own)
+        if mapped is None or mapped in UNCLASSIFIED:
+            case = CASES[row.engaged_sessions]
+            want = taxonomy.classify(
+                case["source"], case["medium"], case["campaign"] if campaign else None
+            )
+            if campaign:
+                assert want == case["channel"]
+            classified += 1
         else:
-            want = fix.get(own, own)
+            want = mapped
         assert got == want, (row, got)
+    assert classified == 4 * len(CASES)  # Unassigned, NULL, and the two mapped into them
 
 
 def test_the_rules_inputs_are_computed_only_on_rows_the_rules_classify(duckdb_url):
-    catalog, src, table = _ga4()
+    catalog, src, table = _ga4(MAP)
     wh = Warehouse(duckdb_url)
     try:
         wh.ensure_tables([table])
@@ -100,22 +124,28 @@ def test_the_rules_inputs_are_computed_only_on_rows_the_rules_classify(duckdb_ur
             f"{CLASSIFY_INPUT}channel_{f}" for f in ("source", "medium", "campaign")
         ]
         got = wh.read(
-            sa.select(layered.c.sessions, layered.c.session_default_channel_group, *inputs)
+            sa.select(
+                layered.c.sessions,
+                layered.c.engaged_sessions,
+                layered.c.session_default_channel_group,
+                *inputs,
+            )
         )
-        got = got.set_index("sessions").sort_index()  # sessions: the case's index
     finally:
         wh.dispose()
     own = got["session_default_channel_group"]
-    unclassified = own.isna() | own.isin(["(not set)", "Unassigned"])
+    mapped = own.map(lambda v: None if pd.isna(v) else MAP.get(v, v))
+    unclassified = mapped.isna() | mapped.isin(UNCLASSIFIED)
     source = got[f"{CLASSIFY_INPUT}channel_source"]
+    assert unclassified.sum() == 4 * len(CASES)
     assert source[~unclassified].isna().all()
-    assert source[unclassified].notna().all()
     # Normalised and aliased as the rules compare them ("Google" -> "google", "(direct)").
     taxonomy = catalog.taxonomy
     aliases = {normalise(k): normalise(v) for k, v in taxonomy.normalise.source_aliases.items()}
-    for i in got.index[unclassified]:
-        raw = normalise(CASES[i]["source"])
-        assert source[i] == aliases.get(raw, raw), CASES[i]
+    cases, values = got["engaged_sessions"][unclassified], source[unclassified]
+    for case_index, value in zip(cases, values, strict=True):
+        raw = normalise(CASES[case_index]["source"])
+        assert value == aliases.get(raw, raw), CASES[case_index]
 
 
 def test_rows_no_classified_dimension_is_read_from_are_the_table_itself():
