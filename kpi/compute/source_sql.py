@@ -96,9 +96,9 @@ def classifiable(
 
     :func:`dimension_value` reads them from such rows. Written out where each rule reads
     them, the inputs (the source alias alone is a CASE of dozens of values) made the
-    GA4 cube statement 15 KB of SQL that DuckDB took ~65 ms to bind and optimise
+    GA4 cube statement 15 KB of SQL that DuckDB took ~75 ms to bind and optimise
     (common subexpressions, expression rewriting) whatever the rows; as columns below it,
-    under 5 KB and ~12 ms. Computed on every row they would cost more than they save: most
+    under 5 KB and ~13 ms. Computed on every row they would cost more than they save: most
     sources' rows carry their own channel."""
     read = set(src.dimensions if reading is None else reading)
     dims = [d for d, m in src.dimensions.items() if m.classify is not None and d in read]

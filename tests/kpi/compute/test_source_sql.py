@@ -164,7 +164,7 @@ def test_rows_no_classified_dimension_is_read_from_are_the_table_itself():
 
 def test_the_daily_cube_writes_each_input_normalisation_once(duckdb_url):
     """The source alias is a CASE of dozens of values that every rule reading the source
-    repeated: 15 KB of SQL that DuckDB took ~65 ms to bind and optimise on every run."""
+    repeated: 15 KB of SQL that DuckDB took ~75 ms to bind and optimise on every run."""
     catalog = load_catalog()
     tables = KpiTables.for_catalog(catalog, use_cubes=True)
     cubes = tables.compiler.cubes
