@@ -212,7 +212,7 @@ def refresh_kpi_values(
             if full_refresh:
                 conn.execute(state.delete().where(state.c.kpi_id.in_(kpi_ids)))
             todo = pending(conn, state, VALUES, fingerprints)
-            for source, day in changed_since(conn, days, scans).items():
+            for source, day in changed_since(conn, days, scans, cube_sources).items():
                 if day is None:
                     continue
                 readers = [

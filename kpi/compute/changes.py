@@ -37,7 +37,7 @@ import functools
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -213,26 +213,37 @@ def cube_days_select(name: str, cube: sa.Table) -> sa.Select:
 
 
 def changed_since(
-    conn: Connection, days: sa.Table, selects: Mapping[str, sa.Select]
+    conn: Connection,
+    days: sa.Table,
+    selects: Mapping[str, sa.Select],
+    rescannable: Collection[str] = (),
 ) -> dict[str, dt.date | None]:
     """Per source, the first local day whose rows differ from the last refresh's (None when
-    nothing changed); stores the new days.
+    nothing changed); stores the new days where they changed.
 
     Inside the caller's transaction: the new days are written only if its work commits.
+    The select of a source in ``rescannable`` is read twice rather than kept in a temporary
+    table: it reads a cube this transaction built, a few rows a day, where the temporary
+    table's four statements cost more than the second read.
     """
     found: dict[str, dt.date | None] = {}
     for name, select in selects.items():
-        fresh = _scratch(conn, f"source_days_{name}", select)
+        scratch = None if name in rescannable else _scratch(conn, f"source_days_{name}", select)
+        fresh = select.subquery() if scratch is None else scratch
         # A source seen for the first time differs from an empty one on each of its days.
         old = sa.select(days.c.day, days.c.n, days.c.checksum).where(days.c.source == name)
         new = sa.select(fresh.c.day, fresh.c.n, fresh.c.checksum)
         differing = sa.union(old.except_(new), new.except_(old)).subquery()
         found[name] = conn.execute(sa.select(sa.func.min(differing.c.day))).scalar()
-        conn.execute(days.delete().where(days.c.source == name))
-        conn.execute(
-            days.insert().from_select(list(select.selected_columns.keys()), sa.select(fresh))
-        )
-        conn.execute(sa.schema.DropTable(fresh))
+        # No day differs: the stored days are these (one row a day on both sides), so a run
+        # with no news writes nothing here.
+        if found[name] is not None:
+            conn.execute(days.delete().where(days.c.source == name))
+            conn.execute(
+                days.insert().from_select(list(select.selected_columns.keys()), sa.select(fresh))
+            )
+        if scratch is not None:
+            conn.execute(sa.schema.DropTable(scratch))
     return found
 
 

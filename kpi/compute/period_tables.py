@@ -122,7 +122,8 @@ def refresh_calendar(
             forget(conn, state, days)
         elif since is not None:
             mark_dirty(conn, state, STEPS, dict.fromkeys(tables.catalog.kpis, since))
-        write_calendar_stamp(conn, state, stamp, dt.datetime.now(dt.UTC))
+        if before != stamp:  # the same calendar: a run with no news writes nothing here
+            write_calendar_stamp(conn, state, stamp, dt.datetime.now(dt.UTC))
     return CalendarRefresh(calendar, first, as_of, rows[0], since)
 
 

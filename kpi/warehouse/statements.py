@@ -144,9 +144,19 @@ def compiled_statements_table(metadata: sa.MetaData) -> sa.Table:
 class StatementCache:
     """The cached statements of one step for one fingerprint, read once per run."""
 
-    def __init__(self, table: sa.Table, step: str, fingerprint: str, found: dict[str, Compiled]):
+    def __init__(
+        self,
+        table: sa.Table,
+        step: str,
+        fingerprint: str,
+        found: dict[str, Compiled],
+        stored: Iterable[tuple[str, str, dt.datetime | None]] | None = None,
+    ):
         self.table, self.step, self.fingerprint = table, step, fingerprint
         self._found = found
+        # (key, fingerprint, compiled_at) of every statement of the step as loaded; None:
+        # not known, so ``save`` cleans up without looking.
+        self._stored = None if stored is None else list(stored)
         self._new: dict[str, Compiled] = {}
         self._used: set[str] = set()
         self.hits = 0
@@ -160,20 +170,29 @@ class StatementCache:
         fingerprint: str,
         keys: list[str] | None = None,
     ):
-        """The step's statements of ``fingerprint`` (only ``keys``, when given)."""
-        query = sa.select(table.c.statement_key, table.c.sql_text, table.c.parameters).where(
-            table.c.step == step, table.c.fingerprint == fingerprint
-        )
+        """The step's statements of ``fingerprint`` (only ``keys``, when given), and what
+        else the step has stored (without its text), for ``save`` to know whether any of
+        it is stale."""
+        wanted = table.c.fingerprint == fingerprint
         if keys is not None:
-            query = query.where(table.c.statement_key.in_(keys))
-        rows = conn.execute(query)
-        found = {}
-        for key, sql, parameters in rows:
-            stored = json.loads(parameters)
-            names = tuple(stored["names"]) if stored["names"] is not None else None
-            constants = {k: _decode(v) for k, v in stored["constants"].items()}
-            found[key] = Compiled(sql, tuple(stored["columns"]), names, constants)
-        return cls(table, step, fingerprint, found)
+            wanted = sa.and_(wanted, table.c.statement_key.in_(keys))
+        query = sa.select(
+            table.c.statement_key,
+            table.c.fingerprint,
+            table.c.compiled_at,
+            sa.case((wanted, table.c.sql_text)),
+            sa.case((wanted, table.c.parameters)),
+        ).where(table.c.step == step)
+        found, stored = {}, []
+        for key, fp, compiled_at, sql, parameters in conn.execute(query):
+            stored.append((key, fp, compiled_at))
+            if sql is None:
+                continue
+            values = json.loads(parameters)
+            names = tuple(values["names"]) if values["names"] is not None else None
+            constants = {k: _decode(v) for k, v in values["constants"].items()}
+            found[key] = Compiled(sql, tuple(values["columns"]), names, constants)
+        return cls(table, step, fingerprint, found, stored)
 
     def get(self, key: str, run: dict[str, Any], build: Callable[[], Compiled]) -> Compiled:
         """The statement ``key`` with this run's parameters ``run`` (names without the
@@ -205,6 +224,8 @@ class StatementCache:
         also those this run did not use that were compiled longer ago than that: for a step
         whose keys follow the data (which KPIs changed from which day), not only the
         catalogue, so that they do not pile up."""
+        if not self._new and not self._any_stale(now, unused_for):
+            return  # every statement was a hit and none is stale: nothing to write
         table = self.table
         lock_tables(conn, [table])
         other = table.c.fingerprint != self.fingerprint
@@ -237,6 +258,26 @@ class StatementCache:
                 for key, c in self._new.items()
             ],
         )
+
+    def _any_stale(self, now: dt.datetime, unused_for: dt.timedelta | None) -> bool:
+        """Whether ``save`` would delete a statement loaded with this cache: one of another
+        fingerprint, or (``unused_for``) one this run did not use compiled longer ago. A
+        statement another run stores after the load is cleaned up by the next run."""
+        if self._stored is None:
+            return True
+        for key, fingerprint, compiled_at in self._stored:
+            if fingerprint != self.fingerprint:
+                return True
+            if unused_for is None or key in self._used or compiled_at is None:
+                continue
+            if _aware(compiled_at) < now - unused_for:
+                return True
+        return False
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    """A driver's TIMESTAMPTZ as an aware datetime (UTC when it came back naive)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
 # -- parameter values as JSON: tagged where JSON has no type of its own -------------------

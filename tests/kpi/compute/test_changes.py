@@ -14,6 +14,7 @@ from kpi.compute.changes import (
     CALENDAR,
     FULL,
     VALUES,
+    changed_since,
     cube_days_select,
     periods_changed_from,
     source_days_select,
@@ -471,4 +472,71 @@ def test_refresh_calendar_says_what_it_changed(warehouse_url, tables):
     nxt = refresh_calendar(wh, tables, AS_OF + dt.timedelta(days=1))
     assert nxt.changed_from == AS_OF + dt.timedelta(days=1)
     assert nxt.periods == wh.count(tables.periods) == same.periods + 1 + 1  # a day, March
+    wh.dispose()
+
+
+def _writes(wh: Warehouse, run) -> list[str]:
+    """The statements ``run()`` sends that write (or make a temporary table), first words."""
+    sent: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        sent.append(" ".join(statement.split())[:120])
+
+    sa.event.listen(wh.engine, "before_cursor_execute", record)
+    try:
+        run()
+    finally:
+        sa.event.remove(wh.engine, "before_cursor_execute", record)
+    verbs = ("INSERT", "DELETE", "UPDATE", "CREATE", "DROP", "ALTER")
+    return [s for s in sent if s.upper().startswith(verbs)]
+
+
+def test_a_refresh_with_no_news_writes_no_bookkeeping(warehouse_url, tables):
+    # The same calendar and the same rows again: the calendar stamp, the day checksums and
+    # the compiled statements stay as they are, and a source read from its cube needs no
+    # temporary table of its days. Only the cubes are rebuilt (kpi.refresh).
+    wh = _loaded(warehouse_url, tables)
+    state = _values(wh, tables), wh.read(sa.select(tables.source_days))
+    writes = _writes(
+        wh,
+        lambda: (
+            refresh_calendar(wh, tables, AS_OF),
+            refresh_kpi_values(wh, tables, computed_at=T2),
+        ),
+    )
+    work = ("kpi_work.refresh_state", "kpi_work.source_days", "kpi_work.compiled_statements")
+    assert [w for w in writes if any(t in w for t in work)] == []
+    assert [w for w in writes if "tmp_source_days_ga4_traffic" in w] == []
+    assert [w for w in writes if "kpi.kpi_values" in w] == []
+    assert any("kpi_work.cube_ga4_traffic" in w for w in writes)  # the cube is rebuilt
+    _same_rows(_values(wh, tables), state[0], tables.values)
+    days = wh.read(sa.select(tables.source_days)).sort_values(["source", "day"], ignore_index=True)
+    pd.testing.assert_frame_equal(days, state[1].sort_values(["source", "day"], ignore_index=True))
+    wh.dispose()
+
+
+@pytest.mark.parametrize("rescannable", [False, True], ids=["kept", "rescanned"])
+def test_the_days_of_a_cube_read_twice_are_those_kept_in_a_temporary_table(
+    warehouse_url, tables, rescannable
+):
+    # changed_since reads a cube's days twice (compare, then store) instead of keeping them
+    # in a temporary table: the day found and the days stored must be the same either way.
+    wh = _loaded(warehouse_url, tables)
+    raw, days = tables.raw_tables["ga4_traffic"], tables.source_days
+    with wh.transaction() as conn:
+        conn.execute(raw.update().where(raw.c.date == D(2026, 2, 3)).values(sessions=1))
+        conn.execute(raw.delete().where(raw.c.date == D(2026, 2, 25)))
+    refresh_cubes(wh, tables)
+    select = cube_days_select("ga4_traffic", tables.compiler.cubes.tables["ga4_traffic"])
+    with wh.transaction() as conn:
+        again = ["ga4_traffic"] if rescannable else []
+        found = changed_since(conn, days, {"ga4_traffic": select}, again)
+        # Nothing differs any more: the same call finds nothing and writes nothing.
+        assert changed_since(conn, days, {"ga4_traffic": select}, again) == {"ga4_traffic": None}
+    assert found == {"ga4_traffic": D(2026, 2, 3)}
+    stored = wh.rows(
+        sa.select(days.c.day, days.c.n, days.c.checksum).where(days.c.source == "ga4_traffic")
+    )
+    assert sorted(stored) == sorted((d, n, c) for _, d, n, c in wh.rows(select))
+    assert D(2026, 2, 25) not in {d for d, _, _ in stored}
     wh.dispose()

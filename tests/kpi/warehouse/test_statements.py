@@ -226,6 +226,47 @@ def test_old_statements_this_run_did_not_use_go_and_a_run_loads_only_its_own(tmp
     wh.dispose()
 
 
+def test_a_run_of_hits_writes_nothing_and_a_statement_of_another_fingerprint_still_goes(
+    tmp_path,
+):
+    wh = Warehouse(f"duckdb:///{tmp_path / 'cache.duckdb'}")
+    table = compiled_statements_table(sa.MetaData())
+    wh.ensure_tables([table])
+    at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    sent: list[str] = []
+    sa.event.listen(wh.engine, "before_cursor_execute", lambda *a: sent.append(a[2]))
+
+    def run(fingerprint: str) -> list[str]:
+        sent.clear()
+        with wh.transaction() as conn:
+            cache = StatementCache.load(conn, table, VALUES, fingerprint, ["k"])
+            build = lambda: compile_select(  # noqa: E731
+                wh.engine.dialect, sa.select(sa.literal(1, sa.Integer).label("one"))
+            )
+            cache.get("k", {}, build)
+            cache.save(conn, at, unused_for=dt.timedelta(days=30))
+        return [s.split()[0].upper() for s in sent if not s.lstrip().upper().startswith("SELECT")]
+
+    assert run("fp") == ["DELETE", "INSERT"]  # compiled: stored
+    assert run("fp") == []  # a hit, nothing stale: no write at all
+    run("fp2")  # the catalogue changed: stored for fp2, fp's statement dropped
+    assert sorted(wh.rows(sa.select(table.c.fingerprint))) == [("fp2",)]
+    with wh.transaction() as conn:  # a statement of another version, stored by hand
+        conn.execute(
+            table.insert().values(
+                step=VALUES,
+                statement_key="k",
+                fingerprint="old",
+                sql_text="SELECT 1",
+                parameters="{}",
+                compiled_at=at,
+            )
+        )
+    assert run("fp2") == ["DELETE"]  # a hit, but something stale to drop
+    assert sorted(wh.rows(sa.select(table.c.fingerprint))) == [("fp2",)]
+    wh.dispose()
+
+
 def _cache_rows(wh, tables, step: str = COMPARISONS) -> pd.DataFrame:
     t = tables.compiled_statements
     columns = (t.c.statement_key, t.c.fingerprint, t.c.compiled_at)
