@@ -25,9 +25,11 @@ def add_primary_keys(
     if not keyed or conn.dialect.name not in ("duckdb", "postgresql"):
         return
     if conn.dialect.name == "duckdb":
+        # duckdb_tables() says it in a flag: ~1 ms on a fresh connection, where
+        # duckdb_constraints() lists every NOT NULL of every table first (~4 ms).
         query = (
-            "SELECT schema_name, table_name FROM duckdb_constraints() "
-            "WHERE constraint_type = 'PRIMARY KEY'"
+            "SELECT schema_name, table_name FROM duckdb_tables() "
+            "WHERE has_primary_key AND database_name = current_database()"
         )
     else:
         query = (
@@ -55,16 +57,24 @@ def add_primary_keys(
 
 def existing_columns(conn: Connection, schemas: list[str]) -> dict[tuple, set[str]]:
     """(schema, table) -> column names, for every table of ``schemas``."""
-    info = sa.table(
-        "columns",
-        sa.column("table_schema"),
-        sa.column("table_name"),
-        sa.column("column_name"),
-        schema="information_schema",
-    )
-    query = sa.select(info.c.table_schema, info.c.table_name, info.c.column_name).where(
-        info.c.table_schema.in_(schemas)
-    )
+    if conn.dialect.name == "duckdb":
+        # The rows of information_schema.columns (views' columns too), of this database
+        # only, without that view's joins: ~1 ms on a fresh connection, not ~5.
+        query = sa.text(
+            "SELECT schema_name, table_name, column_name FROM duckdb_columns() "
+            "WHERE database_name = current_database() AND schema_name IN :schemas"
+        ).bindparams(sa.bindparam("schemas", list(schemas), expanding=True))
+    else:
+        info = sa.table(
+            "columns",
+            sa.column("table_schema"),
+            sa.column("table_name"),
+            sa.column("column_name"),
+            schema="information_schema",
+        )
+        query = sa.select(info.c.table_schema, info.c.table_name, info.c.column_name).where(
+            info.c.table_schema.in_(schemas)
+        )
     found: dict[tuple, set[str]] = {}
     for schema, table, column in conn.execute(query):
         found.setdefault((schema, table), set()).add(column)
