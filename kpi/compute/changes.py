@@ -224,7 +224,9 @@ def changed_since(
     Inside the caller's transaction: the new days are written only if its work commits.
     The select of a source in ``rescannable`` is read twice rather than kept in a temporary
     table: it reads a cube this transaction built, a few rows a day, where the temporary
-    table's four statements cost more than the second read.
+    table's four statements cost more than the second read. Only such a select may be: one
+    over a table others write could change between the two reads (PostgreSQL's READ
+    COMMITTED), and the change would be stored without being reported, so never recomputed.
     """
     found: dict[str, dt.date | None] = {}
     for name, select in selects.items():

@@ -263,8 +263,8 @@ class StatementCache:
         """Whether ``save`` would delete a statement loaded with this cache: one of another
         fingerprint, or (``unused_for``) one this run did not use compiled longer ago. A
         statement another run stores after the load is cleaned up by the next run."""
-        if self._stored is None:
-            return True
+        if self._stored is None or (unused_for is not None and now.tzinfo is None):
+            return True  # not known, or a naive time: the DELETE compares in the database
         for key, fingerprint, compiled_at in self._stored:
             if fingerprint != self.fingerprint:
                 return True

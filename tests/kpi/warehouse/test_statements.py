@@ -267,6 +267,23 @@ def test_a_run_of_hits_writes_nothing_and_a_statement_of_another_fingerprint_sti
     wh.dispose()
 
 
+def test_a_naive_run_time_cleans_up_in_the_database(tmp_path):
+    # computed_at= without a time zone: the age of stored statements is compared by the
+    # DELETE, as before the Python check that skips it (which needs an aware time).
+    wh = Warehouse(f"duckdb:///{tmp_path / 'cache.duckdb'}")
+    table = compiled_statements_table(sa.MetaData())
+    wh.ensure_tables([table])
+    select = sa.select(sa.literal(1, sa.Integer).label("one"))
+    for keys, day in ((["a"], 1), (["b"], 2), (["b"], 3)):
+        with wh.transaction() as conn:
+            cache = StatementCache.load(conn, table, VALUES, "fp", keys)
+            for key in keys:
+                cache.get(key, {}, lambda: compile_select(wh.engine.dialect, select))
+            cache.save(conn, dt.datetime(2026, 1, day), unused_for=dt.timedelta(days=30))
+    assert sorted(wh.rows(sa.select(table.c.statement_key))) == [("a",), ("b",)]
+    wh.dispose()
+
+
 def _cache_rows(wh, tables, step: str = COMPARISONS) -> pd.DataFrame:
     t = tables.compiled_statements
     columns = (t.c.statement_key, t.c.fingerprint, t.c.compiled_at)

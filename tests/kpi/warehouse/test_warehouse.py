@@ -299,3 +299,34 @@ def test_keys_with_missing_parts_from_pandas_are_matched_by_is_null(warehouse_ur
     finally:
         wh.dispose()
     assert (deleted, left) == (3, 0)
+
+
+def test_an_attached_database_with_the_same_tables_hides_no_missing_column_or_key(tmp_path):
+    # The catalogue is read for the warehouse's own database only: a table of the same name
+    # in an attached one (with the column and the key) must not make ours look complete.
+    import duckdb
+
+    other = tmp_path / "other.duckdb"
+    with duckdb.connect(str(other)) as c:
+        c.execute("CREATE SCHEMA s; CREATE TABLE s.t (k INTEGER PRIMARY KEY, v INTEGER, w INTEGER)")
+    with duckdb.connect(str(tmp_path / "main.duckdb")) as c:
+        c.execute("CREATE SCHEMA s; CREATE TABLE s.t (k INTEGER, v INTEGER)")  # older: no w, key
+    wh = Warehouse(f"duckdb:///{tmp_path / 'main.duckdb'}")
+    attach = f"ATTACH '{other}' AS other (READ_ONLY)"
+    sa.event.listen(wh.engine, "connect", lambda dbapi, _: dbapi.execute(attach))
+    t = sa.Table(
+        "t",
+        sa.MetaData(),
+        sa.Column("k", sa.Integer, primary_key=True),
+        sa.Column("v", sa.Integer),
+        sa.Column("w", sa.Integer),
+        schema="s",
+    )
+    wh.ensure_tables([t])
+    own = "database_name = current_database() AND schema_name = 's' AND table_name = 't'"
+    with wh.engine.connect() as conn:
+        columns = conn.execute(sa.text(f"SELECT column_name FROM duckdb_columns() WHERE {own}"))
+        assert {r[0] for r in columns} == {"k", "v", "w"}
+        keyed = conn.execute(sa.text(f"SELECT has_primary_key FROM duckdb_tables() WHERE {own}"))
+        assert keyed.scalar() is True
+    wh.dispose()
