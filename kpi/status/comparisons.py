@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
@@ -35,7 +34,6 @@ from kpi.compute.history import HistoryLookup
 from kpi.compute.periods import Calendar
 from kpi.compute.source_sql import local_date
 from kpi.compute.windows import CURRENT, LAST_YEAR, PREVIOUS
-from kpi.language.catalog import Catalog
 from kpi.language.expressions import safe_divide
 from kpi.language.facts import scales_with_days
 from kpi.language.models import Direction, Grain, Kpi, KpiType
@@ -104,27 +102,10 @@ def comparison_select(
     with compiler.periods_since(since):
         prev = lookup.compared(PREVIOUS, "prev")
         ly = lookup.compared(LAST_YEAR, "ly")
-    prev_value, prev_version = prev.value, prev.version
-    ly_value, ly_version = ly.value, ly.version
-    history = _history_marker(
-        catalog, kpi, v, changes, joins, (prev_version, prev.end), (ly_version, ly.end)
-    )
-    band = (t.c.band_min, t.c.band_max)
-    # A growth KPI's attainment is its gap in growth points; its status (and pace) judges
-    # the levels its growth reaches (kpi.status.variance), and not a growth over a period that
-    # starts before the data.
+    changed_at = _definition_changed_at(kpi, v, changes, joins)
+    # A growth KPI's status (and pace) judges the levels its growth reaches
+    # (kpi.status.variance), and not a growth over a period that starts before the data.
     judged = lookup.judged(actual)
-    favourable = variance_favourable_expr(kpi.direction, judged, target, *band)
-    attainment = (
-        favourable if is_growth(kpi) else attainment_expr(kpi.direction, actual, target, *band)
-    )
-    status_actual, status_target, *status_band = as_levels(kpi, judged, target, *band)
-    status_attainment = attainment_expr(kpi.direction, status_actual, status_target, *status_band)
-    has_target = (
-        sa.and_(t.c.band_min.is_not(None), t.c.band_max.is_not(None))
-        if kpi.direction == Direction.within_band
-        else target.is_not(None)
-    )
     # Pace: an additive KPI is projected to the end of the open period at its daily rate
     # so far (with seasonal phasing: along last year's shape of the period, which is what
     # target / target to date is); a rate is its own projection. A closed period is its own
@@ -148,78 +129,151 @@ def comparison_select(
         )
     else:
         projected = judged
-    full_band = (t.c.band_min, t.c.band_max)
-    if kpi.direction == Direction.within_band:
-        full_band = (t.c.band_min_full, t.c.band_max_full)
-    projected_attainment = attainment_expr(
-        kpi.direction, *as_levels(kpi, projected, t.c.target, *full_band)
-    )
-    status = status_expr(kpi, status_actual, status_attainment, v.c.sample_size, has_target)
-    on_pace = sa.case(
-        (projected_attainment.is_(None), sa.null()),
-        else_=projected_attainment >= kpi.thresholds.at_risk_below,
-    )
     with compiler.periods_since(since):
         goal_actual, goal_projected = _goal_projection(compiler, kpi, grain, slices, v, t, joins)
-    goal_will_reach = _reaches(
-        kpi, goal_projected, t.c.goal_target, t.c.goal_band_min, t.c.goal_band_max
-    )
 
     joined = v.join(p, sa.and_(*period_on))
     for other, on in joins:
         joined = joined.outerjoin(other, on)
-    return (
+    # Two levels: the inner query reads each input once (from the joined tables), the
+    # outer one judges them. Written as one, every use of the target or of the previous
+    # value repeated its whole expression: on DuckDB a statement's cost is mostly parsing,
+    # binding and optimising it, and the repeats were a third of its text.
+    found = (
         sa.select(
             v.c.kpi_id,
-            sa.literal(kpi.name).label("kpi_name"),
-            sa.literal(kpi.area).label("area"),
-            sa.literal(str(kpi.direction)).label("direction"),
             v.c.grain,
             v.c.period_start,
             v.c.period_end,
             v.c.is_complete_period,
             *[v.c[d] for d in catalog.dimensions],
             actual.label("actual"),
+            judged.label("judged"),
             target.label("target"),
             t.c.target.label("target_full_period"),
-            attainment.label("attainment"),
-            (actual - target).label("variance"),
-            favourable.label("variance_favourable"),
-            prev_value.label("previous"),
-            (actual - prev_value).label("change_abs"),
-            safe_divide(actual - prev_value, prev_value).label("change_rel"),
-            ly_value.label("last_year"),
-            (actual - ly_value).label("change_ly_abs"),
-            safe_divide(actual - ly_value, ly_value).label("change_ly_rel"),
+            t.c.band_min,
+            t.c.band_max,
+            t.c.band_min_full,
+            t.c.band_max_full,
+            prev.value.label("previous"),
+            prev.version.label("previous_version"),
+            prev.end.label("previous_end"),
+            ly.value.label("last_year"),
+            ly.version.label("last_year_version"),
+            ly.end.label("last_year_end"),
             t.c.benchmark_value,
             t.c.benchmark_min,
             t.c.benchmark_max,
             t.c.benchmark_source,
-            benchmark_position(
-                actual, t.c.benchmark_value, t.c.benchmark_min, t.c.benchmark_max
-            ).label("benchmark_position"),
             projected.label("projected"),
-            on_pace.label("on_pace"),
             v.c.sample_size,
-            status.label("status"),
             v.c.definition_version,
-            stamp.label("computed_at"),
             t.c.phasing,
             t.c.goal_start,
             t.c.goal_deadline,
-            t.c.goal_target.label("goal_target_value"),
-            goal_actual.label("goal_actual_to_date"),
-            goal_projected.label("goal_projected_value"),
+            t.c.goal_target,
+            t.c.goal_band_min,
+            t.c.goal_band_max,
             t.c.goal_projection,
-            goal_will_reach.label("goal_will_reach"),
-            prev_version.label("previous_definition_version"),
-            ly_version.label("last_year_definition_version"),
-            history.changed_at.label("definition_changed_at"),
-            history.recomputed.label("history_recomputed"),
+            goal_actual.label("goal_actual"),
+            goal_projected.label("goal_projected"),
+            changed_at.label("changed_at"),
+            local_date(changed_at, sa.literal(catalog.reporting.time_zone, sa.String)).label(
+                "changed_on"
+            ),
         )
         .select_from(joined.outerjoin(t, sa.and_(*target_on)))
         .where(v.c.kpi_id == kpi.id, v.c.grain == grain, slice_filter)
         .where(*KpiCompiler.recent_periods(v, since))
+        .subquery("found")
+    )
+    return _judged_select(kpi, catalog.dimensions, found.c, stamp, changes is not None)
+
+
+def _judged_select(kpi: Kpi, dimensions: list[str], f, stamp, has_changes: bool) -> sa.Select:
+    """The columns of ``kpi_comparisons`` from the inputs ``f`` read (``comparison_select``)."""
+    actual, target = f.actual, f.target
+    band = (f.band_min, f.band_max)
+    favourable = variance_favourable_expr(kpi.direction, f.judged, target, *band)
+    # A growth KPI's attainment is its gap in growth points (kpi.status.variance).
+    attainment = (
+        favourable if is_growth(kpi) else attainment_expr(kpi.direction, actual, target, *band)
+    )
+    status_actual, status_target, *status_band = as_levels(kpi, f.judged, target, *band)
+    status_attainment = attainment_expr(kpi.direction, status_actual, status_target, *status_band)
+    has_target = (
+        sa.and_(f.band_min.is_not(None), f.band_max.is_not(None))
+        if kpi.direction == Direction.within_band
+        else target.is_not(None)
+    )
+    full_band = (f.band_min, f.band_max)
+    if kpi.direction == Direction.within_band:
+        full_band = (f.band_min_full, f.band_max_full)
+    projected_attainment = attainment_expr(
+        kpi.direction, *as_levels(kpi, f.projected, f.target_full_period, *full_band)
+    )
+    status = status_expr(kpi, status_actual, status_attainment, f.sample_size, has_target)
+    on_pace = sa.case(
+        (projected_attainment.is_(None), sa.null()),
+        else_=projected_attainment >= kpi.thresholds.at_risk_below,
+    )
+    goal_will_reach = _reaches(
+        kpi, f.goal_projected, f.goal_target, f.goal_band_min, f.goal_band_max
+    )
+    prev_value, ly_value = f.previous, f.last_year
+    compared = ((f.previous_version, f.previous_end), (f.last_year_version, f.last_year_end))
+    recomputed = (
+        _recomputed(f.definition_version, f.changed_on, *compared)
+        if has_changes
+        else sa.cast(sa.null(), sa.Boolean)
+    )
+    return sa.select(
+        f.kpi_id,
+        sa.literal(kpi.name).label("kpi_name"),
+        sa.literal(kpi.area).label("area"),
+        sa.literal(str(kpi.direction)).label("direction"),
+        f.grain,
+        f.period_start,
+        f.period_end,
+        f.is_complete_period,
+        *[f[d] for d in dimensions],
+        actual.label("actual"),
+        target.label("target"),
+        f.target_full_period,
+        attainment.label("attainment"),
+        (actual - target).label("variance"),
+        favourable.label("variance_favourable"),
+        prev_value.label("previous"),
+        (actual - prev_value).label("change_abs"),
+        safe_divide(actual - prev_value, prev_value).label("change_rel"),
+        ly_value.label("last_year"),
+        (actual - ly_value).label("change_ly_abs"),
+        safe_divide(actual - ly_value, ly_value).label("change_ly_rel"),
+        f.benchmark_value,
+        f.benchmark_min,
+        f.benchmark_max,
+        f.benchmark_source,
+        benchmark_position(actual, f.benchmark_value, f.benchmark_min, f.benchmark_max).label(
+            "benchmark_position"
+        ),
+        f.projected,
+        on_pace.label("on_pace"),
+        f.sample_size,
+        status.label("status"),
+        f.definition_version,
+        stamp.label("computed_at"),
+        f.phasing,
+        f.goal_start,
+        f.goal_deadline,
+        f.goal_target.label("goal_target_value"),
+        f.goal_actual.label("goal_actual_to_date"),
+        f.goal_projected.label("goal_projected_value"),
+        f.goal_projection,
+        goal_will_reach.label("goal_will_reach"),
+        f.previous_version.label("previous_definition_version"),
+        f.last_year_version.label("last_year_definition_version"),
+        f.changed_at.label("definition_changed_at"),
+        recomputed.label("history_recomputed"),
     )
 
 
@@ -285,34 +339,17 @@ def _goal_projection(
     return accumulated, safe_divide(accumulated, t.c.goal_elapsed_share)
 
 
-@dataclass(frozen=True)
-class _HistoryMarker:
-    changed_at: ColumnElement
-    recomputed: ColumnElement
+def _definition_changed_at(
+    kpi: Kpi, v: sa.FromClause, changes: sa.Table | None, joins: list
+) -> ColumnElement:
+    """When the row's definition took over from an earlier one (``definition_changed_at``).
 
-
-def _history_marker(
-    catalog: Catalog,
-    kpi: Kpi,
-    v: sa.FromClause,
-    changes: sa.Table | None,
-    joins: list,
-    *compared: tuple[ColumnElement, ColumnElement],
-) -> _HistoryMarker:
-    """When the row's definition took over from an earlier one, and whether the history it
-    is compared with was restated under it.
-
-    ``definition_changed_at`` comes from ``kpi_changes``: when the row's version first
-    appeared, if the KPI had another version before (after a return to an older version:
-    the last run of the one it replaced, the closest the table can tell). NULL for a KPI
-    that never changed. The compared history (``compared``: its version and the last day of
-    its window) was recomputed when it carries the row's version although
-    its last day ended before that change, in the reporting time zone. History kept with
-    an older version is not recomputed, and says so by its own version.
+    It comes from ``kpi_changes``: when the row's version first appeared, if the KPI had
+    another version before (after a return to an older version: the last run of the one it
+    replaced, the closest the table can tell). NULL for a KPI that never changed.
     """
-    never = sa.cast(sa.null(), sa.TIMESTAMP(timezone=True))
     if changes is None:
-        return _HistoryMarker(never, sa.cast(sa.null(), sa.Boolean))
+        return sa.cast(sa.null(), sa.TIMESTAMP(timezone=True))
     current, other = changes.alias("chg_current"), changes.alias("chg_other")
     other_last_seen = sa.func.max(other.c.last_seen_at)
     first_seen = sa.func.min(current.c.first_seen_at)
@@ -349,16 +386,26 @@ def _history_marker(
             ),
         )
     )
-    changed_on = local_date(
-        took_over.c.changed_at, sa.literal(catalog.reporting.time_zone, sa.String)
-    )
-    restated = [
-        sa.and_(version == v.c.definition_version, end < changed_on) for version, end in compared
-    ]
-    nothing_compared = sa.and_(*[version.is_(None) for version, _ in compared])
-    recomputed = sa.case(
+    return took_over.c.changed_at
+
+
+def _recomputed(
+    version: ColumnElement,
+    changed_on: ColumnElement,
+    *compared: tuple[ColumnElement, ColumnElement],
+) -> ColumnElement:
+    """Whether the history a row is compared with was restated (``history_recomputed``).
+
+    The compared history (``compared``: its version and the last day of its window) was
+    recomputed when it carries the row's ``version`` although its last day ended before
+    the definition changed (``changed_on``, the day of ``definition_changed_at`` in the
+    reporting time zone). History kept with an older version is not recomputed, and says
+    so by its own version. NULL when nothing is compared.
+    """
+    restated = [sa.and_(v == version, end < changed_on) for v, end in compared]
+    nothing_compared = sa.and_(*[v.is_(None) for v, _ in compared])
+    return sa.case(
         (nothing_compared, sa.cast(sa.null(), sa.Boolean)),
         (sa.or_(*restated), sa.true()),
         else_=sa.false(),
     )
-    return _HistoryMarker(took_over.c.changed_at, recomputed)
