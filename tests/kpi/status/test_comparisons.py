@@ -764,6 +764,12 @@ def test_sql_status_by_hand(compared):
     assert jan.target.tolist() == [pytest.approx(600)]
     assert jan.attainment.tolist() == [pytest.approx(454 / 600)]
     assert jan.status.tolist() == [Status.off_track]
+    # Its pace is judged against the whole month: cost's 610 in 6 days projects to
+    # 610 * 31 / 6 = 3151.7, inside the month's band 100..200 a day = 3100..6200 (not the
+    # band to date, 600..1200; and not the actual 610 itself) -> on pace.
+    cost_jan = out[(out.kpi_id == "cost") & (out.grain == "month") & out.channel.isna()]
+    assert cost_jan.projected.tolist() == [pytest.approx(610 * 31 / 6)]
+    assert cost_jan.on_pace.tolist() == [True]
     # Slices get no target: no_target, and their previous period still works.
     a = out[(out.kpi_id == "sessions") & (out.grain == "day") & (out.channel == "a")]
     assert set(a.status) == {Status.no_target}
@@ -855,6 +861,16 @@ kpis:
     measure: {source: daily, agg: sum, expr: conversions}
     grains: [day, week, month]
     target: {value: 2900, grain: month, deadline: 2026-03-31}
+  - id: gifts_paced
+    name: Gifts paced
+    description: conversions, linear target of 1300 a month, no goal
+    owner: t@example.com
+    unit: count
+    direction: higher_is_better
+    type: simple
+    measure: {source: daily, agg: sum, expr: conversions}
+    grains: [month]
+    target: {value: 1300, grain: month}
   - id: sales_quarterly
     name: Sales by quarter
     description: sessions, seasonal target of 300 for Q1 2026, the goal by 2026-03-31
@@ -998,6 +1014,18 @@ def test_seasonal_targets_from_last_years_values_in_the_warehouse(goal_compariso
     gifts_feb = c[("gifts", "month", D(2026, 2, 1))]
     assert gifts_feb.phasing == "linear"
     assert gifts_feb.projected == pytest.approx(150 * 28 / 3)  # 50 a day, 3 of 28 days
+    # Pace holds the projection against the whole month: 1400 of 2900 -> not on pace (against
+    # the target to date, 2900 * 3 / 28 = 310.7, it would be). Lower is better: spend's
+    # 3 * 600 = 1800 projects to 16800 <= 27000 -> on pace (not against 27000 * 3 / 28).
+    assert _false(gifts_feb.on_pace)
+    spend_feb = c[("spend", "month", D(2026, 2, 1))]
+    assert spend_feb.projected == pytest.approx(16800)
+    assert spend_feb.on_pace
+    # Status judges the target to date: gifts_paced's open February is 150 against
+    # 1300 * 3 / 28 = 139.3 -> on track (against the whole month's 1300: off track).
+    paced = c[("gifts_paced", "month", D(2026, 2, 1))]
+    assert (paced.actual, paced.target) == (150, pytest.approx(1300 * 3 / 28))
+    assert paced.status == Status.on_track
 
 
 def test_goal_pace_projects_to_the_deadline(goal_comparisons):
