@@ -138,7 +138,7 @@ def comparison_select(
     # Two levels: the inner query reads each input once (from the joined tables), the
     # outer one judges them. Written as one, every use of the target or of the previous
     # value repeated its whole expression: on DuckDB a statement's cost is mostly parsing,
-    # binding and optimising it, and the repeats were a third of its text.
+    # binding and optimising it, and the repeats were 15% of the statements' text.
     found = (
         sa.select(
             v.c.kpi_id,
