@@ -38,6 +38,7 @@ from kpi.compute.changes import (
     value_fingerprints,
     whole_history_as_full,
 )
+from kpi.compute.compared_windows import compared_values_statement
 from kpi.compute.coverage import kpi_coverage, source_coverage
 from kpi.compute.period_tables import (  # noqa: F401 - the periods step, re-exported
     first_day_of_data,
@@ -395,9 +396,13 @@ def refresh_comparisons(
     catalog, comparisons, state = tables.catalog, tables.comparisons, tables.refresh_state
     fingerprints = goal_fingerprints(catalog)
     incremental = supports_incremental(wh.dialect)
+    compared = tables.compared_windows  # the run's compared windows, written first
+    scratch = [tables.compared_values] if compared is not None else []
     if incremental:
-        wh.ensure_tables([state, tables.compiled_statements])
-    locked = [comparisons, state, *([tables.compiled_statements] if incremental else [])]
+        wh.ensure_tables([state, tables.compiled_statements, *scratch])
+    elif scratch:
+        wh.ensure_tables(scratch)
+    locked = [comparisons, state, *([tables.compiled_statements] if incremental else []), *scratch]
     with wh.transaction(lock=locked) as conn:
         if full_refresh and incremental:
             conn.execute(state.delete().where(state.c.step == COMPARISONS))
@@ -419,10 +424,20 @@ def refresh_comparisons(
             layout = tables.layout()
             fingerprint = statement_fingerprint(catalog, layout, wh.dialect_and_driver)
             cache = StatementCache.load(conn, tables.compiled_statements, COMPARISONS, fingerprint)
-        statements = _comparison_statements(tables, todo, computed_at, conn.dialect, cache)
         workers = min(MAX_STATEMENT_WORKERS, os.cpu_count() or 1)
         concurrent = wh.dialect == "duckdb" and wh.shares_database and workers > 1
-        if concurrent and FULL not in todo.values():
+        concurrent = concurrent and FULL not in todo.values()
+        if compared is not None and todo:
+            write = compared_values_statement(compared, min(todo.values()), conn.dialect, cache)
+            if write is not None and concurrent:
+                # The concurrent readers see what is committed only: the scratch rows are
+                # committed first, under this transaction's lock of their table.
+                with wh.transaction(lock=scratch) as first:
+                    Warehouse.replace_from_select_in(first, scratch[0], None, [write])
+            elif write is not None:
+                Warehouse.replace_from_select_in(conn, scratch[0], None, [write])
+        statements = _comparison_statements(tables, todo, computed_at, conn.dialect, cache)
+        if concurrent:
             # A few rows per statement: planning is the cost, and it runs on one core.
             Warehouse.replace_from_selects_concurrently_in(
                 conn, comparisons, sa.or_(*stale), statements, workers
@@ -506,6 +521,7 @@ def _comparison_statement(
         computed_at,
         changes=tables.changes,
         since=since,
+        compared=tables.compared_windows,
     )
     return compile_select(dialect, select)
 

@@ -28,6 +28,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
+from kpi.compute.compared_windows import ComparedWindows
 from kpi.compute.compiler import KpiCompiler
 from kpi.compute.windows import (
     CURRENT,
@@ -140,8 +141,11 @@ class HistoryLookup:
         v: sa.FromClause,
         p: sa.FromClause,
         joins: list[tuple[sa.FromClause, ColumnElement]],
+        compared: ComparedWindows | None = None,
     ) -> None:
         self.compiler, self.kpi, self.grain, self.slices = compiler, kpi, grain, slices
+        # The open periods' compared windows, evaluated once a run for the KPIs it covers.
+        self.windows = compared if compared is not None and compared.covers(kpi) else None
         self.values, self.v, self.p, self.joins = values, v, p, joins
         self.slice_values = {dims: compiler.slice_values(kpi, dims) for dims in slices}
         self.version = sa.literal(compiler.catalog.versions[kpi.id], sa.String)
@@ -184,7 +188,8 @@ class HistoryLookup:
 
     def _period(self, window: Window, name: str):
         """The earlier period itself: its stored row when the window covers it whole, else
-        (a partial, to-date window) evaluated here under the current definition."""
+        (a partial, to-date window) evaluated under the current definition: once for the
+        run when ``compared`` covers the KPI (kpi.compute.compared_windows), else here."""
         p = self.p
         stored = self._stored(name, self.grain)
         self.joins.append(
@@ -205,8 +210,13 @@ class HistoryLookup:
                 sa.cast(stored.c.value, sa.Double),
                 stored.c.definition_version,
             ), *self._start_end(window)
-        evaluated = self._evaluated(Grain(self.grain), window, name)
-        self.joins.append((evaluated, sa.and_(*self._same_slice(evaluated, self.v.c.period_start))))
+        if self.windows is not None:
+            evaluated = self.windows.lookup(self.kpi, self.grain, window, f"{name}_window")
+            on = [evaluated.c.period_start == self.v.c.period_start, *self._slice_of(evaluated)]
+        else:
+            evaluated = self._evaluated(Grain(self.grain), window, name)
+            on = self._same_slice(evaluated, self.v.c.period_start)
+        self.joins.append((evaluated, sa.and_(*on)))
         value = sa.cast(sa.case((found, stored.c.value), else_=evaluated.c.value), sa.Double)
         version = sa.case((found, stored.c.definition_version), else_=self.version)
         return (value, version), *self._start_end(window)

@@ -83,7 +83,7 @@ class PeriodRollups:
             if not self.fusable(kpi):
                 continue
             for source in self._sources(kpi):
-                for dims in [(), *(_slice(d) for d in kpi.slice_dimensions)]:
+                for dims in [(), *(slice_key(d) for d in kpi.slice_dimensions)]:
                     found[source].setdefault(dims, set()).update(str(g) for g in kpi.grains)
         return found
 
@@ -133,7 +133,7 @@ class PeriodRollups:
                 sa.select(
                     dp.c.grain,
                     dp.c.period_start,
-                    sa.literal(_name(dims), sa.String).label("slice"),
+                    sa.literal(slice_name(dims), sa.String).label("slice"),
                     *values,
                     *aggregates,
                 )
@@ -161,7 +161,7 @@ class PeriodRollups:
         groups: dict[tuple[tuple[str, ...], tuple[Slice, ...]], list[Kpi]] = {}
         for kpi_id in kpi_ids:
             kpi = self.catalog.kpis[kpi_id]
-            slices = tuple(sorted({_slice(d) for d in kpi.slice_dimensions}))
+            slices = tuple(sorted({slice_key(d) for d in kpi.slice_dimensions}))
             key = (tuple(sorted(self._sources(kpi))), slices)
             groups.setdefault(key, []).append(kpi)
         # Each source's rollup once, however many groups read it.
@@ -267,7 +267,7 @@ class PeriodRollups:
 
         total = sa.select(*row(TOTAL, {}))
         selects: list[sa.Select] = [total]
-        for dims in sorted({_slice(d) for d in kpi.slice_dimensions}):
+        for dims in sorted({slice_key(d) for d in kpi.slice_dimensions}):
             seen = [
                 sa.select(
                     *[self.compiler.cubes.table_with(src, dims).c[d] for d in dims]
@@ -276,7 +276,9 @@ class PeriodRollups:
             ]
             values = (sa.union(*seen) if len(seen) > 1 else seen[0]).subquery()
             selects.append(
-                sa.select(*row(_name(dims), {d: values.c[d] for d in dims})).select_from(values)
+                sa.select(*row(slice_name(dims), {d: values.c[d] for d in dims})).select_from(
+                    values
+                )
             )
         return sa.union_all(*selects).subquery() if len(selects) > 1 else total.subquery()
 
@@ -329,12 +331,12 @@ class PeriodRollups:
         return col("high"), sa.null(), sa.null(), size
 
 
-def _slice(dims: tuple[str, ...]) -> Slice:
+def slice_key(dims: tuple[str, ...]) -> Slice:
     """A declared slice as the rollups key it: its dimensions in one order."""
     return tuple(sorted(dims))
 
 
-def _name(dims: Slice) -> str:
+def slice_name(dims: Slice) -> str:
     return ",".join(dims)
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from kpi.compute.changes import refresh_state_table, source_days_table
+from kpi.compute.compared_windows import ComparedWindows, compared_values_table
 from kpi.compute.compiler import KpiCompiler
 from kpi.compute.rollups import PeriodRollups
 from kpi.language.catalog import Catalog
@@ -53,6 +54,18 @@ class KpiTables:
         return PeriodRollups(self.compiler)
 
     @property
+    def compared_values(self) -> sa.Table:
+        return compared_values_table(self.compiler.metadata, self.catalog.dimensions)
+
+    @functools.cached_property
+    def compared_windows(self) -> ComparedWindows | None:
+        """The compared windows evaluated once a comparisons refresh (None without cubes:
+        each comparison statement evaluates its own)."""
+        if not self.compiler.use_cubes:
+            return None
+        return ComparedWindows(self.compiler, self.compared_values)
+
+    @property
     def raw_tables(self) -> dict[str, sa.Table]:
         return self.compiler.tables
 
@@ -94,6 +107,7 @@ class KpiTables:
             self.refresh_state,
             self.source_days,
             self.compiled_statements,
+            self.compared_values,
         ]
 
     def layout(self) -> dict:

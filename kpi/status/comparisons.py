@@ -29,6 +29,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
+from kpi.compute.compared_windows import ComparedWindows
 from kpi.compute.compiler import KpiCompiler
 from kpi.compute.history import HistoryLookup
 from kpi.compute.periods import Calendar
@@ -53,12 +54,15 @@ def comparison_select(
     computed_at: dt.datetime,
     changes: sa.Table | None = None,
     since: dt.date | None = None,
+    compared: ComparedWindows | None = None,
 ) -> sa.Select:
     """One KPI and grain of ``kpi_comparisons``, the rows of each of its ``slices`` (the
     total ``()``, dimension tuples): the value against its target, benchmark, previous
     period and same period last year, with status, pace, goal pace and the definition
     version of the history compared with (``changes`` is ``kpi_changes``). With ``since``,
-    only the periods ending on or after it (kpi.compute.changes).
+    only the periods ending on or after it (kpi.compute.changes). ``compared``: the run's
+    compared windows, already written (kpi.compute.compared_windows); without it, an open
+    period's compared windows are evaluated in the statement.
 
     On DuckDB the slices of a KPI and grain are one statement, not one each: there a
     statement's cost is mostly planning it, and the slices share its joins of targets,
@@ -96,7 +100,7 @@ def comparison_select(
     target = sa.case((v.c.is_complete_period, t.c.target), else_=t.c.target_to_date)
     # Previous period and last year: NULL before the data, the same span for to-date KPIs,
     # stored growths for growth KPIs (kpi.compute.history).
-    lookup = HistoryLookup(compiler, kpi, grain, slices, values, v, p, joins)
+    lookup = HistoryLookup(compiler, kpi, grain, slices, values, v, p, joins, compared)
     # History evaluated here (an open period's like-for-like window) is needed for the
     # rows written only.
     with compiler.periods_since(since):

@@ -310,9 +310,11 @@ def test_a_run_served_from_the_cache_equals_a_recompute_compiled_afresh(warehous
     # runs full ones of its own, and compiles the incremental ones beside them
     # (kpi.refresh._comparison_statements).
     modes = ["|since"] if together else ["|full", "|since"]
-    assert len(loaded) == sum(per_kpi.values()) * len(modes)
+    # Beside them, the one statement of the compared windows (kpi.compute.compared_windows).
+    assert len(loaded) == (sum(per_kpi.values()) + 1) * len(modes)
     for mode in modes:
-        assert loaded["statement_key"].str.endswith(mode).sum() == sum(per_kpi.values())
+        assert loaded["statement_key"].str.endswith(mode).sum() == sum(per_kpi.values()) + 1
+        assert (loaded["statement_key"] == f"compared_values{mode}").sum() == 1
     sliced = sum(
         len(k.grains) for k in tables.catalog.kpis.values() if len(tables.compiler.slices(k)) > 1
     )
