@@ -427,7 +427,7 @@ def refresh_comparisons(
         workers = min(MAX_STATEMENT_WORKERS, os.cpu_count() or 1)
         concurrent = wh.dialect == "duckdb" and wh.shares_database and workers > 1
         concurrent = concurrent and FULL not in todo.values()
-        if compared is not None and todo:
+        if compared is not None and any(compared.covers(catalog.kpis[k]) for k in todo):
             write = compared_values_statement(compared, min(todo.values()), conn.dialect, cache)
             if write is not None and concurrent:
                 # The concurrent readers see what is committed only: the scratch rows are

@@ -41,7 +41,7 @@ COMPARED_WINDOWS: tuple[Window, ...] = (PREVIOUS, LAST_YEAR)
 def compared_values_table(metadata: sa.MetaData, dimensions: list[str]) -> sa.Table:
     if f"{WORK_SCHEMA}.compared_values" in metadata.tables:
         return metadata.tables[f"{WORK_SCHEMA}.compared_values"]
-    return sa.Table(
+    table = sa.Table(
         "compared_values",
         metadata,
         sa.Column("kpi_id", sa.String, nullable=False),
@@ -59,6 +59,18 @@ def compared_values_table(metadata: sa.MetaData, dimensions: list[str]) -> sa.Ta
         comment="Scratch of the last comparisons refresh: each KPI's value over the windows "
         "its periods are compared with (kpi.compute.compared_windows)",
     )
+    # Each comparison statement reads one KPI, grain and window of it. PostgreSQL joins it
+    # in nested loops (it expects one row of a slice's values): without the index, a full
+    # recompute scanned the whole table once per row, 29 s of comparisons instead of 16.
+    # DuckDB hashes the join and would only pay for the index on every insert.
+    sa.Index(
+        "compared_values__lookup",
+        table.c.kpi_id,
+        table.c.grain,
+        table.c.window_offset,
+        table.c.period_start,
+    ).ddl_if(dialect="postgresql")
+    return table
 
 
 class ComparedWindows(PeriodRollups):

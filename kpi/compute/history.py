@@ -89,7 +89,7 @@ class Compared:
     end: ColumnElement
 
 
-def first_day_of_sources(compiler: KpiCompiler, kpi: Kpi) -> sa.Subquery:
+def first_day_of_sources(compiler: KpiCompiler, kpi: Kpi) -> sa.CTE:
     """One row, ``first_day``: the day from which every source of ``kpi`` has data (the
     latest of their first local days; empty sources are left out). NULL when all are empty.
 
@@ -98,6 +98,11 @@ def first_day_of_sources(compiler: KpiCompiler, kpi: Kpi) -> sa.Subquery:
     the source's cube (a row per day with rows, already in local days, and what the values
     compared were computed from): a scan of a few thousand rows, not of the raw table, once
     per comparison statement.
+
+    A CTE, materialized on PostgreSQL: joined to every row on ``true``, it was a subquery
+    that PostgreSQL's nested loops aggregated again for each row (a full recompute's
+    statement of a KPI by device, 62 weeks x 3 devices: 186 scans of the cube, 0.2 s of its
+    0.78 s).
     """
     firsts = []
     for name in compiler.source_names(kpi):
@@ -110,7 +115,8 @@ def first_day_of_sources(compiler: KpiCompiler, kpi: Kpi) -> sa.Subquery:
     if not firsts:  # a KPI of constants reads no source: it has no data, nor history
         firsts.append(sa.select(sa.cast(sa.null(), sa.Date).label("day")))
     days = (sa.union_all(*firsts) if len(firsts) > 1 else firsts[0]).subquery("source_firsts")
-    return sa.select(sa.func.max(days.c.day).label("first_day")).subquery("first_day")
+    first = sa.select(sa.func.max(days.c.day).label("first_day"))
+    return first.cte("first_day").prefix_with("MATERIALIZED", dialect="postgresql")
 
 
 def to_date_kind(kpi: Kpi, grain: str) -> str | None:
