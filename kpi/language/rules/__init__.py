@@ -14,6 +14,7 @@ from kpi.language.rules.channels import ChannelPatternRule, ClassifyRule, Shadow
 from kpi.language.rules.claims import ClaimedConversionsRule
 from kpi.language.rules.dimensions import DimensionRule
 from kpi.language.rules.display_formats import DisplayFormatRule
+from kpi.language.rules.engine_names import EngineColumnNameRule
 from kpi.language.rules.expressions import ExpressionRule
 from kpi.language.rules.file_sources import FileSourceDeclarationRule
 from kpi.language.rules.grains import GrainRule
@@ -42,6 +43,7 @@ RULES: list[Rule] = [
     ClaimedConversionsRule(),
     GrainRule(),
     DimensionRule(),
+    EngineColumnNameRule(),
     CumulativeRule(),
     ShiftedGrowthRule(),
     GrowthInputRule(),

@@ -1222,6 +1222,45 @@ def test_dimension_a_source_of_a_dependency_does_not_map(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
+# EngineColumnNameRule
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["status", "Value", "day", "s0_total", "orders__m1_total"])
+def test_a_dimension_named_like_an_engine_column_is_refused_at_load(tmp_path, name):
+    # kpi_comparisons has a `status` column beside the dimension columns, a cube a `day`
+    # and numbered measure columns: a dimension of such a name loaded, then failed its
+    # first refresh with a duplicate column.
+    sources = SOURCES.replace("  device:\n    description", f"  {name}:\n    description")
+    sources = sources.replace(
+        "device: {column: device_category}", f"{name}: {{column: device_category}}"
+    )
+    visits = kpi("visits", "type: simple\nmeasure: {source: traffic, agg: sum, expr: sessions}")
+    folder = write_definitions(tmp_path, {"test.yaml": area(visits)}, sources=sources)
+    problem = only(problems_of(folder))
+    line = line_of(sources, f"  {name}:", after="description: marketing channel")
+    assert_at(problem, folder / "sources.yaml", line, None)
+    assert problem.message.startswith(
+        f"dimension `{name}`: the KPI tables already have a column of that name"
+    )
+    assert f"rename the dimension, e.g. `{name}_name`" in problem.message
+
+
+def test_a_dimension_that_only_contains_an_engine_name_loads(tmp_path):
+    sources = SOURCES.replace("  device:\n    description", "  status_code:\n    description")
+    sources = sources.replace(
+        "device: {column: device_category}", "status_code: {column: device_category}"
+    )
+    visits = kpi(
+        "visits",
+        "type: simple\nmeasure: {source: traffic, agg: sum, expr: sessions}\n"
+        "dimensions: [status_code]",
+    )
+    folder = write_definitions(tmp_path, {"test.yaml": area(visits)}, sources=sources)
+    assert "status_code" in load_catalog(folder).dimensions
+
+
+# ---------------------------------------------------------------------------------------------
 # CumulativeRule
 # ---------------------------------------------------------------------------------------------
 
