@@ -428,7 +428,7 @@ def refresh_comparisons(
         concurrent = wh.dialect == "duckdb" and wh.shares_database and workers > 1
         concurrent = concurrent and FULL not in todo.values()
         if compared is not None and any(compared.covers(catalog.kpis[k]) for k in todo):
-            write = compared_values_statement(compared, min(todo.values()), conn.dialect, cache)
+            write = compared_values_statement(compared, conn.dialect, cache)
             if write is not None and concurrent:
                 # The concurrent readers see what is committed only: the scratch rows are
                 # committed first, under this transaction's lock of their table.

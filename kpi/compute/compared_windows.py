@@ -8,32 +8,34 @@ a day's 84 comparison statements (parsing, planning and running a subquery per K
 and window), for a few rows each.
 
 Here every KPI that is a function of its period's sums (kpi.compute.fusion) and whose slices
-the daily cubes keep is evaluated over the compared windows of every period being rewritten
-(``since``) in one statement, as ``kpi_values`` is over periods (kpi.compute.rollups): each
-source's daily cube summed per window (a range join of its days with the windows' bounds,
-a handful of windows on a daily run), the periods times their windows times the KPIs' slice
-values left-joined to those sums, and each KPI a projection of that join. The rows go into
+the daily cubes keep is evaluated over the compared windows of every open period in one
+statement, as ``kpi_values`` is over periods (kpi.compute.rollups): each source's daily cube
+summed per window (a range join of its days with the windows' bounds: a few windows per
+grain), the open periods times their windows times the KPIs' slice values left-joined to
+those sums, and each KPI a projection of that join. The rows go into
 ``kpi_work.compared_values``; the comparison statements of the same run join them instead
-of evaluating the windows (kpi.compute.history.HistoryLookup). Every window of those
-periods is evaluated, whole or not, so a comparison finds here whatever it used to evaluate.
+of evaluating the windows (kpi.compute.history.HistoryLookup).
+
+Only open periods (``window_end < period_end``): a closed period's previous and last-year
+windows are whole periods (kpi.compute.periods aligns them), which a comparison reads from
+their stored ``kpi_values`` rows, so what it would evaluate for them is never read. The
+statement's cost therefore does not grow with history, and it is the same statement every
+run, whatever the run recomputes.
 """
 
 from __future__ import annotations
-
-import datetime as dt
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import FromClause
 from sqlalchemy.sql.elements import ColumnElement
 
-from kpi.compute.changes import FULL
 from kpi.compute.compiler import KpiCompiler
 from kpi.compute.rollups import PART_ROLLUP, TOTAL, PeriodRollups, Slice, slice_key, slice_name
 from kpi.compute.windows import LAST_YEAR, PREVIOUS, Window
 from kpi.language.models import Grain, Kpi
 from kpi.warehouse.schema import WORK_SCHEMA
-from kpi.warehouse.statements import Compiled, StatementCache, compile_select, run_parameter
+from kpi.warehouse.statements import Compiled, StatementCache, compile_select
 
 COMPARED_WINDOWS: tuple[Window, ...] = (PREVIOUS, LAST_YEAR)
 
@@ -121,12 +123,10 @@ class ComparedWindows(PeriodRollups):
                     found[source].setdefault(dims, set()).update(self._grains(kpi))
         return found
 
-    def compared_rollup_select(
-        self, source: str, since: dt.date | ColumnElement | None
-    ) -> sa.CompoundSelect | sa.Select:
-        """The daily cube of ``source`` summed over each compared window of the periods
-        ending on or after ``since``, per slice and grain covered KPIs read. The columns of
-        ``rollup_select`` (kpi.compute.rollups) and ``window_offset``."""
+    def compared_rollup_select(self, source: str) -> sa.CompoundSelect | sa.Select:
+        """The daily cube of ``source`` summed over each compared window of the open
+        periods, per slice and grain covered KPIs read. The columns of ``rollup_select``
+        (kpi.compute.rollups) and ``window_offset``."""
         cube = self.compiler.cubes.tables[source]
         columns = self._columns(source)
         selects = []
@@ -152,16 +152,14 @@ class ComparedWindows(PeriodRollups):
                         *aggregates,
                     )
                     .select_from(cube.join(p, sa.and_(cube.c.day >= start, cube.c.day <= end)))
-                    .where(p.c.grain.in_(sorted(grains)), *KpiCompiler.recent_periods(p, since))
+                    .where(p.c.grain.in_(sorted(grains)), *open_periods(p))
                     .group_by(p.c.grain, p.c.period_start, *[cube.c[d] for d in dims])
                 )
         return sa.union_all(*selects) if len(selects) > 1 else selects[0]
 
-    def compared_select(
-        self, kpi_ids: list[str], since: dt.date | ColumnElement | None = None
-    ) -> sa.CompoundSelect | sa.Select | None:
-        """The ``compared_values`` rows of the covered KPIs of ``kpi_ids``, for the periods
-        ending on or after ``since`` (all with None); None when none is covered."""
+    def compared_select(self, kpi_ids: list[str]) -> sa.CompoundSelect | sa.Select | None:
+        """The ``compared_values`` rows of the covered KPIs of ``kpi_ids``, for the open
+        periods; None when none is covered."""
         groups: dict[tuple[tuple[str, ...], tuple[Slice, ...]], list[Kpi]] = {}
         for kpi_id in kpi_ids:
             kpi = self.catalog.kpis[kpi_id]
@@ -172,10 +170,10 @@ class ComparedWindows(PeriodRollups):
         if not groups:
             return None
         read = sorted({source for sources, _ in groups for source in sources})
-        rollups = {s: self.compared_rollup_select(s, since).cte(f"compared_{s}") for s in read}
+        rollups = {s: self.compared_rollup_select(s).cte(f"compared_{s}") for s in read}
         selects = []
         for number, ((sources, _), kpis) in enumerate(groups.items()):
-            base = self._joined_windows(kpis, sources, f"windows_{number}", rollups, since)
+            base = self._joined_windows(kpis, sources, f"windows_{number}", rollups)
             selects += [self._compared_kpi_select(kpi, base) for kpi in kpis]
         return sa.union_all(*selects) if len(selects) > 1 else selects[0]
 
@@ -185,9 +183,8 @@ class ComparedWindows(PeriodRollups):
         sources: tuple[str, ...],
         name: str,
         rollups: dict[str, sa.CTE],
-        since: dt.date | ColumnElement | None,
     ) -> sa.CTE:
-        """The periods of ``kpis``' grains times their compared windows times their slice
+        """The open periods of ``kpis``' grains times their compared windows times their slice
         values (so an empty window is zero-filled as the compiler's spine is), left-joined to
         the window sums of ``sources``; column ``m{i}_{part}`` of source S is ``S__m{i}_{part}``."""
         p = self.compiler.periods.alias("p")
@@ -221,7 +218,7 @@ class ComparedWindows(PeriodRollups):
         return (
             sa.select(p.c.grain, p.c.period_start, w.c.window_offset, *dims, *columns)
             .select_from(joined)
-            .where(p.c.grain.in_(grains), *KpiCompiler.recent_periods(p, since))
+            .where(p.c.grain.in_(grains), *open_periods(p))
             .cte(name)
         )
 
@@ -240,32 +237,24 @@ class ComparedWindows(PeriodRollups):
         ).where(base.c.grain.in_(self._grains(kpi)))
 
 
+def open_periods(p: FromClause) -> list[ColumnElement]:
+    """The filter keeping the periods of ``p`` (a periods alias) whose window stops before
+    their end: the only ones whose compared windows are not whole periods."""
+    return [p.c.window_end < p.c.period_end]
+
+
 def compared_values_statement(
-    windows: ComparedWindows, since: dt.date, dialect: Dialect, cache: StatementCache | None
+    windows: ComparedWindows, dialect: Dialect, cache: StatementCache | None
 ) -> Compiled | None:
-    """The INSERT of ``compared_values`` for every covered KPI and the periods ending on or
-    after ``since`` (every period when it is ``FULL``), compiled, or None when the catalogue
-    has no covered KPI; kept in ``cache`` (kpi.warehouse.statements) with ``since`` a run
-    parameter, as the comparison statements are. Every covered KPI, not only those the run
-    recomputes: one statement whatever the day touched, and a few windows more to sum."""
+    """The INSERT of ``compared_values`` for every covered KPI, compiled (kept in ``cache``,
+    kpi.warehouse.statements), or None when the catalogue has no covered KPI. Every covered
+    KPI, not only those the run recomputes: one statement whatever the day touched, over the
+    few open periods."""
     covered = [k for k, kpi in windows.catalog.kpis.items() if windows.covers(kpi)]
     if not covered:
         return None
-    key = "compared_values"
 
-    def build(first: dt.date | None) -> Compiled:
-        # ``since`` a run parameter: the SQL is the same every day (kpi.warehouse.statements).
-        since = None if first is None else run_parameter("since", first, sa.Date())
-        return compile_select(dialect, windows.compared_select(covered, since))
+    def build() -> Compiled:
+        return compile_select(dialect, windows.compared_select(covered))
 
-    if cache is None:
-        return build(None if since == FULL else since)
-    if since != FULL or dialect.name == "duckdb":
-        # DuckDB runs a full recompute from FULL, as its comparisons (kpi.refresh): the next
-        # daily run finds the statement compiled.
-        return cache.get(key + "|since", {"since": since}, lambda: build(since))
-    # PostgreSQL plans an unfiltered statement better over the whole history; the daily
-    # one is compiled beside it for the next run.
-    full = cache.get(key + "|full", {}, lambda: build(None))
-    cache.get(key + "|since", {"since": FULL}, lambda: build(FULL))
-    return full
+    return build() if cache is None else cache.get("compared_values", {}, build)

@@ -21,7 +21,7 @@ ENGINE_COLUMNS = frozenset(
         "kpi_id", "grain", "period_start", "period_end", "is_complete_period", "value",
         "numerator", "denominator", "sample_size", "definition_version", "computed_at",
         "window_offset", "day", "bucket", "total", "nonnull", "low", "high", "n", "x",
-        "rank", "checksum", "slice", "first_day",
+        "rank", "checksum",
         # kpi_comparisons and its inner query
         "kpi_name", "area", "direction", "actual", "judged", "target", "target_full_period",
         "band_min", "band_max", "band_min_full", "band_max_full", "phasing", "attainment",
@@ -38,7 +38,8 @@ ENGINE_COLUMNS = frozenset(
 )  # fmt: skip
 # Columns named by position or by source: a cube's stored measures (s0_total), a rollup's
 # (m0_total) and, in the fused join, a source's rollup columns (orders__m0_total).
-ENGINE_PATTERN = re.compile(r"^[sm]\d+_|__m\d+_")
+_PARTS = "(?:total|nonnull|low|high|n)"
+ENGINE_PATTERN = re.compile(rf"^[sm]\d+_{_PARTS}$|__m\d+_{_PARTS}$")
 
 
 class EngineColumnNameRule(Rule):
@@ -60,10 +61,13 @@ class EngineColumnNameRule(Rule):
                 if catalog.sources_location is not None
                 else ("sources.yaml", None)
             )
+            # A suggestion the rule accepts: no reserved prefix, and no longer a whole name.
+            prefixed = folded.startswith(RESERVED_COLUMN_PREFIX)
+            suggested = f"{dim[len(RESERVED_COLUMN_PREFIX) :] if prefixed else dim}_name"
             message = (
                 f"dimension `{dim}`: the KPI tables already have a column of that name "
                 "beside the dimensions (kpi_values, kpi_comparisons or the engine's working "
-                f"tables); rename the dimension, e.g. `{dim}_name`"
+                f"tables); rename the dimension, e.g. `{suggested}`"
             )
             problems.append(Problem(file, line, message))
         return problems

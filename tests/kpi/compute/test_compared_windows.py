@@ -76,6 +76,9 @@ KPIS = {
     "    period_over_period: {of: sessions, offset: previous_period}\n    grains: [month]",
     "daily_conversions": "type: simple\n    measure: {source: daily, agg: sum, expr: conversions}"
     "\n    grains: [day]",
+    # Covered, by month and quarter: periods of two grains that can start on one day.
+    "sessions_by_quarter": "type: simple\n    measure: {source: daily, agg: sum, expr: sessions}"
+    "\n    grains: [month, quarter]",
 }
 
 # (date, channel, campaign, sessions, cost, conversions)
@@ -92,6 +95,7 @@ DAILY = [
     (D(2026, 11, 24), "b", "x", 2, 8.0, 1),
     (D(2026, 11, 26), "a", "x", 9, 0.0, 0),  # a Thursday: the last day of a week's window
     (D(2026, 11, 27), "a", "x", 40, 0.0, 0),  # a Friday: outside it
+    (D(2026, 11, 10), "c", "x", 4, 0.0, 0),  # channel c: no rows in any window of December
     (D(2026, 12, 1), "a", "x", 3, 6.0, 1),
 ]
 AS_OF = D(2026, 12, 3)  # a Thursday: this week, month, quarter and year are open
@@ -110,13 +114,15 @@ def _catalog(folder):
     return load_catalog(folder)
 
 
-def _refresh(wh: Warehouse, tables: KpiTables, rows: list[tuple], now: dt.datetime) -> None:
+def _refresh(
+    wh: Warehouse, tables: KpiTables, rows: list[tuple], now: dt.datetime, as_of: dt.date = AS_OF
+) -> None:
     frame = pd.DataFrame(
         rows, columns=["date", "channel", "campaign", "sessions", "cost", "conversions"]
     )
     wh.replace_rows(tables.raw_tables["daily"], None, frame)
     refresh_catalog(wh, tables, now)
-    periods = refresh_periods(wh, tables, AS_OF)
+    periods = refresh_periods(wh, tables, as_of)
     refresh_kpi_values(wh, tables, computed_at=now)
     refresh_targets(wh, tables, periods)
     refresh_comparisons(wh, tables, computed_at=now)
@@ -146,11 +152,19 @@ def _compared(wh: Warehouse, tables: KpiTables) -> dict:
     }
 
 
+def _forget(wh, tables):
+    # The per-statement run must not be served the joined run's cached statements (same
+    # fingerprint), nor find its compared values.
+    with wh.transaction() as conn:
+        conn.execute(tables.compiled_statements.delete())
+        conn.execute(tables.compared_values.delete())
+
+
 def test_only_kpis_of_their_periods_sums_with_daily_slices_are_covered(tmp_path):
     tables = KpiTables.for_catalog(_catalog(tmp_path / "defs"), use_cubes=True)
     windows = tables.compared_windows
     covered = {k for k, kpi in tables.catalog.kpis.items() if windows.covers(kpi)}
-    assert covered == {"sessions", "cpa"}
+    assert covered == {"sessions", "cpa", "sessions_by_quarter"}
     # Without cubes each comparison statement evaluates its windows itself.
     assert KpiTables.for_catalog(tables.catalog).compared_windows is None
 
@@ -178,12 +192,43 @@ def test_compared_windows_by_hand(loaded):
     assert c[("sessions", "week", week, "prev_", "b")] == 2
     assert c[("sessions", "week", week, "prev_", "a")] == 39
     # A channel without rows in a window is zero-filled, not missing.
-    assert c[("sessions", "week", D(2026, 11, 23), "prev_", "b")] == 0
+    assert c[("sessions", "month", dec, "prev_", "c")] == 0
+    assert c[("sessions", "week", week, "ly_", "c")] == 0
     # Last year's is 52 weeks back: Monday 1 to Thursday 4 December 2025 (7 + 1 + 100).
     assert c[("sessions", "week", week, "ly_", None)] == 108
-    # Nothing else: no KPI the statements evaluate themselves, no day grain.
-    assert {k[0] for k in c} == {"sessions", "cpa"}
-    assert {k[1] for k in c} == {"week", "month"}
+    # Nothing else: no KPI the statements evaluate themselves, no day grain, and only the
+    # open periods (a closed one is compared with whole periods, read from kpi_values).
+    assert {k[0] for k in c} == {"sessions", "cpa", "sessions_by_quarter"}
+    assert {(k[1], k[2]) for k in c} == {
+        ("week", week),
+        ("month", dec),
+        ("quarter", D(2026, 10, 1)),
+    }
+
+
+def test_periods_of_two_grains_starting_on_one_day_keep_their_own_windows(loaded):
+    # On 3 October October and the fourth quarter are open, both from 1 October: the month is
+    # compared with 1-3 September, the quarter with 1-3 July.
+    wh, tables = loaded
+    rows = [
+        (D(2026, 1, 5), "a", "x", 100, 0.0, 0),  # the first day of data
+        (D(2026, 7, 2), "a", "x", 10, 0.0, 0),
+        (D(2026, 9, 2), "a", "x", 1, 0.0, 0),
+        (D(2026, 10, 2), "a", "x", 5, 0.0, 0),
+    ]
+    _refresh(wh, tables, rows, NOW, D(2026, 10, 3))
+    c = _compared(wh, tables)
+    oct1 = D(2026, 10, 1)
+    assert c[("sessions_by_quarter", "month", oct1, "prev_", None)] == 1
+    assert c[("sessions_by_quarter", "quarter", oct1, "prev_", None)] == 10
+    out = wh.read(
+        sa.select(tables.comparisons).where(tables.comparisons.c.kpi_id == "sessions_by_quarter")
+    )
+    previous = {
+        (r.grain, pd.Timestamp(r.period_start).date()): r.previous for r in out.itertuples()
+    }
+    assert previous[("month", oct1)] == 1
+    assert previous[("quarter", oct1)] == 10
 
 
 def test_postgresql_finds_a_kpis_windows_by_index(loaded):
@@ -216,13 +261,16 @@ def test_comparisons_equal_those_evaluated_per_statement(loaded):
     # The same refresh with every window evaluated in its comparison statement.
     per_statement = KpiTables.for_catalog(tables.catalog, use_cubes=True)
     per_statement.__dict__["compared_windows"] = None
+    _forget(wh, tables)
     refresh_comparisons(wh, per_statement, computed_at=NOW, full_refresh=True)
     pd.testing.assert_frame_equal(joined, rows())
     # The windows carry history: the check above compares something.
     dec = joined[(joined.kpi_id == "sessions") & (joined.grain == "month")]
     dec = dec[pd.to_datetime(dec.period_start).dt.date == D(2026, 12, 1)]
-    assert sorted(dec["last_year"].tolist()) == [1.0, 7.0, 8.0]
+    assert sorted(dec["last_year"].tolist()) == [0.0, 1.0, 7.0, 8.0]
 
+    with wh.transaction() as conn:  # the joined run compiles its own statements again
+        conn.execute(tables.compiled_statements.delete())
     # An incremental run after a revision of a day in last year's window: both ways again.
     revised = [r if r[0] != D(2025, 12, 3) else (*r[:3], 4, 0.0, 0) for r in DAILY]
     later = NOW + dt.timedelta(hours=1)
@@ -230,6 +278,17 @@ def test_comparisons_equal_those_evaluated_per_statement(loaded):
     incremental = rows()
     dec = incremental[(incremental.kpi_id == "sessions") & (incremental.grain == "month")]
     dec = dec[pd.to_datetime(dec.period_start).dt.date == D(2026, 12, 1)]
-    assert sorted(dec["last_year"].tolist()) == [4.0, 7.0, 11.0]
+    assert sorted(dec["last_year"].tolist()) == [0.0, 4.0, 7.0, 11.0]
+    _forget(wh, tables)
     refresh_comparisons(wh, per_statement, computed_at=later, full_refresh=True)
     pd.testing.assert_frame_equal(incremental, rows())
+
+    # The daily run: a new day, whose first changed day is inside the open periods.
+    with wh.transaction() as conn:
+        conn.execute(tables.compiled_statements.delete())
+    newer = later + dt.timedelta(days=1)
+    _refresh(wh, tables, [*revised, (D(2026, 12, 4), "b", "x", 6, 3.0, 1)], newer, D(2026, 12, 4))
+    daily = rows()
+    _forget(wh, tables)
+    refresh_comparisons(wh, per_statement, computed_at=newer, full_refresh=True)
+    pd.testing.assert_frame_equal(daily, rows())

@@ -1226,7 +1226,9 @@ def test_dimension_a_source_of_a_dependency_does_not_map(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["status", "Value", "day", "s0_total", "orders__m1_total"])
+@pytest.mark.parametrize(
+    "name", ["status", "Value", "day", "s0_total", "orders__m1_total", "_cube_day"]
+)
 def test_a_dimension_named_like_an_engine_column_is_refused_at_load(tmp_path, name):
     # kpi_comparisons has a `status` column beside the dimension columns, a cube a `day`
     # and numbered measure columns: a dimension of such a name loaded, then failed its
@@ -1243,7 +1245,13 @@ def test_a_dimension_named_like_an_engine_column_is_refused_at_load(tmp_path, na
     assert problem.message.startswith(
         f"dimension `{name}`: the KPI tables already have a column of that name"
     )
-    assert f"rename the dimension, e.g. `{name}_name`" in problem.message
+    # The suggested name is one the rule accepts.
+    suggested = problem.message.rsplit("e.g. `", 1)[1].rstrip("`")
+    assert suggested == ("day_name" if name == "_cube_day" else f"{name}_name")
+    renamed = sources.replace(f"{name}:", f"{suggested}:")
+    (tmp_path / "renamed").mkdir()
+    folder = write_definitions(tmp_path / "renamed", {"test.yaml": area(visits)}, sources=renamed)
+    assert suggested in load_catalog(folder).dimensions
 
 
 def test_a_dimension_that_only_contains_an_engine_name_loads(tmp_path):
