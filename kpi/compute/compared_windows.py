@@ -31,7 +31,7 @@ from sqlalchemy.sql import FromClause
 from sqlalchemy.sql.elements import ColumnElement
 
 from kpi.compute.compiler import KpiCompiler
-from kpi.compute.rollups import PART_ROLLUP, TOTAL, PeriodRollups, Slice, slice_key, slice_name
+from kpi.compute.rollups import PeriodRollups, Slice, slice_key, slice_name
 from kpi.compute.windows import LAST_YEAR, PREVIOUS, Window
 from kpi.language.models import Grain, Kpi
 from kpi.warehouse.schema import WORK_SCHEMA
@@ -63,8 +63,9 @@ def compared_values_table(metadata: sa.MetaData, dimensions: list[str]) -> sa.Ta
     )
     # Each comparison statement reads one KPI, grain and window of it. PostgreSQL joins it
     # in nested loops (it expects one row of a slice's values): without the index, a full
-    # recompute scanned the whole table once per row, 29 s of comparisons instead of 16.
-    # DuckDB hashes the join and would only pay for the index on every insert.
+    # recompute scanned the whole table once per row (29 s of comparisons instead of 16,
+    # when the table still held every period's windows, not only the open ones'). DuckDB
+    # hashes the join and would only pay for the index on every insert.
     sa.Index(
         "compared_values__lookup",
         table.c.kpi_id,
@@ -134,14 +135,7 @@ class ComparedWindows(PeriodRollups):
             for dims, grains in self.grains[source].items():
                 p = self.compiler.periods.alias(f"w_{window.offset}")
                 start, end = window.bounds(p)
-                values = [
-                    (cube.c[d] if d in dims else sa.literal(TOTAL, sa.String)).label(f"v_{d}")
-                    for d in self._dims(source)
-                ]
-                aggregates = [
-                    PART_ROLLUP[part](self.compiler.cubes.part(cube, source, key, part)).label(name)
-                    for name, (key, part) in columns.items()
-                ]
+                values, aggregates = self._sums(source, cube, dims, columns)
                 selects.append(
                     sa.select(
                         p.c.grain,

@@ -121,14 +121,7 @@ class PeriodRollups:
                 raise AssertionError(f"{source}: slice {dims} in {grains} read by month")
             # The total row exists in every grain, read or not: a rollup is never empty.
             where = [dp.c.grain.in_(sorted(grains))] if dims or grains else []
-            values = [
-                (cube.c[d] if d in dims else sa.literal(TOTAL, sa.String)).label(f"v_{d}")
-                for d in self._dims(source)
-            ]
-            aggregates = [
-                PART_ROLLUP[part](cubes.part(cube, source, key, part)).label(name)
-                for name, (key, part) in columns.items()
-            ]
+            values, aggregates = self._sums(source, cube, dims, columns)
             selects.append(
                 sa.select(
                     dp.c.grain,
@@ -142,6 +135,21 @@ class PeriodRollups:
                 .group_by(dp.c.grain, dp.c.period_start, *[cube.c[d] for d in dims])
             )
         return sa.union_all(*selects) if len(selects) > 1 else selects[0]
+
+    def _sums(
+        self, source: str, cube: sa.Table, dims: Slice, columns: dict[str, tuple]
+    ) -> tuple[list[ColumnElement], list[ColumnElement]]:
+        """A rollup row's slice values (``v_<dimension>``, ``''`` outside ``dims``) and its
+        sums of ``cube``'s columns (``m{i}_{part}``, see ``_columns``), grouped by ``dims``."""
+        values = [
+            (cube.c[d] if d in dims else sa.literal(TOTAL, sa.String)).label(f"v_{d}")
+            for d in self._dims(source)
+        ]
+        aggregates = [
+            PART_ROLLUP[part](self.compiler.cubes.part(cube, source, key, part)).label(name)
+            for name, (key, part) in columns.items()
+        ]
+        return values, aggregates
 
     # -- the fused KPI query ------------------------------------------------------------------
 
