@@ -2,8 +2,11 @@
 
 A simple or ratio KPI over sums, counts, averages, minimums and maximums, or a derived KPI
 over such KPIs, is the same number whether its days are summed one by one or first into
-any partition of its period (kpi.compute.rollups). Distinct counts, ``last`` balances,
-running windows and period-over-period KPIs need their days. The cubes
+any partition of its period (kpi.compute.rollups). So is a growth of such a KPI over a
+fixed shift (``offset: 7 days``) reported by day: its earlier window is one whole day,
+another row of the same rollup. Distinct counts, ``last`` balances, running windows and
+the other growths (a week or month compared over a shift or with the previous period,
+whose open period is compared with part of another) need their days. The cubes
 (kpi.compute.cubes) read this to decide which slices they may keep by month, the rollups
 to decide which KPIs they project; both ask this module so they cannot disagree.
 """
@@ -26,7 +29,20 @@ def fusable(catalog: Catalog, kpi: Kpi) -> bool:
     sparse slice (kpi.language.catalog.Catalog.is_sparse) takes the compiler's queries,
     whose spine is the combinations with data."""
     dense = not any(catalog.is_sparse(dims) for dims in kpi.slice_dimensions)
+    if kpi.type == KpiType.period_over_period:
+        return dense and daily_shifted_growth(catalog, kpi)
     return dense and _of_period_sums(catalog, kpi, kpi.dimension_names)
+
+
+def daily_shifted_growth(catalog: Catalog, kpi: Kpi) -> bool:
+    """True when ``kpi`` is a growth over a fixed shift, reported by day only, of a KPI
+    that is a function of its period's sums: its value and the one it is compared with
+    are two rows of the same day rollup."""
+    if kpi.type != KpiType.period_over_period or kpi.period_over_period.shift is None:
+        return False
+    base = catalog.kpis[kpi.period_over_period.of]
+    daily = all(str(g) == "day" for g in kpi.grains)
+    return daily and _of_period_sums(catalog, base, kpi.dimension_names)
 
 
 def monthly(catalog: Catalog, kpi: Kpi) -> bool:

@@ -1193,6 +1193,37 @@ def test_history_marker_follows_definition_changes(tmp_path, warehouse_url):
     assert _false(feb.history_recomputed)
 
 
+def test_history_restated_is_judged_by_the_day_of_the_change_where_it_is_reported(
+    tmp_path, warehouse_url
+):
+    """A day's history was restated when it ended before the day of the change, that day
+    taken in the reporting time zone: a change at 23:30 UTC on 02-14 is made at 00:30 on
+    02-15 in Copenhagen, after 02-14 ended there."""
+    folder = tmp_path / "defs"
+    folder.mkdir()
+    (folder / "sources.yaml").write_text(
+        SOURCES_YAML.replace("time_zone: UTC", "time_zone: Europe/Copenhagen")
+    )
+    (folder / "test.yaml").write_text(CHANGE_KPIS_YAML.format(filter=""))
+    _refresh_all(folder, warehouse_url, CHANGE_ROWS, D(2026, 1, 31), FIRST_RUN)
+    (folder / "test.yaml").write_text(CHANGE_KPIS_YAML.format(filter=", filter: channel = 'a'"))
+    change = dt.datetime(2026, 2, 14, 23, 30, tzinfo=dt.UTC)
+    tables = _refresh_all(folder, warehouse_url, CHANGE_ROWS, D(2026, 2, 28), change)
+    assert tables.catalog.reporting.time_zone == "Europe/Copenhagen"
+    c = _read_totals(warehouse_url, tables)
+    assert pd.Timestamp(c[("visits", "day", D(2026, 2, 15))].definition_changed_at) == (
+        pd.Timestamp(change)
+    )
+    # 02-15 is compared with 02-14, which ended (in Copenhagen) before the change.
+    assert c[("visits", "day", D(2026, 2, 15))].history_recomputed
+    # 02-16 is compared with 02-15, the day of the change itself: it had not ended.
+    assert _false(c[("visits", "day", D(2026, 2, 16))].history_recomputed)
+    # Both were computed under the new definition (a change recomputes the KPI whole).
+    new_version = tables.catalog.versions["visits"]
+    for day in (D(2026, 2, 15), D(2026, 2, 16)):
+        assert c[("visits", "day", day)].previous_definition_version == new_version
+
+
 def _keep_old_month(
     url: str, tables: KpiTables, month: dt.date, value: float, version: str
 ) -> None:

@@ -291,3 +291,56 @@ def test_statuses_of_non_additive_kpis(warehouse_url, tmp_path):
     assert users.loc[D(2026, 3, 1), "status"] == Status.at_risk
     assert pd.isna(users.loc[D(2026, 2, 1), "actual"])
     assert users.loc[D(2026, 2, 1), "status"] == Status.insufficient_data
+
+
+BAND_KPIS_YAML = """\
+area: test
+kpis:
+  - id: customers_in_band
+    name: Customers in a band
+    description: distinct customers, 2 to 5 a month
+    owner: t@example.com
+    unit: count
+    direction: within_band
+    type: simple
+    measure: {source: orders, agg: count_distinct, expr: customer_id}
+    grains: [month]
+    target: {band: {min: 2, max: 5}, grain: month}
+"""
+
+
+def test_an_open_month_of_a_distinct_count_within_a_band_has_no_band_yet(warehouse_url, tmp_path):
+    """As a distinct count with a target value: half of March's customers cannot be held to
+    part of the band, nor to all of it. The whole month's band stays in kpi_targets (for
+    the pace), and the status says no_target, not a verdict against it."""
+    defs = tmp_path / "defs"
+    defs.mkdir()
+    (defs / "sources.yaml").write_text(SOURCES_YAML)
+    (defs / "test.yaml").write_text(BAND_KPIS_YAML)
+    tables = KpiTables.for_catalog(load_catalog(defs), use_cubes=True)
+    wh = Warehouse(warehouse_url)
+    try:
+        wh.ensure_tables(tables.all_tables())
+        orders = pd.DataFrame(ORDERS, columns=["ordered_on", "order_id", "customer_id"])
+        wh.replace_rows(tables.raw_tables["orders"], None, orders)
+        periods = refresh_periods(wh, tables, D(2026, 3, 15))
+        refresh_kpi_values(wh, tables)
+        refresh_targets(wh, tables, periods)
+        refresh_comparisons(wh, tables)
+        t, c = tables.targets, tables.comparisons
+        band = wh.rows(
+            sa.select(t.c.band_min, t.c.band_max, t.c.band_min_full, t.c.band_max_full).where(
+                t.c.period_start == D(2026, 3, 1)
+            )
+        )
+        statuses = dict(wh.rows(sa.select(c.c.period_start, c.c.status)))
+    finally:
+        wh.dispose()
+    assert band == [(None, None, 2, 5)]
+    # January 4 and February 2 customers, within 2..5; March (1 so far) not judged yet.
+    statuses = {pd.Timestamp(k).date(): v for k, v in statuses.items()}
+    assert statuses == {
+        D(2026, 1, 1): Status.on_track,
+        D(2026, 2, 1): Status.on_track,
+        D(2026, 3, 1): Status.no_target,
+    }
