@@ -46,6 +46,7 @@ from kpi.compute.period_tables import (  # noqa: F401 - the periods step, re-exp
     refresh_periods,
 )
 from kpi.compute.periods import Period
+from kpi.compute.slice_stamps import moved_sources
 from kpi.compute.tables import KpiTables
 from kpi.language.catalog import Catalog
 from kpi.language.models import Kpi
@@ -213,7 +214,12 @@ def refresh_kpi_values(
             if full_refresh:
                 conn.execute(state.delete().where(state.c.kpi_id.in_(kpi_ids)))
             todo = pending(conn, state, VALUES, fingerprints)
-            for source, day in changed_since(conn, days, scans, cube_sources).items():
+            changed = changed_since(conn, days, scans, cube_sources)
+            # A dense slice's values are reported on every period: a value that appeared or
+            # went away changes the periods before the changed days too.
+            for source in moved_sources(conn, state, compiler, scans):
+                changed[source] = FULL
+            for source, day in changed.items():
                 if day is None:
                     continue
                 readers = [

@@ -97,7 +97,7 @@ def refresh_state_table(metadata: sa.MetaData) -> sa.Table:
             "step",
             sa.String,
             nullable=False,
-            comment="values, targets, comparisons, anomalies; calendar, view: stamps",
+            comment="values, targets, comparisons, anomalies; calendar, view, slices: stamps",
         ),
         sa.Column("kpi_id", sa.String, nullable=False),
         sa.Column("fingerprint", sa.String, comment="definition the step last computed with"),

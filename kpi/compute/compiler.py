@@ -461,17 +461,20 @@ class KpiCompiler:
                 day = [cube.c.day] if sparse else []
                 selects.append(sa.select(*day, *[cube.c[d] for d in dims]).distinct())
                 continue
-            src = self.catalog.sources[name]
-            table = classifiable(src, self.tables[name], self.catalog.taxonomy, dims)
-            day = [self.local_day(src, table.c[src.time.column]).label("day")] if sparse else []
-            selects.append(
-                sa.select(
-                    *day,
-                    *[dimension_value(src, table, d, self.catalog.taxonomy).label(d) for d in dims],
-                ).distinct()
-            )
+            selects.append(self.raw_values(name, dims, with_day=sparse))
         seen = sa.union(*selects).subquery() if len(selects) > 1 else selects[0].subquery()
         return SparseSlices(seen) if sparse else seen
+
+    def raw_values(self, name: str, dims: tuple[str, ...], with_day: bool = False) -> sa.Select:
+        """The value combinations of ``dims`` on the raw rows of source ``name`` (with the
+        local day of each row's, for ``with_day``), distinct."""
+        src = self.catalog.sources[name]
+        table = classifiable(src, self.tables[name], self.catalog.taxonomy, dims)
+        day = [self.local_day(src, table.c[src.time.column]).label("day")] if with_day else []
+        return sa.select(
+            *day,
+            *[dimension_value(src, table, d, self.catalog.taxonomy).label(d) for d in dims],
+        ).distinct()
 
     def _sparse_spine(
         self,

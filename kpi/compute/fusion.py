@@ -41,7 +41,7 @@ def daily_shifted_growth(catalog: Catalog, kpi: Kpi) -> bool:
     if kpi.type != KpiType.period_over_period or kpi.period_over_period.shift is None:
         return False
     base = catalog.kpis[kpi.period_over_period.of]
-    daily = all(str(g) == "day" for g in kpi.grains)
+    daily = bool(kpi.grains) and all(str(g) == "day" for g in kpi.grains)
     return daily and _of_period_sums(catalog, base, kpi.dimension_names)
 
 

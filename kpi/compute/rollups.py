@@ -172,6 +172,9 @@ class PeriodRollups:
         a projection of it. One join per KPI made a catalogue's statement mostly planning.
         With ``since``, only the periods ending on or after it (kpi.compute.changes).
         """
+        unfused = [k for k in kpi_ids if not self.fusable(self.catalog.kpis[k])]
+        if unfused:
+            raise ValueError(f"not functions of their period rollups: {unfused}")
         groups: dict[tuple[tuple[str, ...], tuple[Slice, ...]], list[Kpi]] = {}
         for kpi_id in kpi_ids:
             kpi = self.catalog.kpis[kpi_id]
@@ -191,10 +194,14 @@ class PeriodRollups:
             # A growth's earlier days are in the join when it was widened back to them:
             # its own rows are still only those of the periods ending on or after since.
             recent = [base.c.period_end >= since] if shifts and since is not None else []
-            selects += [
-                self._kpi_select(kpi, base, computed_at, f"{name}_earlier_{i}").where(*recent)
-                for i, kpi in enumerate(kpis)
-            ]
+            # Each reader of a CTE has a name of its own; the sources' rollups are read as
+            # {name}_{source}, and a source may be named anything.
+            taken = {f"{name}_{source}" for source in sources}
+            for i, kpi in enumerate(kpis):
+                alias = f"{name}_earlier_{i}"
+                while alias in taken:
+                    alias += "_"
+                selects.append(self._kpi_select(kpi, base, computed_at, alias).where(*recent))
         return sa.union_all(*selects) if len(selects) > 1 else selects[0]
 
     def _joined_rollups(
@@ -235,7 +242,7 @@ class PeriodRollups:
             for d in self.catalog.dimensions
         ]
         # Named with the prefix no dimension may take (kpi.language.rules.engine_names).
-        keys = [s.c.slice, *[s.c[f"v_{d}"] for d in used]] if keyed else []
+        keys = [s.c[name] for name in _slice_keys(used)] if keyed else []
         return (
             sa.select(
                 p.c.grain,
@@ -271,13 +278,14 @@ class PeriodRollups:
             # slice, the day shifted back (a left join: before the first day, none).
             days, months = kpi.period_over_period.shift
             earlier = base.alias(earlier_name)
-            keys = [c for c in base.c if c.name.startswith(KEY_PREFIX)]
+            # By name: a source's rollup columns can start with the prefix too.
+            keys = [f"{KEY_PREFIX}{name}" for name in _slice_keys(kpi.dimension_names)]
             rows = base.outerjoin(
                 earlier,
                 sa.and_(
                     earlier.c.grain == base.c.grain,
                     earlier.c.period_start == shift_date(base.c.period_start, -days, -months),
-                    *[earlier.c[key.name] == key for key in keys],
+                    *[earlier.c[key] == base.c[key] for key in keys],
                 ),
             )
             of = self.catalog.kpis[kpi.period_over_period.of]
@@ -363,6 +371,8 @@ class PeriodRollups:
             num, *_ = self._measure(kpi.numerator, rollups)
             den, _, _, size = self._measure(kpi.denominator, rollups)
             return safe_divide(num, den), num, den, size
+        if kpi.type != KpiType.derived:  # a growth is two rows of a join (_kpi_select)
+            raise ValueError(f"{kpi.id}: a {kpi.type} KPI is not a function of one row")
         refs = {r: self._evaluate(self.catalog.kpis[r], rollups) for r in kpi.referenced_kpis()}
         value = to_sql(kpi.expr, _value_of(refs))
         sizes = [size for *_, size in refs.values()]
@@ -399,8 +409,15 @@ class PeriodRollups:
 
 
 def _is_growth(kpi: Kpi) -> bool:
-    """A fused growth (kpi.compute.fusion.daily_shifted_growth: only those are fused)."""
+    """A growth among fused KPIs: one by day over a fixed shift (values_select refuses
+    KPIs that are not fusable, kpi.compute.fusion.daily_shifted_growth)."""
     return kpi.type == KpiType.period_over_period
+
+
+def _slice_keys(dimensions: list[str]) -> list[str]:
+    """The columns of a slice-values row (``_slices``) that identify the slice: its name
+    and its value of each dimension (``''`` outside it)."""
+    return ["slice", *[f"v_{d}" for d in dimensions]]
 
 
 def _reach(

@@ -361,6 +361,60 @@ def test_a_new_day_recomputes_only_the_open_periods(warehouse_url, tables):
     wh.dispose()
 
 
+def _with_channel(frame: pd.DataFrame, channel: str, medium: str) -> pd.DataFrame:
+    """``frame``'s GA4 rows, and a copy of its last row on another channel."""
+    extra = frame.tail(1).assign(session_default_channel_group=channel, session_medium=medium)
+    return pd.concat([frame, extra], ignore_index=True)
+
+
+@pytest.mark.parametrize("change", ["appears", "goes_away"])
+def test_a_slice_value_that_appears_or_goes_away_recomputes_its_sources_kpis_whole(
+    warehouse_url, tables, change
+):
+    """A channel is a dense slice: every period has a row for every channel seen anywhere
+    (zero-filled). Email first seen on a new day has rows on every earlier day too; a
+    channel whose only rows are revised away has none left. The day checksums alone would
+    recompute from the changed day on (kpi.compute.slice_stamps)."""
+    wh = _loaded(warehouse_url, tables)
+    day = AS_OF + dt.timedelta(days=1)
+    raw = tables.raw_tables["ga4_traffic"]
+    v = tables.values
+    email = sa.select(sa.func.count()).where(v.c.kpi_id == "sessions", v.c.channel == "Email")
+    if change == "goes_away":  # Email on 10 February only, revised away with the new day
+        once = D(2026, 2, 10)
+        wh.replace_rows(raw, raw.c.date == once, _with_channel(_traffic(once, once), "Email", "x"))
+        _run(wh, tables, AS_OF, T1)
+        assert wh.rows(email)[0][0] > 59  # every day, week and month of the history
+        wh.replace_rows(raw, raw.c.date == once, _traffic(once, once))
+    new_day = _traffic(day, day)
+    if change == "appears":
+        assert wh.rows(email)[0][0] == 0
+        new_day = _with_channel(new_day, "Email", "email")
+    wh.replace_rows(raw, raw.c.date == day, new_day)
+    _run(wh, tables, day, T2)
+
+    values = _values(wh, tables)
+    stamped = pd.to_datetime(values["computed_at"], utc=True) == pd.Timestamp(T2)
+    traffic = values["kpi_id"].map(lambda k: _reads_traffic(tables, k))
+    # Every row of the KPIs reading GA4 traffic was recomputed, the others only from the
+    # new day's periods on.
+    assert stamped[traffic].all()
+    assert not stamped[~traffic].all()
+    days = wh.rows(email.where(v.c.grain == "day"))[0][0]
+    assert days == (60 if change == "appears" else 0)  # 1 Jan .. 1 Mar, or none
+    # The same rows as a recompute of everything.
+    tables_read = (tables.values, tables.comparisons, tables.targets, tables.anomalies)
+    incremental = [wh.read(sa.select(t)) for t in tables_read]
+    _run(wh, tables, day, T2, full=True)
+    for before, table in zip(incremental, tables_read, strict=True):
+        _same_rows(before, wh.read(sa.select(table)), table)
+    # A run with no news moves no stamp.
+    _run(wh, tables, day, T2 + dt.timedelta(days=1))
+    later = pd.to_datetime(_values(wh, tables)["computed_at"], utc=True)
+    assert (later <= pd.Timestamp(T2)).all()
+    wh.dispose()
+
+
 def test_a_changed_definition_recomputes_that_kpi_whole(warehouse_url, tables):
     wh = _loaded(warehouse_url, tables)
     state = tables.refresh_state
