@@ -217,7 +217,7 @@ def refresh_kpi_values(
             changed = changed_since(conn, days, scans, cube_sources)
             # A dense slice's values are reported on every period: a value that appeared or
             # went away changes the periods before the changed days too.
-            for source in moved_sources(conn, state, compiler, scans):
+            for source in moved_sources(conn, state, compiler, changed):
                 changed[source] = FULL
             for source, day in changed.items():
                 if day is None:

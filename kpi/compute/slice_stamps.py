@@ -7,17 +7,18 @@ revised away has none left. The day checksums (kpi.compute.changes.changed_since
 which days changed, so an incremental run wrote the new channel's rows from the changed day
 on and left the periods before it without them: not the rows a full refresh writes.
 
-So each refresh also stamps, per source and dense slice some KPI reads from it, the set of
-the slice's value combinations in that source (how many, and the sum of their hashes). When
-a stamp moves, every KPI reading the source is recomputed whole, as after a definition
-change. A new channel or device is rare; its refresh costs what a full one of those KPIs
-does. The stamps are ``refresh_state`` rows (step ``slices``, ``kpi_id``
+So a refresh that finds a source changed also stamps, per dense slice some KPI reads from
+it, the set of the slice's value combinations in that source (how many, and the sum of
+their hashes). When a stamp moves, every KPI reading the source is recomputed whole, as
+after a definition change. A new channel or device is rare; its refresh costs what a full
+one of those KPIs does. The stamps are ``refresh_state`` rows (step ``slices``, ``kpi_id``
 ``<source>|<dimensions>``), read and written in the values transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import datetime as dt
+from collections.abc import Collection, Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -80,18 +81,22 @@ def _seen(compiler: KpiCompiler, source: str, dims: tuple) -> sa.Select:
 
 
 def moved_sources(
-    conn: Connection, state: sa.Table, compiler: KpiCompiler, sources: Collection[str]
+    conn: Connection,
+    state: sa.Table,
+    compiler: KpiCompiler,
+    changed: Mapping[str, dt.date | None],
 ) -> set[str]:
-    """The sources among ``sources`` one of whose dense slices gained or lost a value since
-    the last refresh; stores the new stamps. A stamp seen for the first time is stored and
-    moves nothing: the KPIs reading it are new, or were computed whole with those values.
-    Inside the caller's transaction, after the cubes are rebuilt."""
-    keys = stamp_keys(compiler, sources)
+    """The sources of ``changed`` (source -> first changed day, None: unchanged) one of
+    whose dense slices gained or lost a value since the last refresh; stores the new
+    stamps. Inside the caller's transaction, after the cubes are rebuilt.
+
+    Only a source with a changed day can have other values (they are in the checksummed
+    columns), so the others cost one read of the stored stamps. A stamp not stored yet (a
+    new slice, a warehouse of older code) is stored; it moves its source when the source
+    also changed in this run, since nothing says whether the change brought a value."""
+    keys = stamp_keys(compiler, changed)
     if not keys:
         return set()
-    fresh = {
-        key: f"{n}:{checksum}" for key, n, checksum in conn.execute(stamps_select(compiler, keys))
-    }
     stored = dict(
         conn.execute(
             sa.select(state.c.kpi_id, state.c.fingerprint).where(
@@ -99,11 +104,21 @@ def moved_sources(
             )
         ).all()
     )
-    if stored == fresh:  # a run with no news writes nothing here
+    due = {k: v for k, v in keys.items() if changed[v[0]] is not None or k not in stored}
+    if not due:  # a run with no news reads the stamps and writes nothing
         return set()
-    moved = {keys[k][0] for k, stamp in fresh.items() if k in stored and stored[k] != stamp}
-    conn.execute(state.delete().where(state.c.step == STEP, state.c.kpi_id.in_(list(keys))))
-    conn.execute(
-        state.insert(), [{"step": STEP, "kpi_id": k, "fingerprint": v} for k, v in fresh.items()]
-    )
+    fresh = {
+        key: f"{n}:{checksum}" for key, n, checksum in conn.execute(stamps_select(compiler, due))
+    }
+    moved = {
+        due[k][0]
+        for k, stamp in fresh.items()
+        if (stored[k] != stamp if k in stored else changed[due[k][0]] is not None)
+    }
+    written = [k for k, stamp in fresh.items() if stored.get(k) != stamp]
+    if written:
+        conn.execute(state.delete().where(state.c.step == STEP, state.c.kpi_id.in_(written)))
+        conn.execute(
+            state.insert(), [{"step": STEP, "kpi_id": k, "fingerprint": fresh[k]} for k in written]
+        )
     return moved

@@ -367,14 +367,15 @@ def _with_channel(frame: pd.DataFrame, channel: str, medium: str) -> pd.DataFram
     return pd.concat([frame, extra], ignore_index=True)
 
 
-@pytest.mark.parametrize("change", ["appears", "goes_away"])
+@pytest.mark.parametrize("change", ["appears", "goes_away", "appears_unstamped"])
 def test_a_slice_value_that_appears_or_goes_away_recomputes_its_sources_kpis_whole(
     warehouse_url, tables, change
 ):
     """A channel is a dense slice: every period has a row for every channel seen anywhere
     (zero-filled). Email first seen on a new day has rows on every earlier day too; a
     channel whose only rows are revised away has none left. The day checksums alone would
-    recompute from the changed day on (kpi.compute.slice_stamps)."""
+    recompute from the changed day on (kpi.compute.slice_stamps). Without a stored stamp
+    (code before them), a changed source is recomputed whole: nothing says what it had."""
     wh = _loaded(warehouse_url, tables)
     day = AS_OF + dt.timedelta(days=1)
     raw = tables.raw_tables["ga4_traffic"]
@@ -386,8 +387,12 @@ def test_a_slice_value_that_appears_or_goes_away_recomputes_its_sources_kpis_who
         _run(wh, tables, AS_OF, T1)
         assert wh.rows(email)[0][0] > 59  # every day, week and month of the history
         wh.replace_rows(raw, raw.c.date == once, _traffic(once, once))
+    if change == "appears_unstamped":  # a warehouse of code before the stamps
+        state = tables.refresh_state
+        with wh.transaction() as conn:
+            conn.execute(state.delete().where(state.c.step == "slices"))
     new_day = _traffic(day, day)
-    if change == "appears":
+    if change.startswith("appears"):
         assert wh.rows(email)[0][0] == 0
         new_day = _with_channel(new_day, "Email", "email")
     wh.replace_rows(raw, raw.c.date == day, new_day)
@@ -401,7 +406,7 @@ def test_a_slice_value_that_appears_or_goes_away_recomputes_its_sources_kpis_who
     assert stamped[traffic].all()
     assert not stamped[~traffic].all()
     days = wh.rows(email.where(v.c.grain == "day"))[0][0]
-    assert days == (60 if change == "appears" else 0)  # 1 Jan .. 1 Mar, or none
+    assert days == (0 if change == "goes_away" else 60)  # 1 Jan .. 1 Mar, or none
     # The same rows as a recompute of everything.
     tables_read = (tables.values, tables.comparisons, tables.targets, tables.anomalies)
     incremental = [wh.read(sa.select(t)) for t in tables_read]
