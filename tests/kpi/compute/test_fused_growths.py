@@ -188,37 +188,28 @@ def _of(kpi_id: str, of: str, offset: str, dims: list) -> dict:
     return growth
 
 
+def _source(table: str, measures: dict) -> dict:
+    """A daily source of ``table`` by channel and campaign, with ``measures``' columns."""
+    string = {"type": "string"}
+    return {
+        "table": table,
+        "time": {"column": "date", "type": "date", "time_zone": "UTC"},
+        "columns": {"date": {"type": "date"}, "channel": string, "campaign": string, **measures},
+        "dimensions": {"channel": {"column": "channel"}, "campaign": {"column": "campaign"}},
+    }
+
+
 def _bases_case() -> dict:
     """Growths by day over every kind of base the rollups fuse: a sum by two dimensions
     at once, a ratio, an average, a filtered sum, a derived KPI over two sources; growth
     slices other than the base's; shifts of days, weeks and a month (from 31 March and 30
     March to 29 February in 2024)."""
-    column = {"type": "string"}
-    source = {
-        "time": {"column": "date", "type": "date", "time_zone": "UTC"},
-        "dimensions": {"channel": {"column": "channel"}, "campaign": {"column": "campaign"}},
-    }
-    visits = {
-        **source,
-        "table": "raw.visits",
-        "columns": {
-            "date": {"type": "date"},
-            "channel": column,
-            "campaign": column,
-            "sessions": {"type": "integer", "additivity": "additive"},
-            "engaged": {"type": "integer", "additivity": "additive"},
-        },
-    }
-    orders = {
-        **source,
-        "table": "raw.orders",
-        "columns": {
-            "date": {"type": "date"},
-            "channel": column,
-            "campaign": column,
-            "amount": {"type": "number", "additivity": "additive"},
-        },
-    }
+    additive = {"additivity": "additive"}
+    visits = _source(
+        "raw.visits",
+        {"sessions": {"type": "integer", **additive}, "engaged": {"type": "integer", **additive}},
+    )
+    orders = _source("raw.orders", {"amount": {"type": "number", **additive}})
     sessions = {"source": "visits", "agg": "sum", "expr": "sessions"}
     amount = {"source": "orders", "agg": "sum", "expr": "amount"}
     kpis = [
