@@ -17,6 +17,7 @@ yet is reported as such, with the loader's first problem.
     .venv/bin/python bench/peer_bench.py                # 1,000 days x 10 x 100
     .venv/bin/python bench/peer_bench.py --days 60 --channels 3 --campaigns 4 --repeat 1
     .venv/bin/python bench/peer_bench.py --keep-calendar   # periods as a daily run keeps them
+    .venv/bin/python bench/peer_bench.py --daily           # and a daily run after each set
 """
 
 from __future__ import annotations
@@ -207,9 +208,21 @@ def generate(con: duckdb.DuckDBPyConnection, days: int, channels: int, campaigns
     first = AS_OF - dt.timedelta(days=days - 1)
     con.execute("CREATE SCHEMA IF NOT EXISTS raw")
     con.execute(f"DROP TABLE IF EXISTS {TABLE}")
-    con.execute(
-        f"""
-        CREATE TABLE {TABLE} AS
+    con.execute(f"CREATE TABLE {TABLE} AS {_rows(first, AS_OF, channels, campaigns)}")
+    return con.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0]
+
+
+def append_day(db: Path, day: dt.date, channels: int, campaigns: int) -> None:
+    """The rows of one more day, as ``generate`` makes them."""
+    con = duckdb.connect(str(db))
+    try:
+        con.execute(f"INSERT INTO {TABLE} {_rows(day, day, channels, campaigns)}")
+    finally:
+        con.close()
+
+
+def _rows(first: dt.date, last: dt.date, channels: int, campaigns: int) -> str:
+    return f"""
         SELECT d::DATE AS day,
                'channel_' || c AS channel,
                'campaign_' || lpad(k::VARCHAR, 3, '0') AS campaign,
@@ -219,13 +232,11 @@ def generate(con: duckdb.DuckDBPyConnection, days: int, channels: int, campaigns
                round((hash(d, c, k, 3) % 50000) / 100.0, 2)::DOUBLE AS cost,
                NULL::VARCHAR AS _source_file, NULL::BIGINT AS _source_line,
                NULL::VARCHAR AS _run_id, NULL::TIMESTAMPTZ AS _loaded_at
-        FROM range(DATE '{first}', DATE '{AS_OF}' + INTERVAL 1 DAY, INTERVAL 1 DAY) r(d),
+        FROM range(DATE '{first}', DATE '{last}' + INTERVAL 1 DAY, INTERVAL 1 DAY) r(d),
              range({channels}) ch(c), range({campaigns}) cm(k),
              LATERAL (SELECT (10 + hash(d, c, k) % 200)::BIGINT AS s)
         ORDER BY day
         """
-    )
-    return con.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0]
 
 
 def write_definitions(folder: Path, qs: QuestionSet) -> None:
@@ -252,7 +263,10 @@ def load(folder: Path):
     return KpiTables.for_catalog(catalog, use_cubes=True), None
 
 
-def run_ours(db: Path, tables, full_calendar: bool = True) -> tuple[float, list[tuple]]:
+def run_ours(
+    db: Path, tables, full_calendar: bool = True, as_of: dt.date = AS_OF, full: bool = True
+) -> tuple[float, list[tuple]]:
+    """A refresh of the set's KPIs (``full``: all of them; else as a daily run does)."""
     import sqlalchemy as sa
 
     from kpi.refresh import refresh_calendar, refresh_kpi_values
@@ -262,8 +276,8 @@ def run_ours(db: Path, tables, full_calendar: bool = True) -> tuple[float, list[
     try:
         wh.ensure_tables(tables.all_tables())
         began = time.perf_counter()
-        refresh_calendar(wh, tables, AS_OF, full_refresh=full_calendar)
-        refresh_kpi_values(wh, tables, full_refresh=True)
+        refresh_calendar(wh, tables, as_of, full_refresh=full_calendar)
+        refresh_kpi_values(wh, tables, full_refresh=full)
         took = time.perf_counter() - began
         v = tables.values
         rows = wh.rows(
@@ -310,6 +324,30 @@ def compare(ours: list[tuple], floor: list[tuple], answer: list[str]) -> str:
     return f"agree on {len(a):,} rows"
 
 
+def daily(db: Path, root: Path, qs: QuestionSet, tables, args) -> str:
+    """Daily runs of ``qs`` on a copy of the table: each adds a day and refreshes as the
+    schedule does; the fastest against the floor on the longer table; the check of the
+    last run's rows."""
+    copy = root / f"daily_{qs.name.split()[0]}.duckdb"
+    shutil.copy(db, copy)
+    run_ours(copy, tables)  # the full refresh the daily runs follow
+    best_floor = best_ours = math.inf
+    for k in range(1, args.repeat + 1):
+        day = AS_OF + dt.timedelta(days=k)
+        append_day(copy, day, args.channels, args.campaigns)
+        took, ours_rows = run_ours(copy, tables, full_calendar=False, as_of=day, full=False)
+        best_ours = min(best_ours, took)
+        took, floor_rows = run_floor(copy, qs.floor)
+        best_floor = min(best_floor, took)
+    copy.unlink()
+    check = compare(ours_rows, floor_rows, qs.answer)
+    ratio = best_ours / best_floor
+    print(
+        f"{'  daily run (one more day)':58}{best_floor:9.3f}{best_ours:9.3f}{ratio:9.1f}  {check}"
+    )
+    return check
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=1000)
@@ -317,6 +355,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--campaigns", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--sets", default="1,2,3,4,5", help="question sets to run")
+    parser.add_argument(
+        "--daily",
+        action="store_true",
+        help="also time a daily run of each set: one more day of rows, then the calendar "
+        "and an incremental refresh (fastest of --repeat new days), against the floor "
+        "answering the whole question again on the longer table",
+    )
     parser.add_argument(
         "--keep-calendar",
         action="store_true",
@@ -353,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
             failed |= check.startswith("DIFFER")
             ratio = best_ours / best_floor
             print(f"{qs.name:58}{best_floor:9.3f}{best_ours:9.3f}{ratio:9.1f}  {check}")
+            if args.daily:
+                check = daily(db, root, qs, tables, args)
+                failed |= check.startswith("DIFFER")
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 1 if failed else 0

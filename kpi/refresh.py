@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import ColumnElement
 
 from kpi.compute.changes import (
@@ -40,6 +40,13 @@ from kpi.compute.changes import (
 )
 from kpi.compute.compared_windows import compared_values_statement
 from kpi.compute.coverage import kpi_coverage, source_coverage
+from kpi.compute.cube_upkeep import (  # noqa: F401 - CUBES and refresh_cubes re-exported
+    CUBES,
+    cube_statements,
+    drop_rollup_tables,
+    keep_month_cubes,
+    refresh_cubes,
+)
 from kpi.compute.period_tables import (  # noqa: F401 - the periods step, re-exported
     first_day_of_data,
     refresh_calendar,
@@ -64,8 +71,6 @@ ANOMALY_CONTEXT_DAYS = 2 * 28 + 7
 # Which KPIs a run recomputes from which day follows the data: a kpi_values statement
 # compiled longer ago than this goes from the cache on the first run that does not use it.
 VALUES_STATEMENTS_UNUSED_FOR = dt.timedelta(days=30)
-# The compiled statements of the daily and monthly cubes (kpi_work).
-CUBES = "cubes"
 # Comparison statements run at once on DuckDB in an incremental refresh (at most one a core).
 MAX_STATEMENT_WORKERS = 4
 
@@ -74,82 +79,6 @@ def default_as_of(catalog: Catalog, now: dt.datetime | None = None) -> dt.date:
     """Yesterday in the reporting time zone: the last day that is complete."""
     now = now or dt.datetime.now(dt.UTC)
     return now.astimezone(ZoneInfo(catalog.reporting.time_zone)).date() - dt.timedelta(days=1)
-
-
-def refresh_cubes(wh: Warehouse, tables: KpiTables) -> dict[str, int]:
-    """Rebuild every daily cube (one scan of each raw table) and monthly cube, in one
-    transaction; rows per daily cube. ``refresh_kpi_values`` rebuilds the cubes it reads
-    itself; the tests call this to query the cubes on their own."""
-    names = list(tables.compiler.cubes.tables)
-    checksum = supports_incremental(wh.dialect)
-    counts = wh.rebuild_tables(_cube_builds(tables, names, checksum))
-    return {s: counts[tables.compiler.cubes.tables[s].name] for s in names}
-
-
-def _cube_builds(
-    tables: KpiTables, names: list[str], checksum: bool
-) -> list[tuple[sa.Table, sa.Select]]:
-    """(table, select) of the daily cubes of ``names`` (with their rows' checksums), then
-    of their monthly cubes."""
-    cubes, day_periods = tables.compiler.cubes, tables.compiler.day_periods
-    return [(cubes.tables[s], cubes.select(s, checksum=checksum)) for s in names] + [
-        (cubes.month_tables[s], cubes.month_select(s, day_periods))
-        for s in names
-        if s in cubes.month_tables
-    ]
-
-
-Builds = list[tuple[sa.Table, sa.Select | Compiled]]
-
-
-def _cube_statements(
-    wh: Warehouse, tables: KpiTables, names: list[str], incremental: bool
-) -> tuple[Builds, StatementCache | None]:
-    """The daily and monthly cube rebuilds of ``names``, and the cache they came from.
-
-    Built before the refresh's transaction: on PostgreSQL a cube's rebuild holds its
-    tables' locks until the commit. Where runs are incremental they are compiled once
-    and kept (kpi.warehouse.statements): building and compiling the demo's 18 cube and
-    rollup statements took 60-100 ms of each daily run (~0.25 s in a process that had
-    compiled nothing yet), for the same SQL every day (the channel rules are a CASE of
-    hundreds of conditions). The rollups are CTEs of the kpi_values statement now."""
-    if not incremental or not names or not wh.shares_database:
-        return _cube_builds(tables, names, incremental), None
-    fingerprint = statement_fingerprint(tables.catalog, tables.layout(), wh.dialect_and_driver)
-    wh.ensure_tables([tables.compiled_statements])
-    with wh.engine.connect() as conn:
-        cache = StatementCache.load(conn, tables.compiled_statements, CUBES, fingerprint)
-    dialect = wh.engine.dialect
-
-    def cached(kind: str, source: str, table: sa.Table, build) -> tuple[sa.Table, Compiled]:
-        return table, cache.get(f"{kind}|{source}", {}, lambda: compile_select(dialect, build()))
-
-    cubes, day_periods = tables.compiler.cubes, tables.compiler.day_periods
-    return (
-        [cached("cube", s, cubes.tables[s], lambda s=s: cubes.select(s, True)) for s in names]
-        + [
-            cached(
-                "month_cube",
-                s,
-                cubes.month_tables[s],
-                lambda s=s: cubes.month_select(s, day_periods),
-            )
-            for s in names
-            if s in cubes.month_tables
-        ],
-        cache,
-    )
-
-
-def _drop_rollup_tables(conn: Connection, tables: KpiTables, names: list[str]) -> None:
-    """Drop the period rollup tables of ``names`` a warehouse made by an older version has
-    (``kpi_work.rollup_<source>``, or ``kpi.rollup_<source>`` before that): the rollups
-    are CTEs now. Called when the cube statements were compiled again, which the first
-    run of a new version does."""
-    for source in names:
-        for schema in (tables.compiler.cubes.schema, tables.values.schema):
-            left = sa.Table(f"rollup_{source}", sa.MetaData(), schema=schema)
-            conn.execute(sa.schema.DropTable(left, if_exists=True))
 
 
 def refresh_kpi_values(
@@ -186,7 +115,7 @@ def refresh_kpi_values(
     # rebuild holds its tables' locks until the commit. The values statement depends on the
     # changes found inside it; a daily run takes it from the cache of compiled statements.
     cube_sources = [s for s in compiler.cubes.tables if s in read] if compiler.use_cubes else []
-    cubes, cube_cache = _cube_statements(wh, tables, cube_sources, incremental)
+    cubes = cube_statements(wh, tables, cube_sources, incremental)
     # A source with a cube: its days are read from the cube, which this transaction rebuilds
     # before looking for changes, so each source is scanned once. The cube is rebuilt even
     # when nothing changed, costing a scan as the day checksums alone would.
@@ -201,20 +130,25 @@ def refresh_kpi_values(
     }
     # The day map too: the cubes and the rollups read it in separate statements, and a
     # calendar refresh (which holds it) committing between them would split their periods.
-    locks = [DDL, *(t for t, _ in cubes), values, compiler.day_periods]
+    locks = [DDL, *cubes.tables, values, compiler.day_periods]
     kept = [state, days, tables.compiled_statements] if incremental else []
     with wh.transaction(lock=locks + kept) as conn:
-        Warehouse.rebuild_tables_in(conn, cubes)
-        if cube_sources and (cube_cache is None or cube_cache.misses):
-            _drop_rollup_tables(conn, tables, cube_sources)
-        if cube_cache is not None:
-            cube_cache.save(conn, computed_at)
+        Warehouse.rebuild_tables_in(conn, cubes.daily)
+        if cube_sources and (cubes.cache is None or cubes.cache.misses):
+            drop_rollup_tables(conn, tables, cube_sources)
         todo = dict.fromkeys(kpi_ids, FULL)
-        if incremental:
+        if not incremental:
+            Warehouse.rebuild_tables_in(conn, [(m.table, m.whole) for m in cubes.monthly])
+        else:
             if full_refresh:
                 conn.execute(state.delete().where(state.c.kpi_id.in_(kpi_ids)))
             todo = pending(conn, state, VALUES, fingerprints)
             changed = changed_since(conn, days, scans, cube_sources)
+            # After the calendar and the changed days are known, before the slice stamps
+            # read them: the monthly cubes are rewritten from the first month that changed.
+            keep_month_cubes(conn, tables, cubes.monthly, changed, whole=full_refresh)
+            if cubes.cache is not None:
+                cubes.cache.save(conn, computed_at)
             # A dense slice's values are reported on every period: a value that appeared or
             # went away changes the periods before the changed days too.
             for source in moved_sources(conn, state, compiler, changed):

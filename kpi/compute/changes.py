@@ -97,7 +97,10 @@ def refresh_state_table(metadata: sa.MetaData) -> sa.Table:
             "step",
             sa.String,
             nullable=False,
-            comment="values, targets, comparisons, anomalies; calendar, view, slices: stamps",
+            comment=(
+                "values, targets, comparisons, anomalies; calendar, view, slices, month_cube: "
+                "stamps"
+            ),
         ),
         sa.Column("kpi_id", sa.String, nullable=False),
         sa.Column("fingerprint", sa.String, comment="definition the step last computed with"),
@@ -442,9 +445,9 @@ def whole_history_as_full(
     if first_end is None:
         return todo
     starts = dict(
-        conn.execute(sa.select(days.c.source, sa.func.min(days.c.day)).group_by(days.c.source))
-        .tuples()
-        .all()
+        conn.execute(
+            sa.select(days.c.source, sa.func.min(days.c.day)).group_by(days.c.source)
+        ).all()
     )
 
     def threshold(kpi_id: str) -> dt.date:

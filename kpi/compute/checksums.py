@@ -25,7 +25,9 @@ from kpi.language.catalog import Catalog
 from kpi.language.expressions import referenced_names
 from kpi.warehouse.schema import LINEAGE_COLUMNS
 
-_MODULUS = 1_000_000_007  # keeps DuckDB's 64-bit hashes summable in a BIGINT
+# DuckDB's hash() is 64 bits; its top 30 (a shift, where a modulo divided every row: ~10 ms
+# of the 10M-row bench's grouped scan) keep a sum of up to 2^33 rows inside a BIGINT.
+_DUCKDB_DROPPED_BITS = 34
 
 
 class row_checksum(FunctionElement):
@@ -37,7 +39,8 @@ class row_checksum(FunctionElement):
 
 @compiles(row_checksum, "duckdb")
 def _duckdb_checksum(element, compiler, **kw):
-    return f"CAST(hash({compiler.process(element.clauses, **kw)}) % {_MODULUS} AS BIGINT)"
+    hashed = f"hash({compiler.process(element.clauses, **kw)})"
+    return f"CAST({hashed} >> {_DUCKDB_DROPPED_BITS} AS BIGINT)"
 
 
 @compiles(row_checksum, "postgresql")

@@ -248,10 +248,14 @@ class SourceCubes:
             *keys, sa.func.count().label("n"), total.label("checksum"), *aggregates
         ).group_by(rows.c[DAY], *dims)
 
-    def month_select(self, source: str, day_periods: sa.Table) -> sa.Select:
+    def month_select(
+        self, source: str, day_periods: sa.Table, since: ColumnElement | None = None
+    ) -> sa.Select:
         """The monthly cube of ``source``: one row per month (its period in ``day_periods``)
         and values of ``month_dims``, with the same aggregates as the daily cube; ``day`` is
         the group's first day, which the rollup joins to the month, quarter and year.
+        ``since`` (the first day of a month, or a day after the calendar) keeps the rows of
+        the days from it on: the months from it on, whole (kpi.compute.cube_upkeep).
 
         A row whose day has no month in the calendar keeps its own day: it joins the
         periods it would join from the daily cube, none or some. Such rows are those after
@@ -266,11 +270,12 @@ class SourceCubes:
         outside = sa.case((month.c.period_start.is_(None), rows.c[DAY]))
         first = sa.func.min(rows.c[DAY]).label("day")
         keys = [first, *[c.label(c.name[len(DIM) :]) for c in dims]]
-        return (
+        select = (
             sa.select(*keys, sa.func.count().label("n"), *self._aggregates(source, rows))
             .select_from(rows.outerjoin(month, in_month))
             .group_by(month.c.period_start, outside, *dims)
         )
+        return select if since is None else select.where(rows.c[DAY] >= since)
 
     def _rows(self, source: str) -> sa.Subquery:
         """The rows of ``source`` with each one's local day and dimension values computed

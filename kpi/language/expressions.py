@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import functools
 import io
 import tokenize
 from collections.abc import Callable, Iterable
@@ -45,9 +46,18 @@ class ExpressionError(ValueError):
 
 
 def parse(text: str) -> ast.expr:
-    """Parse ``text`` into a checked AST; raise ExpressionError on anything not allowed."""
+    """Parse ``text`` into a checked AST; raise ExpressionError on anything not allowed.
+
+    The tree is shared between callers (read it, do not change it): a catalogue's few dozen
+    expressions are parsed ~150 times as the rules, the checksums and the compiler read them.
+    """
     if not isinstance(text, str) or not text.strip():
         raise ExpressionError("empty expression")
+    return _parse(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(text: str) -> ast.expr:
     try:
         tree = ast.parse(_sql_comparisons(text.strip()), mode="eval")
     except SyntaxError as exc:

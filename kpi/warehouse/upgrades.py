@@ -37,7 +37,7 @@ def add_primary_keys(
             "ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE k.contype = 'p'"
         )
-    have = set(conn.execute(sa.text(query)).tuples())
+    have = {tuple(row) for row in conn.execute(sa.text(query))}
     preparer = conn.dialect.identifier_preparer
     for table in keyed:
         if (table.schema, table.name) in have:

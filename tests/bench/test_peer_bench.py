@@ -45,3 +45,13 @@ def test_a_wrong_answer_is_reported(peer_bench):
     floor = [("sessions", "2025-01-01", None, None, 11.0)]
     assert peer_bench.compare(ours, floor, ["sessions"]).startswith("DIFFER: 1 different")
     assert "only in floor" in peer_bench.compare([], floor, ["sessions"])
+
+
+def test_a_daily_run_of_every_set_agrees_with_its_floor_on_the_longer_table(peer_bench, capsys):
+    argv = ["--days", "40", "--channels", "2", "--campaigns", "3", "--repeat", "1", "--daily"]
+    assert peer_bench.main(argv) == 0
+    out = capsys.readouterr().out
+    daily = [line for line in out.splitlines() if line.strip().startswith("daily run")]
+    assert len(daily) == 5 and all("agree on" in line for line in daily), out
+    # One more day, 1 January 2026: a second year for set 1, a 41st day for set 4.
+    assert "agree on 2 rows" in daily[0] and "agree on 41 rows" in daily[3], out

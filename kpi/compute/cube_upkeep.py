@@ -1,0 +1,311 @@
+"""The cubes a values refresh reads: the daily ones rebuilt, the monthly ones kept current.
+
+A daily cube is rebuilt on every run: its scan of the source is also what says which days
+changed (each cube row carries its rows' count and checksum, kpi.compute.changes), so a run
+could skip nothing of it. A monthly cube (the slices of a source that only month-grained
+KPIs read, such as campaign by month) is a second scan of the whole source, grouped by
+month. Rebuilt on every run, it was most of an incremental run on the peer bench's month x
+channel x campaign shape (~65 of ~110 ms), and a daily run cost more than a full refresh of
+the same KPIs. So an incremental run rewrites only its months from the first one that can
+have changed (``month_cube_start``):
+
+- that month holds the first changed day of the source, or the first day the calendar put
+  in another month than before: the days after the as-of date are in no month (each is a
+  row of its own day) and join one when the as-of date passes them;
+- its rows from the first day of that month on are deleted and computed again from the
+  source's rows of those days. A month's row holds the first day of data in the month, so
+  no row of an earlier month is among them, and every row of a later one is;
+- a stamp per source in ``refresh_state`` (step ``month_cube``) records what the cube was
+  made with: a hash of its statement (SQL and constants) and the first and last days the
+  calendar put in a month. Another statement, another first day, no stamp, a change before
+  the calendar's first day, or a full refresh rebuild the cube whole.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Dialect
+
+from kpi.compute.changes import statement_fingerprint, supports_incremental
+from kpi.compute.tables import KpiTables
+from kpi.warehouse.connection import Warehouse
+from kpi.warehouse.locks import DDL
+from kpi.warehouse.statements import Compiled, StatementCache, compile_select, run_parameter
+
+# The compiled statements of the daily and monthly cubes (kpi_work).
+CUBES = "cubes"
+# refresh_state rows stamping what each monthly cube was made with.
+STEP = "month_cube"
+
+Statement = sa.Select | Compiled
+Builds = list[tuple[sa.Table, Statement]]
+
+
+@dataclass(frozen=True)
+class MonthCube:
+    """A monthly cube: its table, the statement of all its rows, and that of its rows
+    from a given first day of a month on."""
+
+    source: str
+    table: sa.Table
+    whole: Statement
+    since: Callable[[dt.date], Statement]
+
+
+@dataclass(frozen=True)
+class CubeStatements:
+    daily: Builds
+    monthly: list[MonthCube]
+    cache: StatementCache | None  # where they came from (None: built for this run)
+
+    @property
+    def tables(self) -> list[sa.Table]:
+        return [t for t, _ in self.daily] + [m.table for m in self.monthly]
+
+
+def refresh_cubes(wh: Warehouse, tables: KpiTables) -> dict[str, int]:
+    """Rebuild every daily cube (one scan of each raw table) and monthly cube, in one
+    transaction; rows per daily cube. ``refresh_kpi_values`` keeps the cubes it reads
+    itself; the tests call this to query the cubes on their own."""
+    names = list(tables.compiler.cubes.tables)
+    incremental = supports_incremental(wh.dialect)
+    made = cube_statements(wh, tables, names, incremental, cached=False)
+    whole = made.daily + [(m.table, m.whole) for m in made.monthly]
+    state = tables.refresh_state
+    if incremental:
+        wh.ensure_tables([state])
+    with wh.transaction(lock=[DDL, *made.tables, *([state] if incremental else [])]) as conn:
+        counts = Warehouse.rebuild_tables_in(conn, whole)
+        if incremental:  # made with this run's calendar, which no stamp records
+            conn.execute(state.delete().where(state.c.step == STEP))
+    return {s: counts[tables.compiler.cubes.tables[s].name] for s in names}
+
+
+def cube_statements(
+    wh: Warehouse, tables: KpiTables, names: list[str], incremental: bool, cached: bool = True
+) -> CubeStatements:
+    """The daily and monthly cube statements of ``names`` (the daily ones with their rows'
+    checksums where runs are ``incremental``).
+
+    Built before the refresh's transaction: on PostgreSQL a cube's rebuild holds its
+    tables' locks until the commit. Where runs are incremental they are compiled once
+    and kept (kpi.warehouse.statements): building and compiling the demo's 18 cube and
+    rollup statements took 60-100 ms of each daily run (~0.25 s in a process that had
+    compiled nothing yet), for the same SQL every day (the channel rules are a CASE of
+    hundreds of conditions). The rollups are CTEs of the kpi_values statement now."""
+    cubes, day_periods = tables.compiler.cubes, tables.compiler.day_periods
+    monthly = [s for s in names if s in cubes.month_tables]
+    if not (incremental and cached and names and wh.shares_database):
+
+        def since(source: str) -> Callable[[dt.date], Statement]:
+            def select(day: dt.date) -> Statement:
+                start = sa.bindparam("month_cube_since", day, type_=sa.Date())
+                return cubes.month_select(source, day_periods, start)
+
+            return select
+
+        return CubeStatements(
+            [(cubes.tables[s], cubes.select(s, checksum=incremental)) for s in names],
+            [
+                MonthCube(s, cubes.month_tables[s], cubes.month_select(s, day_periods), since(s))
+                for s in monthly
+            ],
+            None,
+        )
+    fingerprint = statement_fingerprint(tables.catalog, tables.layout(), wh.dialect_and_driver)
+    wh.ensure_tables([tables.compiled_statements])
+    with wh.engine.connect() as conn:
+        cache = StatementCache.load(conn, tables.compiled_statements, CUBES, fingerprint)
+    dialect = wh.engine.dialect
+
+    def from_cache(key: str, build: Callable[[], sa.Select], run: dict | None = None) -> Compiled:
+        return cache.get(key, run or {}, lambda: compile_select(dialect, build()))
+
+    def since_cached(source: str) -> Callable[[dt.date], Statement]:
+        def select(day: dt.date) -> Statement:
+            return from_cache(
+                f"month_cube_since|{source}",
+                lambda: cubes.month_select(
+                    source, day_periods, run_parameter("since", day, sa.Date())
+                ),
+                {"since": day},
+            )
+
+        return select
+
+    return CubeStatements(
+        [
+            (cubes.tables[s], from_cache(f"cube|{s}", lambda s=s: cubes.select(s, True)))
+            for s in names
+        ],
+        [
+            MonthCube(
+                s,
+                cubes.month_tables[s],
+                from_cache(f"month_cube|{s}", lambda s=s: cubes.month_select(s, day_periods)),
+                since_cached(s),
+            )
+            for s in monthly
+        ],
+        cache,
+    )
+
+
+def drop_rollup_tables(conn: Connection, tables: KpiTables, names: list[str]) -> None:
+    """Drop the period rollup tables of ``names`` a warehouse made by an older version has
+    (``kpi_work.rollup_<source>``, or ``kpi.rollup_<source>`` before that): the rollups
+    are CTEs now. Called when the cube statements were compiled again, which the first
+    run of a new version does."""
+    for source in names:
+        for schema in (tables.compiler.cubes.schema, tables.values.schema):
+            left = sa.Table(f"rollup_{source}", sa.MetaData(), schema=schema)
+            conn.execute(sa.schema.DropTable(left, if_exists=True))
+
+
+def keep_month_cubes(
+    conn: Connection,
+    tables: KpiTables,
+    monthly: list[MonthCube],
+    changed: Mapping[str, dt.date | None],
+    whole: bool,
+) -> dict[str, int | None]:
+    """Bring the monthly cubes up to date inside the caller's transaction, after the
+    calendar and the day changes of their sources (``changed``: source -> first changed
+    day, None: unchanged) are known; rebuild all of them with ``whole``. Per source, the
+    rows written (None: rebuilt whole; 0: nothing to do)."""
+    if not monthly:
+        return {}
+    state, day_periods = tables.refresh_state, tables.compiler.day_periods
+    in_month = day_periods.c.grain == "month"
+    first, last = conn.execute(
+        sa.select(sa.func.min(day_periods.c.day), sa.func.max(day_periods.c.day)).where(in_month)
+    ).one()
+    sources = [m.source for m in monthly]
+    stored = dict(
+        conn.execute(
+            sa.select(state.c.kpi_id, state.c.fingerprint).where(
+                state.c.step == STEP, state.c.kpi_id.in_(sources)
+            )
+        ).all()
+    )
+    stamps, rebuild, written = {}, [], {}
+    for cube in monthly:
+        stamp = MonthCubeStamp(_statement_hash(cube.whole, conn.dialect), first, last)
+        stamps[cube.source] = stamp.encode()
+        old = None if whole else MonthCubeStamp.decode(stored.get(cube.source))
+        start = month_cube_start(old, stamp, changed.get(cube.source), _month_of(conn, tables))
+        if start is REBUILD:
+            rebuild.append((cube.table, cube.whole))
+            written[cube.source] = None
+        elif start is None:
+            written[cube.source] = 0
+        else:
+            where = cube.table.c.day >= start
+            _, n = Warehouse.replace_from_select_in(conn, cube.table, where, [cube.since(start)])
+            written[cube.source] = n
+    if rebuild:
+        Warehouse.rebuild_tables_in(conn, rebuild)
+    moved = [s for s, stamp in stamps.items() if stored.get(s) != stamp]
+    if moved:
+        conn.execute(state.delete().where(state.c.step == STEP, state.c.kpi_id.in_(moved)))
+        conn.execute(
+            state.insert(), [{"step": STEP, "kpi_id": s, "fingerprint": stamps[s]} for s in moved]
+        )
+    return written
+
+
+@dataclass(frozen=True)
+class MonthCubeStamp:
+    """What a monthly cube was made with: its statement's hash, and the first and last
+    days the calendar put in a month (None: the calendar had none)."""
+
+    statement: str
+    first: dt.date | None
+    last: dt.date | None
+
+    def encode(self) -> str:
+        return json.dumps([self.statement, _iso(self.first), _iso(self.last)])
+
+    @classmethod
+    def decode(cls, text: str | None) -> MonthCubeStamp | None:
+        try:
+            statement, first, last = json.loads(text or "")
+            return cls(statement, _date(first), _date(last))
+        except (TypeError, ValueError):  # none stored, or written by other code
+            return None
+
+
+class _Rebuild:
+    def __repr__(self) -> str:
+        return "REBUILD"
+
+
+REBUILD = _Rebuild()
+
+
+def month_cube_start(
+    old: MonthCubeStamp | None,
+    new: MonthCubeStamp,
+    changed: dt.date | None,
+    month_of: Callable[[dt.date], dt.date | None],
+) -> dt.date | _Rebuild | None:
+    """The first day from which a monthly cube stamped ``old`` must be computed again now
+    (``new``), its source's first changed day being ``changed``: the first day of a month,
+    a day after the calendar, REBUILD (all of it), or None (nothing changed).
+    ``month_of`` gives the first day of a day's month in the calendar (None: in none)."""
+    if old is None or old.statement != new.statement or old.first != new.first:
+        return REBUILD
+    if new.first is None or new.last is None or old.last is None:
+        return REBUILD  # no calendar, then or now: nothing to keep a part of
+    starts = []
+    if old.last != new.last:
+        # The days after the earlier as-of date, up to the later one, joined a month or
+        # left it. Their month's row changes: it starts on the day after that as-of date
+        # when a month starts there, else it holds that as-of date, which both calendars
+        # put in a month.
+        kept = min(old.last, new.last)
+        after = kept + dt.timedelta(days=1)
+        starts.append(after if after.day == 1 else month_of(kept))
+    if changed is not None:
+        if changed < new.first:
+            return REBUILD
+        # After the calendar, a day's rows are a row of its own; in it, of its month.
+        starts.append(changed if changed > new.last else month_of(changed))
+    if not starts:
+        return None
+    if any(start is None for start in starts):
+        return REBUILD  # a day the calendar should hold but does not: start afresh
+    return min(starts)
+
+
+def _month_of(conn: Connection, tables: KpiTables) -> Callable[[dt.date], dt.date | None]:
+    day_periods = tables.compiler.day_periods
+
+    def month_of(day: dt.date) -> dt.date | None:
+        found = sa.select(day_periods.c.period_start).where(
+            day_periods.c.grain == "month", day_periods.c.day == day
+        )
+        return conn.execute(found).scalar()
+
+    return month_of
+
+
+def _statement_hash(statement: Statement, dialect: Dialect) -> str:
+    if not isinstance(statement, Compiled):
+        statement = compile_select(dialect, statement)
+    made = json.dumps([statement.sql, statement.params], sort_keys=True, default=str)
+    return hashlib.sha256(made.encode()).hexdigest()[:16]
+
+
+def _iso(day: dt.date | None) -> str | None:
+    return None if day is None else day.isoformat()
+
+
+def _date(text: str | None) -> dt.date | None:
+    return None if text is None else dt.date.fromisoformat(text)
