@@ -42,9 +42,12 @@ from kpi.compute.compared_windows import compared_values_statement
 from kpi.compute.coverage import kpi_coverage, source_coverage
 from kpi.compute.cube_upkeep import (  # noqa: F401 - CUBES and refresh_cubes re-exported
     CUBES,
+    DailyStamps,
     cube_statements,
     drop_rollup_tables,
+    keep_daily_cubes,
     keep_month_cubes,
+    kept_daily_cubes,
     refresh_cubes,
 )
 from kpi.compute.period_tables import (  # noqa: F401 - the periods step, re-exported
@@ -116,24 +119,22 @@ def refresh_kpi_values(
     # changes found inside it; a daily run takes it from the cache of compiled statements.
     cube_sources = [s for s in compiler.cubes.tables if s in read] if compiler.use_cubes else []
     cubes = cube_statements(wh, tables, cube_sources, incremental)
-    # A source with a cube: its days are read from the cube, which this transaction rebuilds
-    # before looking for changes, so each source is scanned once. The cube is rebuilt even
-    # when nothing changed, costing a scan as the day checksums alone would.
-    scans = {
-        s: (
-            cube_days_select(s, compiler.cubes.tables[s])
-            if s in cube_sources
-            else source_days_select(catalog, s, compiler.tables[s])
-        )
-        for s in sorted(read)
-        if s in catalog.sources
-    }
     # The day map too: the cubes and the rollups read it in separate statements, and a
     # calendar refresh (which holds it) committing between them would split their periods.
     locks = [DDL, *cubes.tables, values, compiler.day_periods]
     kept = [state, days, tables.compiled_statements] if incremental else []
     with wh.transaction(lock=locks + kept) as conn:
-        Warehouse.rebuild_tables_in(conn, cubes.daily)
+        # A daily cube is kept and rewritten from its source's first changed day, read
+        # from a scan of the source's day checksums; or rebuilt whole first, with its rows'
+        # checksums, and the days read from it: either way the source is scanned once.
+        stamps = (
+            kept_daily_cubes(conn, tables, cubes.daily, whole=full_refresh)
+            if incremental
+            else DailyStamps({}, {}, frozenset())
+        )
+        Warehouse.rebuild_tables_in(
+            conn, [(c.table, c.whole) for c in cubes.daily if c.source not in stamps.kept]
+        )
         if cube_sources and (cubes.cache is None or cubes.cache.misses):
             drop_rollup_tables(conn, tables, cube_sources)
         todo = dict.fromkeys(kpi_ids, FULL)
@@ -143,9 +144,20 @@ def refresh_kpi_values(
             if full_refresh:
                 conn.execute(state.delete().where(state.c.kpi_id.in_(kpi_ids)))
             todo = pending(conn, state, VALUES, fingerprints)
-            changed = changed_since(conn, days, scans, cube_sources)
+            rebuilt = [s for s in cube_sources if s not in stamps.kept]
+            scans = {
+                s: (
+                    cube_days_select(s, compiler.cubes.tables[s])
+                    if s in rebuilt
+                    else source_days_select(catalog, s, compiler.tables[s])
+                )
+                for s in sorted(read)
+                if s in catalog.sources
+            }
+            changed = changed_since(conn, days, scans, rebuilt)
             # After the calendar and the changed days are known, before the slice stamps
-            # read them: the monthly cubes are rewritten from the first month that changed.
+            # read them: the cubes are rewritten from the first day or month that changed.
+            keep_daily_cubes(conn, tables, cubes.daily, stamps, changed)
             keep_month_cubes(conn, tables, cubes.monthly, changed, whole=full_refresh)
             if cubes.cache is not None:
                 cubes.cache.save(conn, computed_at)

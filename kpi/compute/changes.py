@@ -6,10 +6,12 @@ Two small tables in the warehouse carry what an incremental run needs to know:
   columns KPIs read (kpi.compute.checksums.read_columns: lineage columns such as
   ``_loaded_at`` are not among them, so a re-pull that brings the same numbers changes
   nothing). Each refresh of the KPI values computes them
-  again and compares, from the source's daily cube where it has one (the refresh rebuilds
-  it first, with each cube row's count and checksum, so the source is scanned once) or
-  with one grouped scan: the first day whose rows differ
-  (added, removed, revised, moved to another day) is where that source changed.
+  again and compares, with one grouped scan of the source, or from its daily cube when the
+  refresh rebuilds that first (with each cube row's count and checksum, so the source is
+  scanned once; kpi.compute.cube_upkeep): the first day whose rows differ
+  (added, removed, revised, moved to another day) is where that source changed. It moves
+  back to the day after the last day with rows when rows arrive after a gap or go away
+  before one: the days of the gap become known, or unknown (kpi.compute.coverage).
 - ``refresh_state``: per step (``values``, ``targets``, ``comparisons``, ``anomalies``) and KPI, the
   fingerprint of the definition the step last computed the KPI with, and ``dirty_from``,
   the first day whose periods the step must recompute (NULL when it is up to date). A
@@ -243,6 +245,7 @@ def changed_since(
         # No day differs: the stored days are these (one row a day on both sides), so a run
         # with no news writes nothing here.
         if found[name] is not None:
+            found[name] = _with_coverage_moved(conn, found[name], old.subquery(), fresh)
             conn.execute(days.delete().where(days.c.source == name))
             conn.execute(
                 days.insert().from_select(list(select.selected_columns.keys()), sa.select(fresh))
@@ -250,6 +253,23 @@ def changed_since(
         if scratch is not None:
             conn.execute(sa.schema.DropTable(scratch))
     return found
+
+
+def _with_coverage_moved(
+    conn: Connection, changed: dt.date, old: sa.Subquery, new: sa.Subquery | sa.Table
+) -> dt.date:
+    """``changed``, or the day after the earlier of the source's last days with rows
+    before and after the change when that is earlier. The source covers the days up to
+    its last with rows (kpi.compute.coverage); days after it are unknown, not 0, and the
+    anomaly step judges only known days. Rows arriving two days after the last ones make
+    the day between them known, with no rows of its own on either side; rows going away
+    after a gap make the gap's days unknown again."""
+    last_before, last_after = conn.execute(
+        sa.select(sa.select(sa.func.max(old.c.day)).scalar_subquery(), sa.func.max(new.c.day))
+    ).one()
+    if last_before is None or last_after is None or last_before == last_after:
+        return changed
+    return min(changed, min(last_before, last_after) + dt.timedelta(days=1))
 
 
 def _scratch(conn: Connection, name: str, select: sa.Select) -> sa.Table:

@@ -1,24 +1,28 @@
-"""The cubes a values refresh reads: the daily ones rebuilt, the monthly ones kept current.
+"""The cubes a values refresh reads, kept current: rewritten from the first day that changed.
 
-A daily cube is rebuilt on every run: its scan of the source is also what says which days
-changed (each cube row carries its rows' count and checksum, kpi.compute.changes), so a run
-could skip nothing of it. A monthly cube (the slices of a source that only month-grained
-KPIs read, such as campaign by month) is a second scan of the whole source, grouped by
-month. Rebuilt on every run, it was most of an incremental run on the peer bench's month x
-channel x campaign shape (~65 of ~110 ms), and a daily run cost more than a full refresh of
-the same KPIs. So an incremental run rewrites only its months from the first one that can
-have changed (``month_cube_start``):
+A cube holds no history: it is the raw rows of a source summed per local day (the daily
+cube) or per month (the monthly cube: the slices only month-grained KPIs read, such as
+campaign by month). Rebuilt whole on every run, they were most of an incremental run on
+large sources: on the peer bench's month x channel x campaign shape the monthly cube was
+~65 of a daily run's ~110 ms (a daily run cost more than a full refresh of the same KPIs),
+and the 10M-row bench's GA4 cube is one grouped scan of every row. So an incremental run
+rewrites a cube only from the first day that can have changed:
 
-- that month holds the first changed day of the source, or the first day the calendar put
-  in another month than before: the days after the as-of date are in no month (each is a
-  row of its own day) and join one when the as-of date passes them;
-- its rows from the first day of that month on are deleted and computed again from the
-  source's rows of those days. A month's row holds the first day of data in the month, so
-  no row of an earlier month is among them, and every row of a later one is;
-- a stamp per source in ``refresh_state`` (step ``month_cube``) records what the cube was
-  made with: a hash of its statement (SQL and constants) and the first and last days the
-  calendar put in a month. Another statement, another first day, no stamp, a change before
-  the calendar's first day, or a full refresh rebuild the cube whole.
+- a daily cube from its source's first changed day (kpi.compute.changes finds it from the
+  day checksums of a scan of the source, which then no longer has to group and sum every
+  row). Only for a source whose time column is a date: a timestamp source's local day is a
+  time-zone conversion of every row, which a filter on it would pay again; such a cube,
+  like a cube without its stamp, is rebuilt with its checksums, as every full refresh does;
+- a monthly cube (``month_cube_start``) from the month holding that day, or the first day
+  the calendar put in another month than before: the days after the as-of date are in no
+  month (each is a row of its own day) and join one when the as-of date passes them. A
+  month's row holds the first day of data in the month, so deleting the rows from the
+  first day of that month on removes every row of the months from it and none before;
+- a stamp per cube in ``refresh_state`` (steps ``day_cube`` and ``month_cube``) records
+  what it was made with: a hash of its statement (SQL and constants), and for a monthly
+  cube the first and last days the calendar put in a month. Another statement, another
+  first day, no stamp, a change before the calendar's first day, or a full refresh
+  rebuild the cube whole.
 """
 
 from __future__ import annotations
@@ -40,17 +44,17 @@ from kpi.warehouse.statements import Compiled, StatementCache, compile_select, r
 
 # The compiled statements of the daily and monthly cubes (kpi_work).
 CUBES = "cubes"
-# refresh_state rows stamping what each monthly cube was made with.
-STEP = "month_cube"
+# refresh_state rows stamping what each daily and monthly cube was made with.
+DAY_STEP, STEP = "day_cube", "month_cube"
 
 Statement = sa.Select | Compiled
 Builds = list[tuple[sa.Table, Statement]]
 
 
 @dataclass(frozen=True)
-class MonthCube:
-    """A monthly cube: its table, the statement of all its rows, and that of its rows
-    from a given first day of a month on."""
+class Cube:
+    """A cube: its table, the statement of all its rows, and that of its rows from a
+    given day on (for a monthly cube, the first day of a month)."""
 
     source: str
     table: sa.Table
@@ -58,15 +62,18 @@ class MonthCube:
     since: Callable[[dt.date], Statement]
 
 
+MonthCube = Cube
+
+
 @dataclass(frozen=True)
 class CubeStatements:
-    daily: Builds
-    monthly: list[MonthCube]
+    daily: list[Cube]
+    monthly: list[Cube]
     cache: StatementCache | None  # where they came from (None: built for this run)
 
     @property
     def tables(self) -> list[sa.Table]:
-        return [t for t, _ in self.daily] + [m.table for m in self.monthly]
+        return [c.table for c in self.daily + self.monthly]
 
 
 def refresh_cubes(wh: Warehouse, tables: KpiTables) -> dict[str, int]:
@@ -76,14 +83,14 @@ def refresh_cubes(wh: Warehouse, tables: KpiTables) -> dict[str, int]:
     names = list(tables.compiler.cubes.tables)
     incremental = supports_incremental(wh.dialect)
     made = cube_statements(wh, tables, names, incremental, cached=False)
-    whole = made.daily + [(m.table, m.whole) for m in made.monthly]
+    whole = [(c.table, c.whole) for c in made.daily + made.monthly]
     state = tables.refresh_state
     if incremental:
         wh.ensure_tables([state])
     with wh.transaction(lock=[DDL, *made.tables, *([state] if incremental else [])]) as conn:
         counts = Warehouse.rebuild_tables_in(conn, whole)
-        if incremental:  # made with this run's calendar, which no stamp records
-            conn.execute(state.delete().where(state.c.step == STEP))
+        if incremental:  # made from rows whose days no stamp records as checked
+            conn.execute(state.delete().where(state.c.step.in_([DAY_STEP, STEP])))
     return {s: counts[tables.compiler.cubes.tables[s].name] for s in names}
 
 
@@ -103,17 +110,22 @@ def cube_statements(
     monthly = [s for s in names if s in cubes.month_tables]
     if not (incremental and cached and names and wh.shares_database):
 
-        def since(source: str) -> Callable[[dt.date], Statement]:
+        def since(source: str, by_month: bool) -> Callable[[dt.date], Statement]:
             def select(day: dt.date) -> Statement:
-                start = sa.bindparam("month_cube_since", day, type_=sa.Date())
-                return cubes.month_select(source, day_periods, start)
+                start = sa.bindparam("cube_since", day, type_=sa.Date())
+                if by_month:
+                    return cubes.month_select(source, day_periods, start)
+                return cubes.select(source, incremental, start)
 
             return select
 
         return CubeStatements(
-            [(cubes.tables[s], cubes.select(s, checksum=incremental)) for s in names],
             [
-                MonthCube(s, cubes.month_tables[s], cubes.month_select(s, day_periods), since(s))
+                Cube(s, cubes.tables[s], cubes.select(s, incremental), since(s, False))
+                for s in names
+            ],
+            [
+                Cube(s, cubes.month_tables[s], cubes.month_select(s, day_periods), since(s, True))
                 for s in monthly
             ],
             None,
@@ -127,29 +139,32 @@ def cube_statements(
     def from_cache(key: str, build: Callable[[], sa.Select], run: dict | None = None) -> Compiled:
         return cache.get(key, run or {}, lambda: compile_select(dialect, build()))
 
-    def since_cached(source: str) -> Callable[[dt.date], Statement]:
-        def select(day: dt.date) -> Statement:
-            return from_cache(
-                f"month_cube_since|{source}",
-                lambda: cubes.month_select(
-                    source, day_periods, run_parameter("since", day, sa.Date())
-                ),
-                {"since": day},
-            )
+    def since_cached(source: str, by_month: bool) -> Callable[[dt.date], Statement]:
+        def build(day: dt.date) -> sa.Select:
+            start = run_parameter("since", day, sa.Date())
+            if by_month:
+                return cubes.month_select(source, day_periods, start)
+            return cubes.select(source, True, start)
 
-        return select
+        kind = "month_cube" if by_month else "cube"
+        return lambda day: from_cache(f"{kind}_since|{source}", lambda: build(day), {"since": day})
 
     return CubeStatements(
         [
-            (cubes.tables[s], from_cache(f"cube|{s}", lambda s=s: cubes.select(s, True)))
+            Cube(
+                s,
+                cubes.tables[s],
+                from_cache(f"cube|{s}", lambda s=s: cubes.select(s, True)),
+                since_cached(s, False),
+            )
             for s in names
         ],
         [
-            MonthCube(
+            Cube(
                 s,
                 cubes.month_tables[s],
                 from_cache(f"month_cube|{s}", lambda s=s: cubes.month_select(s, day_periods)),
-                since_cached(s),
+                since_cached(s, True),
             )
             for s in monthly
         ],
@@ -166,6 +181,57 @@ def drop_rollup_tables(conn: Connection, tables: KpiTables, names: list[str]) ->
         for schema in (tables.compiler.cubes.schema, tables.values.schema):
             left = sa.Table(f"rollup_{source}", sa.MetaData(), schema=schema)
             conn.execute(sa.schema.DropTable(left, if_exists=True))
+
+
+@dataclass(frozen=True)
+class DailyStamps:
+    """What each daily cube of a run is made with now (``made``), what its stamp said
+    (``stored``), and which cubes the run keeps."""
+
+    made: dict[str, str]
+    stored: dict[str, str]
+    kept: frozenset[str]
+
+
+def kept_daily_cubes(
+    conn: Connection, tables: KpiTables, daily: list[Cube], whole: bool
+) -> DailyStamps:
+    """The daily cubes this run keeps, to rewrite them from the changed days on once those
+    are known: those of a date-typed source stamped with the statement they would be
+    rebuilt with now. None with ``whole``."""
+    made = {c.source: _statement_hash(c.whole, conn.dialect) for c in daily}
+    if whole or not daily:  # every stamp is written again
+        return DailyStamps(made, {}, frozenset())
+    stored = _stored(conn, tables.refresh_state, DAY_STEP, list(made))
+    dated = {s for s in made if tables.catalog.sources[s].time.type == "date"}
+    return DailyStamps(made, stored, frozenset(s for s in dated if stored.get(s) == made[s]))
+
+
+def keep_daily_cubes(
+    conn: Connection,
+    tables: KpiTables,
+    daily: list[Cube],
+    stamps: DailyStamps,
+    changed: Mapping[str, dt.date | None],
+) -> dict[str, int | None]:
+    """Rewrite each daily cube the run keeps (``kept_daily_cubes``) from its source's first
+    changed day (``changed``: source -> day, None: unchanged) on, and stamp every daily
+    cube, inside the caller's transaction; the others were rebuilt whole before the
+    changes were read from them. Per source, the rows written (None: rebuilt whole)."""
+    written: dict[str, int | None] = {}
+    for cube in daily:
+        day = changed.get(cube.source)
+        if cube.source not in stamps.kept:
+            written[cube.source] = None
+        elif day is None:
+            written[cube.source] = 0
+        else:
+            where = cube.table.c.day >= day
+            _, written[cube.source] = Warehouse.replace_from_select_in(
+                conn, cube.table, where, [cube.since(day)]
+            )
+    _store(conn, tables.refresh_state, DAY_STEP, stamps.made, stamps.stored)
+    return written
 
 
 def keep_month_cubes(
@@ -186,14 +252,7 @@ def keep_month_cubes(
     first, last = conn.execute(
         sa.select(sa.func.min(day_periods.c.day), sa.func.max(day_periods.c.day)).where(in_month)
     ).one()
-    sources = [m.source for m in monthly]
-    stored = dict(
-        conn.execute(
-            sa.select(state.c.kpi_id, state.c.fingerprint).where(
-                state.c.step == STEP, state.c.kpi_id.in_(sources)
-            )
-        ).all()
-    )
+    stored = _stored(conn, state, STEP, [m.source for m in monthly])
     stamps, rebuild, written = {}, [], {}
     for cube in monthly:
         stamp = MonthCubeStamp(_statement_hash(cube.whole, conn.dialect), first, last)
@@ -211,13 +270,31 @@ def keep_month_cubes(
             written[cube.source] = n
     if rebuild:
         Warehouse.rebuild_tables_in(conn, rebuild)
+    _store(conn, state, STEP, stamps, stored)
+    return written
+
+
+def _stored(conn: Connection, state: sa.Table, step: str, sources: list[str]) -> dict[str, str]:
+    found = sa.select(state.c.kpi_id, state.c.fingerprint).where(
+        state.c.step == step, state.c.kpi_id.in_(sources)
+    )
+    return dict(conn.execute(found).all())
+
+
+def _store(
+    conn: Connection,
+    state: sa.Table,
+    step: str,
+    stamps: Mapping[str, str],
+    stored: Mapping[str, str],
+) -> None:
+    """Write the ``stamps`` that differ from those ``stored`` (a run with no news: none)."""
     moved = [s for s, stamp in stamps.items() if stored.get(s) != stamp]
     if moved:
-        conn.execute(state.delete().where(state.c.step == STEP, state.c.kpi_id.in_(moved)))
+        conn.execute(state.delete().where(state.c.step == step, state.c.kpi_id.in_(moved)))
         conn.execute(
-            state.insert(), [{"step": STEP, "kpi_id": s, "fingerprint": stamps[s]} for s in moved]
+            state.insert(), [{"step": step, "kpi_id": s, "fingerprint": stamps[s]} for s in moved]
         )
-    return written
 
 
 @dataclass(frozen=True)

@@ -225,14 +225,16 @@ class SourceCubes:
             comment=f"{what}; rebuilt from scratch on every run (it holds no history)",
         )
 
-    def select(self, source: str, checksum: bool = False) -> sa.Select:
+    def select(
+        self, source: str, checksum: bool = False, since: ColumnElement | None = None
+    ) -> sa.Select:
         """The rollup of ``source``: one row per local day and dimension values, with the
         row count and the daily aggregates of every measure the cube stores.
 
         ``checksum`` fills the ``checksum`` column (the sum of the rows' checksums, on the
         warehouses that have one; NULL otherwise), from which the refresh reads which days
         of the source changed (kpi.compute.changes.cube_days_select) without scanning the
-        source a second time.
+        source a second time. ``since`` keeps the days from it on (kpi.compute.cube_upkeep).
         """
         table = self.raw_tables[source]
         rows = self._rows(source)
@@ -244,9 +246,10 @@ class SourceCubes:
         )
         keys = [rows.c[DAY].label("day"), *[c.label(c.name[len(DIM) :]) for c in dims]]
         aggregates = self._aggregates(source, rows)
-        return sa.select(
+        select = sa.select(
             *keys, sa.func.count().label("n"), total.label("checksum"), *aggregates
         ).group_by(rows.c[DAY], *dims)
+        return select if since is None else select.where(rows.c[DAY] >= since)
 
     def month_select(
         self, source: str, day_periods: sa.Table, since: ColumnElement | None = None

@@ -555,8 +555,9 @@ def _writes(wh: Warehouse, run) -> list[str]:
 
 def test_a_refresh_with_no_news_writes_no_bookkeeping(warehouse_url, tables):
     # The same calendar and the same rows again: the calendar stamp, the day checksums and
-    # the compiled statements stay as they are, and a source read from its cube needs no
-    # temporary table of its days. Only the cubes are rebuilt (kpi.refresh).
+    # the compiled statements stay as they are. A date-typed source's daily cube is kept
+    # (kpi.compute.cube_upkeep): nothing changed, nothing rewritten; a timestamp source's
+    # is rebuilt, and its days read from it need no temporary table.
     wh = _loaded(warehouse_url, tables)
     state = _values(wh, tables), wh.read(sa.select(tables.source_days))
     writes = _writes(
@@ -567,7 +568,7 @@ def test_a_refresh_with_no_news_writes_no_bookkeeping(warehouse_url, tables):
         ),
     )
     # Nothing but the cubes (and their schema, IF NOT EXISTS): no periods, no stamp, no
-    # days, no compiled statements, no values, no temporary table of a cube source's days.
+    # days, no compiled statements, no values, no temporary table of a rebuilt cube's days.
     cubes = [*tables.compiler.cubes.tables.values(), *tables.compiler.cubes.month_tables.values()]
     names = [c.fullname for c in cubes] + [f"kpi.{c.name}" for c in cubes]  # stale reader copy
     others = [
@@ -575,10 +576,13 @@ def test_a_refresh_with_no_news_writes_no_bookkeeping(warehouse_url, tables):
         for w in writes
         if not any(n in w for n in names) and not w.startswith("CREATE SCHEMA IF NOT EXISTS")
     ]
-    # The sources without a cube keep their days in a temporary table of this connection.
+    # The sources without a rebuilt cube keep their days in a temporary table of this
+    # connection.
     assert [w for w in others if "tmp_source_days_" not in w] == []
-    assert [w for w in others if "tmp_source_days_ga4_traffic" in w] == []
-    assert any("kpi_work.cube_ga4_traffic" in w for w in writes)  # the cube is rebuilt
+    assert [w for w in others if "tmp_source_days_orders" in w] == []
+    assert any("tmp_source_days_ga4_traffic" in w for w in writes)
+    assert not [w for w in writes if "kpi_work.cube_ga4_traffic" in w]  # kept, unchanged
+    assert any("kpi_work.cube_orders" in w for w in writes)  # rebuilt
     _same_rows(_values(wh, tables), state[0], tables.values)
     days = wh.read(sa.select(tables.source_days)).sort_values(["source", "day"], ignore_index=True)
     pd.testing.assert_frame_equal(days, state[1].sort_values(["source", "day"], ignore_index=True))
