@@ -39,7 +39,7 @@ from kpi.compute.changes import (
     whole_history_as_full,
 )
 from kpi.compute.compared_windows import compared_values_statement
-from kpi.compute.coverage import kpi_coverage, source_coverage
+from kpi.compute.coverage import covered_until, kpi_coverage, source_coverage
 from kpi.compute.cube_upkeep import (  # noqa: F401 - CUBES and refresh_cubes re-exported
     CUBES,
     DailyStamps,
@@ -154,7 +154,10 @@ def refresh_kpi_values(
                 for s in sorted(read)
                 if s in catalog.sources
             }
-            changed = changed_since(conn, days, scans, rebuilt)
+            until = {
+                s: functools.partial(covered_until, grain=catalog.sources[s].grain) for s in scans
+            }
+            changed = changed_since(conn, days, scans, rebuilt, until)
             # After the calendar and the changed days are known, before the slice stamps
             # read them: the cubes are rewritten from the first day or month that changed.
             keep_daily_cubes(conn, tables, cubes.daily, stamps, changed)

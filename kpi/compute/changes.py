@@ -39,7 +39,7 @@ import functools
 import hashlib
 import json
 import uuid
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -222,6 +222,7 @@ def changed_since(
     days: sa.Table,
     selects: Mapping[str, sa.Select],
     rescannable: Collection[str] = (),
+    covered_until: Mapping[str, Callable[[dt.date], dt.date]] | None = None,
 ) -> dict[str, dt.date | None]:
     """Per source, the first local day whose rows differ from the last refresh's (None when
     nothing changed); stores the new days where they changed.
@@ -232,6 +233,8 @@ def changed_since(
     table's four statements cost more than the second read. Only such a select may be: one
     over a table others write could change between the two reads (PostgreSQL's READ
     COMMITTED), and the change would be stored without being reported, so never recomputed.
+    ``covered_until`` gives, per source, the last day a row of a given day covers (the end
+    of its week or month for a source of that grain; the day itself by default).
     """
     found: dict[str, dt.date | None] = {}
     for name, select in selects.items():
@@ -245,7 +248,8 @@ def changed_since(
         # No day differs: the stored days are these (one row a day on both sides), so a run
         # with no news writes nothing here.
         if found[name] is not None:
-            found[name] = _with_coverage_moved(conn, found[name], old.subquery(), fresh)
+            until = (covered_until or {}).get(name, _same_day)
+            found[name] = _with_coverage_moved(conn, found[name], old.subquery(), fresh, until)
             conn.execute(days.delete().where(days.c.source == name))
             conn.execute(
                 days.insert().from_select(list(select.selected_columns.keys()), sa.select(fresh))
@@ -255,21 +259,33 @@ def changed_since(
     return found
 
 
+def _same_day(day: dt.date) -> dt.date:
+    return day
+
+
 def _with_coverage_moved(
-    conn: Connection, changed: dt.date, old: sa.Subquery, new: sa.Subquery | sa.Table
+    conn: Connection,
+    changed: dt.date,
+    old: sa.Subquery,
+    new: sa.Subquery | sa.Table,
+    covered_until: Callable[[dt.date], dt.date],
 ) -> dt.date:
-    """``changed``, or the day after the earlier of the source's last days with rows
-    before and after the change when that is earlier. The source covers the days up to
-    its last with rows (kpi.compute.coverage); days after it are unknown, not 0, and the
-    anomaly step judges only known days. Rows arriving two days after the last ones make
-    the day between them known, with no rows of its own on either side; rows going away
-    after a gap make the gap's days unknown again."""
+    """``changed``, or the day after the earlier of the last days the source covered
+    before and after the change when that is earlier. A source covers the days up to its
+    last with rows (to its period's end for a weekly or monthly source,
+    kpi.compute.coverage); days after it are unknown, not 0, and the anomaly step judges
+    only known days. Rows arriving two days after the last ones make the day between them
+    known, with no rows of its own on either side; rows going away after a gap make the
+    gap's days unknown again."""
     last_before, last_after = conn.execute(
         sa.select(sa.select(sa.func.max(old.c.day)).scalar_subquery(), sa.func.max(new.c.day))
     ).one()
-    if last_before is None or last_after is None or last_before == last_after:
+    if last_before is None or last_after is None:
         return changed
-    return min(changed, min(last_before, last_after) + dt.timedelta(days=1))
+    before, after = covered_until(_day(last_before)), covered_until(_day(last_after))
+    if before == after:
+        return changed
+    return min(changed, min(before, after) + dt.timedelta(days=1))
 
 
 def _scratch(conn: Connection, name: str, select: sa.Select) -> sa.Table:

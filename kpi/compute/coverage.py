@@ -21,7 +21,7 @@ from kpi.compute.periods import add_months
 from kpi.language.models import Grain, Kpi
 from kpi.warehouse.connection import Warehouse
 
-__all__ = ["Coverage", "kpi_coverage", "source_coverage"]
+__all__ = ["Coverage", "covered_until", "kpi_coverage", "source_coverage"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,8 @@ class Coverage:
         return Coverage(max(p.first for p in parts), min(p.last for p in parts))
 
 
-def _period_end(start: dt.date, grain: Grain) -> dt.date:
+def covered_until(start: dt.date, grain: Grain) -> dt.date:
+    """The last day a source of ``grain`` covers with a row of ``start``: its period's end."""
     if grain == Grain.week:
         return start + dt.timedelta(days=6)
     if grain == Grain.month:
@@ -104,7 +105,7 @@ def source_coverage(wh: Warehouse, compiler: KpiCompiler) -> dict[str, Coverage]
     for name, first, last in rows:
         grain = catalog.sources[name].grain
         first, last = _as_date(first), _as_date(last)
-        out[name] = Coverage(first, _period_end(last, grain) if last is not None else None)
+        out[name] = Coverage(first, covered_until(last, grain) if last is not None else None)
     return out
 
 

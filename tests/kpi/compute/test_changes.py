@@ -24,11 +24,12 @@ from kpi.compute.changes import (
     write_calendar_stamp,
 )
 from kpi.compute.checksums import read_columns
+from kpi.compute.coverage import covered_until
 from kpi.compute.periods import Calendar
 from kpi.compute.tables import KpiTables
 from kpi.language.expressions import referenced_names
 from kpi.language.loader import load_catalog
-from kpi.language.models import Reporting
+from kpi.language.models import Grain, Reporting
 from kpi.refresh import (
     refresh_anomalies,
     refresh_calendar,
@@ -634,3 +635,49 @@ def test_a_calendar_stamped_otherwise_is_stamped_anew_even_when_no_period_change
     again = _writes(wh, lambda: refresh_calendar(wh, tables, AS_OF))
     assert [w for w in again if any(p in w for p in periods)] == []
     wh.dispose()
+
+
+def _days_select(days: list[dt.date]) -> sa.Select:
+    """A source's days as changed_since reads them: one row of 1 and checksum 7 a day."""
+    rows = sa.values(sa.column("day", sa.Date), name="days").data([(d,) for d in days])
+    return sa.select(
+        sa.literal("s", sa.String).label("source"),
+        rows.c.day,
+        sa.cast(sa.literal(1), sa.BigInteger).label("n"),
+        sa.cast(sa.literal(7), sa.BigInteger).label("checksum"),
+    )
+
+
+@pytest.mark.parametrize(
+    "grain, before, after, first_changed",
+    [
+        # Rows up to 2 March, then on 5 March: 3 and 4 March are known days of nothing now.
+        (Grain.day, [D(2026, 3, 2)], [D(2026, 3, 2), D(2026, 3, 5)], D(2026, 3, 3)),
+        # The reverse: 5 March's rows go away, 3 and 4 March are unknown again.
+        (Grain.day, [D(2026, 3, 2), D(2026, 3, 5)], [D(2026, 3, 2)], D(2026, 3, 3)),
+        # Weekly rows: the week of 2 March covers it up to 8 March; the new week is the change.
+        (Grain.week, [D(2026, 3, 2)], [D(2026, 3, 2), D(2026, 3, 9)], D(2026, 3, 9)),
+        # A week skipped: the week of 9 March is known now, with no row.
+        (Grain.week, [D(2026, 3, 2)], [D(2026, 3, 2), D(2026, 3, 16)], D(2026, 3, 9)),
+        # No move of the last day: the changed day itself.
+        (Grain.day, [D(2026, 3, 2), D(2026, 3, 5)], [D(2026, 3, 1), D(2026, 3, 5)], D(2026, 3, 1)),
+    ],
+)
+def test_the_first_changed_day_reaches_back_over_the_days_the_coverage_moved_over(
+    duckdb_url, tables, grain, before, after, first_changed
+):
+    # The anomaly step judges only the days a source covers (kpi.compute.coverage), so the
+    # days between the last rows before and after a change are changed days too.
+    wh = Warehouse(duckdb_url)
+    days = tables.source_days
+    wh.ensure_tables([days])
+    until = {"s": lambda day: covered_until(day, grain)}
+    try:
+        with wh.transaction() as conn:
+            assert changed_since(conn, days, {"s": _days_select(before)}, (), until) == {
+                "s": min(before)
+            }
+            found = changed_since(conn, days, {"s": _days_select(after)}, (), until)
+        assert found == {"s": first_changed}
+    finally:
+        wh.dispose()
