@@ -45,10 +45,9 @@ from kpi.warehouse.statements import Compiled, StatementCache, compile_select, r
 # The compiled statements of the daily and monthly cubes (kpi_work).
 CUBES = "cubes"
 # refresh_state rows stamping what each daily and monthly cube was made with.
-DAY_STEP, STEP = "day_cube", "month_cube"
+DAY_STEP, MONTH_STEP = "day_cube", "month_cube"
 
 Statement = sa.Select | Compiled
-Builds = list[tuple[sa.Table, Statement]]
 
 
 @dataclass(frozen=True)
@@ -60,9 +59,6 @@ class Cube:
     table: sa.Table
     whole: Statement
     since: Callable[[dt.date], Statement]
-
-
-MonthCube = Cube
 
 
 @dataclass(frozen=True)
@@ -90,7 +86,7 @@ def refresh_cubes(wh: Warehouse, tables: KpiTables) -> dict[str, int]:
     with wh.transaction(lock=[DDL, *made.tables, *([state] if incremental else [])]) as conn:
         counts = Warehouse.rebuild_tables_in(conn, whole)
         if incremental:  # made from rows whose days no stamp records as checked
-            conn.execute(state.delete().where(state.c.step.in_([DAY_STEP, STEP])))
+            conn.execute(state.delete().where(state.c.step.in_([DAY_STEP, MONTH_STEP])))
     return {s: counts[tables.compiler.cubes.tables[s].name] for s in names}
 
 
@@ -237,7 +233,7 @@ def keep_daily_cubes(
 def keep_month_cubes(
     conn: Connection,
     tables: KpiTables,
-    monthly: list[MonthCube],
+    monthly: list[Cube],
     changed: Mapping[str, dt.date | None],
     whole: bool,
 ) -> dict[str, int | None]:
@@ -252,7 +248,7 @@ def keep_month_cubes(
     first, last = conn.execute(
         sa.select(sa.func.min(day_periods.c.day), sa.func.max(day_periods.c.day)).where(in_month)
     ).one()
-    stored = _stored(conn, state, STEP, [m.source for m in monthly])
+    stored = _stored(conn, state, MONTH_STEP, [m.source for m in monthly])
     stamps, rebuild, written = {}, [], {}
     for cube in monthly:
         stamp = MonthCubeStamp(_statement_hash(cube.whole, conn.dialect), first, last)
@@ -270,7 +266,7 @@ def keep_month_cubes(
             written[cube.source] = n
     if rebuild:
         Warehouse.rebuild_tables_in(conn, rebuild)
-    _store(conn, state, STEP, stamps, stored)
+    _store(conn, state, MONTH_STEP, stamps, stored)
     return written
 
 

@@ -7,7 +7,6 @@ the per-KPI queries on the raw rows, on both warehouses, without being rebuilt."
 from __future__ import annotations
 
 import datetime as dt
-import math
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +19,7 @@ from kpi.compute.tables import KpiTables
 from kpi.language.loader import load_catalog
 from kpi.refresh import refresh_kpi_values, refresh_periods
 from kpi.warehouse.connection import Warehouse
+from tests.kpi.compute.per_kpi import assert_same, per_kpi_rows, stored_rows
 
 D = dt.date
 COMPUTED_AT = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -154,39 +154,6 @@ def _sales(
     return pd.DataFrame(rows, columns=["date", "channel", "campaign", "amount"])
 
 
-def _per_kpi_rows(wh: Warehouse, raw: KpiTables) -> dict[tuple, tuple]:
-    """Every KPI's rows from the compiler's self-contained queries on the raw rows."""
-    rows = {}
-    for kpi_id, kpi in raw.catalog.kpis.items():
-        for grain in kpi.grains:
-            for dims in raw.compiler.slices(kpi):
-                query = raw.compiler.compile(kpi_id, grain, dims, computed_at=COMPUTED_AT)
-                names = list(query.selected_columns.keys())
-                for r in wh.rows(query):
-                    m = dict(zip(names, r, strict=True))
-                    key = (kpi_id, str(grain), m["period_start"], m["channel"], m["campaign"])
-                    rows[key] = (m["value"], m["sample_size"])
-    return rows
-
-
-def _stored_rows(wh: Warehouse, tables: KpiTables) -> dict[tuple, tuple]:
-    v = tables.values
-    keys = [v.c.kpi_id, v.c.grain, v.c.period_start, v.c.channel, v.c.campaign]
-    found = wh.rows(sa.select(*keys, v.c.value, v.c.sample_size))
-    assert len(found) == len({tuple(r[:5]) for r in found}), "a row written twice"
-    return {tuple(r[:5]): tuple(r[5:]) for r in found}
-
-
-def _assert_same(got: dict, want: dict, when: str) -> None:
-    assert got.keys() == want.keys(), (when, sorted(got.keys() ^ want.keys(), key=str)[:5])
-    for key, values in want.items():
-        for a, b in zip(got[key], values, strict=True):
-            same = (a is None and b is None) or (
-                a is not None and b is not None and math.isclose(a, b, rel_tol=1e-9)
-            )
-            assert same, (when, key, got[key], values)
-
-
 def _cube_rows(wh: Warehouse, select: sa.Select | sa.Table) -> list[tuple]:
     """Rows in a comparable form (sums rounded: a parallel sum's last bits may differ)."""
     return sorted(
@@ -222,7 +189,7 @@ def test_cubes_kept_in_part_hold_the_rows_of_their_whole_statements(warehouse_ur
         refresh_kpi_values(wh, tables, computed_at=COMPUTED_AT)
         for cube, whole in wholes.items():
             assert _cube_rows(wh, sa.select(cube)) == _cube_rows(wh, whole), (when, cube.name)
-        _assert_same(_stored_rows(wh, tables), _per_kpi_rows(wh, raw), when)
+        assert_same(stored_rows(wh, tables), per_kpi_rows(wh, raw, COMPUTED_AT), when)
         assert (done(day_cube), done(month_cube)) == (day, month), when
 
     def change(statement) -> None:

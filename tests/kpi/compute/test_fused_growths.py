@@ -9,7 +9,6 @@ tests/kpi_cases/growth_over_fixed_offsets.yaml (run through every path).
 from __future__ import annotations
 
 import datetime as dt
-import math
 import re
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from kpi.compute.tables import KpiTables
 from kpi.language.loader import load_catalog
 from kpi.refresh import refresh_kpi_values, refresh_periods
 from kpi.warehouse.connection import Warehouse
+from tests.kpi.compute.per_kpi import assert_same, per_kpi_rows, stored_rows
 
 COMPUTED_AT = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 CASES = Path(__file__).resolve().parents[2] / "kpi_cases"
@@ -276,39 +276,6 @@ def _bases_rows(first: dt.date, last: dt.date, scale: float = 1.0) -> dict[str, 
     }
 
 
-def _per_kpi_rows(wh: Warehouse, raw: KpiTables) -> dict[tuple, tuple]:
-    """Every KPI's rows from the compiler's self-contained queries on the raw tables."""
-    rows = {}
-    for kpi_id, kpi in raw.catalog.kpis.items():
-        for grain in kpi.grains:
-            for dims in raw.compiler.slices(kpi):
-                query = raw.compiler.compile(kpi_id, grain, dims, computed_at=COMPUTED_AT)
-                names = list(query.selected_columns.keys())
-                for r in wh.rows(query):
-                    m = dict(zip(names, r, strict=True))
-                    key = (kpi_id, str(grain), m["period_start"], m["channel"], m["campaign"])
-                    rows[key] = (m["value"], m["numerator"], m["denominator"], m["sample_size"])
-    return rows
-
-
-def _stored_rows(wh: Warehouse, tables: KpiTables) -> dict[tuple, tuple]:
-    v = tables.values
-    keys = [v.c.kpi_id, v.c.grain, v.c.period_start, v.c.channel, v.c.campaign]
-    found = wh.rows(sa.select(*keys, v.c.value, v.c.numerator, v.c.denominator, v.c.sample_size))
-    assert len(found) == len({tuple(r[:5]) for r in found}), "a row written twice"
-    return {tuple(r[:5]): tuple(r[5:]) for r in found}
-
-
-def _assert_same(got: dict, want: dict) -> None:
-    assert got.keys() == want.keys(), sorted(got.keys() ^ want.keys(), key=str)[:5]
-    for key, values in want.items():
-        for a, b in zip(got[key], values, strict=True):
-            if a is None or b is None:
-                assert a is None and b is None, (key, got[key], values)
-            else:
-                assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12), (key, got[key], values)
-
-
 def test_fused_growths_have_the_rows_of_the_per_kpi_queries(warehouse_url, tmp_path):
     """On every kind of base, in a full refresh and then in incremental ones (a revised
     day, a leap day added late, new days), the fused statement writes the rows the
@@ -330,7 +297,7 @@ def test_fused_growths_have_the_rows_of_the_per_kpi_queries(warehouse_url, tmp_p
             wh.replace_rows(tables.raw_tables[name], None, frame[frame["date"] != leap])
         refresh_periods(wh, tables, as_of)
         refresh_kpi_values(wh, tables, computed_at=COMPUTED_AT)
-        _assert_same(_stored_rows(wh, tables), _per_kpi_rows(wh, raw))
+        assert_same(stored_rows(wh, tables), per_kpi_rows(wh, raw, COMPUTED_AT))
         # The leap day arrives late, and 1 March's orders are revised.
         orders = tables.raw_tables["orders"]
         wh.replace_rows(
@@ -343,7 +310,7 @@ def test_fused_growths_have_the_rows_of_the_per_kpi_queries(warehouse_url, tmp_p
             visits, visits.c.date == leap, rows["visits"][rows["visits"]["date"] == leap]
         )
         refresh_kpi_values(wh, tables, computed_at=COMPUTED_AT)
-        _assert_same(_stored_rows(wh, tables), _per_kpi_rows(wh, raw))
+        assert_same(stored_rows(wh, tables), per_kpi_rows(wh, raw, COMPUTED_AT))
         # Two new days.
         later = dt.date(2024, 4, 2)
         new = _bases_rows(first, later)
@@ -352,7 +319,7 @@ def test_fused_growths_have_the_rows_of_the_per_kpi_queries(warehouse_url, tmp_p
             wh.replace_rows(table, table.c.date > as_of, frame[frame["date"] > as_of])
         refresh_periods(wh, tables, later)
         refresh_kpi_values(wh, tables, computed_at=COMPUTED_AT)
-        _assert_same(_stored_rows(wh, tables), _per_kpi_rows(wh, raw))
+        assert_same(stored_rows(wh, tables), per_kpi_rows(wh, raw, COMPUTED_AT))
     finally:
         wh.dispose()
 
