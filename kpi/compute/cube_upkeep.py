@@ -41,6 +41,7 @@ from kpi.compute.tables import KpiTables
 from kpi.warehouse.connection import Warehouse
 from kpi.warehouse.locks import DDL
 from kpi.warehouse.statements import Compiled, StatementCache, compile_select, run_parameter
+from kpi.warehouse.upgrades import existing_columns
 
 # The compiled statements of the daily and monthly cubes (kpi_work).
 CUBES = "cubes"
@@ -194,13 +195,17 @@ def kept_daily_cubes(
 ) -> DailyStamps:
     """The daily cubes this run keeps, to rewrite them from the changed days on once those
     are known: those of a date-typed source stamped with the statement they would be
-    rebuilt with now. None with ``whole``."""
+    rebuilt with now, whose table is there. None with ``whole``."""
     made = {c.source: _statement_hash(c.whole, conn.dialect) for c in daily}
     if whole or not daily:  # every stamp is written again
         return DailyStamps(made, {}, frozenset())
     stored = _stored(conn, tables.refresh_state, DAY_STEP, list(made))
     dated = {s for s in made if tables.catalog.sources[s].time.type == "date"}
-    return DailyStamps(made, stored, frozenset(s for s in dated if stored.get(s) == made[s]))
+    kept = {s for s in dated if stored.get(s) == made[s]}
+    if kept:  # a cube dropped by hand, its stamp left: made again, not written in part
+        there = _present(conn, [c.table for c in daily if c.source in kept])
+        kept = {c.source for c in daily if c.source in kept and c.table.fullname in there}
+    return DailyStamps(made, stored, frozenset(kept))
 
 
 def keep_daily_cubes(
@@ -249,11 +254,14 @@ def keep_month_cubes(
         sa.select(sa.func.min(day_periods.c.day), sa.func.max(day_periods.c.day)).where(in_month)
     ).one()
     stored = _stored(conn, state, MONTH_STEP, [m.source for m in monthly])
+    there = set() if whole else _present(conn, [m.table for m in monthly])
     stamps, rebuild, written = {}, [], {}
     for cube in monthly:
         stamp = MonthCubeStamp(_statement_hash(cube.whole, conn.dialect), first, last)
         stamps[cube.source] = stamp.encode()
         old = None if whole else MonthCubeStamp.decode(stored.get(cube.source))
+        if cube.table.fullname not in there:  # dropped by hand: nothing to keep a part of
+            old = None
         start = month_cube_start(old, stamp, changed.get(cube.source), _month_of(conn, tables))
         if start is REBUILD:
             rebuild.append((cube.table, cube.whole))
@@ -268,6 +276,15 @@ def keep_month_cubes(
         Warehouse.rebuild_tables_in(conn, rebuild)
     _store(conn, state, MONTH_STEP, stamps, stored)
     return written
+
+
+def _present(conn: Connection, cubes: list[sa.Table]) -> set[str]:
+    """The full names of ``cubes`` whose table the warehouse has (one catalogue query)."""
+    if not cubes:
+        return set()
+    default = conn.dialect.default_schema_name
+    found = existing_columns(conn, sorted({c.schema or default for c in cubes}))
+    return {c.fullname for c in cubes if (c.schema or default, c.name) in found}
 
 
 def _stored(conn: Connection, state: sa.Table, step: str, sources: list[str]) -> dict[str, str]:

@@ -2,7 +2,8 @@
 cube is computed again, and that after each kind of incremental run (a revised day, a new
 day, the as-of date moving on, back, and into a new month, a new campaign, a deleted day)
 the daily and monthly cubes hold the rows of their whole statements and the KPIs those of
-the per-KPI queries on the raw rows, on both warehouses, without being rebuilt."""
+the per-KPI queries on the raw rows, on both warehouses, without being rebuilt; and that a
+cube dropped by hand, its stamp left behind, is rebuilt."""
 
 from __future__ import annotations
 
@@ -221,6 +222,10 @@ def test_cubes_kept_in_part_hold_the_rows_of_their_whole_statements(warehouse_ur
         run(D(2026, 4, 1), "the as-of date into April", day="untouched")
         change(sales.delete().where(sales.c.date == D(2026, 3, 3)))
         run(D(2026, 4, 1), "a day deleted")
+        # Their stamps left behind: a kept cube would be a DELETE on no table.
+        change(sa.text(f"DROP TABLE {day_cube.fullname}"))
+        change(sa.text(f"DROP TABLE {month_cube.fullname}"))
+        run(D(2026, 4, 1), "both cubes dropped by hand", "rebuilt", "rebuilt")
         run(D(2026, 4, 1), "nothing new", "untouched", "untouched")
         refresh_kpi_values(wh, tables, computed_at=COMPUTED_AT, full_refresh=True)
         for cube, whole in wholes.items():
