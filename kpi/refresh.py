@@ -98,7 +98,8 @@ def refresh_kpi_values(
     whose definition changed, and nothing for a KPI nothing it reads changed;
     ``full_refresh`` recomputes everything and gives the same rows.
 
-    One transaction: with cubes, the cubes the KPIs read are rebuilt first, and every KPI
+    One transaction: with cubes, the cubes the KPIs read are brought up to date first
+    (rebuilt, or rewritten from the first changed day: kpi.compute.cube_upkeep), and every KPI
     that is a function of its period's sums is a projection of the period rollups
     (kpi.compute.rollups); each other KPI is the compiler's query of all its grains and
     slices. A reader sees all of the old values or all of the new.

@@ -16,9 +16,11 @@ Two small tables in the warehouse carry what an incremental run needs to know:
   fingerprint of the definition the step last computed the KPI with, and ``dirty_from``,
   the first day whose periods the step must recompute (NULL when it is up to date). A
   step that changes its output marks the steps that read it dirty from the same day, in
-  its own transaction, so a step that fails or is skipped leaves its work pending. Two
-  more kinds of row stamp what was written from what: ``calendar`` (the periods tables,
-  ``CalendarStamp``) and ``view`` (a readers' view, kpi.publication.views).
+  its own transaction, so a step that fails or is skipped leaves its work pending. Other
+  rows stamp what was written from what: ``calendar`` (the periods tables,
+  ``CalendarStamp``), ``view`` (a readers' view, kpi.publication.views), ``slices`` (a
+  dense slice's set of values, kpi.compute.slice_stamps), ``day_cube`` and ``month_cube``
+  (a cube's statement, kpi.compute.cube_upkeep).
 
 Every dependency of a KPI row points back in time: a period's value reads days up to its
 window end; running, rolling, previous-period and last-year windows, seasonal targets,
@@ -100,8 +102,8 @@ def refresh_state_table(metadata: sa.MetaData) -> sa.Table:
             sa.String,
             nullable=False,
             comment=(
-                "values, targets, comparisons, anomalies; calendar, view, slices, month_cube: "
-                "stamps"
+                "values, targets, comparisons, anomalies; calendar, view, slices, day_cube, "
+                "month_cube: stamps"
             ),
         ),
         sa.Column("kpi_id", sa.String, nullable=False),

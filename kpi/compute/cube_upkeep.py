@@ -21,8 +21,8 @@ rewrites a cube only from the first day that can have changed:
 - a stamp per cube in ``refresh_state`` (steps ``day_cube`` and ``month_cube``) records
   what it was made with: a hash of its statement (SQL and constants), and for a monthly
   cube the first and last days the calendar put in a month. Another statement, another
-  first day, no stamp, a change before the calendar's first day, or a full refresh
-  rebuild the cube whole.
+  first day, no stamp, a change before the calendar's first day, a cube table dropped by
+  hand, or a full refresh rebuild the cube whole.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Daily cubes: one rollup per source, built once per refresh, that additive measures read.
+"""Daily cubes: one rollup per source, kept by each refresh, that additive measures read.
 
 A cube has one row per local day and value combination of the dimensions KPIs slice the
 source by, a row count ``n``, and per *stored* measure (an expression, with the part of its
@@ -222,7 +222,8 @@ class SourceCubes:
             self.metadata,
             *columns,
             schema=schema,
-            comment=f"{what}; rebuilt from scratch on every run (it holds no history)",
+            comment=f"{what}; rebuilt by a full refresh, rewritten from the first changed day by "
+            "an incremental one (it holds no history of its own)",
         )
 
     def select(

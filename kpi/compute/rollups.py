@@ -1,9 +1,10 @@
 """Every plain KPI of the catalogue in one statement, from per-source period rollups.
 
-A refresh first builds the daily cube of each source (``kpi.compute.cubes``: the only
-scan of a raw table). This module adds one more, much smaller step per source: the
-**period rollup**, the cube summed into periods for the total and for each slice some fused
-KPI reads (one dimension or several at once), in the grains those KPIs report, keyed by
+A refresh first brings the daily cube of each source up to date (``kpi.compute.cubes``,
+``kpi.compute.cube_upkeep``: the only scan of a raw table). This module adds one more,
+much smaller step per source: the **period rollup**, the cube summed into periods for the
+total and for each slice some fused KPI reads (one dimension or several at once), in the
+grains those KPIs report, keyed by
 ``(grain, period_start, slice)`` and one ``v_<dimension>`` column per cube dimension: the
 slice's value of that dimension, ``''`` for a dimension the slice does not break down by.
 The rollups are CTEs of the statement that inserts the KPI rows, not tables: only that
