@@ -279,6 +279,24 @@ def generate(db: Path, rows: int, days: int) -> dict[str, int]:
 # ---------------------------------------------------------------------------------------------
 
 
+def bench_tables():
+    """The shipped catalogue's tables, its bench KPIs in the three grains the floor and
+    pandas compute (``KpiTables``, with cubes, as the pipeline runs it)."""
+    from kpi.compute.tables import KpiTables
+    from kpi.language.loader import load_catalog
+
+    catalog = load_catalog()
+    missing = [k for k in BENCH_KPIS if k not in catalog.kpis]
+    if missing:
+        raise SystemExit(f"KPIs missing from the catalogue: {missing}")
+    for kpi_id in BENCH_KPIS:
+        kpi = catalog.kpis[kpi_id]
+        catalog.kpis[kpi_id] = kpi.model_copy(
+            update={"grains": [g for g in kpi.grains if str(g) in GRAINS]}
+        )
+    return KpiTables.for_catalog(catalog, use_cubes=True)
+
+
 def run_ours(db: Path, phases: dict[str, float], url: str | None = None) -> int:
     """Refresh the periods and the bench KPIs with kpi.refresh; rows written.
 
@@ -286,8 +304,6 @@ def run_ours(db: Path, phases: dict[str, float], url: str | None = None) -> int:
     calendar (schema check and the periods tables) and the KPI SQL (refresh_kpi_values, the
     step the pipeline's kpi_values asset runs; it includes closing the database).
     """
-    from kpi.compute.tables import KpiTables
-    from kpi.language.loader import load_catalog
     from kpi.refresh import refresh_calendar, refresh_kpi_values
     from kpi.warehouse.connection import Warehouse
 
@@ -299,17 +315,7 @@ def run_ours(db: Path, phases: dict[str, float], url: str | None = None) -> int:
         phases[phase] = now - lap
         lap = now
 
-    catalog = load_catalog()
-    missing = [k for k in BENCH_KPIS if k not in catalog.kpis]
-    if missing:
-        raise SystemExit(f"KPIs missing from the catalogue: {missing}")
-    # Restrict to the three grains (the floor and pandas compute no others).
-    for kpi_id in BENCH_KPIS:
-        kpi = catalog.kpis[kpi_id]
-        catalog.kpis[kpi_id] = kpi.model_copy(
-            update={"grains": [g for g in kpi.grains if str(g) in GRAINS]}
-        )
-    tables = KpiTables.for_catalog(catalog, use_cubes=True)  # as the pipeline runs it
+    tables = bench_tables()
     done("definitions")
     wh = Warehouse(url or f"duckdb:///{db}")
     timer = StatementTimer(wh.engine) if url else None
@@ -487,12 +493,12 @@ def floor_statements(as_of: dt.date = AS_OF) -> list[str]:
     ]
 
 
-def run_floor(db: Path) -> int:
+def run_floor(db: Path, as_of: dt.date = AS_OF) -> int:
     """Run the hand-written SQL in one DuckDB connection; rows written."""
     import duckdb
 
     con = duckdb.connect(str(db))
-    for statement in floor_statements():
+    for statement in floor_statements(as_of):
         con.execute(statement)
     rows = con.execute(f"SELECT count(*) FROM {RESULTS}.floor_values").fetchone()[0]
     con.close()
