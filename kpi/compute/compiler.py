@@ -31,7 +31,16 @@ from kpi.compute.source_sql import classifiable, dimension_value, local_day, sou
 from kpi.compute.windows import CURRENT, RunningWindow, Window, offset_window
 from kpi.language.catalog import Catalog
 from kpi.language.expressions import referenced_names, safe_divide, to_sql
-from kpi.language.models import Additivity, Agg, Grain, Kpi, KpiType, Measure, SourceSpec
+from kpi.language.models import (
+    RESERVED_COLUMN_PREFIX,
+    Additivity,
+    Agg,
+    Grain,
+    Kpi,
+    KpiType,
+    Measure,
+    SourceSpec,
+)
 from kpi.warehouse.schema import WORK_SCHEMA, day_periods_table, periods_table, source_table
 from kpi.warehouse.views import attach_union_views
 
@@ -74,6 +83,34 @@ class SparseSlices:
 
     present: FromClause
     spine: FromClause | None = None
+
+
+# The periods' columns in a sparse spine: under a prefix no dimension may take
+# (RESERVED_COLUMN_PREFIX), beside the dimension columns.
+SPINE_PERIOD_PREFIX = f"{RESERVED_COLUMN_PREFIX}period_"
+
+
+class _SpinePeriods:
+    """A sparse spine's periods columns under the periods table's own names (``.c.name``,
+    ``.c["name"]``), for the window bounds and filters written against the periods table."""
+
+    def __init__(self, spine: FromClause):
+        n = len(SPINE_PERIOD_PREFIX)
+        self.c = _Named({c.name[n:]: c for c in spine.c if c.name.startswith(SPINE_PERIOD_PREFIX)})
+
+
+class _Named:
+    def __init__(self, columns: dict[str, ColumnElement]):
+        self._columns = columns
+
+    def __getitem__(self, name: str) -> ColumnElement:
+        return self._columns[name]
+
+    def __getattr__(self, name: str) -> ColumnElement:
+        try:
+            return self._columns[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
 class KpiCompiler:
@@ -294,8 +331,12 @@ class KpiCompiler:
         spine: FromClause = p
         keys = slice_values
         if isinstance(slice_values, SparseSlices):
-            keys = slice_values.spine
-            spine = p.join(keys, keys.c.period_start == p.c.period_start)
+            # The spine carries its periods' columns (``_sparse_spine``): joined to the
+            # periods again by period_start, PostgreSQL took that join of a DISTINCT's output
+            # (a column without statistics) for one row, and nested every part of a derived
+            # KPI over it (a month of 244 combinations: 30,000 rescans, 5 s instead of 0.1).
+            keys = spine = slice_values.spine
+            p = _SpinePeriods(keys)
         elif dims:
             spine = p.join(slice_values, sa.true())
         dim_keys = [keys.c[d] for d in dims] if dims else []
@@ -484,16 +525,19 @@ class KpiCompiler:
         window: Window,
         slices: SparseSlices,
     ) -> SparseSlices:
-        """``slices`` with its spine: the periods of ``grain`` and value combinations with
-        data in some window ``kpi``'s value reads (a running total's running window, a
-        growth's current period: its earlier period may have no data, and is then 0 for a
-        sum, as in a dense slice)."""
+        """``slices`` with its spine: the periods of ``grain`` (every column of the
+        periods table) and value combinations with data in some window ``kpi``'s value
+        reads (a running total's running window, a growth's current period: its earlier
+        period may have no data, and is then 0 for a sum, as in a dense slice)."""
         selects = []
         for read in dict.fromkeys(self._windows_read(kpi, window) or [window]):
             q = self.periods.alias()
             present, on = self._window_join(slices.present, q, grain, read)
             selects.append(
-                sa.select(q.c.period_start, *[present.c[d] for d in dims])
+                sa.select(
+                    *[c.label(f"{SPINE_PERIOD_PREFIX}{c.name}") for c in q.c],
+                    *[present.c[d] for d in dims],
+                )
                 .select_from(q.join(present, sa.and_(*on)))
                 .where(q.c.grain == str(grain), *self.recent_periods(q, self._since))
                 .distinct()
