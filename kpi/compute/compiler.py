@@ -334,7 +334,7 @@ class KpiCompiler:
             # The spine carries its periods' columns (``_sparse_spine``): joined to the
             # periods again by period_start, PostgreSQL took that join of a DISTINCT's output
             # (a column without statistics) for one row, and nested every part of a derived
-            # KPI over it (a month of 244 combinations: 30,000 rescans, 5 s instead of 0.1).
+            # KPI over it (a month of 244 combinations: 30,000 rescans; the statement 5 s, now 1).
             keys = spine = slice_values.spine
             p = _SpinePeriods(keys)
         elif dims:
