@@ -31,6 +31,7 @@ from sqlalchemy.sql import FromClause
 from sqlalchemy.sql.elements import ColumnElement
 
 from kpi.compute.compiler import KpiCompiler
+from kpi.compute.fusion import dense
 from kpi.compute.rollups import PeriodRollups, Slice, slice_key, slice_name
 from kpi.compute.windows import LAST_YEAR, PREVIOUS, Window
 from kpi.language.models import Grain, Kpi
@@ -99,7 +100,9 @@ class ComparedWindows(PeriodRollups):
         period's sums with dense slices (kpi.compute.fusion), every slice is in the daily
         cubes (a window is days, which a monthly cube does not keep), and it is reported at
         a grain above a day (a day's earlier day is a stored row)."""
-        if not self.fusable(kpi):
+        # A sparse slice's rows are the combinations with data in the period: crossing
+        # every open period with every value would evaluate windows no row compares with.
+        if not self.fusable(kpi) or not dense(self.catalog, kpi):
             return False
         cubes = self.compiler.cubes
         kept = all(

@@ -24,14 +24,18 @@ MONTHLY_GRAINS = frozenset({"month", "quarter", "year"})
 
 
 def fusable(catalog: Catalog, kpi: Kpi) -> bool:
-    """True when ``kpi`` is a function of its period's sums and every slice of it is dense:
-    the fused join crosses every period with every value (combination) seen. A KPI with a
-    sparse slice (kpi.language.catalog.Catalog.is_sparse) takes the compiler's queries,
-    whose spine is the combinations with data."""
-    dense = not any(catalog.is_sparse(dims) for dims in kpi.slice_dimensions)
+    """True when ``kpi`` is a function of its period's sums. Its dense slices cross every
+    period with every value (combination) seen; a sparse slice
+    (kpi.language.catalog.Catalog.is_sparse) has the rows of its periods' rollups, the
+    combinations with data in the period, which is the row's window for such a KPI."""
     if kpi.type == KpiType.period_over_period:
-        return dense and daily_shifted_growth(catalog, kpi)
-    return dense and _of_period_sums(catalog, kpi, kpi.dimension_names)
+        return daily_shifted_growth(catalog, kpi)
+    return _of_period_sums(catalog, kpi, kpi.dimension_names)
+
+
+def dense(catalog: Catalog, kpi: Kpi) -> bool:
+    """True when no slice of ``kpi`` is sparse: every period has a row per value seen."""
+    return not any(catalog.is_sparse(dims) for dims in kpi.slice_dimensions)
 
 
 def daily_shifted_growth(catalog: Catalog, kpi: Kpi) -> bool:

@@ -13,12 +13,13 @@ summing them (peer set 3: 13-17 ms of 112; 10M rows: 35-40 ms of 350).
 
 A KPI whose value is a function of its period's sums (simple sum, count, average, min and
 max; ratios; derived KPIs over those) is then a projection of one row of each rollup it
-reads: the periods (times the KPI's slice values, so gaps are zero-filled) left-joined to
-the rollups by equality columns only (an ``IS NOT DISTINCT FROM`` would keep PostgreSQL
-from hashing the join). KPIs that read the same sources and slice by the same
-dimensions share that join (a CTE), and all of them go into ``kpi_values`` with one INSERT
-of a UNION ALL, instead of one statement per KPI, grain and slice. Planning, not scanning,
-was what those statements cost; one join per KPI still took half of the INSERT.
+reads: the periods (times the KPI's dense slice values, so gaps are zero-filled; for a
+sparse slice, the periods and values its sources' rollups hold, those with data in the
+period) left-joined to the rollups by equality columns only (an ``IS NOT DISTINCT FROM``
+would keep PostgreSQL from hashing the join). KPIs that read the same sources and slice by
+the same dimensions share that join (a CTE), and all of them go into ``kpi_values`` with one
+INSERT of a UNION ALL, instead of one statement per KPI, grain and slice. Planning, not
+scanning, was what those statements cost; one join per KPI still took half of the INSERT.
 
 The numbers are the same as ``KpiCompiler.compile``'s, row for row: ratios are sums over
 sums, a sum over a period without rows is 0 and a ratio with a zero denominator NULL.
@@ -73,8 +74,8 @@ class PeriodRollups:
     # -- which KPIs ---------------------------------------------------------------------------
 
     def fusable(self, kpi: Kpi) -> bool:
-        """True when ``kpi`` is a function of its period's sums (see the module docstring)
-        and every slice of it is dense (kpi.compute.fusion.fusable)."""
+        """True when ``kpi`` is a function of its period's sums (see the module docstring;
+        kpi.compute.fusion.fusable)."""
         return fusable(self.catalog, kpi)
 
     # -- the rollups --------------------------------------------------------------------
@@ -219,23 +220,42 @@ class PeriodRollups:
         ``S__m{i}_{part}``. ``keyed``: with the slice's join keys too (``KEY_PREFIX``
         + ``slice`` and ``v_<dimension>``), for a growth to find its earlier row by."""
         p = self.compiler.periods.alias("p")
-        s = self._slices(kpis[0]).alias("s")
-        used = kpis[0].dimension_names
+        kpi, used = kpis[0], kpis[0].dimension_names
+        grains = sorted({str(g) for kpi in kpis for g in kpi.grains})
+        recent = [p.c.grain.in_(grains), *KpiCompiler.recent_periods(p, since)]
+        slices = sorted({slice_key(d) for d in kpi.slice_dimensions})
+        sparse = [d for d in slices if self.catalog.is_sparse(d)]
+        s = self._slices(kpi, [d for d in slices if d not in sparse]).alias("s")
+        rows: FromClause = p
         joined: FromClause = p.join(s, sa.true())
+        if sparse:
+            # A sparse slice's rows are the combinations its sources' rollups hold for
+            # the period: those with data in it (the row's window, for a function of the
+            # period's sums), beside the dense slices' periods x values.
+            keys = self._present_slices(kpi, sparse, sources, rollups, name, grains).alias()
+            period = [p.c.grain, p.c.period_start, p.c.period_end, p.c.is_complete_period]
+            on = sa.and_(keys.c.grain == p.c.grain, keys.c.period_start == p.c.period_start)
+            frame = sa.union_all(
+                sa.select(*period, *s.c).select_from(p.join(s, sa.true())).where(*recent),
+                sa.select(*period, *[keys.c[c.name] for c in s.c])
+                .select_from(p.join(keys, on))
+                .where(*recent),
+            ).subquery(f"{name}_rows")
+            rows = s = joined = frame
+            recent = []
         columns = []
         for source in sources:
             r = rollups[source].alias(f"{name}_{source}")  # one name per reader of a CTE
             joined = joined.outerjoin(
                 r,
                 sa.and_(
-                    r.c.grain == p.c.grain,
-                    r.c.period_start == p.c.period_start,
+                    r.c.grain == rows.c.grain,
+                    r.c.period_start == rows.c.period_start,
                     r.c.slice == s.c.slice,
                     *[r.c[f"v_{d}"] == s.c[f"v_{d}"] for d in used],
                 ),
             )
             columns += [r.c[m].label(f"{source}__{m}") for m in self._columns(source)]
-        grains = sorted({str(g) for kpi in kpis for g in kpi.grains})
         # The group's KPIs have the same slices: each dimension's column is the slice's
         # value on the rows of a slice by it, NULL ("all") on the others.
         dims = [
@@ -246,18 +266,46 @@ class PeriodRollups:
         keys = [s.c[name] for name in _slice_keys(used)] if keyed else []
         return (
             sa.select(
-                p.c.grain,
-                p.c.period_start,
-                p.c.period_end,
-                p.c.is_complete_period,
+                rows.c.grain,
+                rows.c.period_start,
+                rows.c.period_end,
+                rows.c.is_complete_period,
                 *dims,
                 *columns,
                 *[key.label(f"{KEY_PREFIX}{key.name}") for key in keys],
             )
             .select_from(joined)
-            .where(p.c.grain.in_(grains), *KpiCompiler.recent_periods(p, since))
+            .where(*recent)
             .cte(name)
         )
+
+    def _present_slices(
+        self,
+        kpi: Kpi,
+        slices: list[Slice],
+        sources: tuple[str, ...],
+        rollups: dict[str, sa.CTE],
+        name: str,
+        grains: list[str],
+    ) -> sa.Select | sa.CompoundSelect:
+        """The periods and values of ``kpi``'s sparse ``slices`` that some source's rollup
+        holds a row for, with the columns of a slice-values row (``_slices``): ``grain``,
+        ``period_start``, ``slice``, ``v_<d>`` and ``o_<d>``. A rollup row is a group of
+        cube rows, so it exists where the source has rows in the period (as the compiler's
+        spine: rows of a source, whatever a measure's filter keeps)."""
+        used = kpi.dimension_names
+        selects = []
+        for source in sources:
+            r = rollups[source].alias(f"{name}_present_{source}")
+            for dims in slices:
+                values = {d: r.c[f"v_{d}"] for d in dims}
+                selects.append(
+                    sa.select(
+                        r.c.grain, r.c.period_start, *_slice_row(slice_name(dims), values, used)
+                    ).where(r.c.slice == slice_name(dims), r.c.grain.in_(grains))
+                )
+        # UNION: a combination with data in two sources is one row.
+        return sa.union(*selects) if len(sources) > 1 else sa.union_all(*selects)
 
     def _kpi_select(
         self,
@@ -322,28 +370,21 @@ class PeriodRollups:
             .where(base.c.grain.in_([str(g) for g in kpi.grains]))
         )
 
-    def _slices(self, kpi: Kpi) -> FromClause:
-        """The total, then every value (combination) of each of the KPI's slices seen in
-        the cubes of the sources it reads (as the compiler's spine: seen in any of them).
-        Per dimension, ``v_<d>`` is the join key (``''`` outside the slice) and ``o_<d>``
-        the KPI row's column (NULL outside the slice)."""
+    def _slices(self, kpi: Kpi, slices: list[Slice] | None = None) -> FromClause:
+        """The total, then every value (combination) of each of the KPI's slices (or of
+        ``slices``) seen in the cubes of the sources it reads (as the compiler's spine: seen
+        in any of them). Per dimension, ``v_<d>`` is the join key (``''`` outside the slice)
+        and ``o_<d>`` the KPI row's column (NULL outside the slice)."""
         used = kpi.dimension_names
 
         def row(name: str, values: dict[str, ColumnElement]) -> list[ColumnElement]:
-            out = [sa.literal(name, sa.String).label("slice")]
-            for d in used:
-                value = values.get(d)
-                out.append(
-                    (sa.literal(TOTAL, sa.String) if value is None else value).label(f"v_{d}")
-                )
-                out.append(
-                    sa.cast(value if value is not None else sa.null(), sa.String).label(f"o_{d}")
-                )
-            return out
+            return _slice_row(name, values, used)
 
         total = sa.select(*row(TOTAL, {}))
         selects: list[sa.Select] = [total]
-        for dims in sorted({slice_key(d) for d in kpi.slice_dimensions}):
+        if slices is None:
+            slices = sorted({slice_key(d) for d in kpi.slice_dimensions})
+        for dims in slices:
             seen = [
                 sa.select(
                     *[self.compiler.cubes.table_with(src, dims).c[d] for d in dims]
@@ -407,6 +448,17 @@ class PeriodRollups:
         if measure.agg == Agg.min:
             return col("low"), sa.null(), sa.null(), size
         return col("high"), sa.null(), sa.null(), size
+
+
+def _slice_row(name: str, values: dict[str, ColumnElement], used: list[str]) -> list[ColumnElement]:
+    """A slice-values row: the slice's name, then per dimension of ``used`` its join key
+    ``v_<d>`` (``''`` outside the slice) and the KPI row's column ``o_<d>`` (NULL outside)."""
+    out = [sa.literal(name, sa.String).label("slice")]
+    for d in used:
+        value = values.get(d)
+        out.append((sa.literal(TOTAL, sa.String) if value is None else value).label(f"v_{d}"))
+        out.append(sa.cast(value if value is not None else sa.null(), sa.String).label(f"o_{d}"))
+    return out
 
 
 def _is_growth(kpi: Kpi) -> bool:

@@ -150,6 +150,48 @@ def test_a_dense_slice_by_two_dimensions_is_fused_with_its_rollup_rows(tmp_path)
     assert columns[:5] == ["grain", "period_start", "slice", "v_channel", "v_device"]
 
 
+def _sparse_case() -> dict:
+    return yaml.safe_load((CASES / "sparse_slices.yaml").read_text())
+
+
+def test_a_sparse_slice_of_a_function_of_period_sums_is_fused(tmp_path):
+    # Campaign is sparse (tests/kpi_cases/sparse_slices.yaml checks the numbers on every
+    # path): sums, the ratio over two sources and the growth by day over a fixed shift are
+    # fused; the running total and the growth over the previous period need their days.
+    tables = _tables_of(_sparse_case(), tmp_path / "defs")
+    kpis, rollups = tables.catalog.kpis, tables.rollups
+    fused = {k for k, kpi in kpis.items() if rollups.fusable(kpi)}
+    assert fused == {"revenue", "revenue_per_session", "revenue_vs_1_day", "signups"}
+    # A signups slice only months and years read is kept by month, as a dense one would be.
+    assert tables.compiler.cubes.month_dims["signups"] == ["channel", "campaign"]
+    assert rollups.grains["signups"] == {
+        (): {"month", "year"},
+        ("campaign", "channel"): {"month", "year"},
+    }
+    # The dense slice (channel) crosses the periods with its values; the sparse ones take
+    # their rows from the rollups of the sources read, as a union over the two sources of
+    # the ratio (a combination with data in both is one row).
+    sql = str(rollups.values_select(["revenue_per_session"], COMPUTED_AT).compile())
+    assert "rollups_0_rows" in sql
+    assert sql.count("rollups_0_present_orders") >= 2 and "rollups_0_present_visits" in sql
+    assert re.search(r"rollups_0_present_orders\.slice = ", sql), sql
+    # Their compared windows stay on the comparison statements: no row compares with most
+    # periods x values of a sparse slice.
+    assert not any(tables.compared_windows.covers(kpis[k]) for k in fused - {"signups"})
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_sparse_fused_statements_compile_for_every_dialect(tmp_path, dialect):
+    tables = _tables_of(_sparse_case(), tmp_path / "defs")
+    compiled_dialect, _ = load_dialect(dialect)
+    fused = [k for k, kpi in tables.catalog.kpis.items() if tables.rollups.fusable(kpi)]
+    select = tables.rollups.values_select(fused, COMPUTED_AT, since=dt.date(2026, 1, 2))
+    names = [c.name for c in select.selected_columns]
+    insert = tables.values.insert().from_select(names, select)
+    sql = str(insert.compile(dialect=compiled_dialect, compile_kwargs={"literal_binds": True}))
+    assert "INSERT" in sql and "UNION" in sql, sql[:200]
+
+
 def test_a_rollup_slice_is_summed_in_the_grains_read_only(tmp_path):
     case = _two_dimension_case()
     for kpi in case["kpis"]:
