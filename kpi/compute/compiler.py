@@ -41,6 +41,7 @@ from kpi.language.models import (
     Measure,
     SourceSpec,
 )
+from kpi.warehouse.distinct_on import distinct_on_in_duckdb
 from kpi.warehouse.schema import WORK_SCHEMA, day_periods_table, periods_table, source_table
 from kpi.warehouse.views import attach_union_views
 
@@ -540,7 +541,8 @@ class KpiCompiler:
                 )
                 .select_from(q.join(present, sa.and_(*on)))
                 .where(q.c.grain == str(grain), *self.recent_periods(q, self._since))
-                .distinct()
+                # The period's other columns follow from its start (kpi.warehouse.distinct_on).
+                .ext(distinct_on_in_duckdb(q.c.period_start, *[present.c[d] for d in dims]))
             )
         spine = sa.union(*selects) if len(selects) > 1 else selects[0]
         return replace(slices, spine=spine.subquery())
