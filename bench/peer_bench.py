@@ -18,6 +18,12 @@ yet is reported as such, with the loader's first problem.
     .venv/bin/python bench/peer_bench.py --days 60 --channels 3 --campaigns 4 --repeat 1
     .venv/bin/python bench/peer_bench.py --keep-calendar   # periods as a daily run keeps them
     .venv/bin/python bench/peer_bench.py --daily           # and a daily run after each set
+    .venv/bin/python bench/peer_bench.py --sparse campaign # campaign declared sparse
+    .venv/bin/python bench/peer_bench.py --pg-url postgresql://postgres@127.0.0.1:5432/test
+
+With ``--pg-url``, the table is copied into a PostgreSQL database the bench owns
+(``peer_bench_pg``, made again each run; bench/pg_contender.py) and each set's full refresh
+runs there too, against the same DuckDB floor (daily runs stay on DuckDB).
 """
 
 from __future__ import annotations
@@ -36,11 +42,14 @@ import duckdb
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for path in (ROOT, ROOT / "bench"):  # the kernel, and pg_contender beside this script
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
 
 AS_OF = dt.date(2025, 12, 31)
 TABLE = "raw.peer_events"
+PG_DATABASE = "peer_bench_pg"
+PG_MARKER = "made by bench/peer_bench.py (--pg-url); safe to drop"
 
 SOURCES = {
     "reporting": {"time_zone": "UTC"},
@@ -239,9 +248,11 @@ def _rows(first: dt.date, last: dt.date, channels: int, campaigns: int) -> str:
         """
 
 
-def write_definitions(folder: Path, qs: QuestionSet) -> None:
+def write_definitions(folder: Path, qs: QuestionSet, sparse: tuple[str, ...] = ()) -> None:
+    """The set's definitions; ``sparse``: the dimensions declared sparse (README, "Slices")."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "sources.yaml").write_text(yaml.safe_dump(SOURCES, sort_keys=False))
+    sources = {**SOURCES, "dimensions": {d: {"sparse": d in sparse} for d in SOURCES["dimensions"]}}
+    (folder / "sources.yaml").write_text(yaml.safe_dump(sources, sort_keys=False))
     area = {"area": "bench", "kpis": qs.kpis}
     (folder / "bench.yaml").write_text(yaml.safe_dump(area, sort_keys=False))
 
@@ -264,15 +275,21 @@ def load(folder: Path):
 
 
 def run_ours(
-    db: Path, tables, full_calendar: bool = True, as_of: dt.date = AS_OF, full: bool = True
+    db: Path,
+    tables,
+    full_calendar: bool = True,
+    as_of: dt.date = AS_OF,
+    full: bool = True,
+    url: str | None = None,
 ) -> tuple[float, list[tuple]]:
-    """A refresh of the set's KPIs (``full``: all of them; else as a daily run does)."""
+    """A refresh of the set's KPIs (``full``: all of them; else as a daily run does), on
+    the DuckDB file ``db`` or the warehouse at ``url``."""
     import sqlalchemy as sa
 
     from kpi.refresh import refresh_calendar, refresh_kpi_values
     from kpi.warehouse.connection import Warehouse
 
-    wh = Warehouse(f"duckdb:///{db}")
+    wh = Warehouse(url or f"duckdb:///{db}")
     try:
         wh.ensure_tables(tables.all_tables())
         began = time.perf_counter()
@@ -286,6 +303,24 @@ def run_ours(
     finally:
         wh.dispose()
     return took, rows
+
+
+def prepare_pg(db: Path, admin_url: str, tables) -> str | None:
+    """The peer table copied into the bench's PostgreSQL database; its URL, or None (and
+    why, printed) when the server cannot be reached."""
+    import psycopg
+    from pg_contender import prepare
+
+    from kpi.warehouse.connection import redact_url
+
+    try:
+        url, seconds = prepare(db, admin_url, tables.raw_tables, ("peer",), PG_DATABASE, PG_MARKER)
+    except psycopg.OperationalError as error:
+        reason = str(error).strip().splitlines()[0]
+        print(f"PostgreSQL skipped: {redact_url(admin_url)} unreachable ({reason})")
+        return None
+    print(f"peer table copied into PostgreSQL ({PG_DATABASE}) in {seconds:.1f} s")
+    return url
 
 
 def run_floor(db: Path, sql: str) -> tuple[float, list[tuple]]:
@@ -369,7 +404,23 @@ def main(argv: list[str] | None = None) -> int:
         "changed: not at all between repeats), as kpi_bench does; the KPI values are still "
         "recomputed in full. Default: everything from scratch, the calendar too",
     )
+    parser.add_argument(
+        "--sparse",
+        default="",
+        help="dimensions to declare sparse (comma-separated: campaign), as a user with many "
+        "campaigns would; rows then exist only where data does, as the floor's GROUP BY has "
+        "them (set 3 slices by campaign). Default: all dense",
+    )
+    parser.add_argument(
+        "--pg-url",
+        help="also run each set's full refresh on PostgreSQL (a database of its own on this "
+        "server), against the same DuckDB floor",
+    )
     args = parser.parse_args(argv)
+    sparse = tuple(d.strip() for d in args.sparse.split(",") if d.strip())
+    unknown = [d for d in sparse if d not in SOURCES["dimensions"]]
+    if unknown:
+        parser.error(f"--sparse: not a dimension of the peer table: {unknown}")
     root = Path(tempfile.mkdtemp(prefix="peer_bench_"))
     db = root / "peer.duckdb"
     failed = False
@@ -380,10 +431,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"peer table: {n:,} rows ({args.days} days x {args.channels} x {args.campaigns})")
         print(f"{'question set':58}{'floor s':>9}{'ours s':>9}{'x floor':>9}  check")
         wanted = {s.strip() for s in args.sets.split(",")}
+        pg_url = None
         for qs in question_sets():
             if qs.name.split()[0] not in wanted:
                 continue
-            write_definitions(root / f"defs_{qs.name.split()[0]}", qs)
+            write_definitions(root / f"defs_{qs.name.split()[0]}", qs, sparse)
             tables, problem = load(root / f"defs_{qs.name.split()[0]}")
             if tables is None:
                 print(f"{qs.name:58}{'':>27}  not expressible yet: {problem}")
@@ -401,6 +453,18 @@ def main(argv: list[str] | None = None) -> int:
             if args.daily:
                 check = daily(db, root, qs, tables, args)
                 failed |= check.startswith("DIFFER")
+            if args.pg_url and pg_url is None:
+                pg_url = prepare_pg(db, args.pg_url, tables) or ""
+            if pg_url:
+                best_pg = math.inf
+                for _ in range(args.repeat):
+                    took, pg_rows = run_ours(db, tables, not args.keep_calendar, url=pg_url)
+                    best_pg = min(best_pg, took)
+                check = compare(pg_rows, floor_rows, qs.answer)
+                failed |= check.startswith("DIFFER")
+                ratio = best_pg / best_floor
+                label = "  ours on PostgreSQL (full refresh)"
+                print(f"{label:58}{best_floor:9.3f}{best_pg:9.3f}{ratio:9.1f}  {check}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 1 if failed else 0

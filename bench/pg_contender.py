@@ -30,32 +30,41 @@ def _plain(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
-def bench_url(admin_url: str) -> str:
+def bench_url(admin_url: str, database: str = DATABASE) -> str:
     """The URL of the bench's own database on the server of ``admin_url``."""
-    return str(sa.make_url(admin_url).set(database=DATABASE))
+    return str(sa.make_url(admin_url).set(database=database))
 
 
-def prepare(db: Path, admin_url: str, raw_tables: dict[str, sa.Table]) -> tuple[str, float]:
-    """A fresh bench database holding the raw rows of ``db``; (its URL, seconds to copy).
-    Raises ``psycopg.OperationalError`` when the server cannot be reached."""
+def prepare(
+    db: Path,
+    admin_url: str,
+    raw_tables: dict[str, sa.Table],
+    sources: tuple[str, ...] = RAW,
+    database: str = DATABASE,
+    marker: str = MARKER,
+) -> tuple[str, float]:
+    """A fresh database ``database`` holding the raw rows of ``db`` (the tables of
+    ``sources``); (its URL, seconds to copy). A database of that name without ``marker``
+    (the bench did not make it) is refused. Raises ``psycopg.OperationalError`` when the
+    server cannot be reached."""
     from kpi.warehouse.connection import Warehouse
 
     with psycopg.connect(_plain(admin_url), autocommit=True, connect_timeout=5) as admin:
         found = admin.execute(
             "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
-            [DATABASE],
+            [database],
         ).fetchone()
-        if found is not None and found[0] != MARKER:
-            raise SystemExit(f"database {DATABASE} exists and was not made by this benchmark")
-        admin.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
-        admin.execute(f"CREATE DATABASE {DATABASE}")
-        admin.execute(f"COMMENT ON DATABASE {DATABASE} IS '{MARKER}'")
-    url = bench_url(admin_url)
+        if found is not None and found[0] != marker:
+            raise SystemExit(f"database {database} exists and was not made by this benchmark")
+        admin.execute(f"DROP DATABASE IF EXISTS {database}")
+        admin.execute(f"CREATE DATABASE {database}")
+        admin.execute(f"COMMENT ON DATABASE {database} IS '{marker}'")
+    url = bench_url(admin_url, database)
     wh = Warehouse(url)
     # Without the sources' unique keys: the generated rows are not unique per declared key
     # (several rows of a campaign and day), and DuckDB, which the rows come from, has none.
     tables = []
-    for name in RAW:
+    for name in sources:
         table = raw_tables[name].to_metadata(sa.MetaData())
         for index in list(table.indexes):
             table.indexes.discard(index)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "peer_bench.py"
 
@@ -38,6 +39,41 @@ def test_every_expressible_question_set_agrees_with_its_floor(peer_bench, capsys
     assert (
         "agree on 240 rows" in lines["5 sessions vs 7 days and 1 month earlier by day x channel"]
     ), out
+
+
+def test_campaign_declared_sparse_agrees_too_in_full_and_daily_runs(peer_bench, capsys, tmp_path):
+    args = ["--days", "40", "--channels", "2", "--campaigns", "3", "--repeat", "1"]
+    assert peer_bench.main([*args, "--sets", "3", "--daily", "--sparse", "campaign"]) == 0
+    out = capsys.readouterr().out
+    # As dense: every channel x campaign has rows every day. 2 months x (total + 6) x 2
+    # KPIs; the daily run's day (2026-01-01) opens a third month: 42.
+    assert "agree on 28 rows" in out and "agree on 42 rows" in out, out
+    peer_bench.write_definitions(tmp_path, peer_bench.question_sets()[2], ("campaign",))
+    sources = yaml.safe_load((tmp_path / "sources.yaml").read_text())
+    assert sources["dimensions"] == {"channel": {"sparse": False}, "campaign": {"sparse": True}}
+
+
+@pytest.mark.postgres
+def test_a_full_refresh_on_postgresql_agrees_with_the_floor(peer_bench, capsys, postgres_url):
+    args = ["--days", "40", "--channels", "2", "--campaigns", "3", "--repeat", "1"]
+    assert (
+        peer_bench.main([*args, "--sets", "3,4", "--sparse", "campaign", "--pg-url", postgres_url])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "peer table copied into PostgreSQL (peer_bench_pg)" in out, out
+    on_pg = [line for line in out.splitlines() if "ours on PostgreSQL" in line]
+    # The rows of set 3 (28, as on DuckDB) and of set 4 (one per day).
+    assert len(on_pg) == 2 and "agree on 28 rows" in on_pg[0] and "agree on 40 rows" in on_pg[1]
+
+
+def test_an_unreachable_postgresql_is_skipped_with_the_reason(peer_bench, capsys):
+    args = ["--days", "40", "--channels", "2", "--campaigns", "3", "--repeat", "1"]
+    url = "postgresql://nobody:s3cret@127.0.0.1:1/x"
+    assert peer_bench.main([*args, "--sets", "1", "--pg-url", url]) == 0
+    out = capsys.readouterr().out
+    assert "PostgreSQL skipped: postgresql://nobody:***@127.0.0.1:1/x unreachable" in out, out
+    assert "s3cret" not in out and "ours on PostgreSQL" not in out
 
 
 def test_a_wrong_answer_is_reported(peer_bench):
