@@ -221,7 +221,7 @@ class PeriodRollups:
         + ``slice`` and ``v_<dimension>``), for a growth to find its earlier row by."""
         p = self.compiler.periods.alias("p")
         kpi, used = kpis[0], kpis[0].dimension_names
-        grains = sorted({str(g) for kpi in kpis for g in kpi.grains})
+        grains = sorted({str(g) for k in kpis for g in k.grains})
         recent = [p.c.grain.in_(grains), *KpiCompiler.recent_periods(p, since)]
         slices = sorted({slice_key(d) for d in kpi.slice_dimensions})
         sparse = [d for d in slices if self.catalog.is_sparse(d)]
