@@ -1,4 +1,5 @@
-"""The windows an open period is compared with, evaluated once a run for every fusable KPI.
+"""The windows an open period is compared with, evaluated once a run for every fusable KPI
+with dense slices.
 
 An open period (this week, month, quarter, year) is compared with the same elapsed days of
 the previous period and of the same period last year (kpi.compute.history). Such a window
@@ -7,12 +8,12 @@ itself, per KPI and grain, from the cubes. That was 40% of the instructions Duck
 a day's 84 comparison statements (parsing, planning and running a subquery per KPI, grain
 and window), for a few rows each.
 
-Here every KPI that is a function of its period's sums (kpi.compute.fusion) and whose slices
-the daily cubes keep is evaluated over the compared windows of every open period in one
-statement, as ``kpi_values`` is over periods (kpi.compute.rollups): each source's daily cube
-summed per window (a range join of its days with the windows' bounds: a few windows per
-grain), the open periods times their windows times the KPIs' slice values left-joined to
-those sums, and each KPI a projection of that join. The rows go into
+Here every KPI that is a function of its period's sums (kpi.compute.fusion), whose slices
+are dense and kept by the daily cubes, is evaluated over the compared windows of every open
+period in one statement, as ``kpi_values`` is over periods (kpi.compute.rollups): each
+source's daily cube summed per window (a range join of its days with the windows' bounds: a
+few windows per grain), the open periods times their windows times the KPIs' slice values
+left-joined to those sums, and each KPI a projection of that join. The rows go into
 ``kpi_work.compared_values``; the comparison statements of the same run join them instead
 of evaluating the windows (kpi.compute.history.HistoryLookup).
 

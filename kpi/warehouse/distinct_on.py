@@ -3,11 +3,12 @@
 A sparse slice's spine (kpi.compute.compiler) is the distinct periods and slice values with
 data, and carries the period's other columns, which the period determines. A plain
 ``DISTINCT`` makes DuckDB hash all of them (32 more columns); ``DISTINCT ON`` the period and
-values hashes those: a year-to-date by month x channel x campaign, sparse, on the peer bench's
-1M rows went from 4.0-4.2 to 2.4-2.9 s. PostgreSQL sorts for ``DISTINCT ON``, and the same
-refresh took twice as long with it there (3.6 -> 7.0 s on 200 days), so PostgreSQL keeps the
-plain ``DISTINCT``, as do BigQuery and Snowflake, which have no ``DISTINCT ON``. The rows are
-the same either way: the other columns are functions of the keys.
+values hashes those: a year-to-date by month x channel x campaign, sparse, on the peer
+bench's 1M rows went from 3.9-4.3 to 2.8-3.1 s (alternating, three runs each). PostgreSQL
+sorts for ``DISTINCT ON``, and the same refresh took twice as long with it there (3.6 ->
+7.0 s on 200 days), so PostgreSQL keeps the plain ``DISTINCT``, as do BigQuery and
+Snowflake, which have no ``DISTINCT ON``. The rows are the same either way: the other
+columns are functions of the keys.
 """
 
 from __future__ import annotations
