@@ -32,7 +32,7 @@ from sqlalchemy.sql import FromClause
 from sqlalchemy.sql.elements import ColumnElement
 
 from kpi.compute.compiler import KpiCompiler
-from kpi.compute.fusion import dense
+from kpi.compute.fusion import dense, period_sums
 from kpi.compute.rollups import PeriodRollups, Slice, slice_key, slice_name
 from kpi.compute.windows import LAST_YEAR, PREVIOUS, Window
 from kpi.language.models import Grain, Kpi
@@ -103,7 +103,9 @@ class ComparedWindows(PeriodRollups):
         a grain above a day (a day's earlier day is a stored row)."""
         # A sparse slice's rows are the combinations with data in the period: crossing
         # every open period with every value would evaluate windows no row compares with.
-        if not self.fusable(kpi) or not dense(self.catalog, kpi):
+        # A running total's compared window is a running window ending where the compared
+        # window does, not the compared window's sums.
+        if not period_sums(self.catalog, kpi) or not dense(self.catalog, kpi):
             return False
         cubes = self.compiler.cubes
         kept = all(

@@ -27,13 +27,18 @@ from sqlalchemy.sql import FromClause
 from sqlalchemy.sql.elements import ColumnElement
 
 from kpi.compute.cubes import SourceCubes
-from kpi.compute.source_sql import classifiable, dimension_value, local_day, source_names
+from kpi.compute.source_sql import (
+    classifiable,
+    dimension_value,
+    local_day,
+    source_names,
+    unknown_when_missing,
+)
 from kpi.compute.windows import CURRENT, RunningWindow, Window, offset_window
 from kpi.language.catalog import Catalog
-from kpi.language.expressions import referenced_names, safe_divide, to_sql
+from kpi.language.expressions import safe_divide, to_sql
 from kpi.language.models import (
     RESERVED_COLUMN_PREFIX,
-    Additivity,
     Agg,
     Grain,
     Kpi,
@@ -46,18 +51,6 @@ from kpi.warehouse.schema import WORK_SCHEMA, day_periods_table, periods_table, 
 from kpi.warehouse.views import attach_union_views
 
 ADDITIVE_AGGS = {Agg.sum, Agg.count, Agg.average, Agg.min, Agg.max}
-
-
-def unknown_when_missing(measure: Measure, src: SourceSpec) -> bool:
-    """True when ``measure`` sums a non-additive column (users by month, read at the
-    source's own grain, one row per period): a period without its row is unknown (NULL),
-    not 0 users, as an empty period of an additive measure is."""
-    if measure.agg != Agg.sum or not measure.expr:
-        return False
-    names = referenced_names(measure.expr)
-    return any(
-        n in src.columns and src.columns[n].additivity == Additivity.non_additive for n in names
-    )
 
 
 @dataclass

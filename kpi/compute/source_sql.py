@@ -16,7 +16,15 @@ from sqlalchemy.sql.functions import FunctionElement
 from kpi.compute.channel_sql import channel_of, normalised_inputs
 from kpi.language.catalog import Catalog
 from kpi.language.channels import Taxonomy
-from kpi.language.models import RESERVED_COLUMN_PREFIX, Kpi, SourceSpec
+from kpi.language.expressions import referenced_names
+from kpi.language.models import (
+    RESERVED_COLUMN_PREFIX,
+    Additivity,
+    Agg,
+    Kpi,
+    Measure,
+    SourceSpec,
+)
 
 NOT_SET = "(not set)"
 
@@ -146,3 +154,15 @@ def source_names(catalog: Catalog, kpi: Kpi) -> list[str]:
             if m.source not in names:
                 names.append(m.source)
     return names
+
+
+def unknown_when_missing(measure: Measure, src: SourceSpec) -> bool:
+    """True when ``measure`` sums a non-additive column (users by month, read at the
+    source's own grain, one row per period): a period without its row is unknown (NULL),
+    not 0 users, as an empty period of an additive measure is."""
+    if measure.agg != Agg.sum or not measure.expr:
+        return False
+    names = referenced_names(measure.expr)
+    return any(
+        n in src.columns and src.columns[n].additivity == Additivity.non_additive for n in names
+    )

@@ -31,7 +31,8 @@ def test_every_expressible_question_set_agrees_with_its_floor(peer_bench, capsys
     lines = {line.split("  ")[0].strip(): line for line in out.splitlines()[2:]}
     # Worked out from the shape: 40 days in one year; set 2: 40 days x (total + 2 channels)
     # x 6 KPIs; set 3: 2 months x (total + 2 x 3 combinations) x 2 KPIs; set 4: 40 days;
-    # set 5: 40 days x (total + 2 channels) x 2 growths.
+    # set 5: 40 days x (total + 2 channels) x 2 growths; set 6: 40 days x (total + 3
+    # campaigns).
     assert "agree on 1 rows" in lines["1 sessions by year"], out
     assert "agree on 720 rows" in lines["2 six metrics by day x channel"], out
     assert "agree on 28 rows" in lines["3 sessions, revenue by month x channel x campaign"], out
@@ -39,6 +40,7 @@ def test_every_expressible_question_set_agrees_with_its_floor(peer_bench, capsys
     assert (
         "agree on 240 rows" in lines["5 sessions vs 7 days and 1 month earlier by day x channel"]
     ), out
+    assert "agree on 160 rows" in lines["6 revenue to date (all time) by day x campaign"], out
 
 
 def test_campaign_declared_sparse_agrees_too_in_full_and_daily_runs(peer_bench, capsys, tmp_path):
@@ -88,6 +90,7 @@ def test_a_daily_run_of_every_set_agrees_with_its_floor_on_the_longer_table(peer
     assert peer_bench.main(argv) == 0
     out = capsys.readouterr().out
     daily = [line for line in out.splitlines() if line.strip().startswith("daily run")]
-    assert len(daily) == 5 and all("agree on" in line for line in daily), out
-    # One more day, 1 January 2026: a second year for set 1, a 41st day for set 4.
+    assert len(daily) == 6 and all("agree on" in line for line in daily), out
+    # One more day, 1 January 2026: a second year for set 1, a 41st day for sets 4 and 6.
     assert "agree on 2 rows" in daily[0] and "agree on 41 rows" in daily[3], out
+    assert "agree on 164 rows" in daily[5], out

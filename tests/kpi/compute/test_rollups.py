@@ -43,7 +43,9 @@ def test_plain_kpis_are_fused_and_the_others_are_not(tables):
     # Sums, ratios and derived KPIs over them: one statement.
     assert {"sessions", "conversion_rate", "roas", "bounce_rate", "average_order_value"} <= fused
     # Running windows, growths and distinct counts need days or rows, not period sums (but
-    # a growth by day over a fixed shift, which the shipped catalogue has none of: below).
+    # a growth by day over a fixed shift, which the shipped catalogue has none of, and a
+    # running total in grains that tile its window: the shipped month to date is reported
+    # by week too, which a month does not tile; tests/kpi/compute/test_fused_*.py).
     for kpi_id, kpi in catalog.kpis.items():
         needs_days = kpi.type in (KpiType.cumulative, KpiType.period_over_period) or any(
             m.agg in (Agg.count_distinct, Agg.last) for _, m in kpi.measures

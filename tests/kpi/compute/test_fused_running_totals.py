@@ -1,0 +1,210 @@
+"""Running totals fused into the rollups' statement (kpi/compute/rollups.py,
+kpi/compute/fusion.py): a running total whose grains tile its window is a running sum of
+its group's join, ordered by period in each slice value. Which running totals are fused,
+that their SQL compiles everywhere, and that their rows are those of the compiler's
+per-KPI queries (the reference path, a range join of days to each window), in full and
+incremental refreshes, on both warehouses. The hand-worked numbers are in
+tests/kpi_cases/running_totals_by_fiscal_period.yaml and
+tests/kpi_cases/rolling_and_quarter_to_date_by_day.yaml (run through every path).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import sqlalchemy as sa
+import yaml
+
+from kpi.cli import DIALECTS, load_dialect
+from kpi.compute.tables import KpiTables
+from kpi.language.loader import load_catalog
+from kpi.refresh import refresh_kpi_values, refresh_periods
+from kpi.warehouse.connection import Warehouse
+from tests.kpi.compute.per_kpi import assert_same, per_kpi_rows, stored_rows
+from tests.kpi.compute.test_fused_growths import _bases_rows, _kpi, _source
+
+COMPUTED_AT = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+# A fiscal year from April and Sunday weeks, so neither lines up with the calendar's.
+REPORTING = {"time_zone": "UTC", "week_start": "sunday", "fiscal_year_start_month": 4}
+ALL_GRAINS = ["day", "week", "month", "quarter", "year"]
+YEAR_TO_DATE = ["day", "month", "quarter", "year"]  # the grains that tile a year
+
+
+def _running(kpi_id: str, of: str, grains: list[str], dims: list, **window) -> dict:
+    kpi = _kpi(kpi_id, grains, dims, type="cumulative", cumulative={"of": of, **window})
+    kpi["description"] = "a running total"
+    return kpi
+
+
+def _case() -> dict:
+    """Running totals of every window over every kind of base the rollups fuse (a sum by
+    one dimension and by two at once, a ratio, an average, a maximum, a derived KPI over
+    two sources), in the grains that tile each window; and one that is not fused (month
+    to date by week), which the same statement computes per KPI."""
+    additive = {"additivity": "additive"}
+    visits = _source(
+        "raw.visits",
+        {"sessions": {"type": "integer", **additive}, "engaged": {"type": "integer", **additive}},
+    )
+    orders = _source("raw.orders", {"amount": {"type": "number", **additive}})
+    sessions = {"source": "visits", "agg": "sum", "expr": "sessions"}
+    amount = {"source": "orders", "agg": "sum", "expr": "amount"}
+    both = ["channel", ["channel", "campaign"]]
+    kpis = [
+        _kpi("sessions", ALL_GRAINS, both, type="simple", measure=sessions),
+        _kpi(
+            "engagement",
+            ["day", "month"],
+            ["channel"],
+            type="ratio",
+            numerator={"source": "visits", "agg": "sum", "expr": "engaged"},
+            denominator=sessions,
+        ),
+        _kpi("revenue", YEAR_TO_DATE, ["channel"], type="simple", measure=amount),
+        _kpi(
+            "basket",
+            ["day", "month", "quarter"],
+            [],
+            type="simple",
+            measure={"source": "orders", "agg": "average", "expr": "amount"},
+        ),
+        _kpi(
+            "largest",
+            ["day"],
+            [],
+            type="simple",
+            measure={"source": "orders", "agg": "max", "expr": "amount"},
+        ),
+        _kpi("per_session", ["day"], ["channel"], type="derived", expr="revenue / sessions"),
+        _kpi("sessions_by_campaign", ["day"], ["campaign"], type="simple", measure=sessions),
+        _running("sessions_all_time", "sessions", ALL_GRAINS, both, window="all_time"),
+        _running("sessions_7d", "sessions", ["day"], [["channel", "campaign"]], window_days=7),
+        _running("engagement_mtd", "engagement", ["day", "month"], ["channel"], to_date="month"),
+        _running("basket_qtd", "basket", ["day", "month", "quarter"], [], to_date="quarter"),
+        _running("revenue_ytd", "revenue", YEAR_TO_DATE, ["channel"], to_date="year"),
+        _running("per_session_28d", "per_session", ["day"], ["channel"], window_days=28),
+        _running("largest_90d", "largest", ["day"], [], window_days=90),
+        _running("campaign_7d", "sessions_by_campaign", ["day"], ["campaign"], window_days=7),
+        # Not fused: a week is not a part of one month.
+        _running("sessions_mtd_by_week", "sessions", ["week"], ["channel"], to_date="month"),
+    ]
+    return {
+        "dimensions": {"channel": {}, "campaign": {}},
+        "sources": {"visits": visits, "orders": orders},
+        "kpis": kpis,
+    }
+
+
+FUSED_RUNNING = {
+    "sessions_all_time",
+    "sessions_7d",
+    "engagement_mtd",
+    "basket_qtd",
+    "revenue_ytd",
+    "per_session_28d",
+    "largest_90d",
+    "campaign_7d",
+}
+
+
+def _tables_of(case: dict, folder: Path, use_cubes: bool = True) -> KpiTables:
+    folder.mkdir(exist_ok=True)
+    sources = {"reporting": REPORTING, **{k: case[k] for k in ("dimensions", "sources")}}
+    (folder / "sources.yaml").write_text(yaml.safe_dump(sources))
+    (folder / "test.yaml").write_text(yaml.safe_dump({"area": "test", "kpis": case["kpis"]}))
+    return KpiTables.for_catalog(load_catalog(folder), use_cubes=use_cubes)
+
+
+def test_a_running_total_is_fused_where_its_grains_tile_its_window(tmp_path):
+    tables = _tables_of(_case(), tmp_path / "defs")
+    kpis = tables.catalog.kpis
+    running = {k for k, kpi in kpis.items() if kpi.cumulative is not None}
+    fused = {k for k in running if tables.rollups.fusable(kpis[k])}
+    assert fused == FUSED_RUNNING
+    # Each grain that does not tile the window keeps the KPI on the per-KPI queries.
+    catalog_case = _case()
+    untiled = [
+        ("ytd_by_week", ["week"], {"to_date": "year"}),
+        ("qtd_by_day_and_week", ["day", "week"], {"to_date": "quarter"}),
+        ("rolling_by_week", ["week"], {"window_days": 7}),
+        ("rolling_by_day_and_month", ["day", "month"], {"window_days": 28}),
+    ]
+    catalog_case["kpis"] += [
+        _running(kpi_id, "sessions", grains, [], **window) for kpi_id, grains, window in untiled
+    ]
+    more = _tables_of(catalog_case, tmp_path / "more")
+    for kpi_id, *_ in untiled:
+        assert not more.rollups.fusable(more.catalog.kpis[kpi_id]), kpi_id
+    # A sparse slice has rows only for the periods with data: a running sum over them
+    # would skip the others. Sliced by a sparse campaign, nothing by campaign is fused.
+    sparse_case = _case()
+    sparse_case["dimensions"]["campaign"] = {"sparse": True}
+    sparse = _tables_of(sparse_case, tmp_path / "sparse")
+    fused_sparse = {k for k in running if sparse.rollups.fusable(sparse.catalog.kpis[k])}
+    assert fused_sparse == FUSED_RUNNING - {"sessions_all_time", "sessions_7d", "campaign_7d"}
+    # A running total's compared windows are running windows: not the compared windows'
+    # sums, which the comparisons' shared statement evaluates for its base KPIs.
+    windows = tables.compared_windows
+    assert windows.covers(kpis["sessions"])
+    assert not any(windows.covers(kpis[k]) for k in running)
+
+
+def test_fused_running_totals_compile_for_every_dialect(tmp_path):
+    tables = _tables_of(_case(), tmp_path / "defs")
+    since = sa.bindparam("since", dt.date(2024, 3, 20), type_=sa.Date())
+    for dialect in DIALECTS:
+        compiled_dialect, _ = load_dialect(dialect)
+        select = tables.rollups.values_select(sorted(FUSED_RUNNING), COMPUTED_AT, since)
+        literal = {"literal_binds": True}
+        sql = str(select.compile(dialect=compiled_dialect, compile_kwargs=literal))
+        sql = sql.replace("`", "").replace('"', "")
+        assert "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW" in sql, dialect
+        assert "ROWS BETWEEN 6 PRECEDING AND CURRENT ROW" in sql, dialect
+        assert "ROWS BETWEEN 89 PRECEDING AND CURRENT ROW" in sql, dialect
+        assert "year_to_date_start" in sql and "quarter_to_date_start" in sql, dialect
+        # The joins hold every period (a running sum reads the earlier ones); each KPI's
+        # rows are those of the periods ending on or after the run's first day.
+        assert sql.count("period_end >= ") == len(FUSED_RUNNING), dialect
+
+
+def test_fused_running_totals_have_the_rows_of_the_per_kpi_queries(warehouse_url, tmp_path):
+    """In a full refresh, then in incremental ones (a day held back arriving late, a
+    revised day, new days across the end of a month and of the fiscal year's first
+    month), the fused statement writes the rows the compiler's per-KPI queries give."""
+    case = _case()
+    tables = _tables_of(case, tmp_path / "defs")
+    raw = _tables_of(case, tmp_path / "defs", use_cubes=False)
+    first, as_of = dt.date(2024, 1, 1), dt.date(2024, 4, 28)
+    rows = _bases_rows(first, as_of)
+    late = dt.date(2024, 2, 29)
+    wh = Warehouse(warehouse_url)
+    try:
+        wh.ensure_tables(tables.all_tables())
+        for name, frame in rows.items():
+            wh.replace_rows(tables.raw_tables[name], None, frame[frame["date"] != late])
+        refresh_periods(wh, tables, as_of)
+        refresh_kpi_values(wh, tables, computed_at=COMPUTED_AT)
+        assert_same(stored_rows(wh, tables), per_kpi_rows(wh, raw, COMPUTED_AT), "full")
+        # The held-back day arrives, and 1 April's orders are revised.
+        for name, frame in rows.items():
+            table = tables.raw_tables[name]
+            wh.replace_rows(table, table.c.date == late, frame[frame["date"] == late])
+        orders = tables.raw_tables["orders"]
+        revised = _bases_rows(dt.date(2024, 4, 1), dt.date(2024, 4, 1), scale=3.0)["orders"]
+        wh.replace_rows(orders, orders.c.date == dt.date(2024, 4, 1), revised)
+        refresh_kpi_values(wh, tables, computed_at=COMPUTED_AT)
+        assert_same(stored_rows(wh, tables), per_kpi_rows(wh, raw, COMPUTED_AT), "revised")
+        # Four new days, into May.
+        later = dt.date(2024, 5, 2)
+        new = _bases_rows(first, later)
+        for name, frame in new.items():
+            table = tables.raw_tables[name]
+            wh.replace_rows(table, table.c.date > as_of, frame[frame["date"] > as_of])
+        refresh_periods(wh, tables, later)
+        refresh_kpi_values(wh, tables, computed_at=COMPUTED_AT)
+        stored = stored_rows(wh, tables)
+        assert_same(stored, per_kpi_rows(wh, raw, COMPUTED_AT), "new days")
+        assert len([k for k in stored if k[0] in FUSED_RUNNING]) > 1000
+    finally:
+        wh.dispose()
