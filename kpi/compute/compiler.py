@@ -34,6 +34,7 @@ from kpi.compute.source_sql import (
     source_names,
     unknown_when_missing,
 )
+from kpi.compute.window_tiles import tile_join, tiled
 from kpi.compute.windows import CURRENT, RunningWindow, Window, offset_window
 from kpi.language.catalog import Catalog
 from kpi.language.expressions import safe_divide, to_sql
@@ -336,8 +337,11 @@ class KpiCompiler:
         dim_keys = [keys.c[d] for d in dims] if dims else []
 
         if measure.agg == Agg.count_distinct or measure.agg in ADDITIVE_AGGS:
-            data = rows if measure.agg == Agg.count_distinct else daily_of()
-            data, on = self._window_join(data, p, grain, window)
+            distinct = measure.agg == Agg.count_distinct
+            data = rows if distinct else daily_of()
+            # A distinct count needs its rows; sums, counts, minima and maxima may be taken
+            # of the days' summaries summed into periods first.
+            data, on = self._window_join(data, p, grain, window, tiles=not distinct)
             on += [data.c[d] == k for d, k in zip(dims, dim_keys, strict=True)]
             joined = spine.outerjoin(data, sa.and_(*on))
             zero_fill = not unknown_when_missing(measure, src)
@@ -388,11 +392,21 @@ class KpiCompiler:
         return Evaluated(query.subquery(), dims)
 
     def _window_join(
-        self, data: FromClause, p: FromClause, grain: Grain, window: Window
+        self, data: FromClause, p: FromClause, grain: Grain, window: Window, tiles: bool = False
     ) -> tuple[FromClause, list]:
         """``data`` (with a ``day`` column) and the condition that puts its days in ``p``'s
         window. A period's own window is found by equality through day_periods (a hash
-        join); running and comparison windows overlap, so they need a range join."""
+        join); running and comparison windows overlap, so they need a range join.
+
+        ``tiles``: ``data`` may be summed into periods (it holds days' summaries, or the
+        days a value was seen on), so a running window that ``grain``'s periods tile
+        (kpi.compute.fusion.RUNNING_GRAINS: year to date by month, all time by week...)
+        joins its periods, not its days: the period's own and the earlier ones of its grain
+        from the window's start (all time: every earlier one, the first may start before
+        the first day of data). A year to date by month x campaign joined ~30 times fewer
+        rows (PostgreSQL ran a range join of 757,000 (month, combination, day) rows)."""
+        if tiles and tiled(window, grain):
+            return tile_join(data, p, grain, window, self.day_periods)
         if window != CURRENT:
             start, end = window.bounds(p)
             if grain == Grain.day and not isinstance(window, RunningWindow):
@@ -526,7 +540,7 @@ class KpiCompiler:
         selects = []
         for read in dict.fromkeys(self._windows_read(kpi, window) or [window]):
             q = self.periods.alias()
-            present, on = self._window_join(slices.present, q, grain, read)
+            present, on = self._window_join(slices.present, q, grain, read, tiles=True)
             selects.append(
                 sa.select(
                     *[c.label(f"{SPINE_PERIOD_PREFIX}{c.name}") for c in q.c],
