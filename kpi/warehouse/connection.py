@@ -468,7 +468,10 @@ class Warehouse:
             # DuckDB reads a registered DataFrame in bulk; row-by-row inserts are very slow.
             view = f"frame_{uuid.uuid4().hex}"
             raw = conn.connection.driver_connection
-            raw.register(view, _dates_as_datetime64(frame, table))
+            # A few rows (a daily run's open periods) go in faster as they are: the
+            # conversion costs more than DuckDB's value-by-value read of them.
+            bulk = len(frame) >= BULK_DATE_ROWS
+            raw.register(view, _dates_as_datetime64(frame, table) if bulk else frame)
             try:
                 source = sa.table(view, *[sa.column(c) for c in columns])
                 conn.execute(table.insert().from_select(columns, sa.select(*source.c)))
@@ -515,6 +518,12 @@ def _python_values(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+
+
+# Rows from which converting date columns to datetime64 pays (kpi.compute.period_tables'
+# open periods, measured: 9 rows 8.8 -> 5.3 ms without it; 480 rows 11.7 ms with it, 13.2
+# without).
+BULK_DATE_ROWS = 100
 
 
 def _dates_as_datetime64(frame: pd.DataFrame, table: sa.Table) -> pd.DataFrame:

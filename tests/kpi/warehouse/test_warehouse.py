@@ -13,7 +13,12 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from kpi.warehouse.connection import Warehouse, WarehouseBusyError, redact_url
+from kpi.warehouse.connection import (
+    BULK_DATE_ROWS,
+    Warehouse,
+    WarehouseBusyError,
+    redact_url,
+)
 from kpi.warehouse.views import VIEW_INFO
 
 
@@ -165,8 +170,10 @@ def test_passwords_never_shown():
     assert "db.internal" in redact_url(url)
 
 
-def test_frame_dates_and_timestamps_round_trip(warehouse_url):
-    """DuckDB gets date columns as datetime64 (in bulk, see _dates_as_datetime64): the values
+@pytest.mark.parametrize("copies", [1, BULK_DATE_ROWS])
+def test_frame_dates_and_timestamps_round_trip(warehouse_url, copies):
+    """DuckDB gets the date columns of a frame of BULK_DATE_ROWS rows or more as datetime64
+    (see _dates_as_datetime64), of a smaller one as the date objects: either way the values
     that come back must be the dates (before 1970 too), NULLs and timestamps that went in,
     and a column of only NULLs loads into a boolean column."""
     table = sa.Table(
@@ -196,14 +203,19 @@ def test_frame_dates_and_timestamps_round_trip(warehouse_url):
         },
         dtype=object,
     )
-    assert wh.replace_rows(table, None, rows) == (0, 3)
+    rows = pd.concat([rows] * copies, ignore_index=True)
+    rows["n"] = range(1, len(rows) + 1)
+    assert wh.replace_rows(table, None, rows) == (0, 3 * copies)
     back = wh.rows(sa.select(table).order_by(table.c.n))
-    assert [(n, day, flag, label, other) for n, day, _, flag, label, other in back] == [
+    want = [
         (1, dt.date(1969, 12, 31), None, "2026-01-02", dt.date(2026, 1, 2)),
         (2, None, None, None, None),
         (3, dt.date(2026, 2, 28), None, "x", None),
     ]
-    assert [m.astimezone(dt.UTC) if m else None for _, _, m, *_ in back] == [moment, None, moment]
+    got = [(n, day, flag, label, other) for n, day, _, flag, label, other in back]
+    assert got == [(3 * k + n, *rest) for k in range(copies) for n, *rest in want]
+    moments = [m.astimezone(dt.UTC) if m else None for _, _, m, *_ in back]
+    assert moments == [moment, None, moment] * copies
     wh.dispose()
 
 
