@@ -27,6 +27,7 @@ from sqlalchemy.sql import FromClause
 from sqlalchemy.sql.elements import ColumnElement
 
 from kpi.compute.cubes import SourceCubes
+from kpi.compute.fusion import daily_sources
 from kpi.compute.source_sql import (
     classifiable,
     dimension_value,
@@ -340,8 +341,10 @@ class KpiCompiler:
             distinct = measure.agg == Agg.count_distinct
             data = rows if distinct else daily_of()
             # A distinct count needs its rows; sums, counts, minima and maxima may be taken
-            # of the days' summaries summed into periods first.
-            data, on = self._window_join(data, p, grain, window, tiles=not distinct)
+            # of the days' summaries summed into periods first, when the source has days
+            # (a monthly source's rows before the first period are in no period).
+            tiles = not distinct and src.grain == Grain.day
+            data, on = self._window_join(data, p, grain, window, tiles=tiles)
             on += [data.c[d] == k for d, k in zip(dims, dim_keys, strict=True)]
             joined = spine.outerjoin(data, sa.and_(*on))
             zero_fill = not unknown_when_missing(measure, src)
@@ -538,9 +541,10 @@ class KpiCompiler:
         reads (a running total's running window, a growth's current period: its earlier
         period may have no data, and is then 0 for a sum, as in a dense slice)."""
         selects = []
+        daily = daily_sources(self.catalog, kpi)  # tiles: as _measure's
         for read in dict.fromkeys(self._windows_read(kpi, window) or [window]):
             q = self.periods.alias()
-            present, on = self._window_join(slices.present, q, grain, read, tiles=True)
+            present, on = self._window_join(slices.present, q, grain, read, tiles=daily)
             selects.append(
                 sa.select(
                     *[c.label(f"{SPINE_PERIOD_PREFIX}{c.name}") for c in q.c],

@@ -339,7 +339,10 @@ class SourceCubes:
 
         def part(name: str, agg) -> ColumnElement:
             column = self.part(cube, measure.source, key, name)
-            return (agg(column) if column is not None else sa.null()).label(name)
+            # Typed: PostgreSQL takes a bare NULL column of a subquery for text, which a
+            # sum of periods of these rows (kpi.compute.window_tiles) could not add up.
+            none = sa.cast(sa.null(), sa.Double)
+            return (agg(column) if column is not None else none).label(name)
 
         return (
             sa.select(

@@ -71,7 +71,9 @@ def running_total(catalog: Catalog, kpi: Kpi) -> bool:
     sums of its period rollup's rows, ordered by period in each slice value. A sparse
     slice has rows only for the periods with data, so a running window over them would
     skip the others; a measure whose missing period is unknown (users by month) is no
-    running sum of zeros."""
+    running sum of zeros. Every source it reads is daily: the periods start at the first
+    day of the daily sources (kpi.compute.period_tables.first_day_of_data), and a
+    monthly source's rows before it are in a to-date window's days but in no period."""
     if kpi.type != KpiType.cumulative:
         return False
     base = catalog.kpis[kpi.cumulative.of]
@@ -81,6 +83,7 @@ def running_total(catalog: Catalog, kpi: Kpi) -> bool:
         and {str(g) for g in kpi.grains} <= aligned
         and dense(catalog, kpi)
         and _of_period_sums(catalog, base, kpi.dimension_names)
+        and daily_sources(catalog, base)
         and not any(
             unknown_when_missing(m, catalog.sources[m.source]) for m in _measures(catalog, base)
         )
@@ -121,6 +124,13 @@ def _of_period_sums(catalog: Catalog, kpi: Kpi, dims: list[str]) -> bool:
             for d in dims
         )
     return False
+
+
+def daily_sources(catalog: Catalog, kpi: Kpi) -> bool:
+    """True when every source ``kpi`` reads, itself or through the KPIs it is built on, has
+    rows by day (not pre-aggregated by week or month)."""
+    names = source_names(catalog, kpi)
+    return all(n in catalog.sources and catalog.sources[n].grain == "day" for n in names)
 
 
 def _measures(catalog: Catalog, kpi: Kpi) -> list[Measure]:

@@ -55,6 +55,7 @@ from kpi.compute.fusion import MONTHLY_GRAINS, fusable
 from kpi.compute.windows import shift_date
 from kpi.language.expressions import safe_divide, to_sql
 from kpi.language.models import RESERVED_COLUMN_PREFIX, Agg, Kpi, KpiType, Measure
+from kpi.warehouse.window_frames import running_over
 
 TOTAL = ""  # the slice of the row for "all dimensions", and a value outside the slice
 # The fused join's slice keys, for a growth's self-join: no dimension may be named so.
@@ -521,16 +522,14 @@ def _running(
     A period without rows is NULL in ``column``, which the aggregate skips as the
     compiler's window join skips a day without rows."""
     partition = [p.c.grain, *slice_keys]
-    frame: tuple[int | None, int] = (None, 0)
+    preceding = None  # every row before
     if kind.endswith("_to_date"):
         partition.append(p.c[f"{kind}_start"])
     elif kind.startswith("rolling_"):
-        frame = (-(int(kind.removeprefix("rolling_")) - 1), 0)
+        preceding = int(kind.removeprefix("rolling_")) - 1
     elif kind != "all_time":
         raise ValueError(f"unknown running window {kind}")
-    return PART_ROLLUP[part](column).over(
-        partition_by=partition, order_by=p.c.period_start, rows=frame
-    )
+    return running_over(PART_ROLLUP[part](column), partition, p.c.period_start, preceding)
 
 
 def _slice_keys(dimensions: list[str]) -> list[str]:
