@@ -186,7 +186,8 @@ class ComparedWindows(PeriodRollups):
     ) -> sa.CTE:
         """The open periods of ``kpis``' grains times their compared windows times their slice
         values (so an empty window is zero-filled as the compiler's spine is), left-joined to
-        the window sums of ``sources``; column ``m{i}_{part}`` of source S is ``S__m{i}_{part}``."""
+        the window sums of ``sources``; column ``m{i}_{part}`` of source S is
+        ``label(S, m{i}_{part})``."""
         p = self.compiler.periods.alias("p")
         offsets = [
             sa.select(sa.literal(w.offset, sa.String).label("window_offset"))
@@ -209,7 +210,7 @@ class ComparedWindows(PeriodRollups):
                     *[r.c[f"v_{d}"] == s.c[f"v_{d}"] for d in used],
                 ),
             )
-            columns += [r.c[m].label(f"{source}__{m}") for m in self._columns(source)]
+            columns += [r.c[m].label(self.label(source, m)) for m in self._columns(source)]
         grains = sorted({g for kpi in kpis for g in self._grains(kpi)})
         dims = [
             (s.c[f"o_{d}"] if d in used else sa.cast(sa.null(), sa.String)).label(d)
@@ -224,7 +225,7 @@ class ComparedWindows(PeriodRollups):
 
     def _compared_kpi_select(self, kpi: Kpi, base: sa.CTE) -> sa.Select:
         def rollup(source: str):
-            return lambda column: base.c[f"{source}__{column}"]
+            return lambda column: base.c[self.label(source, column)]
 
         value, *_ = self._evaluate(kpi, {source: rollup(source) for source in self._sources(kpi)})
         return sa.select(

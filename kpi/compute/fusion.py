@@ -107,9 +107,12 @@ def daily_shifted_growth(catalog: Catalog, kpi: Kpi) -> bool:
 
 
 def monthly(catalog: Catalog, kpi: Kpi) -> bool:
-    """True when ``kpi`` is fusable and reported only in grains of whole months: its
-    slices can be read from sums per month, without the days."""
-    return fusable(catalog, kpi) and {str(g) for g in kpi.grains} <= MONTHLY_GRAINS
+    """True when ``kpi`` is a function of its own period's sums and reported only in grains
+    of whole months: its slices can be read from sums per month, without the days. Not a
+    running total: the comparisons evaluate its compared windows, running windows ending
+    on a day, through the compiler's queries, which read days (from the daily cube where it
+    keeps the slice, else from the raw rows)."""
+    return period_sums(catalog, kpi) and {str(g) for g in kpi.grains} <= MONTHLY_GRAINS
 
 
 def _of_period_sums(catalog: Catalog, kpi: Kpi, dims: list[str]) -> bool:

@@ -52,22 +52,15 @@ from sqlalchemy.sql.elements import ColumnElement
 from kpi.compute.compiler import KpiCompiler, unknown_when_missing
 from kpi.compute.cubes import CUBE_COLUMNS
 from kpi.compute.fusion import MONTHLY_GRAINS, fusable
+from kpi.compute.running_sums import PART_ROLLUP, RUNNING_CODES, running_sum
 from kpi.compute.windows import shift_date
 from kpi.language.expressions import safe_divide, to_sql
 from kpi.language.models import RESERVED_COLUMN_PREFIX, Agg, Kpi, KpiType, Measure
-from kpi.warehouse.window_frames import running_over
 
 TOTAL = ""  # the slice of the row for "all dimensions", and a value outside the slice
 # The fused join's slice keys, for a growth's self-join: no dimension may be named so.
 KEY_PREFIX = RESERVED_COLUMN_PREFIX
 Slice = tuple[str, ...]  # a slice's dimensions, sorted: ("campaign", "channel")
-PART_ROLLUP = {
-    "total": sa.func.sum,
-    "nonnull": sa.func.sum,
-    "low": sa.func.min,
-    "high": sa.func.max,
-    "n": sa.func.sum,
-}
 
 
 class PeriodRollups:
@@ -79,6 +72,7 @@ class PeriodRollups:
         self.compiler = compiler
         self.catalog = compiler.catalog
         self.grains = self._collect_grains()
+        self._positions = {source: i for i, source in enumerate(sorted(self.catalog.sources))}
 
     # -- which KPIs ---------------------------------------------------------------------------
 
@@ -239,11 +233,11 @@ class PeriodRollups:
     ) -> sa.CTE:
         """The periods of ``kpis``' grains times their slice values, left-joined to the
         ``rollups`` of ``sources``; rollup column ``m{i}_{part}`` of source S is
-        ``S__m{i}_{part}``. ``keyed``: with the slice's join keys too (``KEY_PREFIX``
+        ``label(S, m{i}_{part})``. ``keyed``: with the slice's join keys too (``KEY_PREFIX``
         + ``slice`` and ``v_<dimension>``), for a growth to find its earlier row by.
         ``running``: per running window, the (source, column) pairs whose running sum
-        (minimum, maximum) over it the join holds too, ``S__m{i}_{part}__<window>``
-        (``_running``; dense slices only)."""
+        (minimum, maximum) over it the join holds too, ``label(S, column, window)``
+        (kpi.compute.running_sums; dense slices only)."""
         p = self.compiler.periods.alias("p")
         kpi, used = kpis[0], kpis[0].dimension_names
         grains = sorted({str(g) for k in kpis for g in k.grains})
@@ -280,13 +274,15 @@ class PeriodRollups:
                     *[r.c[f"v_{d}"] == s.c[f"v_{d}"] for d in used],
                 ),
             )
-            columns += [r.c[m].label(f"{source}__{m}") for m in self._columns(source)]
+            columns += [r.c[m].label(self.label(source, m)) for m in self._columns(source)]
             for kind, reads in (running or {}).items():
                 if sparse:
                     raise AssertionError(f"a running total by a sparse slice: {kpi.id}")
                 slice_keys = [s.c.slice, *[s.c[f"v_{d}"] for d in used]]
                 columns += [
-                    _running(part, r.c[m], kind, p, slice_keys).label(f"{source}__{m}__{kind}")
+                    running_sum(part, r.c[m], kind, p, slice_keys).label(
+                        self.label(source, m, kind)
+                    )
                     for m, (_, part) in self._columns(source).items()
                     if (source, m) in reads
                 ]
@@ -352,10 +348,10 @@ class PeriodRollups:
         ``base`` again, as ``earlier_name``, for the day it compares with."""
 
         def rollup(row: FromClause, source: str) -> Callable[[str], ColumnElement]:
-            return lambda column: row.c[f"{source}__{column}"]
+            return lambda column: row.c[self.label(source, column)]
 
         def running(row: FromClause, source: str, kind: str) -> Callable[[str], ColumnElement]:
-            return lambda column: row.c[f"{source}__{column}__{kind}"]
+            return lambda column: row.c[self.label(source, column, kind)]
 
         sources = self._sources(kpi)
         rows: FromClause = base
@@ -446,6 +442,14 @@ class PeriodRollups:
     def _sources(self, kpi: Kpi) -> list[str]:
         return self.compiler.source_names(kpi)
 
+    def label(self, source: str, column: str, running: str | None = None) -> str:
+        """The name of rollup column ``column`` of ``source`` in a fused join (with
+        ``running``: its running sum over that window): by the source's position, under
+        the prefix no dimension may take. Named after the source, a long source name ran
+        past PostgreSQL's 63 bytes, which cut two running columns to one name."""
+        name = f"{KEY_PREFIX}{self._positions[source]}_{column}"
+        return name if running is None else f"{name}_{RUNNING_CODES[running]}"
+
     def _reads(self, kpi: Kpi) -> set[tuple[str, str]]:
         """The (source, rollup column) pairs ``kpi``'s value, numerator, denominator and
         sample size read (``_evaluate`` run on placeholders)."""
@@ -530,29 +534,6 @@ def _is_running(kpi: Kpi) -> bool:
     """A running total among fused KPIs (values_select refuses KPIs that are not fusable,
     kpi.compute.fusion.running_total)."""
     return kpi.type == KpiType.cumulative
-
-
-def _running(
-    part: str, column: ColumnElement, kind: str, p: FromClause, slice_keys: list[ColumnElement]
-) -> ColumnElement:
-    """``column`` (a rollup part of the row's period) summed (or its minimum, maximum
-    taken, as ``PART_ROLLUP``) over the periods of the row's grain and slice value in the
-    running window ``kind`` of the row's period. The grains are those whose periods tile
-    the window (kpi.compute.fusion.RUNNING_GRAINS), and the slices dense, so every period
-    of the grain is a row: to date, the earlier rows with the same start of the window
-    (``<kind>_start``: the start of the month, fiscal quarter or year of the row's window
-    end); rolling N days (by day only), the N - 1 rows before; all time, every row before.
-    A period without rows is NULL in ``column``, which the aggregate skips as the
-    compiler's window join skips a day without rows."""
-    partition = [p.c.grain, *slice_keys]
-    preceding = None  # every row before
-    if kind.endswith("_to_date"):
-        partition.append(p.c[f"{kind}_start"])
-    elif kind.startswith("rolling_"):
-        preceding = int(kind.removeprefix("rolling_")) - 1
-    elif kind != "all_time":
-        raise ValueError(f"unknown running window {kind}")
-    return running_over(PART_ROLLUP[part](column), partition, p.c.period_start, preceding)
 
 
 def _slice_keys(dimensions: list[str]) -> list[str]:

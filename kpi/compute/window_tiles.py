@@ -16,18 +16,9 @@ import sqlalchemy as sa
 from sqlalchemy.sql import FromClause
 
 from kpi.compute.fusion import RUNNING_GRAINS
+from kpi.compute.running_sums import PART_ROLLUP
 from kpi.compute.windows import RunningWindow, Window
 from kpi.language.models import Grain
-
-# How a day's summary column (the compiler's daily rows, kpi.compute.cubes.SourceCubes.
-# daily) rolls up into a longer period.
-DAY_SUMMARY = {
-    "total": sa.func.sum,
-    "nonnull": sa.func.sum,
-    "low": sa.func.min,
-    "high": sa.func.max,
-    "n": sa.func.sum,
-}
 
 
 def tiled(window: Window, grain: Grain) -> bool:
@@ -60,9 +51,9 @@ def tile_join(
 def _tiles(data: FromClause, grain: Grain, dp: sa.Table) -> FromClause:
     """``data`` summed into the periods of ``grain`` (``day``: the period's start; its days
     through its window end, as day_periods maps them): each summary column rolled up as
-    ``DAY_SUMMARY``, or the rows distinct when there is none (the days a value was seen)."""
-    keys = [c for c in data.c if c.name != "day" and c.name not in DAY_SUMMARY]
-    parts = [DAY_SUMMARY[c.name](c).label(c.name) for c in data.c if c.name in DAY_SUMMARY]
+    ``PART_ROLLUP``, or the rows distinct when there is none (the days a value was seen)."""
+    keys = [c for c in data.c if c.name != "day" and c.name not in PART_ROLLUP]
+    parts = [PART_ROLLUP[c.name](c).label(c.name) for c in data.c if c.name in PART_ROLLUP]
     query = sa.select(dp.c.period_start.label("day"), *keys, *parts).select_from(
         data.join(dp, sa.and_(dp.c.day == data.c.day, dp.c.grain == str(grain)))
     )

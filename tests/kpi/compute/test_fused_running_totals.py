@@ -49,7 +49,7 @@ def _case() -> dict:
         {"sessions": {"type": "integer", **additive}, "engaged": {"type": "integer", **additive}},
     )
     orders = _source("raw.orders", {"amount": {"type": "number", **additive}})
-    sessions = {"source": "visits", "agg": "sum", "expr": "sessions"}
+    sessions = SESSIONS
     amount = {"source": "orders", "agg": "sum", "expr": "amount"}
     both = ["channel", ["channel", "campaign"]]
     kpis = [
@@ -97,6 +97,7 @@ def _case() -> dict:
     }
 
 
+SESSIONS = {"source": "visits", "agg": "sum", "expr": "sessions"}
 FUSED_RUNNING = {
     "sessions_all_time",
     "sessions_7d",
@@ -144,6 +145,16 @@ def test_a_running_total_is_fused_where_its_grains_tile_its_window(tmp_path):
     sparse = _tables_of(sparse_case, tmp_path / "sparse")
     fused_sparse = {k for k in running if sparse.rollups.fusable(sparse.catalog.kpis[k])}
     assert fused_sparse == FUSED_RUNNING - {"sessions_all_time", "sessions_7d", "campaign_7d"}
+    # A running total reported by months only keeps its slice in the daily cube: the
+    # comparisons evaluate its compared windows (running windows ending on a day) from days.
+    month_case = _case()
+    month_case["kpis"] = [
+        _kpi("campaign_sessions", ["month"], ["campaign"], type="simple", measure=SESSIONS),
+        _running("campaign_ytd", "campaign_sessions", ["month"], ["campaign"], to_date="year"),
+    ]
+    by_month = _tables_of(month_case, tmp_path / "by_month")
+    assert by_month.rollups.fusable(by_month.catalog.kpis["campaign_ytd"])
+    assert by_month.compiler.cubes.covers("visits", ("campaign",))
     # A running total's compared windows are running windows: not the compared windows'
     # sums, which the comparisons' shared statement evaluates for its base KPIs.
     windows = tables.compared_windows
@@ -206,5 +217,37 @@ def test_fused_running_totals_have_the_rows_of_the_per_kpi_queries(warehouse_url
         stored = stored_rows(wh, tables)
         assert_same(stored, per_kpi_rows(wh, raw, COMPUTED_AT), "new days")
         assert len([k for k in stored if k[0] in FUSED_RUNNING]) > 1000
+    finally:
+        wh.dispose()
+
+
+def test_a_long_source_name_keeps_its_running_columns_apart(warehouse_url, tmp_path):
+    """The fused join names a source's columns by the source's position: named after a
+    source of 60 characters, two running windows' columns ran past PostgreSQL's 63 bytes
+    and were cut to one name (an ambiguous column, the refresh failed)."""
+    case = _case()
+    long_name = "google_analytics_sessions_by_landing_page_and_device_category"
+    assert len(long_name) > 60
+    case["sources"] = {long_name: case["sources"]["visits"], "orders": case["sources"]["orders"]}
+    for kpi in case["kpis"]:
+        for role in ("measure", "numerator", "denominator"):
+            if kpi.get(role, {}).get("source") == "visits":
+                kpi[role]["source"] = long_name
+    case["kpis"] += [
+        _running("sessions_28d", "sessions", ["day"], ["channel"], window_days=28),
+        _running("sessions_90d", "sessions", ["day"], ["channel"], window_days=90),
+    ]
+    tables = _tables_of(case, tmp_path / "defs")
+    raw = _tables_of(case, tmp_path / "defs", use_cubes=False)
+    assert tables.rollups.fusable(tables.catalog.kpis["sessions_28d"])
+    rows = _bases_rows(dt.date(2024, 1, 1), dt.date(2024, 2, 15))
+    wh = Warehouse(warehouse_url)
+    try:
+        wh.ensure_tables(tables.all_tables())
+        wh.replace_rows(tables.raw_tables[long_name], None, rows["visits"])
+        wh.replace_rows(tables.raw_tables["orders"], None, rows["orders"])
+        refresh_periods(wh, tables, dt.date(2024, 2, 15))
+        refresh_kpi_values(wh, tables, computed_at=COMPUTED_AT)
+        assert_same(stored_rows(wh, tables), per_kpi_rows(wh, raw, COMPUTED_AT))
     finally:
         wh.dispose()
