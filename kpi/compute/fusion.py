@@ -7,7 +7,7 @@ fixed shift (``offset: 7 days``) reported by day: its earlier window is one whol
 another row of the same rollup. So is a running total of such a KPI (all time, to date,
 rolling) with dense slices, in the grains whose periods tile its window: the window is
 then the row's own period and the earlier periods of the same grain it holds, so its sums
-are running sums of the period rollup's rows (``running_grains``). Distinct counts,
+are running sums of the period rollup's rows (``running_total``). Distinct counts,
 ``last`` balances, the other running windows (month to date by week: a week is not a part
 of one month) and the other growths (a week or month compared over a shift or with the
 previous period, whose open period is compared with part of another) need their days. The
