@@ -5,20 +5,20 @@ over such KPIs, is the same number whether its days are summed one by one or fir
 any partition of its period (kpi.compute.rollups). So is a growth of such a KPI over a
 fixed shift (``offset: 7 days``) reported by day: its earlier window is one whole day,
 another row of the same rollup. So is a running total of such a KPI (all time, to date,
-rolling) with dense slices, in the grains whose periods tile its window: the window is
-then the row's own period and the earlier periods of the same grain it holds, so its sums
-are running sums of the period rollup's rows (``running_total``). Distinct counts,
-``last`` balances, the other running windows (month to date by week: a week is not a part
-of one month) and the other growths (a week or month compared over a shift or with the
-previous period, whose open period is compared with part of another) need their days. The
-cubes
-(kpi.compute.cubes) read this to decide which slices they may keep by month, the rollups
-to decide which KPIs they project; both ask this module so they cannot disagree.
+rolling; in a sparse slice all time and to date) in the grains whose periods tile its
+window: the window is then the row's own period and the earlier periods of the same grain it
+holds, so its sums are running sums of the period rollup's rows (``running_total``).
+Distinct counts, ``last`` balances, the other running windows (month to date by week: a week
+is not a part of one month) and the other growths (a week or month compared over a shift or
+with the previous period, whose open period is compared with part of another) need their
+days. The cubes (kpi.compute.cubes) read this to decide which slices they may keep by month,
+the rollups to decide which KPIs they project; both ask this module so they cannot disagree.
 """
 
 from __future__ import annotations
 
 from kpi.compute.source_sql import source_names, unknown_when_missing
+from kpi.compute.sparse_running import GAPLESS_KINDS
 from kpi.language.catalog import Catalog
 from kpi.language.models import Agg, Kpi, KpiType, Measure
 
@@ -66,13 +66,13 @@ def period_sums(catalog: Catalog, kpi: Kpi) -> bool:
 
 def running_total(catalog: Catalog, kpi: Kpi) -> bool:
     """True when ``kpi`` is a running total (all time, to date, rolling) of a KPI that is a
-    function of its period's sums, with dense slices, reported only in grains whose
-    periods tile its window (``RUNNING_GRAINS``): its value is the base KPI over running
-    sums of its period rollup's rows, ordered by period in each slice value. A sparse
-    slice has rows only for the periods with data, so a running window over them would
-    skip the others; a measure whose missing period is unknown (users by month) is no
-    running sum of zeros. Every source it reads is daily: the periods start at the first
-    day of the daily sources (kpi.compute.period_tables.first_day_of_data), and a
+    function of its period's sums, reported only in grains whose periods tile its window
+    (``RUNNING_GRAINS``): its value is the base KPI over running sums of its period rollup's
+    rows, ordered by period in each slice value. In a sparse slice only all time and to
+    date: their rows are runs of periods without gaps (kpi.compute.sparse_running); a
+    rolling window's may have gaps. A measure whose missing period is unknown (users by
+    month) is no running sum of zeros. Every source it reads is daily: the periods start at
+    the first day of the daily sources (kpi.compute.period_tables.first_day_of_data), and a
     monthly source's rows before it are in a to-date window's days but in no period."""
     if kpi.type != KpiType.cumulative:
         return False
@@ -81,7 +81,7 @@ def running_total(catalog: Catalog, kpi: Kpi) -> bool:
     return (
         bool(kpi.grains)
         and {str(g) for g in kpi.grains} <= aligned
-        and dense(catalog, kpi)
+        and (dense(catalog, kpi) or kpi.cumulative.running_kind in GAPLESS_KINDS)
         and _of_period_sums(catalog, base, kpi.dimension_names)
         and daily_sources(catalog, base)
         and not any(

@@ -27,16 +27,17 @@ sums, a sum over a period without rows is 0 and a ratio with a zero denominator 
 by day over a fixed shift (``offset: 7 days``) is a projection too: its earlier day is
 another row of the same join, found by the slice's keys and the shifted day (a self-join
 that replaced, on the peer bench's set 5, two re-aggregations of the cube per growth and
-slice: its INSERT went from ~56 to ~23 ms). A running total (all time, to date, rolling)
-with dense slices, in grains whose periods tile its window (kpi.compute.fusion.
-running_total), is its base KPI over running sums of the join's columns: window functions
-over the slice value's periods in order, where the compiler's per-KPI query joined every
-day of the window to every period (an all-time total by day and campaign, 1,000 days x
-100 campaigns: 50M joined rows, 1.2 s, now 0.24 s; the join grew with the square of the
-history). Its join holds every period, also in an incremental run, and its rows are
-those of the periods ending on or after the run's first day. Distinct counts, ``last``
-balances, the other running windows and the other growths need days, not period sums;
-they stay on the compiler's per-KPI queries, in the same INSERT
+slice: its INSERT went from ~56 to ~23 ms).
+A running total (all time, to date, rolling) in grains whose periods tile its window
+(kpi.compute.fusion.running_total) is its base KPI over running sums of the join's columns:
+window functions over the slice value's periods in order, where the compiler's per-KPI query
+joined every day of the window to every period (an all-time total by day and campaign, 1,000
+days x 100 campaigns: 50M joined rows, 1.2 s, now 0.24 s; the join grew with the square of
+the history). In a sparse slice its rows are the periods from the value's first with data in
+the window (kpi.compute.sparse_running). Its join holds every period, also in an incremental
+run, and its rows are those of the periods ending on or after the run's first day. Distinct
+counts, ``last`` balances, the other running windows and the other growths need days, not
+period sums; they stay on the compiler's per-KPI queries, in the same INSERT
 (``kpi.refresh.refresh_kpi_values``).
 """
 
@@ -53,6 +54,7 @@ from kpi.compute.compiler import KpiCompiler, unknown_when_missing
 from kpi.compute.cubes import CUBE_COLUMNS
 from kpi.compute.fusion import MONTHLY_GRAINS, fusable
 from kpi.compute.running_sums import PART_ROLLUP, RUNNING_CODES, running_sum
+from kpi.compute.sparse_running import running_rows
 from kpi.compute.windows import shift_date
 from kpi.language.expressions import safe_divide, to_sql
 from kpi.language.models import RESERVED_COLUMN_PREFIX, Agg, Kpi, KpiType, Measure
@@ -181,11 +183,15 @@ class PeriodRollups:
         if unfused:
             raise ValueError(f"not functions of their period rollups: {unfused}")
         # Running totals apart: their join holds every period, not only the recent ones.
-        groups: dict[tuple[tuple[str, ...], tuple[Slice, ...], bool], list[Kpi]] = {}
+        groups: dict[tuple[tuple[str, ...], tuple[Slice, ...], bool | str], list[Kpi]] = {}
         for kpi_id in kpi_ids:
             kpi = self.catalog.kpis[kpi_id]
             slices = tuple(sorted({slice_key(d) for d in kpi.slice_dimensions}))
-            key = (tuple(sorted(self._sources(kpi))), slices, _is_running(kpi))
+            # Sparse running totals apart per window too: their rows differ (sparse_running).
+            running = _is_running(kpi) and (
+                not any(self.catalog.is_sparse(d) for d in slices) or kpi.cumulative.running_kind
+            )
+            key = (tuple(sorted(self._sources(kpi))), slices, running)
             groups.setdefault(key, []).append(kpi)
         # Each source's rollup once, however many groups read it.
         read = sorted({source for sources, *_ in groups for source in sources})
@@ -237,7 +243,8 @@ class PeriodRollups:
         + ``slice`` and ``v_<dimension>``), for a growth to find its earlier row by.
         ``running``: per running window, the (source, column) pairs whose running sum
         (minimum, maximum) over it the join holds too, ``label(S, column, window)``
-        (kpi.compute.running_sums; dense slices only)."""
+        (kpi.compute.running_sums; in a sparse slice over the rows of
+        kpi.compute.sparse_running, a group of one window)."""
         p = self.compiler.periods.alias("p")
         kpi, used = kpis[0], kpis[0].dimension_names
         grains = sorted({str(g) for k in kpis for g in k.grains})
@@ -252,7 +259,12 @@ class PeriodRollups:
             # the period: those with data in it (the row's window, for a function of the
             # period's sums), beside the dense slices' periods x values.
             keys = self._present_slices(kpi, sparse, sources, rollups, name, grains).alias()
+            if running:  # a group of one window (values_select): the periods it holds data
+                (kind,) = running
+                keys = running_rows(keys, self.compiler.periods, kind).alias()
             period = [p.c.grain, p.c.period_start, p.c.period_end, p.c.is_complete_period]
+            # The running sums' partitions (running_sums) are read from the frame.
+            period += [p.c[f"{k}_start"] for k in sorted(running or {}) if k.endswith("_to_date")]
             on = sa.and_(keys.c.grain == p.c.grain, keys.c.period_start == p.c.period_start)
             frame = sa.union_all(
                 sa.select(*period, *s.c).select_from(p.join(s, sa.true())).where(*recent),
@@ -276,11 +288,9 @@ class PeriodRollups:
             )
             columns += [r.c[m].label(self.label(source, m)) for m in self._columns(source)]
             for kind, reads in (running or {}).items():
-                if sparse:
-                    raise AssertionError(f"a running total by a sparse slice: {kpi.id}")
                 slice_keys = [s.c.slice, *[s.c[f"v_{d}"] for d in used]]
                 columns += [
-                    running_sum(part, r.c[m], kind, p, slice_keys).label(
+                    running_sum(part, r.c[m], kind, rows, slice_keys).label(
                         self.label(source, m, kind)
                     )
                     for m, (_, part) in self._columns(source).items()

@@ -32,15 +32,16 @@ PART_ROLLUP = {
 def running_sum(
     part: str, column: ColumnElement, kind: str, p: FromClause, slice_keys: list[ColumnElement]
 ) -> ColumnElement:
-    """``column`` (a rollup part of the row's period) summed (or its minimum, maximum
-    taken, as ``PART_ROLLUP``) over the periods of the row's grain and slice value in the
-    running window ``kind`` of the row's period. The grains are those whose periods tile
-    the window (kpi.compute.fusion.RUNNING_GRAINS), and the slices dense, so every period
-    of the grain is a row: to date, the earlier rows with the same start of the window
-    (``<kind>_start``: the start of the month, fiscal quarter or year of the row's window
-    end); rolling N days (by day only), the N - 1 rows before; all time, every row before.
-    A period without rows is NULL in ``column``, which the aggregate skips as the
-    compiler's window join skips a day without rows."""
+    """``column`` (a rollup part of the row's period) summed (or its minimum, maximum taken, as
+    ``PART_ROLLUP``) over the periods of the row's grain and slice value in the running
+    window ``kind`` of the row's period. The grains are those whose periods tile the window
+    (kpi.compute.fusion.RUNNING_GRAINS), and every period of the grain from the slice
+    value's first is a row (a dense slice's, or kpi.compute.sparse_running's): to date, the
+    earlier rows with the same start of the window (``<kind>_start``: the start of the
+    month, fiscal quarter or year of the row's window end); rolling N days (by day only),
+    the N - 1 rows before; all time, every row before. A period without rows is NULL in
+    ``column``, which the aggregate skips as the compiler's window join skips a day without
+    rows."""
     partition = [p.c.grain, *slice_keys]
     preceding = None  # every row before
     if kind.endswith("_to_date"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import pandas as pd
 import sqlalchemy as sa
 import yaml
 
@@ -138,13 +139,13 @@ def test_a_running_total_is_fused_where_its_grains_tile_its_window(tmp_path):
     more = _tables_of(catalog_case, tmp_path / "more")
     for kpi_id, *_ in untiled:
         assert not more.rollups.fusable(more.catalog.kpis[kpi_id]), kpi_id
-    # A sparse slice has rows only for the periods with data: a running sum over them
-    # would skip the others. Sliced by a sparse campaign, nothing by campaign is fused.
+    # In a sparse slice, all time and to date are fused (their rows are runs of periods
+    # without gaps, kpi.compute.sparse_running); a rolling window's rows may have gaps.
     sparse_case = _case()
     sparse_case["dimensions"]["campaign"] = {"sparse": True}
     sparse = _tables_of(sparse_case, tmp_path / "sparse")
     fused_sparse = {k for k in running if sparse.rollups.fusable(sparse.catalog.kpis[k])}
-    assert fused_sparse == FUSED_RUNNING - {"sessions_all_time", "sessions_7d", "campaign_7d"}
+    assert fused_sparse == FUSED_RUNNING - {"sessions_7d", "campaign_7d"}
     # A running total reported by months only keeps its slice in the daily cube: the
     # comparisons evaluate its compared windows (running windows ending on a day) from days.
     month_case = _case()
@@ -232,7 +233,8 @@ def test_a_long_source_name_keeps_its_running_columns_apart(warehouse_url, tmp_p
     for kpi in case["kpis"]:
         for role in ("measure", "numerator", "denominator"):
             if kpi.get(role, {}).get("source") == "visits":
-                kpi[role]["source"] = long_name
+                # A copy: the measures are shared with the other tests' cases.
+                kpi[role] = {**kpi[role], "source": long_name}
     case["kpis"] += [
         _running("sessions_28d", "sessions", ["day"], ["channel"], window_days=28),
         _running("sessions_90d", "sessions", ["day"], ["channel"], window_days=90),
@@ -249,5 +251,129 @@ def test_a_long_source_name_keeps_its_running_columns_apart(warehouse_url, tmp_p
         refresh_periods(wh, tables, dt.date(2024, 2, 15))
         refresh_kpi_values(wh, tables, computed_at=COMPUTED_AT)
         assert_same(stored_rows(wh, tables), per_kpi_rows(wh, raw, COMPUTED_AT))
+    finally:
+        wh.dispose()
+
+
+def _sparse_case() -> dict:
+    """Campaign declared sparse; all-time and to-date totals by campaign (alone and with
+    channel) over a sum, a ratio and a derived KPI over two sources, in every grain that
+    tiles each window; a rolling one, which stays on the per-KPI queries."""
+    case = _case()
+    case["dimensions"]["campaign"] = {"sparse": True}
+    by_campaign = ["campaign", ["channel", "campaign"]]
+    case["kpis"] = [
+        _kpi("sessions", ALL_GRAINS, by_campaign, type="simple", measure=SESSIONS),
+        _kpi(
+            "engagement",
+            YEAR_TO_DATE,
+            by_campaign,
+            type="ratio",
+            numerator={"source": "visits", "agg": "sum", "expr": "engaged"},
+            denominator=SESSIONS,
+        ),
+        _kpi(
+            "revenue",
+            YEAR_TO_DATE,
+            ["campaign"],
+            type="simple",
+            measure={"source": "orders", "agg": "sum", "expr": "amount"},
+        ),
+        _kpi(
+            "per_session", ["day", "month"], ["campaign"], type="derived", expr="revenue / sessions"
+        ),
+        _running("sessions_all_time", "sessions", ALL_GRAINS, by_campaign, window="all_time"),
+        _running("engagement_mtd", "engagement", ["day", "month"], by_campaign, to_date="month"),
+        _running("engagement_ytd", "engagement", YEAR_TO_DATE, by_campaign, to_date="year"),
+        _running(
+            "revenue_qtd", "revenue", ["day", "month", "quarter"], ["campaign"], to_date="quarter"
+        ),
+        _running(
+            "per_session_all_time", "per_session", ["day", "month"], ["campaign"], window="all_time"
+        ),
+        _running("sessions_7d", "sessions", ["day"], ["campaign"], window_days=7),
+    ]
+    return case
+
+
+def _gappy_rows(first: dt.date, last: dt.date) -> dict[str, pd.DataFrame]:
+    """``_bases_rows`` and a campaign c3 seen on a few days only: visits on days across
+    the ends of months, of a fiscal quarter and of the fiscal year (April), orders on
+    other days (its derived KPI's rows are where either source has data)."""
+    rows = _bases_rows(first, last)
+    visit_days = [(1, 15), (1, 31), (3, 5), (3, 31), (4, 2), (4, 20)]
+    order_days = [(2, 3), (3, 5), (4, 25)]
+    visits = [
+        (dt.date(2024, m, d), "paid", "c3", 5 + d, d // 3)
+        for m, d in visit_days
+        if first <= dt.date(2024, m, d) <= last
+    ]
+    orders = [
+        (dt.date(2024, m, d), "organic", "c3", 7.5 * m)
+        for m, d in order_days
+        if first <= dt.date(2024, m, d) <= last
+    ]
+    return {
+        "visits": pd.concat([rows["visits"], pd.DataFrame(visits, columns=rows["visits"].columns)]),
+        "orders": pd.concat([rows["orders"], pd.DataFrame(orders, columns=rows["orders"].columns)]),
+    }
+
+
+def test_sparse_running_totals_have_the_rows_of_the_per_kpi_queries(warehouse_url, tmp_path):
+    """All-time and to-date totals in a sparse slice, fused: the rows (a campaign's from
+    its first period with data in the window on, none before) and numbers of the per-KPI
+    queries, in a full refresh and in incremental ones (a campaign's first day arriving
+    late, the first day of another removed, new days into a new month)."""
+    case = _sparse_case()
+    tables = _tables_of(case, tmp_path / "defs")
+    raw = _tables_of(case, tmp_path / "defs", use_cubes=False)
+    fused = {k for k, kpi in tables.catalog.kpis.items() if tables.rollups.fusable(kpi)}
+    running = {k for k, kpi in tables.catalog.kpis.items() if kpi.cumulative is not None}
+    assert running - fused == {"sessions_7d"}
+    first, as_of = dt.date(2024, 1, 1), dt.date(2024, 4, 28)
+    rows = _gappy_rows(first, as_of)
+    late = dt.date(2024, 1, 15)  # c3's first day of visits
+    wh = Warehouse(warehouse_url)
+    try:
+        wh.ensure_tables(tables.all_tables())
+        for name, frame in rows.items():
+            wh.replace_rows(tables.raw_tables[name], None, frame[frame["date"] != late])
+        refresh_periods(wh, tables, as_of)
+        refresh_kpi_values(wh, tables, computed_at=COMPUTED_AT)
+        stored = stored_rows(wh, tables)
+        assert_same(stored, per_kpi_rows(wh, raw, COMPUTED_AT), "full")
+        c3 = sorted(
+            k[2] for k in stored if k[:2] == ("sessions_all_time", "day") and k[3:] == (None, "c3")
+        )
+        assert c3[0] == dt.date(2024, 1, 31) and len(c3) == (as_of - c3[0]).days + 1
+        c3_mtd = {
+            k[2] for k in stored if k[:2] == ("engagement_mtd", "day") and k[3:] == (None, "c3")
+        }
+        assert dt.date(2024, 2, 15) not in c3_mtd and dt.date(2024, 3, 4) not in c3_mtd
+        assert {dt.date(2024, 3, 5), dt.date(2024, 4, 1), dt.date(2024, 4, 2)} & c3_mtd == {
+            dt.date(2024, 3, 5),
+            dt.date(2024, 4, 2),
+        }
+        # c3's first day arrives late; c2's first day (10 February) is removed.
+        visits = tables.raw_tables["visits"]
+        for name, frame in rows.items():
+            table = tables.raw_tables[name]
+            wh.replace_rows(table, table.c.date == late, frame[frame["date"] == late])
+        day = dt.date(2024, 2, 10)
+        kept = rows["visits"][
+            (rows["visits"]["date"] == day) & (rows["visits"]["campaign"] != "c2")
+        ]
+        wh.replace_rows(visits, visits.c.date == day, kept)
+        refresh_kpi_values(wh, tables, computed_at=COMPUTED_AT)
+        assert_same(stored_rows(wh, tables), per_kpi_rows(wh, raw, COMPUTED_AT), "revised")
+        # New days, into May.
+        later = dt.date(2024, 5, 3)
+        new = _gappy_rows(first, later)
+        for name, frame in new.items():
+            table = tables.raw_tables[name]
+            wh.replace_rows(table, table.c.date > as_of, frame[frame["date"] > as_of])
+        refresh_periods(wh, tables, later)
+        refresh_kpi_values(wh, tables, computed_at=COMPUTED_AT)
+        assert_same(stored_rows(wh, tables), per_kpi_rows(wh, raw, COMPUTED_AT), "new days")
     finally:
         wh.dispose()
