@@ -53,7 +53,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from kpi.compute.compiler import KpiCompiler, unknown_when_missing
 from kpi.compute.cubes import CUBE_COLUMNS
 from kpi.compute.fusion import MONTHLY_GRAINS, fusable
-from kpi.compute.running_sums import PART_ROLLUP, RUNNING_CODES, running_sum
+from kpi.compute.running_sums import PART_ROLLUP, RUNNING_CODES, first_start_needed, running_parts
 from kpi.compute.sparse_running import running_rows
 from kpi.compute.windows import shift_date
 from kpi.language.expressions import safe_divide, to_sql
@@ -207,10 +207,12 @@ class PeriodRollups:
                 if _is_running(k):
                     of = self.catalog.kpis[k.cumulative.of]
                     kinds.setdefault(k.cumulative.running_kind, set()).update(self._reads(of))
-            # A running sum reads every earlier period of its slice: none is left out.
+            # A running sum reads every earlier period of its slice: an incremental run's
+            # join starts at the first period (or to-date window) it writes, and an
+            # all-time sum carries the parts of the periods before in.
             reach = None if kinds else _reach(since, shifts)
             base = self._joined_rollups(
-                kpis, sources, name, rollups, reach, keyed=bool(shifts), running=kinds
+                kpis, sources, name, rollups, reach, bool(shifts), kinds, since if kinds else None
             )
             # A growth's earlier days are in the join when it was widened back to them, a
             # running total's earlier periods always: their own rows are still only those
@@ -236,6 +238,7 @@ class PeriodRollups:
         since: dt.date | ColumnElement | None = None,
         keyed: bool = False,
         running: dict[str, set[tuple[str, str]]] | None = None,
+        running_since: dt.date | ColumnElement | None = None,
     ) -> sa.CTE:
         """The periods of ``kpis``' grains times their slice values, left-joined to the
         ``rollups`` of ``sources``; rollup column ``m{i}_{part}`` of source S is
@@ -244,11 +247,16 @@ class PeriodRollups:
         ``running``: per running window, the (source, column) pairs whose running sum
         (minimum, maximum) over it the join holds too, ``label(S, column, window)``
         (kpi.compute.running_sums; in a sparse slice over the rows of
-        kpi.compute.sparse_running, a group of one window)."""
+        kpi.compute.sparse_running, a group of one window); with ``running_since``, from
+        the first period the rows ending on or after it need (``first_start_needed``)."""
         p = self.compiler.periods.alias("p")
         kpi, used = kpis[0], kpis[0].dimension_names
         grains = sorted({str(g) for k in kpis for g in k.grains})
         recent = [p.c.grain.in_(grains), *KpiCompiler.recent_periods(p, since)]
+        start = None
+        if running and running_since is not None:
+            start = first_start_needed(self.compiler.periods, grains, running_since, [*running])
+            recent.append(p.c.period_start >= start)
         slices = sorted({slice_key(d) for d in kpi.slice_dimensions})
         sparse = [d for d in slices if self.catalog.is_sparse(d)]
         s = self._slices(kpi, [d for d in slices if d not in sparse]).alias("s")
@@ -288,14 +296,14 @@ class PeriodRollups:
             )
             columns += [r.c[m].label(self.label(source, m)) for m in self._columns(source)]
             for kind, reads in (running or {}).items():
-                slice_keys = [s.c.slice, *[s.c[f"v_{d}"] for d in used]]
-                columns += [
-                    running_sum(part, r.c[m], kind, rows, slice_keys).label(
-                        self.label(source, m, kind)
-                    )
-                    for m, (_, part) in self._columns(source).items()
-                    if (source, m) in reads
-                ]
+                parts = {
+                    m: p for m, (_, p) in self._columns(source).items() if (source, m) in reads
+                }
+                keys = [s.c.slice, *[s.c[f"v_{d}"] for d in used]]
+                sums, carry = running_parts(kind, parts, r, rows, keys, rollups[source], start)
+                if carry is not None:  # all time, in an incremental run
+                    joined = joined.outerjoin(*carry)
+                columns += [v.label(self.label(source, m, kind)) for m, v in sums.items()]
         # The group's KPIs have the same slices: each dimension's column is the slice's
         # value on the rows of a slice by it, NULL ("all") on the others.
         dims = [

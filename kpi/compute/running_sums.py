@@ -3,6 +3,8 @@ rollups' statement (kpi.compute.rollups, kpi.compute.fusion.running_total)."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import sqlalchemy as sa
 from sqlalchemy.sql import FromClause
 from sqlalchemy.sql.elements import ColumnElement
@@ -51,3 +53,73 @@ def running_sum(
     elif kind != "all_time":
         raise ValueError(f"unknown running window {kind}")
     return running_over(PART_ROLLUP[part](column), partition, p.c.period_start, preceding)
+
+
+def first_start_needed(
+    periods: FromClause, grains: list[str], since: dt.date | ColumnElement, kinds: list[str]
+) -> ColumnElement:
+    """The first period start a running group's join must hold for its rows ending on or
+    after ``since`` (an incremental run): the earliest start of those periods, or of their
+    to-date and rolling windows (``<kind>_start``, never after the period's start in a
+    grain that tiles the window). Every period of the join's grains that starts before it
+    ends before ``since``, outside those windows; an all-time sum carries those periods'
+    parts in (``carried_parts``)."""
+    q = periods.alias()
+    starts = [q.c[f"{k}_start"] for k in kinds if k != "all_time"] or [q.c.period_start]
+    earliest = starts[0] if len(starts) == 1 else sa.func.least(*starts)
+    return (
+        sa.select(sa.func.min(earliest))
+        .where(q.c.grain.in_(grains), q.c.period_end >= since)
+        .scalar_subquery()
+    )
+
+
+def carried_parts(
+    rollup: FromClause, parts: dict[str, str], keys: list[str], start: ColumnElement
+) -> sa.Select:
+    """Per grain and slice value (``keys``: the rollup's slice columns), the rollup's
+    ``parts`` (column -> part) of the periods starting before ``start``, rolled up as
+    ``PART_ROLLUP``: what an all-time running sum has gathered before the first period of
+    an incremental run's join."""
+    group = [rollup.c.grain, *[rollup.c[k] for k in keys]]
+    return (
+        sa.select(*group, *[PART_ROLLUP[part](rollup.c[c]).label(c) for c, part in parts.items()])
+        .where(rollup.c.period_start < start)
+        .group_by(*group)
+    )
+
+
+def with_carried(part: str, running: ColumnElement, carried: ColumnElement) -> ColumnElement:
+    """A running ``part`` over the join's periods, and the same part ``carried`` from the
+    periods before them, as one: NULL where both are (no rows), else the one that is not,
+    else their sum (a minimum or maximum of both for ``low`` / ``high``)."""
+    if part == "low":
+        both = sa.case((running < carried, running), else_=carried)
+    elif part == "high":
+        both = sa.case((running > carried, running), else_=carried)
+    else:
+        both = running + carried
+    return sa.case((running.is_(None), carried), (carried.is_(None), running), else_=both)
+
+
+def running_parts(
+    kind: str,
+    parts: dict[str, str],
+    row: FromClause,
+    frame: FromClause,
+    keys: list[ColumnElement],
+    rollup: FromClause,
+    start: ColumnElement | None,
+) -> tuple[dict[str, ColumnElement], tuple[FromClause, ColumnElement] | None]:
+    """Per rollup column of ``parts`` (column -> part) in ``row`` (the join's rollup row),
+    its running sum over window ``kind`` (``running_sum`` over ``frame``, partitioned by
+    the slice ``keys``: ``slice`` and ``v_<dimension>``); and, for all time in an
+    incremental run (``start``: the join's first period, ``first_start_needed``), the
+    subquery of the parts carried in from ``rollup``'s earlier periods and the condition
+    to left-join it on, which the sums then include."""
+    sums = {m: running_sum(part, row.c[m], kind, frame, keys) for m, part in parts.items()}
+    if kind != "all_time" or start is None:
+        return sums, None
+    carried = carried_parts(rollup, parts, [k.name for k in keys], start).subquery()
+    on = sa.and_(carried.c.grain == frame.c.grain, *[carried.c[k.name] == k for k in keys])
+    return {m: with_carried(parts[m], v, carried.c[m]) for m, v in sums.items()}, (carried, on)

@@ -11,6 +11,7 @@ tests/kpi_cases/rolling_and_quarter_to_date_by_day.yaml (run through every path)
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -78,6 +79,13 @@ def _case() -> dict:
             type="simple",
             measure={"source": "orders", "agg": "max", "expr": "amount"},
         ),
+        _kpi(
+            "smallest",
+            ["day"],
+            ["campaign"],
+            type="simple",
+            measure={"source": "orders", "agg": "min", "expr": "amount"},
+        ),
         _kpi("per_session", ["day"], ["channel"], type="derived", expr="revenue / sessions"),
         _kpi("sessions_by_campaign", ["day"], ["campaign"], type="simple", measure=sessions),
         _running("sessions_all_time", "sessions", ALL_GRAINS, both, window="all_time"),
@@ -87,6 +95,9 @@ def _case() -> dict:
         _running("revenue_ytd", "revenue", YEAR_TO_DATE, ["channel"], to_date="year"),
         _running("per_session_28d", "per_session", ["day"], ["channel"], window_days=28),
         _running("largest_90d", "largest", ["day"], [], window_days=90),
+        # All-time extremes: an incremental run carries the earlier periods' in.
+        _running("largest_all_time", "largest", ["day"], [], window="all_time"),
+        _running("smallest_all_time", "smallest", ["day"], ["campaign"], window="all_time"),
         _running("campaign_7d", "sessions_by_campaign", ["day"], ["campaign"], window_days=7),
         # Not fused: a week is not a part of one month.
         _running("sessions_mtd_by_week", "sessions", ["week"], ["channel"], to_date="month"),
@@ -107,6 +118,8 @@ FUSED_RUNNING = {
     "revenue_ytd",
     "per_session_28d",
     "largest_90d",
+    "largest_all_time",
+    "smallest_all_time",
     "campaign_7d",
 }
 
@@ -175,9 +188,12 @@ def test_fused_running_totals_compile_for_every_dialect(tmp_path):
         assert "ROWS BETWEEN 6 PRECEDING AND CURRENT ROW" in sql, dialect
         assert "ROWS BETWEEN 89 PRECEDING AND CURRENT ROW" in sql, dialect
         assert "year_to_date_start" in sql and "quarter_to_date_start" in sql, dialect
-        # The joins hold every period (a running sum reads the earlier ones); each KPI's
-        # rows are those of the periods ending on or after the run's first day.
-        assert sql.count("period_end >= ") == len(FUSED_RUNNING), dialect
+        # Each KPI's rows are those of the periods ending on or after the run's first day;
+        # each join starts at the first period those need (or their to-date windows), and
+        # an all-time sum carries the parts of the periods before in.
+        assert len(re.findall(r"rollups_\d+\.period_end >= ", sql)) == len(FUSED_RUNNING)
+        assert "p.period_start >= (SELECT min(" in sql, dialect
+        assert "least(" in sql.lower() and ".period_start < (SELECT min(" in sql, dialect
 
 
 def test_fused_running_totals_have_the_rows_of_the_per_kpi_queries(warehouse_url, tmp_path):
@@ -207,6 +223,13 @@ def test_fused_running_totals_have_the_rows_of_the_per_kpi_queries(warehouse_url
         wh.replace_rows(orders, orders.c.date == dt.date(2024, 4, 1), revised)
         refresh_kpi_values(wh, tables, computed_at=COMPUTED_AT)
         assert_same(stored_rows(wh, tables), per_kpi_rows(wh, raw, COMPUTED_AT), "revised")
+        # 1 February's orders revised (before c2's first day, 10 February: its all-time
+        # rows from then on have nothing before the join's first period nor in it).
+        day = dt.date(2024, 2, 1)
+        revised = _bases_rows(first, day, scale=0.5)["orders"]
+        wh.replace_rows(orders, orders.c.date == day, revised[revised["date"] == day])
+        refresh_kpi_values(wh, tables, computed_at=COMPUTED_AT)
+        assert_same(stored_rows(wh, tables), per_kpi_rows(wh, raw, COMPUTED_AT), "early")
         # Four new days, into May.
         later = dt.date(2024, 5, 2)
         new = _bases_rows(first, later)
