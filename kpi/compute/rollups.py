@@ -34,10 +34,11 @@ window functions over the slice value's periods in order, where the compiler's p
 joined every day of the window to every period (an all-time total by day and campaign, 1,000
 days x 100 campaigns: 50M joined rows, 1.2 s, now 0.24 s; the join grew with the square of
 the history). In a sparse slice its rows are the periods from the value's first with data in
-the window (kpi.compute.sparse_running). Its join holds every period, also in an incremental
-run, and its rows are those of the periods ending on or after the run's first day. Distinct
-counts, ``last`` balances, the other running windows and the other growths need days, not
-period sums; they stay on the compiler's per-KPI queries, in the same INSERT
+the window (kpi.compute.sparse_running). In an incremental run its join starts at the first
+period (or window start) its rows need, an all-time sum carrying the earlier periods' parts
+in (kpi.compute.running_sums), and its rows are those ending on or after the run's first
+day. Distinct counts, ``last`` balances, the other running windows and the other growths
+need days, not period sums; they stay on the compiler's per-KPI queries, in the same INSERT
 (``kpi.refresh.refresh_kpi_values``).
 """
 
@@ -182,7 +183,7 @@ class PeriodRollups:
         unfused = [k for k in kpi_ids if not self.fusable(self.catalog.kpis[k])]
         if unfused:
             raise ValueError(f"not functions of their period rollups: {unfused}")
-        # Running totals apart: their join holds every period, not only the recent ones.
+        # Running totals apart: their join reaches back to their windows' starts.
         groups: dict[tuple[tuple[str, ...], tuple[Slice, ...], bool | str], list[Kpi]] = {}
         for kpi_id in kpi_ids:
             kpi = self.catalog.kpis[kpi_id]
@@ -296,9 +297,8 @@ class PeriodRollups:
             )
             columns += [r.c[m].label(self.label(source, m)) for m in self._columns(source)]
             for kind, reads in (running or {}).items():
-                parts = {
-                    m: p for m, (_, p) in self._columns(source).items() if (source, m) in reads
-                }
+                columns_of = self._columns(source).items()
+                parts = {m: part for m, (_, part) in columns_of if (source, m) in reads}
                 keys = [s.c.slice, *[s.c[f"v_{d}"] for d in used]]
                 sums, carry = running_parts(kind, parts, r, rows, keys, rollups[source], start)
                 if carry is not None:  # all time, in an incremental run

@@ -9,9 +9,10 @@ every period of the window, as over a dense slice's rows.
 
 The compiler's per-KPI query found these rows, and their sums, by joining every day of the
 window to every period: an all-time total by day x a sparse campaign grew with the square
-of the history (1.3 s on the peer bench's 1,000 days x 100 campaigns). A rolling window
-stays there: its join is N days per row, linear in the history, and a value silent for
-more than N days leaves a gap in its rows that a frame of N rows would reach across.
+of the history (1.3-1.6 s on the peer bench's 1,000 days x 100 campaigns, 112 s on
+PostgreSQL). A rolling window stays there: its join is N days per row, linear in the
+history, and a value silent for more than N days leaves a gap in its rows that a frame of N
+rows would reach across.
 """
 
 from __future__ import annotations

@@ -132,6 +132,15 @@ def _tables_of(case: dict, folder: Path, use_cubes: bool = True) -> KpiTables:
     return KpiTables.for_catalog(load_catalog(folder), use_cubes=use_cubes)
 
 
+def _new_days(wh: Warehouse, tables: KpiTables, rows: dict, as_of: dt.date) -> None:
+    """The days of ``rows`` after ``as_of`` loaded, then a daily run as of their last."""
+    for name, frame in rows.items():
+        table = tables.raw_tables[name]
+        wh.replace_rows(table, table.c.date > as_of, frame[frame["date"] > as_of])
+    refresh_periods(wh, tables, max(max(frame["date"]) for frame in rows.values()))
+    refresh_kpi_values(wh, tables, computed_at=COMPUTED_AT)
+
+
 def test_a_running_total_is_fused_where_its_grains_tile_its_window(tmp_path):
     tables = _tables_of(_case(), tmp_path / "defs")
     kpis = tables.catalog.kpis
@@ -231,13 +240,7 @@ def test_fused_running_totals_have_the_rows_of_the_per_kpi_queries(warehouse_url
         refresh_kpi_values(wh, tables, computed_at=COMPUTED_AT)
         assert_same(stored_rows(wh, tables), per_kpi_rows(wh, raw, COMPUTED_AT), "early")
         # Four new days, into May.
-        later = dt.date(2024, 5, 2)
-        new = _bases_rows(first, later)
-        for name, frame in new.items():
-            table = tables.raw_tables[name]
-            wh.replace_rows(table, table.c.date > as_of, frame[frame["date"] > as_of])
-        refresh_periods(wh, tables, later)
-        refresh_kpi_values(wh, tables, computed_at=COMPUTED_AT)
+        _new_days(wh, tables, _bases_rows(first, dt.date(2024, 5, 2)), as_of)
         stored = stored_rows(wh, tables)
         assert_same(stored, per_kpi_rows(wh, raw, COMPUTED_AT), "new days")
         assert len([k for k in stored if k[0] in FUSED_RUNNING]) > 1000
@@ -390,13 +393,7 @@ def test_sparse_running_totals_have_the_rows_of_the_per_kpi_queries(warehouse_ur
         refresh_kpi_values(wh, tables, computed_at=COMPUTED_AT)
         assert_same(stored_rows(wh, tables), per_kpi_rows(wh, raw, COMPUTED_AT), "revised")
         # New days, into May.
-        later = dt.date(2024, 5, 3)
-        new = _gappy_rows(first, later)
-        for name, frame in new.items():
-            table = tables.raw_tables[name]
-            wh.replace_rows(table, table.c.date > as_of, frame[frame["date"] > as_of])
-        refresh_periods(wh, tables, later)
-        refresh_kpi_values(wh, tables, computed_at=COMPUTED_AT)
+        _new_days(wh, tables, _gappy_rows(first, dt.date(2024, 5, 3)), as_of)
         assert_same(stored_rows(wh, tables), per_kpi_rows(wh, raw, COMPUTED_AT), "new days")
     finally:
         wh.dispose()
