@@ -30,7 +30,7 @@ keeps the rest. A KPI without a state row, or whose fingerprint changed (a new
 definition, target, benchmark or threshold), is recomputed over its whole history.
 
 The checksum needs a row hash the warehouse computes deterministically: DuckDB's
-``hash()`` and PostgreSQL's ``hashtext()``. On other warehouses every refresh is a full
+``hash()`` and PostgreSQL's ``hash_record()``. On other warehouses every refresh is a full
 one (``supports_incremental``).
 """
 

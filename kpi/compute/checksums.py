@@ -1,16 +1,18 @@
 """A deterministic hash of a source row, summed per local day to see which days changed.
 
-DuckDB's ``hash()`` and PostgreSQL's ``hashtext()``; other warehouses have no checksum and
-refresh in full (``kpi.compute.changes.supports_incremental``). The sum of the hashes of a
-day's rows does not depend on how the rows are grouped first, so the daily cubes can carry
-it per cube row and the day's checksum is the sum of theirs (``kpi.compute.cubes``).
+DuckDB's ``hash()`` and PostgreSQL's ``hash_record()`` (PostgreSQL 14 and later; each field
+hashed by its type's hash function, as hash joins do: a numeric 1.0 and 1.00 hash alike, as
+they are equal); other warehouses have no checksum and refresh in full
+(``kpi.compute.changes.supports_incremental``). The sum of the hashes of a day's rows does
+not depend on how the rows are grouped first, so the daily cubes can carry it per cube row
+and the day's checksum is the sum of theirs (``kpi.compute.cubes``).
 
 Only the columns some KPI reads are hashed (``read_columns``): a column no KPI reads cannot
 change a KPI's number, so a change to it recomputes nothing, and hashing the other columns
-cost a third of the checksum (4 of GA4's 14 columns, ~18 ms of 10M rows on DuckDB; on
-PostgreSQL every column is turned into text first). A catalogue that starts reading another
-column changes the checksum of every day of that source once: its readers then recompute in
-full, as they must, since their rows were computed without it.
+cost a third of the checksum (4 of GA4's 14 columns, ~18 ms of 10M rows on DuckDB). A
+catalogue that starts reading another column changes the checksum of every day of that
+source once: its readers then recompute in full, as they must, since their rows were
+computed without it.
 """
 
 from __future__ import annotations
@@ -45,7 +47,9 @@ def _duckdb_checksum(element, compiler, **kw):
 
 @compiles(row_checksum, "postgresql")
 def _postgresql_checksum(element, compiler, **kw):
-    return f"CAST(hashtext(CAST(ROW({compiler.process(element.clauses, **kw)}) AS TEXT)) AS BIGINT)"
+    # Not hashtext(ROW(...)::text): turning every row into text first took ~40% more (1M
+    # rows of five columns grouped by day: 760 against 460-490 ms).
+    return f"CAST(hash_record(ROW({compiler.process(element.clauses, **kw)})) AS BIGINT)"
 
 
 @compiles(row_checksum)
