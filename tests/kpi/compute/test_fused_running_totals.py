@@ -25,7 +25,12 @@ from kpi.refresh import refresh_kpi_values, refresh_periods
 from kpi.warehouse.connection import Warehouse
 from kpi.warehouse.statements import compile_select
 from tests.kpi.compute.per_kpi import assert_same, per_kpi_rows, stored_rows
-from tests.kpi.compute.test_fused_growths import _bases_rows, _kpi, _source
+from tests.kpi.compute.test_fused_growths import (
+    _bases_rows,
+    _kpi,
+    _refreshed_without,
+    _source,
+)
 
 COMPUTED_AT = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 # A fiscal year from April and Sunday weeks, so neither lines up with the calendar's.
@@ -217,11 +222,7 @@ def test_fused_running_totals_have_the_rows_of_the_per_kpi_queries(warehouse_url
     late = dt.date(2024, 2, 29)
     wh = Warehouse(warehouse_url)
     try:
-        wh.ensure_tables(tables.all_tables())
-        for name, frame in rows.items():
-            wh.replace_rows(tables.raw_tables[name], None, frame[frame["date"] != late])
-        refresh_periods(wh, tables, as_of)
-        refresh_kpi_values(wh, tables, computed_at=COMPUTED_AT)
+        _refreshed_without(wh, tables, rows, late, as_of)
         assert_same(stored_rows(wh, tables), per_kpi_rows(wh, raw, COMPUTED_AT), "full")
         # The held-back day arrives, and 1 April's orders are revised.
         for name, frame in rows.items():
@@ -361,11 +362,7 @@ def test_sparse_running_totals_have_the_rows_of_the_per_kpi_queries(warehouse_ur
     late = dt.date(2024, 1, 15)  # c3's first day of visits
     wh = Warehouse(warehouse_url)
     try:
-        wh.ensure_tables(tables.all_tables())
-        for name, frame in rows.items():
-            wh.replace_rows(tables.raw_tables[name], None, frame[frame["date"] != late])
-        refresh_periods(wh, tables, as_of)
-        refresh_kpi_values(wh, tables, computed_at=COMPUTED_AT)
+        _refreshed_without(wh, tables, rows, late, as_of)
         stored = stored_rows(wh, tables)
         assert_same(stored, per_kpi_rows(wh, raw, COMPUTED_AT), "full")
         c3 = sorted(
