@@ -194,6 +194,7 @@ class PeriodRollups:
             )
             key = (tuple(sorted(self._sources(kpi))), slices, running)
             groups.setdefault(key, []).append(kpi)
+        _share_running_joins(groups)
         # Each source's rollup once, however many groups read it.
         read = sorted({source for sources, *_ in groups for source in sources})
         rollups = {s: self.rollup_select(s).cte(f"rollup_{s}") for s in read}
@@ -209,11 +210,19 @@ class PeriodRollups:
                     of = self.catalog.kpis[k.cumulative.of]
                     kinds.setdefault(k.cumulative.running_kind, set()).update(self._reads(of))
             # A running sum reads every earlier period of its slice: an incremental run's
-            # join starts at the first period (or to-date window) it writes, and an
-            # all-time sum carries the parts of the periods before in.
-            reach = None if kinds else _reach(since, shifts)
+            # join starts at the first period (or to-date window) that the rows it writes,
+            # and the growths' earlier days, need; an all-time sum carries the parts of the
+            # periods before in.
+            reach = _reach(since, shifts)
             base = self._joined_rollups(
-                kpis, sources, name, rollups, reach, bool(shifts), kinds, since if kinds else None
+                kpis,
+                sources,
+                name,
+                rollups,
+                None if kinds else reach,
+                bool(shifts),
+                kinds,
+                reach if kinds else None,
             )
             # A growth's earlier days are in the join when it was widened back to them, a
             # running total's earlier periods always: their own rows are still only those
@@ -552,6 +561,20 @@ def _is_running(kpi: Kpi) -> bool:
     """A running total among fused KPIs (values_select refuses KPIs that are not fusable,
     kpi.compute.fusion.running_total)."""
     return kpi.type == KpiType.cumulative
+
+
+def _share_running_joins(groups: dict[tuple, list[Kpi]]) -> None:
+    """Move each dense slice's running totals into the group of the other KPIs of their
+    sources and slices (``values_select``'s keys), when those KPIs are of no grain the
+    running totals lack: one join of the periods, slice values and rollups instead of two
+    (~15 ms a join of 100,000 rows on DuckDB). An incremental run's join then starts at the
+    first period the running windows need (``first_start_needed``), which a grain they lack
+    can start before (a quarter beside a month to date): such groups stay apart."""
+    for key in [k for k in groups if k[2] is True]:
+        others = groups.get((*key[:2], False))
+        grains = {str(g) for k in groups[key] for g in k.grains}
+        if others and all(str(g) in grains for k in others for g in k.grains):
+            others += groups.pop(key)
 
 
 def _slice_keys(dimensions: list[str]) -> list[str]:

@@ -63,7 +63,8 @@ def _case() -> dict:
         _kpi("sessions", ALL_GRAINS, both, type="simple", measure=sessions),
         _kpi(
             "engagement",
-            ["day", "month"],
+            # By quarter too, which its month to date lacks: their joins stay apart.
+            ["day", "month", "quarter"],
             ["channel"],
             type="ratio",
             numerator={"source": "visits", "agg": "sum", "expr": "engaged"},
@@ -104,6 +105,15 @@ def _case() -> dict:
         _running("largest_all_time", "largest", ["day"], [], window="all_time"),
         _running("smallest_all_time", "smallest", ["day"], ["campaign"], window="all_time"),
         _running("campaign_7d", "sessions_by_campaign", ["day"], ["campaign"], window_days=7),
+        # A growth in the same join as campaign_7d: the join of an incremental run starts
+        # where both the growth's earlier days and the running window need it.
+        _kpi(
+            "campaign_vs_week",
+            ["day"],
+            ["campaign"],
+            type="period_over_period",
+            period_over_period={"of": "sessions_by_campaign", "offset": "7 days"},
+        ),
         # Not fused: a week is not a part of one month.
         _running("sessions_mtd_by_week", "sessions", ["week"], ["channel"], to_date="month"),
     ]
@@ -188,6 +198,35 @@ def test_a_running_total_is_fused_where_its_grains_tile_its_window(tmp_path):
     windows = tables.compared_windows
     assert windows.covers(kpis["sessions"])
     assert not any(windows.covers(kpis[k]) for k in running)
+
+
+def _joins(tables: KpiTables, kpi_ids: list[str]) -> int:
+    """How many joins of periods, slice values and rollups the fused statement makes."""
+    select = tables.rollups.values_select(kpi_ids, COMPUTED_AT)
+    return len(set(re.findall(r"\brollups_\d+\b", str(select))))
+
+
+def test_a_dense_running_total_shares_the_join_of_its_base(tmp_path):
+    """One join for a running total, its base and a growth of the same sources, slices and
+    grains (each join of ~100,000 rows costs DuckDB ~15 ms); apart where the base has a
+    grain the running total lacks: the join an incremental run starts at the running
+    windows' first period would miss that grain's longer periods."""
+    case = _case()
+    case["kpis"].append(
+        _running("revenue_mtd", "revenue", ["day", "month"], ["channel"], to_date="month")
+    )
+    tables = _tables_of(case, tmp_path / "defs")
+    assert _joins(tables, ["sessions_by_campaign", "campaign_7d", "campaign_vs_week"]) == 1
+    assert _joins(tables, ["sessions", "sessions_all_time"]) == 1
+    assert _joins(tables, ["revenue", "revenue_ytd"]) == 1
+    assert _joins(tables, ["revenue", "revenue_mtd"]) == 2  # revenue by quarter and year too
+    assert _joins(tables, ["engagement", "engagement_mtd"]) == 2  # engagement by quarter
+    # With the year to date, each of revenue's grains is one a running total has.
+    assert _joins(tables, ["revenue", "revenue_ytd", "revenue_mtd"]) == 1
+    # A sparse slice's running totals keep joins of their own (kpi.compute.sparse_running).
+    case["dimensions"]["campaign"] = {"sparse": True}
+    sparse = _tables_of(case, tmp_path / "sparse")
+    assert _joins(sparse, ["smallest", "smallest_all_time"]) == 2
 
 
 def test_fused_running_totals_compile_for_every_dialect(tmp_path):
