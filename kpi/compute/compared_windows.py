@@ -32,8 +32,9 @@ from sqlalchemy.sql import FromClause
 from sqlalchemy.sql.elements import ColumnElement
 
 from kpi.compute.compiler import KpiCompiler
+from kpi.compute.fused_groups import Slice, slice_key
 from kpi.compute.fusion import dense, period_sums
-from kpi.compute.rollups import PeriodRollups, Slice, slice_key, slice_name
+from kpi.compute.rollups import PeriodRollups, slice_name
 from kpi.compute.windows import LAST_YEAR, PREVIOUS, Window
 from kpi.language.models import Grain, Kpi
 from kpi.warehouse.schema import WORK_SCHEMA

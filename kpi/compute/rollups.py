@@ -53,6 +53,14 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from kpi.compute.compiler import KpiCompiler, unknown_when_missing
 from kpi.compute.cubes import CUBE_COLUMNS
+from kpi.compute.fused_groups import (
+    Slice,
+    is_growth,
+    is_running,
+    join_groups,
+    join_reach,
+    slice_key,
+)
 from kpi.compute.fusion import MONTHLY_GRAINS, fusable
 from kpi.compute.running_sums import PART_ROLLUP, RUNNING_CODES, first_start_needed, running_parts
 from kpi.compute.sparse_running import running_rows
@@ -63,7 +71,6 @@ from kpi.language.models import RESERVED_COLUMN_PREFIX, Agg, Kpi, KpiType, Measu
 TOTAL = ""  # the slice of the row for "all dimensions", and a value outside the slice
 # The fused join's slice keys, for a growth's self-join: no dimension may be named so.
 KEY_PREFIX = RESERVED_COLUMN_PREFIX
-Slice = tuple[str, ...]  # a slice's dimensions, sorted: ("campaign", "channel")
 
 
 class PeriodRollups:
@@ -183,37 +190,26 @@ class PeriodRollups:
         unfused = [k for k in kpi_ids if not self.fusable(self.catalog.kpis[k])]
         if unfused:
             raise ValueError(f"not functions of their period rollups: {unfused}")
-        # Running totals apart: their join reaches back to their windows' starts.
-        groups: dict[tuple[tuple[str, ...], tuple[Slice, ...], bool | str], list[Kpi]] = {}
-        for kpi_id in kpi_ids:
-            kpi = self.catalog.kpis[kpi_id]
-            slices = tuple(sorted({slice_key(d) for d in kpi.slice_dimensions}))
-            # Sparse running totals apart per window too: their rows differ (sparse_running).
-            running = _is_running(kpi) and (
-                not any(self.catalog.is_sparse(d) for d in slices) or kpi.cumulative.running_kind
-            )
-            key = (tuple(sorted(self._sources(kpi))), slices, running)
-            groups.setdefault(key, []).append(kpi)
-        _share_running_joins(groups)
+        groups = join_groups(self.catalog, kpi_ids, self._sources)
         # Each source's rollup once, however many groups read it.
         read = sorted({source for sources, *_ in groups for source in sources})
         rollups = {s: self.rollup_select(s).cte(f"rollup_{s}") for s in read}
         selects = []
         for number, ((sources, *_), kpis) in enumerate(groups.items()):
             name = f"rollups_{number}"
-            shifts = [k.period_over_period.shift for k in kpis if _is_growth(k)]
+            shifts = [k.period_over_period.shift for k in kpis if is_growth(k)]
             # Per running window, the rollup columns its KPIs' values read: each running
             # column is a window aggregate of its own (~15 ms per 100,000 rows on DuckDB).
             kinds: dict[str, set[tuple[str, str]]] = {}
             for k in kpis:
-                if _is_running(k):
+                if is_running(k):
                     of = self.catalog.kpis[k.cumulative.of]
                     kinds.setdefault(k.cumulative.running_kind, set()).update(self._reads(of))
             # A running sum reads every earlier period of its slice: an incremental run's
             # join starts at the first period (or to-date window) that the rows it writes,
             # and the growths' earlier days, need; an all-time sum carries the parts of the
             # periods before in.
-            reach = _reach(since, shifts)
+            reach = join_reach(since, shifts)
             base = self._joined_rollups(
                 kpis,
                 sources,
@@ -382,7 +378,7 @@ class PeriodRollups:
 
         sources = self._sources(kpi)
         rows: FromClause = base
-        if _is_growth(kpi):
+        if is_growth(kpi):
             # The day it is compared with is another row of the same join: the same
             # slice, the day shifted back (a left join: before the first day, none).
             days, months = kpi.period_over_period.shift
@@ -407,7 +403,7 @@ class PeriodRollups:
                 before,
                 sa.null(),
             )
-        elif _is_running(kpi):
+        elif is_running(kpi):
             # The KPI it runs over, evaluated on the running sums of the rollups' rows.
             kind = kpi.cumulative.running_kind
             of = self.catalog.kpis[kpi.cumulative.of]
@@ -551,55 +547,10 @@ def _slice_row(name: str, values: dict[str, ColumnElement], used: list[str]) -> 
     return out
 
 
-def _is_growth(kpi: Kpi) -> bool:
-    """A growth among fused KPIs: one by day over a fixed shift (values_select refuses
-    KPIs that are not fusable, kpi.compute.fusion.daily_shifted_growth)."""
-    return kpi.type == KpiType.period_over_period
-
-
-def _is_running(kpi: Kpi) -> bool:
-    """A running total among fused KPIs (values_select refuses KPIs that are not fusable,
-    kpi.compute.fusion.running_total)."""
-    return kpi.type == KpiType.cumulative
-
-
-def _share_running_joins(groups: dict[tuple, list[Kpi]]) -> None:
-    """Move each dense slice's running totals into the group of the other KPIs of their
-    sources and slices (``values_select``'s keys), when those KPIs are of no grain the
-    running totals lack: one join of the periods, slice values and rollups instead of two
-    (~15 ms a join of 100,000 rows on DuckDB). An incremental run's join then starts at the
-    first period the running windows need (``first_start_needed``), which a grain they lack
-    can start before (a quarter beside a month to date): such groups stay apart."""
-    for key in [k for k in groups if k[2] is True]:
-        others = groups.get((*key[:2], False))
-        grains = {str(g) for k in groups[key] for g in k.grains}
-        if others and all(str(g) in grains for k in others for g in k.grains):
-            others += groups.pop(key)
-
-
 def _slice_keys(dimensions: list[str]) -> list[str]:
     """The columns of a slice-values row (``_slices``) that identify the slice: its name
     and its value of each dimension (``''`` outside it)."""
     return ["slice", *[f"v_{d}" for d in dimensions]]
-
-
-def _reach(
-    since: dt.date | ColumnElement | None, shifts: list[tuple[int, int]]
-) -> dt.date | ColumnElement | None:
-    """The first period end the join of a group must hold for its rows ending on or after
-    ``since``: back by the longest of its growths' shifts (a month counted as 31 days, so
-    the join holds a day or three more than read)."""
-    if since is None or not shifts:
-        return since
-    back = max(days + 31 * months for days, months in shifts)
-    if isinstance(since, dt.date):
-        return since - dt.timedelta(days=back)
-    return shift_date(since, -back, 0)
-
-
-def slice_key(dims: tuple[str, ...]) -> Slice:
-    """A declared slice as the rollups key it: its dimensions in one order."""
-    return tuple(sorted(dims))
 
 
 def slice_name(dims: Slice) -> str:

@@ -200,35 +200,6 @@ def test_a_running_total_is_fused_where_its_grains_tile_its_window(tmp_path):
     assert not any(windows.covers(kpis[k]) for k in running)
 
 
-def _joins(tables: KpiTables, kpi_ids: list[str]) -> int:
-    """How many joins of periods, slice values and rollups the fused statement makes."""
-    select = tables.rollups.values_select(kpi_ids, COMPUTED_AT)
-    return len(set(re.findall(r"\brollups_\d+\b", str(select))))
-
-
-def test_a_dense_running_total_shares_the_join_of_its_base(tmp_path):
-    """One join for a running total, its base and a growth of the same sources, slices and
-    grains (each join of ~100,000 rows costs DuckDB ~15 ms); apart where the base has a
-    grain the running total lacks: the join an incremental run starts at the running
-    windows' first period would miss that grain's longer periods."""
-    case = _case()
-    case["kpis"].append(
-        _running("revenue_mtd", "revenue", ["day", "month"], ["channel"], to_date="month")
-    )
-    tables = _tables_of(case, tmp_path / "defs")
-    assert _joins(tables, ["sessions_by_campaign", "campaign_7d", "campaign_vs_week"]) == 1
-    assert _joins(tables, ["sessions", "sessions_all_time"]) == 1
-    assert _joins(tables, ["revenue", "revenue_ytd"]) == 1
-    assert _joins(tables, ["revenue", "revenue_mtd"]) == 2  # revenue by quarter and year too
-    assert _joins(tables, ["engagement", "engagement_mtd"]) == 2  # engagement by quarter
-    # With the year to date, each of revenue's grains is one a running total has.
-    assert _joins(tables, ["revenue", "revenue_ytd", "revenue_mtd"]) == 1
-    # A sparse slice's running totals keep joins of their own (kpi.compute.sparse_running).
-    case["dimensions"]["campaign"] = {"sparse": True}
-    sparse = _tables_of(case, tmp_path / "sparse")
-    assert _joins(sparse, ["smallest", "smallest_all_time"]) == 2
-
-
 def test_fused_running_totals_compile_for_every_dialect(tmp_path):
     tables = _tables_of(_case(), tmp_path / "defs")
     since = sa.bindparam("since", dt.date(2024, 3, 20), type_=sa.Date())
