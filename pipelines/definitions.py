@@ -88,7 +88,10 @@ def ad_platform_resources(config: Settings) -> dict:
 
 def resources(config: Settings) -> dict:
     return {
-        "warehouse": WarehouseResource(url=env_var("WAREHOUSE_URL", config.warehouse_url)),
+        "warehouse": WarehouseResource(
+            url=env_var("WAREHOUSE_URL", config.warehouse_url),
+            postgres_settings=env_var("KPI_POSTGRES_SETTINGS"),
+        ),
         "ga4": ga4_resource(config),
         "landing": LandingResource(
             root=env_var("LANDING_ROOT", "data/landing"),

@@ -6,6 +6,7 @@ from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
 from kpi.warehouse.connection import DEFAULT_WAREHOUSE_URL, Warehouse, redact_url
+from kpi.warehouse.session_settings import parse_settings
 
 
 class WarehouseResource(ConfigurableResource):
@@ -20,10 +21,21 @@ class WarehouseResource(ConfigurableResource):
         description="WAREHOUSE_URL: SQLAlchemy URL, e.g. duckdb:///data/warehouse.duckdb or "
         "postgresql://... (shown redacted)",
     )
+    postgres_settings: str | None = Field(
+        default=None,
+        description="KPI_POSTGRES_SETTINGS: PostgreSQL parameters set (SET LOCAL) at the "
+        "start of each of the pipeline's transactions, comma-separated name=value pairs; "
+        "unset: jit=off,work_mem=64MB (why: kpi/warehouse/session_settings.py); none: the "
+        "server's own",
+    )
     _warehouse: Warehouse | None = PrivateAttr(default=None)
 
+    def _open(self) -> Warehouse:
+        settings = parse_settings(self.postgres_settings)
+        return Warehouse(self.url, postgres_settings=settings)
+
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        self._warehouse = Warehouse(self.url)
+        self._warehouse = self._open()
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._warehouse is not None:
@@ -34,7 +46,7 @@ class WarehouseResource(ConfigurableResource):
     @property
     def warehouse(self) -> Warehouse:
         if self._warehouse is None:
-            self._warehouse = Warehouse(self.url)
+            self._warehouse = self._open()
         return self._warehouse
 
     @property

@@ -11,7 +11,7 @@ import concurrent.futures
 import contextlib
 import datetime as dt
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
-from kpi.warehouse import dsn
+from kpi.warehouse import dsn, session_settings
 from kpi.warehouse.comments import sync_comments
 from kpi.warehouse.dsn import check_unambiguous, scrub_errors, scrub_exception, url_secrets
 from kpi.warehouse.locks import DDL, lock_tables, locked_transaction
@@ -105,9 +105,17 @@ def redact_url(url: str) -> str:
 class Warehouse:
     """A SQL warehouse (DuckDB or PostgreSQL; the SQL is the same)."""
 
-    def __init__(self, url: str = DEFAULT_WAREHOUSE_URL, engine: Engine | None = None):
+    def __init__(
+        self,
+        url: str = DEFAULT_WAREHOUSE_URL,
+        engine: Engine | None = None,
+        postgres_settings: Mapping[str, str] | None = None,
+    ):
+        """``postgres_settings``: set at the start of each transaction on PostgreSQL
+        (kpi.warehouse.session_settings; None: ``jit=off``, ``work_mem=64MB``)."""
         self.url = url
         self.engine = engine if engine is not None else make_engine(url)
+        session_settings.configure(self.engine, postgres_settings)
         self._ensured: set[tuple] = set()  # declarations made sure of (table_signature)
 
     @property

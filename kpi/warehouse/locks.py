@@ -29,6 +29,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from kpi.warehouse import session_settings
+
 # Not a table: taken by schema changes (ensure_tables, rebuilds) so that two fresh runs do
 # not both CREATE SCHEMA / CREATE TABLE IF NOT EXISTS and collide on the catalogue's keys.
 DDL = "<ddl>"
@@ -48,11 +50,13 @@ def lock_key(name: str) -> int:
 @contextlib.contextmanager
 def locked_transaction(engine: Engine, tables: Iterable[sa.Table | str]) -> Iterator[Connection]:
     """``engine.begin()`` holding the write lock of each of ``tables`` for the whole
-    transaction (on DuckDB from before BEGIN to after COMMIT or ROLLBACK)."""
+    transaction (on DuckDB from before BEGIN to after COMMIT or ROLLBACK); on PostgreSQL
+    with the engine's settings (kpi.warehouse.session_settings) set for it."""
     names = _names(tables)
     with engine.connect() as conn:
         if conn.dialect.name != "duckdb" or not names:
             with conn.begin():
+                session_settings.apply(conn)  # PostgreSQL: SET LOCAL jit, work_mem
                 lock_tables(conn, names)
                 yield conn
             return
