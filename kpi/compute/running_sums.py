@@ -60,12 +60,13 @@ def first_start_needed(
 ) -> ColumnElement:
     """The first period start a running group's join must hold for its rows ending on or
     after ``since`` (an incremental run): the earliest start of those periods, or of their
-    to-date and rolling windows (``<kind>_start``, never after the period's start in a
-    grain that tiles the window). Every period of the join's grains that starts before it
-    ends before ``since``, outside those windows; an all-time sum carries those periods'
-    parts in (``carried_parts``)."""
+    to-date and rolling windows (``<kind>_start``). Every period of the join's grains that
+    starts before it ends before ``since``, outside those windows; an all-time sum carries
+    those periods' parts in (``carried_parts``)."""
     q = periods.alias()
-    starts = [q.c[f"{k}_start"] for k in kinds if k != "all_time"] or [q.c.period_start]
+    # The period's own start too: beside all time, or a KPI of the group in another grain,
+    # a window that grain does not tile (a fiscal quarter's month to date) starts after it.
+    starts = [q.c.period_start, *(q.c[f"{k}_start"] for k in kinds if k != "all_time")]
     earliest = starts[0] if len(starts) == 1 else sa.func.least(*starts)
     return (
         sa.select(sa.func.min(earliest))

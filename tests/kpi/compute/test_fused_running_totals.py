@@ -95,6 +95,10 @@ def _case() -> dict:
         _kpi("per_session", ["day"], ["channel"], type="derived", expr="revenue / sessions"),
         _kpi("sessions_by_campaign", ["day"], ["campaign"], type="simple", measure=sessions),
         _running("sessions_all_time", "sessions", ALL_GRAINS, both, window="all_time"),
+        # Beside the all-time total in one join: its windows start after a quarter's or a
+        # week's start, where the all-time rows of the periods ending after a late day
+        # still need the join to begin.
+        _running("sessions_mtd", "sessions", ["day", "month"], both, to_date="month"),
         _running("sessions_7d", "sessions", ["day"], [["channel", "campaign"]], window_days=7),
         _running("engagement_mtd", "engagement", ["day", "month"], ["channel"], to_date="month"),
         _running("basket_qtd", "basket", ["day", "month", "quarter"], [], to_date="quarter"),
@@ -127,6 +131,7 @@ def _case() -> dict:
 SESSIONS = {"source": "visits", "agg": "sum", "expr": "sessions"}
 FUSED_RUNNING = {
     "sessions_all_time",
+    "sessions_mtd",
     "sessions_7d",
     "engagement_mtd",
     "basket_qtd",
