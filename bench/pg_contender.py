@@ -140,12 +140,18 @@ class StatementTimer:
 
 
 def explain_slowest(url: str, statement: str, parameters, seconds: float) -> Path:
-    """``EXPLAIN (ANALYZE, BUFFERS)`` of ``statement`` in a transaction rolled back after."""
+    """``EXPLAIN (ANALYZE, BUFFERS)`` of ``statement`` in a transaction rolled back after,
+    with the PostgreSQL settings the pipeline's transactions start with."""
+    from kpi.warehouse.session_settings import DEFAULT_POSTGRES_SETTINGS
+
     PLANS.mkdir(exist_ok=True)
     # A CTE may come first: WITH ... INSERT INTO target ...
     target = re.search(r"\bINSERT INTO (\S+)", statement)
     plain_insert = re.match(r"\s*INSERT INTO \S+ \([^)]*\)\s*(SELECT\b.*)$", statement, re.S)
     with psycopg.connect(_plain(url)) as conn:
+        # With the settings the run's transactions start with (kpi.warehouse.session_settings).
+        for name, value in DEFAULT_POSTGRES_SETTINGS.items():
+            conn.execute("SELECT set_config(%s, %s, true)", (name, value))
         if target and target.group(1).startswith("tmp_") and plain_insert:
             # A temporary table of the run's connection is gone: its SELECT is the work.
             statement = plain_insert.group(1)

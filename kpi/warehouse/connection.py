@@ -23,7 +23,13 @@ from sqlalchemy.sql.elements import ColumnElement
 from kpi.warehouse import dsn, session_settings
 from kpi.warehouse.comments import sync_comments
 from kpi.warehouse.dsn import check_unambiguous, scrub_errors, scrub_exception, url_secrets
-from kpi.warehouse.locks import DDL, lock_tables, locked_transaction
+from kpi.warehouse.locks import (  # noqa: F401 - WarehouseBusyError re-exported
+    DDL,
+    WarehouseBusyError,
+    explain_duckdb_lock,
+    lock_tables,
+    locked_transaction,
+)
 from kpi.warehouse.schema import KPI_SCHEMA, stale_reader_copy
 from kpi.warehouse.statements import Compiled, compile_select, select_concurrently
 from kpi.warehouse.upgrades import add_missing_columns, add_primary_keys, existing_columns
@@ -37,10 +43,6 @@ MAX_PARAMETERS = 30_000
 # scans every installed package's entry points, about 20 ms on each new engine. Ours is
 # duckdb_engine's without the databases it opens for itself (kpi.warehouse.duckdb_dialect).
 sa.dialects.registry.register("duckdb", "kpi.warehouse.duckdb_dialect", "DuckDBDialect")
-
-
-class WarehouseBusyError(RuntimeError):
-    """Another process holds the DuckDB file: DuckDB allows one writer at a time."""
 
 
 class DuplicateKeyError(RuntimeError):
@@ -67,26 +69,8 @@ def make_engine(url: str) -> Engine:
         raise
     scrub_errors(engine, url)
     if parsed.drivername.startswith("duckdb"):
-        sa.event.listen(engine, "handle_error", _explain_duckdb_lock)
+        sa.event.listen(engine, "handle_error", explain_duckdb_lock)
     return engine
-
-
-def _explain_duckdb_lock(context) -> None:
-    message = str(context.original_exception)
-    if "Could not set lock" not in message and "Conflicting lock" not in message:
-        return
-    holder = (
-        message.split("Conflicting lock is held in", 1)[-1].strip()
-        if ("Conflicting lock is held in" in message)
-        else "another process"
-    )
-    raise WarehouseBusyError(
-        f"the DuckDB warehouse is in use by {holder}. DuckDB allows one writer per file: "
-        "wait for the other process (a run launched outside the run queue, or a SQL client) "
-        "to finish; runs launched through a Dagster instance configured as "
-        "deploy/dagster.yaml queue on the `duckdb_warehouse` pool instead; or use "
-        "PostgreSQL as the warehouse (WAREHOUSE_URL)."
-    ) from None
 
 
 def _drop_stale_reader_copy(conn: Connection, table: sa.Table) -> None:
@@ -432,18 +416,26 @@ class Warehouse:
             deleted += cls._delete(conn, table, match)
         return deleted
 
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        """A connection for reads, in a transaction that starts with the engine's
+        PostgreSQL settings (some reads scan raw tables: kpi.warehouse.session_settings)."""
+        with self.engine.connect() as conn, conn.begin():
+            session_settings.apply(conn)
+            yield conn
+
     def read(self, query: sa.Select | sa.TextClause, **params) -> pd.DataFrame:
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             result = conn.execute(query, params)
             return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
 
     def rows(self, query: sa.Select | sa.CompoundSelect) -> list[tuple]:
         """The rows of ``query`` as the driver returns them (no pandas conversions)."""
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             return [tuple(row) for row in conn.execute(query)]
 
     def scalar(self, query: sa.Select):
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             return conn.execute(query).scalar()
 
     def count(self, table: sa.Table, where: ColumnElement | None = None) -> int:

@@ -16,6 +16,9 @@ start of its transaction:
   tuple deletion". A lock first taken inside a transaction (an ``*_in`` write in a
   transaction that did not name its table) is released when that transaction ends.
 - Other dialects: no lock. Run one writer at a time (the run queue) there.
+
+Another *process* holding a DuckDB file fails the engine's statements with
+:class:`WarehouseBusyError`, which says what to do (``explain_duckdb_lock``).
 """
 
 from __future__ import annotations
@@ -120,3 +123,27 @@ def _lock_duckdb(conn: Connection, names: list[str]) -> None:
 def _release(conn: Connection) -> None:
     for lock in reversed(conn.info.pop(_LATE, [])):
         lock.release()
+
+
+class WarehouseBusyError(RuntimeError):
+    """Another process holds the DuckDB file: DuckDB allows one writer at a time."""
+
+
+def explain_duckdb_lock(context) -> None:
+    """An engine's ``handle_error``: DuckDB's file lock held by another process, as a
+    :class:`WarehouseBusyError` that says what to do."""
+    message = str(context.original_exception)
+    if "Could not set lock" not in message and "Conflicting lock" not in message:
+        return
+    holder = (
+        message.split("Conflicting lock is held in", 1)[-1].strip()
+        if ("Conflicting lock is held in" in message)
+        else "another process"
+    )
+    raise WarehouseBusyError(
+        f"the DuckDB warehouse is in use by {holder}. DuckDB allows one writer per file: "
+        "wait for the other process (a run launched outside the run queue, or a SQL client) "
+        "to finish; runs launched through a Dagster instance configured as "
+        "deploy/dagster.yaml queue on the `duckdb_warehouse` pool instead; or use "
+        "PostgreSQL as the warehouse (WAREHOUSE_URL)."
+    ) from None

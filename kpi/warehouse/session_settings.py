@@ -11,7 +11,8 @@ source or a cube once. Two defaults cost them most (bench/README.md, bench/plans
   rows spill to disk in batches.
 
 Each is set with ``set_config(name, value, true)`` (``SET LOCAL``) at the start of every
-transaction the warehouse opens (kpi.warehouse.locks.locked_transaction): nothing outlives
+transaction the warehouse opens (kpi.warehouse.locks.locked_transaction for its writes,
+``Warehouse.read``/``rows``/``scalar`` for its reads): nothing outlives
 the transaction, so a pooler in transaction mode (PgBouncer) hands no other client a
 changed session, and the values are bound parameters, never SQL text. Other dialects
 ignore them.
@@ -27,8 +28,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 DEFAULT_POSTGRES_SETTINGS: dict[str, str] = {"jit": "off", "work_mem": "64MB"}
-# A PostgreSQL configuration parameter's name (extensions' have a dot: auto_explain.x).
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+# A PostgreSQL configuration parameter's name. Not an extension's (auto_explain.x): the
+# server takes an unknown dotted name as a placeholder, so a typo would pass unnoticed.
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 _settings: weakref.WeakKeyDictionary[Engine, dict[str, str]] = weakref.WeakKeyDictionary()
 
@@ -42,7 +44,7 @@ def configure(engine: Engine, settings: Mapping[str, str] | None) -> None:
     if bad:
         raise ValueError(
             f"PostgreSQL settings: {bad} are not parameter names (expected letters, digits "
-            "and underscores, as in work_mem or jit)"
+            "and underscores, as in work_mem or jit; not an extension's dotted name)"
         )
     _settings[engine] = {name: str(value) for name, value in chosen.items()}
 

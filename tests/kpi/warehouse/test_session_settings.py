@@ -37,10 +37,17 @@ def test_each_transaction_starts_with_the_settings_and_none_outlives_it(postgres
         # The pool hands back the same session: the settings ended with the transaction.
         with wh.engine.connect() as conn:
             assert _current(conn, "jit", "work_mem") == server
-        # Every write of the warehouse is such a transaction.
+        # The reads too (some scan raw tables).
+        assert wh.scalar(sa.select(sa.func.current_setting("jit"))) == "off"
+        assert wh.rows(sa.select(sa.func.current_setting("work_mem"))) == [("64MB",)]
+        # A write's first statement sets them, before its locks, deletes and inserts.
         table = sa.Table("t", sa.MetaData(), sa.Column("x", sa.Integer))
         wh.ensure_tables([table])
+        seen: list[str] = []
+        sa.event.listen(wh.engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
         assert wh.replace_rows(table, None, pd.DataFrame({"x": [1, 2]})) == (0, 2)
+        assert "set_config" in seen[0] and len(seen) >= 3
+        assert not any("set_config" in statement for statement in seen[1:])
     finally:
         wh.dispose()
 
@@ -79,8 +86,12 @@ def test_a_setting_the_server_does_not_know_fails_naming_it(postgres_url):
 
 def test_a_name_that_is_not_a_parameter_name_is_refused_before_any_connection():
     with pytest.raises(ValueError) as error:
-        Warehouse("duckdb:///:memory:", postgres_settings={"work mem": "1", "jit;": "off"})
-    assert "['jit;', 'work mem']" in str(error.value)
+        Warehouse(
+            "duckdb:///:memory:",
+            postgres_settings={"work mem": "1", "jit;": "off", "auto_explain.log_min_duraton": "0"},
+        )
+    # A dotted (an extension's) name too: PostgreSQL would take a misspelt one silently.
+    assert "['auto_explain.log_min_duraton', 'jit;', 'work mem']" in str(error.value)
     assert "work_mem" in str(error.value)  # what a name looks like
 
 
