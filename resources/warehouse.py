@@ -25,7 +25,7 @@ class WarehouseResource(ConfigurableResource):
         default=None,
         description="KPI_POSTGRES_SETTINGS: PostgreSQL parameters set (SET LOCAL) at the "
         "start of each of the pipeline's transactions, comma-separated name=value pairs; "
-        "unset: jit=off,work_mem=64MB (why: kpi/warehouse/session_settings.py); none: the "
+        "unset: jit=off (why: kpi/warehouse/session_settings.py); none: the "
         "server's own",
     )
     _warehouse: Warehouse | None = PrivateAttr(default=None)

@@ -96,7 +96,7 @@ class Warehouse:
         postgres_settings: Mapping[str, str] | None = None,
     ):
         """``postgres_settings``: set at the start of each transaction on PostgreSQL
-        (kpi.warehouse.session_settings; None: ``jit=off``, ``work_mem=64MB``)."""
+        (kpi.warehouse.session_settings; None: ``jit=off``)."""
         self.url = url
         self.engine = engine if engine is not None else make_engine(url)
         session_settings.configure(self.engine, postgres_settings)

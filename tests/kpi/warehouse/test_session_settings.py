@@ -29,17 +29,17 @@ def _server_defaults(url: str) -> dict[str, str]:
 def test_each_transaction_starts_with_the_settings_and_none_outlives_it(postgres_url):
     server = _server_defaults(postgres_url)
     # The test would prove nothing if the server already had the values.
-    assert server != {"jit": "off", "work_mem": "64MB"}
+    assert server["jit"] != "off"
     wh = Warehouse(postgres_url)
     try:
         with wh.transaction() as conn:
-            assert _current(conn, "jit", "work_mem") == {"jit": "off", "work_mem": "64MB"}
+            assert _current(conn, "jit", "work_mem") == {**server, "jit": "off"}
         # The pool hands back the same session: the settings ended with the transaction.
         with wh.engine.connect() as conn:
             assert _current(conn, "jit", "work_mem") == server
         # The reads too (some scan raw tables).
         assert wh.scalar(sa.select(sa.func.current_setting("jit"))) == "off"
-        assert wh.rows(sa.select(sa.func.current_setting("work_mem"))) == [("64MB",)]
+        assert wh.rows(sa.select(sa.func.current_setting("jit"))) == [("off",)]
         # A write's first statement sets them, before its locks, deletes and inserts.
         table = sa.Table("t", sa.MetaData(), sa.Column("x", sa.Integer))
         wh.ensure_tables([table])
