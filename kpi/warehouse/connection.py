@@ -96,10 +96,12 @@ class Warehouse:
         postgres_settings: Mapping[str, str] | None = None,
     ):
         """``postgres_settings``: set at the start of each transaction on PostgreSQL
-        (kpi.warehouse.session_settings; None: ``jit=off``)."""
+        (kpi.warehouse.session_settings; None: ``jit=off``, or what a given ``engine`` was
+        configured with)."""
         self.url = url
         self.engine = engine if engine is not None else make_engine(url)
-        session_settings.configure(self.engine, postgres_settings)
+        if engine is None or postgres_settings is not None:
+            session_settings.configure(self.engine, postgres_settings)
         self._ensured: set[tuple] = set()  # declarations made sure of (table_signature)
 
     @property

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from kpi.warehouse.connection import Warehouse
-from kpi.warehouse.session_settings import parse_settings
+from kpi.warehouse.session_settings import parse_settings, settings_of
 
 
 def _current(conn: sa.Connection, *names: str) -> dict[str, str]:
@@ -68,17 +68,18 @@ def test_the_settings_can_be_chosen_or_left_to_the_server(postgres_url):
 
 
 @pytest.mark.postgres
-def test_a_setting_the_server_does_not_know_fails_naming_it(postgres_url):
-    wh = Warehouse(postgres_url, postgres_settings={"no_such_setting": "1"})
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"no_such_setting": "1"}, "no_such_setting"),
+        # A value is a bound parameter, never SQL: one that holds SQL is only a bad value.
+        ({"work_mem": "1MB'; DROP TABLE t; --"}, "work_mem"),
+    ],
+)
+def test_a_setting_the_server_refuses_fails_naming_it(postgres_url, settings, named):
+    wh = Warehouse(postgres_url, postgres_settings=settings)
     try:
-        with pytest.raises(sa.exc.DBAPIError, match="no_such_setting"), wh.transaction():
-            pass
-    finally:
-        wh.dispose()
-    # A value is a bound parameter, never SQL: one that holds SQL is only a bad value.
-    wh = Warehouse(postgres_url, postgres_settings={"work_mem": "1MB'; DROP TABLE t; --"})
-    try:
-        with pytest.raises(sa.exc.DBAPIError, match="work_mem"), wh.transaction():
+        with pytest.raises(sa.exc.DBAPIError, match=named), wh.transaction():
             pass
     finally:
         wh.dispose()
@@ -93,6 +94,16 @@ def test_a_name_that_is_not_a_parameter_name_is_refused_before_any_connection():
     # A dotted (an extension's) name too: PostgreSQL would take a misspelt one silently.
     assert "['auto_explain.log_min_duraton', 'jit;', 'work mem']" in str(error.value)
     assert "work_mem" in str(error.value)  # what a name looks like
+
+
+def test_a_warehouse_on_a_given_engine_keeps_its_settings(duckdb_url):
+    first = Warehouse(duckdb_url, postgres_settings={"work_mem": "8MB"})
+    try:
+        assert settings_of(Warehouse(engine=first.engine).engine) == {"work_mem": "8MB"}
+        Warehouse(engine=first.engine, postgres_settings={})
+        assert settings_of(first.engine) == {}
+    finally:
+        first.dispose()
 
 
 def test_duckdb_ignores_them(duckdb_url):
