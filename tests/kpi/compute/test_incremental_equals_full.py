@@ -598,9 +598,35 @@ def _fill_targets(kpis: list[dict], first: dt.date, as_of: dt.date) -> None:
             target["deadline"] = dt.date(as_of.year, 12, 31)
 
 
+def _add_sibling(rng: random.Random, kpis: list[dict]) -> None:
+    """Most times, a running total's sibling: another window over the same KPI and slices,
+    in one join of the fused statement with it (kpi.compute.fused_groups). An all-time
+    total beside a month to date lost its quarters' rows there in incremental runs."""
+    running = [k for k in kpis if k["type"] == "cumulative"]
+    if not running or rng.random() < 0.25:
+        return
+    first = rng.choice(running)
+    of = first["cumulative"]["of"]
+    window, allowed = rng.choice(
+        [(w, a) for w, a in CUMULATIVES if {"of": of, **w} != first["cumulative"]]
+    )
+    sibling = _kpi(
+        rng,
+        f"{first['id']}_sibling",
+        first["unit"],
+        _grains(rng, allowed),
+        first["dimensions"],
+        {"type": "cumulative", "cumulative": {"of": of, **window}},
+    )
+    kpis.append(sibling)
+    _propagate({k["id"]: k for k in kpis})
+
+
 def _scenario(seed: int) -> Scenario:
     rng = random.Random(seed)
     sources, kpis = _catalogue(rng)
+    # From a stream of its own: the rest of the scenario is drawn as it was before.
+    _add_sibling(random.Random(seed * 7919 + 17), kpis)
     zone = sources["reporting"]["time_zone"]
     # Mostly a few weeks to a few months; a fifth of the scenarios more than a year (last
     # year's growths and seasonal targets have history then). Starts near a year's end often.
