@@ -59,7 +59,7 @@ def locked_transaction(engine: Engine, tables: Iterable[sa.Table | str]) -> Iter
     with engine.connect() as conn:
         if conn.dialect.name != "duckdb" or not names:
             with conn.begin():
-                session_settings.apply(conn)  # PostgreSQL: SET LOCAL jit, work_mem
+                session_settings.apply(conn)  # PostgreSQL: SET LOCAL jit = off (by default)
                 lock_tables(conn, names)
                 yield conn
             return

@@ -12,7 +12,7 @@ longer spilled, but the peer bench's month cube (month x channel x campaign, est
 a million groups for 33,000) turned from a hash aggregate spilling 28 MB (0.5 s) into a
 sort of every row spilling 57 MB (1.3 s). A server tuned for it can set it here too.
 
-Each is set with ``set_config(name, value, true)`` (``SET LOCAL``) at the start of every
+Each setting is made with ``set_config(name, value, true)`` (``SET LOCAL``) at the start of every
 transaction the warehouse opens (kpi.warehouse.locks.locked_transaction for its writes,
 ``Warehouse.read``/``rows``/``scalar`` for its reads): nothing outlives
 the transaction, so a pooler in transaction mode (PgBouncer) hands no other client a
