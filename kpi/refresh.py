@@ -119,7 +119,12 @@ def refresh_kpi_values(
     # rebuild holds its tables' locks until the commit. The values statement depends on the
     # changes found inside it; a daily run takes it from the cache of compiled statements.
     cube_sources = [s for s in compiler.cubes.tables if s in read] if compiler.use_cubes else []
-    cubes = cube_statements(wh, tables, cube_sources, incremental)
+
+    @functools.cache
+    def shape() -> str:  # the cubes' and the values' cached statements: ~3 ms to compute
+        return statement_fingerprint(catalog, tables.layout(), wh.dialect_and_driver)
+
+    cubes = cube_statements(wh, tables, cube_sources, incremental, fingerprint=shape)
     # The day map too: the cubes and the rollups read it in separate statements, and a
     # calendar refresh (which holds it) committing between them would split their periods.
     locks = [DDL, *cubes.tables, values, compiler.day_periods]
@@ -143,8 +148,12 @@ def refresh_kpi_values(
             Warehouse.rebuild_tables_in(conn, [(m.table, m.whole) for m in cubes.monthly])
         else:
             if full_refresh:
+                # Every step's state of these KPIs goes: they and what reads them are
+                # recomputed whole, and nothing is left to read back or mark dirty.
                 conn.execute(state.delete().where(state.c.kpi_id.in_(kpi_ids)))
-            todo = pending(conn, state, VALUES, fingerprints)
+                todo = dict.fromkeys(fingerprints, FULL)
+            else:
+                todo = pending(conn, state, VALUES, fingerprints)
             rebuilt = [s for s in cube_sources if s not in stamps.kept]
             scans = {
                 s: (
@@ -188,12 +197,8 @@ def refresh_kpi_values(
             }
             cache = None
             if incremental:
-                layout = tables.layout()
-                fingerprint = statement_fingerprint(catalog, layout, wh.dialect_and_driver)
                 keys = [_values_key(group, since) for since, group in groups.items()]
-                cache = StatementCache.load(
-                    conn, tables.compiled_statements, VALUES, fingerprint, keys
-                )
+                cache = StatementCache.load(conn, tables.compiled_statements, VALUES, shape(), keys)
             for since, group in groups.items():
                 statement = _values_statement(
                     tables, group, computed_at, since, conn.dialect, cache
@@ -205,8 +210,12 @@ def refresh_kpi_values(
             if cache is not None:
                 cache.save(conn, computed_at, unused_for=VALUES_STATEMENTS_UNUSED_FOR)
             if incremental:
-                mark_dirty(conn, state, READERS[VALUES], todo)
-                mark_clean(conn, state, VALUES, {k: fingerprints[k] for k in todo}, computed_at)
+                done = {k: fingerprints[k] for k in todo}
+                if full_refresh:  # their state rows were deleted above
+                    mark_clean(conn, state, VALUES, done, computed_at, replacing=False)
+                else:
+                    mark_dirty(conn, state, READERS[VALUES], todo)
+                    mark_clean(conn, state, VALUES, done, computed_at)
         count = (
             sa.select(values.c.kpi_id, sa.func.count())
             .where(values.c.kpi_id.in_(kpi_ids))

@@ -41,7 +41,7 @@ import functools
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -351,11 +351,16 @@ def mark_clean(
     step: str,
     fingerprints: Mapping[str, str],
     at: dt.datetime,
+    replacing: bool = True,
 ) -> None:
-    """Record that ``step`` is up to date for each KPI of ``fingerprints``."""
+    """Record that ``step`` is up to date for each KPI of ``fingerprints``
+    (``replacing=False``: the caller deleted their rows in this transaction)."""
     if not fingerprints:
         return
-    conn.execute(state.delete().where(state.c.step == step, state.c.kpi_id.in_(list(fingerprints))))
+    if replacing:
+        conn.execute(
+            state.delete().where(state.c.step == step, state.c.kpi_id.in_(list(fingerprints)))
+        )
     conn.execute(
         state.insert(),
         [
@@ -418,11 +423,19 @@ class CalendarStamp:
         return min(self.as_of, new.as_of)
 
 
-def read_calendar_stamp(conn: Connection, state: sa.Table) -> CalendarStamp | None:
-    found = conn.execute(
-        sa.select(state.c.fingerprint).where(state.c.step == CALENDAR, state.c.kpi_id == "")
-    ).scalar()
-    return CalendarStamp.decode(found)
+def read_calendar_stamp(
+    conn: Connection, state: sa.Table, counted: Sequence[sa.Table] = ()
+) -> tuple[CalendarStamp | None, tuple[int, ...]]:
+    """The stamp of the periods tables, and the rows each table of ``counted`` holds now:
+    one statement, run on every refresh (the stamp's row counts are checked against them)."""
+    stamp = (
+        sa.select(state.c.fingerprint)
+        .where(state.c.step == CALENDAR, state.c.kpi_id == "")
+        .scalar_subquery()
+    )
+    counts = [sa.select(sa.func.count()).select_from(t).scalar_subquery() for t in counted]
+    found, *rows = conn.execute(sa.select(stamp, *counts)).one()
+    return CalendarStamp.decode(found), tuple(int(n) for n in rows)
 
 
 def write_calendar_stamp(

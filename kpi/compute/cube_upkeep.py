@@ -92,7 +92,12 @@ def refresh_cubes(wh: Warehouse, tables: KpiTables) -> dict[str, int]:
 
 
 def cube_statements(
-    wh: Warehouse, tables: KpiTables, names: list[str], incremental: bool, cached: bool = True
+    wh: Warehouse,
+    tables: KpiTables,
+    names: list[str],
+    incremental: bool,
+    cached: bool = True,
+    fingerprint: Callable[[], str] | None = None,
 ) -> CubeStatements:
     """The daily and monthly cube statements of ``names`` (the daily ones with their rows'
     checksums where runs are ``incremental``).
@@ -102,7 +107,9 @@ def cube_statements(
     and kept (kpi.warehouse.statements): building and compiling the demo's 18 cube and
     rollup statements took 60-100 ms of each daily run (~0.25 s in a process that had
     compiled nothing yet), for the same SQL every day (the channel rules are a CASE of
-    hundreds of conditions). The rollups are CTEs of the kpi_values statement now."""
+    hundreds of conditions). The rollups are CTEs of the kpi_values statement now.
+    ``fingerprint``: the statements' fingerprint (kpi.compute.changes.statement_fingerprint),
+    when the caller computes it for its own statements too."""
     cubes, day_periods = tables.compiler.cubes, tables.compiler.day_periods
     monthly = [s for s in names if s in cubes.month_tables]
     if not (incremental and cached and names and wh.shares_database):
@@ -127,10 +134,14 @@ def cube_statements(
             ],
             None,
         )
-    fingerprint = statement_fingerprint(tables.catalog, tables.layout(), wh.dialect_and_driver)
+    shape = (
+        fingerprint()
+        if fingerprint is not None
+        else statement_fingerprint(tables.catalog, tables.layout(), wh.dialect_and_driver)
+    )
     wh.ensure_tables([tables.compiled_statements])
     with wh.engine.connect() as conn:
-        cache = StatementCache.load(conn, tables.compiled_statements, CUBES, fingerprint)
+        cache = StatementCache.load(conn, tables.compiled_statements, CUBES, shape)
     dialect = wh.engine.dialect
 
     def from_cache(key: str, build: Callable[[], sa.Select], run: dict | None = None) -> Compiled:

@@ -102,10 +102,7 @@ def refresh_calendar(
     written = [tables.periods, tables.compiler.day_periods]
     # Together: a reader never joins this run's periods to the last run's day map.
     with wh.transaction(lock=[*written, state, days]) as conn:
-        before = read_calendar_stamp(conn, state)
-        stored = tuple(
-            conn.execute(sa.select(sa.func.count()).select_from(t)).scalar() for t in written
-        )
+        before, stored = read_calendar_stamp(conn, state, written)
         # A full refresh rewrites everything, the repair for tables edited by hand; so does
         # a table whose row count is not the one stamped.
         if full_refresh or (before is not None and before.rows != stored):

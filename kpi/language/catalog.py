@@ -83,21 +83,23 @@ class Catalog:
 
     @cached_property
     def versions(self) -> dict[str, str]:
+        # Once, not per KPI it decides: a dump and hash of the whole taxonomy.
+        taxonomy = self.taxonomy.fingerprint if self.taxonomy is not None else None
         return {
             kid: definition_version(
                 k,
                 self.dependencies(kid),
                 self.sources_of(kid),
                 [d for d in k.dimension_names if d in self.sparse_dimensions],
-                self._taxonomy_fingerprint(kid),
+                self._taxonomy_fingerprint(kid, taxonomy),
             )
             for kid, k in self.kpis.items()
         }
 
-    def _taxonomy_fingerprint(self, kpi_id: str) -> str | None:
-        """The taxonomy's fingerprint when it decides a slice of ``kpi_id``: a changed rule
-        moves rows between channels, so those KPIs are recomputed."""
-        if self.taxonomy is None:
+    def _taxonomy_fingerprint(self, kpi_id: str, fingerprint: str | None) -> str | None:
+        """The taxonomy's ``fingerprint`` when it decides a slice of ``kpi_id``: a changed
+        rule moves rows between channels, so those KPIs are recomputed."""
+        if fingerprint is None:
             return None
         kpi = self.kpis[kpi_id]
         sliced = set(kpi.dimension_names) | {
@@ -106,7 +108,7 @@ class Catalog:
         for src in self.sources_of(kpi_id):
             for dim, mapping in src.dimensions.items():
                 if mapping.classify is not None and (dim in sliced or _filters_on(kpi, dim)):
-                    return self.taxonomy.fingerprint
+                    return fingerprint
         return None
 
     def evaluation_order(self) -> list[str]:

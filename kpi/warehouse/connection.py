@@ -136,12 +136,21 @@ class Warehouse:
         with self.transaction(lock=[DDL]) as conn:
             default = conn.dialect.default_schema_name
             schemas = sorted({t.schema for t in tables if t.schema})
+            stale = [c for c in map(stale_reader_copy, tables) if c is not None]
+            # One catalogue query for every table, rather than two per table; the readers'
+            # schema too, where an older version kept copies of working tables.
+            existing = existing_columns(
+                conn, sorted({*schemas, default, *(c.schema for c in stale)})
+            )
+            # A schema holding a table exists: a run on a made warehouse creates none.
+            present = {schema for schema, _ in existing}
             for schema in schemas:
-                conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
-            # One catalogue query for every table, rather than two per table.
-            existing = existing_columns(conn, [*schemas, default])
+                if schema not in present:
+                    conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
+            for copy in stale:
+                if (copy.schema, copy.name) in existing:
+                    conn.execute(sa.schema.DropTable(copy, if_exists=True))
             for table in tables:
-                _drop_stale_reader_copy(conn, table)
                 have = existing.get((table.schema or default, table.name))
                 if have:
                     add_missing_columns(conn, table, have)

@@ -623,14 +623,16 @@ def test_a_calendar_stamped_otherwise_is_stamped_anew_even_when_no_period_change
     # New kernel code (other rules) leaves the periods as they were: nothing is dirty, but
     # the stamp must become this calendar's, or every later run rewrites every period.
     wh = _loaded(warehouse_url, tables)
+    written = [tables.periods, tables.compiler.day_periods]
     with wh.engine.connect() as conn:
-        stamp = read_calendar_stamp(conn, tables.refresh_state)
+        stamp, counts = read_calendar_stamp(conn, tables.refresh_state, written)
     assert stamp is not None
+    assert counts == stamp.rows  # the tables hold what the stamp says they were written with
     with wh.transaction() as conn:
         write_calendar_stamp(conn, tables.refresh_state, replace(stamp, rules="older"), T1)
     assert refresh_calendar(wh, tables, AS_OF).changed_from is None
     with wh.engine.connect() as conn:
-        assert read_calendar_stamp(conn, tables.refresh_state) == stamp
+        assert read_calendar_stamp(conn, tables.refresh_state) == (stamp, ())
     periods = (tables.periods.fullname, tables.compiler.day_periods.fullname)
     again = _writes(wh, lambda: refresh_calendar(wh, tables, AS_OF))
     assert [w for w in again if any(p in w for p in periods)] == []
