@@ -431,6 +431,7 @@ def read_calendar_stamp(
     stamp = (
         sa.select(state.c.fingerprint)
         .where(state.c.step == CALENDAR, state.c.kpi_id == "")
+        .limit(1)  # a row more (edited by hand) is not an error: the next write replaces both
         .scalar_subquery()
     )
     counts = [sa.select(sa.func.count()).select_from(t).scalar_subquery() for t in counted]

@@ -139,9 +139,9 @@ class Warehouse:
             stale = [c for c in map(stale_reader_copy, tables) if c is not None]
             # One catalogue query for every table, rather than two per table; the readers'
             # schema too, where an older version kept copies of working tables.
-            existing = existing_columns(
-                conn, sorted({*schemas, default, *(c.schema for c in stale)})
-            )
+            # (PostgreSQL has no default schema when the search_path names none that exists.)
+            looked_up = {*schemas, default, *(c.schema for c in stale)} - {None}
+            existing = existing_columns(conn, sorted(looked_up))
             # A schema holding a table exists: a run on a made warehouse creates none.
             present = {schema for schema, _ in existing}
             for schema in schemas:

@@ -15,6 +15,7 @@ from kpi.compute.changes import (
     CALENDAR,
     FULL,
     VALUES,
+    CalendarStamp,
     changed_since,
     cube_days_select,
     periods_changed_from,
@@ -636,6 +637,27 @@ def test_a_calendar_stamped_otherwise_is_stamped_anew_even_when_no_period_change
     periods = (tables.periods.fullname, tables.compiler.day_periods.fullname)
     again = _writes(wh, lambda: refresh_calendar(wh, tables, AS_OF))
     assert [w for w in again if any(p in w for p in periods)] == []
+    wh.dispose()
+
+
+def test_a_calendar_stamp_written_twice_by_hand_is_read_and_replaced_by_one(warehouse_url, tables):
+    # refresh_state has no key: a second stamp row (an edit, a restore) must not stop every
+    # calendar refresh; the next write leaves one row.
+    wh = _loaded(warehouse_url, tables)
+    state = tables.refresh_state
+    stamp_rows = sa.select(state).where(state.c.step == CALENDAR)
+    with wh.transaction() as conn:
+        row = dict(conn.execute(stamp_rows).mappings().one())
+        conn.execute(state.insert().values(**{**row, "fingerprint": "older|x"}))
+    with wh.engine.connect() as conn:
+        stamp, _ = read_calendar_stamp(conn, state)
+    # Either row, decoded (the other's text is no stamp): not an error.
+    assert stamp in (None, CalendarStamp.decode(row["fingerprint"]))
+    assert len(wh.rows(stamp_rows)) == 2
+    refresh_calendar(wh, tables, AS_OF + dt.timedelta(days=1))
+    assert len(wh.rows(stamp_rows)) == 1
+    with wh.engine.connect() as conn:
+        assert read_calendar_stamp(conn, state)[0].as_of == AS_OF + dt.timedelta(days=1)
     wh.dispose()
 
 

@@ -89,6 +89,21 @@ def test_new_columns_are_added_to_existing_tables(warehouse_url):
     wh.dispose()
 
 
+def test_tables_are_ensured_on_postgresql_without_a_default_schema(postgres_url):
+    # A search_path naming no schema that exists: SQLAlchemy finds no default schema (None),
+    # and the tables, all in named schemas, are made (and found made) all the same.
+    url = sa.make_url(postgres_url).update_query_dict({"options": "-csearch_path=nowhere"})
+    wh = Warehouse(url.render_as_string(hide_password=False))
+    with wh.engine.connect():
+        assert wh.engine.dialect.default_schema_name is None
+    wh.ensure_tables([_table()])
+    wh.replace_rows(_table(), None, pd.DataFrame({"day": [1], "amount": [5.0]}))
+    again = Warehouse(wh.url, engine=wh.engine)
+    again.ensure_tables([_table(sa.Column("channel", sa.String))])
+    assert wh.read(sa.select(_table()))["amount"].tolist() == [5.0]
+    wh.dispose()
+
+
 def _view(facts: sa.Table, factor: int) -> sa.Table:
     """A view of ``facts`` with its amount times ``factor``, as union sources declare one."""
     select = sa.select(facts.c.day, (facts.c.amount * factor).label("amount"))
