@@ -51,7 +51,7 @@ from sqlalchemy.engine import Connection
 from kpi.compute.checksums import read_columns, rows_checksum
 from kpi.compute.source_sql import local_day, source_names
 from kpi.language.catalog import Catalog
-from kpi.warehouse.schema import WORK_SCHEMA
+from kpi.warehouse.schema import WORK_SCHEMA, temporary_table
 
 # "Everything": a day before any period, so ``period_end >= FULL`` selects every row.
 FULL = dt.date(1900, 1, 1)
@@ -292,12 +292,7 @@ def _with_coverage_moved(
 
 def _scratch(conn: Connection, name: str, select: sa.Select) -> sa.Table:
     """``select`` materialized once in a temporary table of this connection."""
-    table = sa.Table(
-        f"tmp_{name}",
-        sa.MetaData(),
-        *[sa.Column(c.key, c.type) for c in select.selected_columns],
-        prefixes=["TEMPORARY"],
-    )
+    table = temporary_table(f"tmp_{name}", [(c.key, c.type) for c in select.selected_columns])
     conn.execute(sa.schema.DropTable(table, if_exists=True))
     conn.execute(sa.schema.CreateTable(table))
     conn.execute(table.insert().from_select(list(select.selected_columns.keys()), select))

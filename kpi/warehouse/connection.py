@@ -10,9 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import datetime as dt
-import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,15 +20,14 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from kpi.warehouse import dsn, session_settings
 from kpi.warehouse.comments import sync_comments
-from kpi.warehouse.dsn import check_unambiguous, scrub_errors, scrub_exception, url_secrets
+from kpi.warehouse.engines import make_engine, shared_engine  # noqa: F401 - make_engine re-exported
 from kpi.warehouse.locks import (  # noqa: F401 - WarehouseBusyError re-exported
     DDL,
     WarehouseBusyError,
-    explain_duckdb_lock,
     lock_tables,
     locked_transaction,
 )
-from kpi.warehouse.schema import KPI_SCHEMA, stale_reader_copy
+from kpi.warehouse.schema import KPI_SCHEMA, stale_reader_copy, temporary_table
 from kpi.warehouse.statements import Compiled, compile_select, select_concurrently
 from kpi.warehouse.upgrades import add_missing_columns, add_primary_keys, existing_columns
 from kpi.warehouse.views import create_or_replace_view, is_view, table_signature
@@ -39,38 +36,10 @@ DEFAULT_WAREHOUSE_URL = "duckdb:///data/warehouse.duckdb"
 # Bound values per statement, below PostgreSQL's limit of 65,535.
 MAX_PARAMETERS = 30_000
 
-# Named here so that create_engine finds DuckDB's dialect at once: without it SQLAlchemy
-# scans every installed package's entry points, about 20 ms on each new engine. Ours is
-# duckdb_engine's without the databases it opens for itself (kpi.warehouse.duckdb_dialect).
-sa.dialects.registry.register("duckdb", "kpi.warehouse.duckdb_dialect", "DuckDBDialect")
-
 
 class DuplicateKeyError(RuntimeError):
     """A table made before its unique key already holds two rows with the same key, so
     ``ensure_tables`` cannot add the key's index."""
-
-
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; a DuckDB file's folder is created when missing.
-
-    Its errors (connection errors included) never show the URL's secrets (kpi.warehouse.dsn).
-    """
-    check_unambiguous(url)
-    try:
-        parsed = sa.make_url(url)
-        on_disk = parsed.database not in (None, "", ":memory:")
-        if parsed.drivername.startswith("duckdb") and on_disk:
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        if parsed.drivername in ("postgresql", "postgres"):
-            parsed = parsed.set(drivername="postgresql+psycopg")
-        engine = sa.create_engine(parsed)
-    except Exception as error:  # a malformed port or option can be echoed with the password
-        scrub_exception(error, url_secrets(url))
-        raise
-    scrub_errors(engine, url)
-    if parsed.drivername.startswith("duckdb"):
-        sa.event.listen(engine, "handle_error", explain_duckdb_lock)
-    return engine
 
 
 def _drop_stale_reader_copy(conn: Connection, table: sa.Table) -> None:
@@ -99,9 +68,14 @@ class Warehouse:
         (kpi.warehouse.session_settings; None: ``jit=off``, or what a given ``engine`` was
         configured with)."""
         self.url = url
-        self.engine = engine if engine is not None else make_engine(url)
-        if engine is None or postgres_settings is not None:
-            session_settings.configure(self.engine, postgres_settings)
+        if engine is None:
+            # The process's engine for this URL: its compiled statements are kept between
+            # steps and commands (kpi.warehouse.engines).
+            self.engine = shared_engine(url, postgres_settings)
+        else:
+            self.engine = engine
+            if postgres_settings is not None:
+                session_settings.configure(self.engine, postgres_settings)
         self._ensured: set[tuple] = set()  # declarations made sure of (table_signature)
 
     @property
@@ -398,12 +372,8 @@ class Warehouse:
         partial = keys.isna().any(axis=1)
         deleted = 0
         if (~partial).any():
-            staged = sa.Table(
-                f"keys_{uuid.uuid4().hex}",
-                sa.MetaData(),
-                *[sa.Column(k, table.c[k].type) for k in key],
-                prefixes=["TEMPORARY"],
-            )
+            # Dropped below, and with the transaction if it fails: a name per table suffices.
+            staged = temporary_table(f"kpi_keys_{table.name}", [(k, table.c[k].type) for k in key])
             staged.create(conn)
             cls.insert_rows_in(conn, staged, keys[~partial])
             match = sa.exists().where(*[staged.c[k] == table.c[k] for k in key])
@@ -477,7 +447,10 @@ class Warehouse:
         frame = rows[columns]
         if conn.dialect.name == "duckdb":
             # DuckDB reads a registered DataFrame in bulk; row-by-row inserts are very slow.
-            view = f"frame_{uuid.uuid4().hex}"
+            # A name of its own per table, not per call: a statement naming a new view each
+            # time could never be taken from the engine's compiled cache. The view lives
+            # only during this statement, on this connection.
+            view = f"kpi_frame_{table.name}"
             raw = conn.connection.driver_connection
             # A few rows (a daily run's open periods) go in faster as they are: the
             # conversion costs more than DuckDB's value-by-value read of them.

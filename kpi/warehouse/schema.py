@@ -7,6 +7,8 @@ KPI tables have a fixed shape that BI tools read.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import sqlalchemy as sa
 
 from kpi.language.models import SourceSpec
@@ -526,3 +528,29 @@ def kpi_alerts_table(metadata: sa.MetaData) -> sa.Table:
         schema=KPI_SCHEMA,
         comment="History of KPI alerts: what fired, when, and what each channel did",
     )
+
+
+# Temporary tables made again and again with the same name and columns.
+_temporary_tables: dict[tuple, sa.Table] = {}
+_TEMPORARY_TABLES_KEPT = 256
+
+
+def temporary_table(name: str, columns: Iterable[tuple[str, sa.types.TypeEngine]]) -> sa.Table:
+    """A ``TEMPORARY`` table of ``columns`` (name, type), the same object for the same name
+    and columns: SQLAlchemy knows a table by its identity in its compiled cache, so a
+    statement naming a new Table object each run is compiled again each run (the change
+    records' scratch table: ~13 ms of compiling in every incremental refresh)."""
+    columns = list(columns)
+    key = (name, tuple((column, repr(type_)) for column, type_ in columns))
+    table = _temporary_tables.get(key)
+    if table is None:
+        if len(_temporary_tables) >= _TEMPORARY_TABLES_KEPT:
+            _temporary_tables.clear()
+        table = sa.Table(
+            name,
+            sa.MetaData(),
+            *[sa.Column(column, type_) for column, type_ in columns],
+            prefixes=["TEMPORARY"],
+        )
+        _temporary_tables[key] = table
+    return table
