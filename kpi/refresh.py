@@ -167,7 +167,17 @@ def refresh_kpi_values(
             until = {
                 s: functools.partial(covered_until, grain=catalog.sources[s].grain) for s in scans
             }
-            changed = changed_since(conn, days, scans, rebuilt, until)
+            readers = {
+                s: [k for k in catalog.kpis if s in compiler.source_names(catalog.kpis[k])]
+                for s in scans
+            }
+            # A full refresh of every KPI that reads a source needs no first changed day
+            # there (the source's days are stored all the same); one of only some of them
+            # does, for the others' next refresh.
+            recomputed = (
+                {s for s in scans if set(readers[s]) <= set(kpi_ids)} if full_refresh else set()
+            )
+            changed = changed_since(conn, days, scans, rebuilt, until, whole=recomputed)
             # After the calendar and the changed days are known, before the slice stamps
             # read them: the cubes are rewritten from the first day or month that changed.
             keep_daily_cubes(conn, tables, cubes.daily, stamps, changed)
@@ -181,14 +191,12 @@ def refresh_kpi_values(
             for source, day in changed.items():
                 if day is None:
                     continue
-                readers = [
-                    k for k in catalog.kpis if source in compiler.source_names(catalog.kpis[k])
-                ]
-                for k in readers:
+                for k in readers[source]:
                     if k in todo or k in kpi_ids:
                         todo[k] = min(todo.get(k, day), day)
                 # KPIs outside this refresh keep the change for their next one.
-                mark_dirty(conn, state, [VALUES], {k: day for k in readers if k not in kpi_ids})
+                outside = {k: day for k in readers[source] if k not in kpi_ids}
+                mark_dirty(conn, state, [VALUES], outside)
         todo = whole_history_as_full(conn, tables.periods, days, catalog, todo)
         if todo:
             groups = {

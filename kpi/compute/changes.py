@@ -225,9 +225,13 @@ def changed_since(
     selects: Mapping[str, sa.Select],
     rescannable: Collection[str] = (),
     covered_until: Mapping[str, Callable[[dt.date], dt.date]] | None = None,
+    whole: Collection[str] = (),
 ) -> dict[str, dt.date | None]:
     """Per source, the first local day whose rows differ from the last refresh's (None when
     nothing changed); stores the new days where they changed.
+
+    A source in ``whole`` is not compared: its days are stored and it is reported changed
+    from ``FULL``. For a full refresh of every KPI that reads it, which needs no first day.
 
     Inside the caller's transaction: the new days are written only if its work commits.
     The select of a source in ``rescannable`` is read twice rather than kept in a temporary
@@ -240,6 +244,11 @@ def changed_since(
     """
     found: dict[str, dt.date | None] = {}
     for name, select in selects.items():
+        if name in whole:
+            found[name] = FULL
+            conn.execute(days.delete().where(days.c.source == name))
+            conn.execute(days.insert().from_select(list(select.selected_columns.keys()), select))
+            continue
         scratch = None if name in rescannable else _scratch(conn, f"source_days_{name}", select)
         fresh = select.subquery() if scratch is None else scratch
         # A source seen for the first time differs from an empty one on each of its days.

@@ -20,7 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from kpi.warehouse import dsn, session_settings
 from kpi.warehouse.comments import sync_comments
-from kpi.warehouse.engines import make_engine, shared_engine  # noqa: F401 - make_engine re-exported
+from kpi.warehouse.engines import make_engine, warehouse_engine  # noqa: F401 - make_engine re-exported
 from kpi.warehouse.locks import (  # noqa: F401 - WarehouseBusyError re-exported
     DDL,
     WarehouseBusyError,
@@ -69,9 +69,9 @@ class Warehouse:
         configured with)."""
         self.url = url
         if engine is None:
-            # The process's engine for this URL: its compiled statements are kept between
-            # steps and commands (kpi.warehouse.engines).
-            self.engine = shared_engine(url, postgres_settings)
+            # Statements compiled by an earlier warehouse of this URL are not compiled
+            # again (kpi.warehouse.engines).
+            self.engine = warehouse_engine(url, postgres_settings)
         else:
             self.engine = engine
             if postgres_settings is not None:
