@@ -251,16 +251,13 @@ def changed_since(
             continue
         scratch = None if name in rescannable else _scratch(conn, f"source_days_{name}", select)
         fresh = select.subquery() if scratch is None else scratch
-        # A source seen for the first time differs from an empty one on each of its days.
-        old = sa.select(days.c.day, days.c.n, days.c.checksum).where(days.c.source == name)
-        new = sa.select(fresh.c.day, fresh.c.n, fresh.c.checksum)
-        differing = sa.union(old.except_(new), new.except_(old)).subquery()
-        found[name] = conn.execute(sa.select(sa.func.min(differing.c.day))).scalar()
+        first, last_before, last_after = conn.execute(_compared(days, name, fresh)).one()
+        found[name] = _day(first) if first is not None else None
         # No day differs: the stored days are these (one row a day on both sides), so a run
         # with no news writes nothing here.
         if found[name] is not None:
             until = (covered_until or {}).get(name, _same_day)
-            found[name] = _with_coverage_moved(conn, found[name], old.subquery(), fresh, until)
+            found[name] = _with_coverage_moved(found[name], last_before, last_after, until)
             conn.execute(days.delete().where(days.c.source == name))
             conn.execute(
                 days.insert().from_select(list(select.selected_columns.keys()), sa.select(fresh))
@@ -274,11 +271,31 @@ def _same_day(day: dt.date) -> dt.date:
     return day
 
 
+def _compared(days: sa.Table, name: str, fresh: sa.Subquery | sa.Table) -> sa.Select:
+    """One row: the first day whose stored (day, n, checksum) differs from ``fresh``'s, and
+    the last day of each side. Each side holds one row a day, so a full join on the day
+    pairs them; a day on one side only differs (a source seen for the first time differs
+    from an empty one on each of its days). One statement, where a union of two EXCEPTs
+    and a second read of both sides for their last days took three reads of each."""
+    old = sa.select(days.c.day, days.c.n, days.c.checksum).where(days.c.source == name).subquery()
+    differs = sa.or_(
+        old.c.day.is_(None),
+        fresh.c.day.is_(None),
+        old.c.n.is_distinct_from(fresh.c.n),
+        old.c.checksum.is_distinct_from(fresh.c.checksum),
+    )
+    either = sa.func.coalesce(old.c.day, fresh.c.day)
+    return sa.select(
+        sa.func.min(sa.case((differs, either))),
+        sa.func.max(old.c.day),
+        sa.func.max(fresh.c.day),
+    ).select_from(old.join(fresh, old.c.day == fresh.c.day, full=True))
+
+
 def _with_coverage_moved(
-    conn: Connection,
     changed: dt.date,
-    old: sa.Subquery,
-    new: sa.Subquery | sa.Table,
+    last_before: dt.date | None,
+    last_after: dt.date | None,
     covered_until: Callable[[dt.date], dt.date],
 ) -> dt.date:
     """``changed``, or the day after the earlier of the last days the source covered
@@ -288,9 +305,6 @@ def _with_coverage_moved(
     only known days. Rows arriving two days after the last ones make the day between them
     known, with no rows of its own on either side; rows going away after a gap make the
     gap's days unknown again."""
-    last_before, last_after = conn.execute(
-        sa.select(sa.select(sa.func.max(old.c.day)).scalar_subquery(), sa.func.max(new.c.day))
-    ).one()
     if last_before is None or last_after is None:
         return changed
     before, after = covered_until(_day(last_before)), covered_until(_day(last_after))
