@@ -10,7 +10,9 @@ every step compiled again the bookkeeping statements the step before had compile
 its ``dispose`` closes its connections and nobody else's, and DuckDB's file is free once it
 has), on the dialect and the compiled statements of the process's earlier engines for the
 same URL. The templates those come from never connect, so a forked process inherits no
-connection from here.
+connection from here. What the dialect learns on its first connection stays the process's
+for that URL: PostgreSQL's default schema among it, so a ``search_path`` schema created
+after the first connection is not seen as the default until the next process.
 """
 
 from __future__ import annotations

@@ -85,6 +85,7 @@ def test_settings_are_each_warehouses_own_and_in_memory_databases_share_nothing(
 
 
 def test_the_least_recently_used_urls_are_forgotten_beyond_the_kept_number(tmp_path, monkeypatch):
+    # A smaller limit than the module's, so that three URLs pass it; nothing is mocked.
     monkeypatch.setattr(engines, "KEPT_TEMPLATES", 2)
     urls = [f"duckdb:///{tmp_path / f'w{i}.duckdb'}" for i in range(3)]
     dialects = [engines.warehouse_engine(url).dialect for url in urls[:2]]
