@@ -173,11 +173,20 @@ class Calendar:
         start of the first through ``as_of`` once each, so its day map is that many days."""
         periods = days = 0
         for grain in GRAIN_ORDER:
-            first_start = start = self.start_of(first_day, grain)
-            while start <= as_of:
-                periods += 1
-                start = self.next_start(start, grain)
-            days += max((as_of - first_start).days + 1, 0)
+            first_start, last_start = self.start_of(first_day, grain), self.start_of(as_of, grain)
+            if first_start > as_of:
+                continue
+            # Counted, not stepped through: a thousand days were a thousand steps per run.
+            if grain == Grain.day:
+                periods += (as_of - first_start).days + 1
+            elif grain == Grain.week:
+                periods += (last_start - first_start).days // 7 + 1
+            else:  # both starts begin a month, quarter or year of the same calendar
+                months = (last_start.year - first_start.year) * 12 + (
+                    last_start.month - first_start.month
+                )
+                periods += months // _MONTHS_PER[_grain(grain)] + 1
+            days += (as_of - first_start).days + 1
         return periods, days
 
     def _period(self, start: dt.date, grain: Grain, first_day: dt.date, as_of: dt.date) -> Period:

@@ -24,6 +24,7 @@ Another *process* holding a DuckDB file fails the engine's statements with
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import threading
 from collections.abc import Iterable, Iterator
@@ -100,9 +101,22 @@ def _duckdb_lock(conn: Connection, name: str) -> threading.RLock:
     database = conn.engine.url.database or ":memory:"
     # Every connection to ":memory:" has its own database: nobody to collide with, but a
     # lock keyed by the engine keeps the code path the same.
-    where = f"memory:{id(conn.engine)}" if database == ":memory:" else str(Path(database).resolve())
+    if database == ":memory:":
+        where = f"memory:{id(conn.engine)}"
+    elif Path(database).is_absolute():
+        where = _resolved(database)
+    else:  # relative to the working directory of the moment: resolved each time
+        where = str(Path(database).resolve())
     with _registry_guard:
         return _registry.setdefault((where, name), threading.RLock())
+
+
+@functools.lru_cache(maxsize=64)
+def _resolved(database: str) -> str:
+    """An absolute path with its symlinks resolved: one key for every spelling of a file.
+    Once per path and process: each transaction takes several locks, and a resolve asks
+    the file system about every folder of the path."""
+    return str(Path(database).resolve())
 
 
 def _lock_duckdb(conn: Connection, names: list[str]) -> None:

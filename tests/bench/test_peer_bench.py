@@ -4,6 +4,7 @@ the hand-written floor (bench/peer_bench.py)."""
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -94,3 +95,26 @@ def test_a_daily_run_of_every_set_agrees_with_its_floor_on_the_longer_table(peer
     # One more day, 1 January 2026: a second year for set 1, a 41st day for sets 4 and 6.
     assert "agree on 2 rows" in daily[0] and "agree on 41 rows" in daily[3], out
     assert "agree on 164 rows" in daily[5], out
+
+
+def test_the_breakdown_splits_each_fastest_run_into_sql_and_the_rest(peer_bench, capsys):
+    args = ["--days", "40", "--channels", "2", "--campaigns", "3", "--repeat", "2"]
+    assert peer_bench.main([*args, "--sets", "1", "--daily", "--breakdown"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    timed = [i for i, line in enumerate(lines) if "agree on" in line]
+    assert len(timed) == 2, lines  # the full refresh and the daily run
+    counts = []
+    for i in timed:
+        ours_ms = float(lines[i].split()[-6]) * 1000  # ... ours s, x floor, agree on n rows
+        found = re.fullmatch(
+            r"\s+SQL ([\d.]+) ms in (\d+) statements, the rest ([-\d.]+) ms", lines[i + 1]
+        )
+        assert found, lines[i + 1]
+        sql, statements, rest = float(found[1]), int(found[2]), float(found[3])
+        # Each run sends statements and takes more than its SQL; the parts add up to the
+        # time reported above them (the breakdown is of that run, the fastest).
+        assert statements > 0 and sql > 0 and rest > 0, lines[i + 1]
+        assert abs(sql + rest - ours_ms) < 1.0, (lines[i], lines[i + 1])
+        counts.append(statements)
+    # A daily run also finds the changed days and rewrites the open periods.
+    assert counts[1] > counts[0], lines

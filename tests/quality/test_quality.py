@@ -15,7 +15,7 @@ import pytest
 
 from quality import SuiteError, load_suite, parse_suite, validate_frame
 from quality.suites import Between, ColumnType, NotNull, Unique
-from quality.validate import ExpectationOutcome, ValidationReport, _gx_context
+from quality.validate import FRAME_SOURCE, ExpectationOutcome, ValidationReport, _gx_context
 
 KINDS = (
     "between, column_type, columns_present, date_in_partition, freshness, in_set, not_null, "
@@ -293,11 +293,17 @@ def test_gx_errors_surface_in_the_outcome() -> None:
 
 
 def test_repeated_calls_do_not_collide_or_leak() -> None:
+    """Every call's frame is a batch of one data source: each gets its own frame's result
+    (not the batch before it, which has the same batch id), and none is left behind."""
     suite = suite_of({"type": "in_set", "column": "a", "values": [1]})
     first = validate_frame(pd.DataFrame({"a": [1, 2]}), suite)
     second = validate_frame(pd.DataFrame({"a": [3, 1, 1]}), suite)
+    other = suite_of({"type": "between", "column": "a", "min": 2, "max": 9}, name="other")
+    third = validate_frame(pd.DataFrame({"a": [1, 1, 1, 7]}), other)
+    fourth = validate_frame(pd.DataFrame({"a": [1, 1, 1, 7]}), suite)
     assert (first.outcomes[0].failing_rows, second.outcomes[0].failing_rows) == ([1], [0])
-    assert list(_gx_context().data_sources.all()) == []
+    assert (third.outcomes[0].failing_rows, fourth.outcomes[0].failing_rows) == ([0, 1, 2], [3])
+    assert list(_gx_context().data_sources.all()) == [FRAME_SOURCE]
 
 
 def test_great_expectations_is_loaded_on_first_use_and_left_out_of_the_collector() -> None:

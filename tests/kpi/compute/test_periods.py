@@ -144,6 +144,8 @@ def test_table_rows_by_hand():
         (D(2024, 2, 29), D(2025, 3, 1)),
         (D(2026, 1, 1), D(2026, 1, 1)),
         (D(2025, 12, 28), D(2026, 1, 4)),
+        (D(2019, 1, 31), D(2026, 12, 31)),
+        (D(2026, 1, 5), D(2026, 1, 1)),  # no data through as_of: nothing
     ],
 )
 def test_table_rows_count_what_periods_build(week_start, fiscal, first, as_of):

@@ -170,6 +170,34 @@ def test_lock_keys_are_stable_and_distinct() -> None:
     assert -(2**63) <= lock_key("kpi.kpi_values") < 2**63
 
 
+def test_every_spelling_of_a_duckdb_file_takes_the_same_lock(tmp_path, monkeypatch) -> None:
+    """The locks are per file, however its URL spells it (a symlink, ``..``, relative to the
+    working directory); a relative path means the file of the working directory of the
+    moment (the absolute ones are resolved once per process)."""
+    from kpi.warehouse.locks import _duckdb_lock
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "a")
+
+    def lock_of(path: str):
+        engine = sa.create_engine(f"duckdb:///{path}")
+        try:
+            with engine.connect() as conn:
+                return _duckdb_lock(conn, "raw.facts")
+        finally:
+            engine.dispose()
+
+    first = lock_of(str(tmp_path / "a" / "w.duckdb"))
+    assert lock_of(str(tmp_path / "link" / "w.duckdb")) is first
+    assert lock_of(str(tmp_path / "b" / ".." / "a" / "w.duckdb")) is first
+    monkeypatch.chdir(tmp_path / "a")
+    assert lock_of("w.duckdb") is first
+    monkeypatch.chdir(tmp_path / "b")
+    assert lock_of("w.duckdb") is not first  # b/w.duckdb: another file
+    assert lock_of(str(tmp_path / "a" / "w.duckdb")) is first
+
+
 # -- the whole job, twice at once, on PostgreSQL ---------------------------------------------
 
 # Written at write time or naming the run that wrote the row: differ between any two runs.
