@@ -21,7 +21,7 @@ configuration it built on the first read. What makes that safe during a validati
   address of a freed one is never mistaken for it.
 
 The property is replaced on the class for the duration of the block and restored after,
-so callers must hold the lock that serialises validations (``quality.validate._LOCK``).
+so callers must hold the lock that serialises validations (``quality.gx_session.VALIDATION_LOCK``).
 Only a GX whose property is still the one this was written against is changed: another
 version validates as it comes (``GX_VERSIONS``).
 """

@@ -1,8 +1,9 @@
 """Run a :class:`~quality.suites.Suite` against a pandas frame with Great Expectations 1.x.
 
-Every expectation is evaluated by GX (ephemeral context, pandas data source, dataframe asset,
-whole-dataframe batch definition, ``ExpectationSuite``); this module only translates the
-YAML into GX expectations and GX's results into :class:`ValidationReport`.
+Every expectation is evaluated by GX (the process's ephemeral context, pandas data source,
+dataframe asset and whole-dataframe batch definition: quality.gx_session; an
+``ExpectationSuite``); this module only translates the YAML into GX expectations and GX's
+results into :class:`ValidationReport`.
 
 Row positions: the frame is validated with a fresh unnamed ``RangeIndex``. For such an index
 GX's ``COMPLETE`` result format reports ``unexpected_index_list`` as index labels, which are
@@ -24,14 +25,9 @@ What GX is not given, and why (checked against GX 1.24.1 with pandas 3.1):
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import math
-import sys
-import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from functools import cache
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -39,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from quality.gx_configurations import kept_configurations
-from quality.gx_import import deferred, hidden
+from quality.gx_session import VALIDATION_LOCK, frame_batches, great_expectations
 from quality.suites import (
     Between,
     ColumnsPresent,
@@ -56,8 +52,6 @@ from quality.suites import (
 from quality.validated import ValidatedFrames, input_key
 
 if TYPE_CHECKING:
-    from great_expectations.core.batch_definition import BatchDefinition
-    from great_expectations.data_context import AbstractDataContext
     from great_expectations.expectations import Expectation as GxExpectation
 
 __all__ = ["ExpectationOutcome", "ValidationReport", "validate_frame"]
@@ -190,74 +184,6 @@ def _md_value(value: Any) -> str:
 
 
 # --------------------------------------------------------------------------------------
-# GX context
-
-
-# GX's context and data-source registry are not documented as thread-safe; Dagster's
-# in-process executor can run steps on threads, so one validation at a time per process.
-_LOCK = threading.Lock()
-# The one GX data source of a process: every validation's frame is a batch of its asset.
-FRAME_SOURCE = "quality-frames"
-
-
-_GX_IMPORT = threading.Lock()
-
-
-@cache
-def _gx() -> ModuleType:
-    """``great_expectations``, imported on first use.
-
-    Lazily: the import costs seconds, and Dagster imports this module whenever it loads
-    the code location, not only when validating. It makes ~300,000 objects that live as
-    long as the process: it runs without the cyclic collector (which would rescan the whole
-    heap each time it grows by a quarter), and then everything alive is frozen, out of the
-    collector's sight (pipelines.definitions says why), with the import's ~2,000 objects of
-    cyclic garbage (collecting them first would cost 0.1 s).
-    """
-    with _GX_IMPORT:  # one import, and one thread switching the collector off and on
-        if "great_expectations" in sys.modules:  # imported by someone else: leave it be
-            import great_expectations
-
-            return great_expectations
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
-            # Not GX's import of every SQL warehouse's client, and scipy.stats and altair
-            # only if used (gx_import).
-            with hidden(), deferred():
-                import great_expectations
-                import great_expectations.data_context.types.base  # for _gx_context
-        finally:
-            gc.freeze()
-            if enabled:
-                gc.enable()
-        return great_expectations
-
-
-@cache
-def _gx_context() -> AbstractDataContext:
-    gx = _gx()
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    context = gx.get_context(mode="ephemeral")
-    # Otherwise every run writes a tqdm "Calculating Metrics" bar to stderr.
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    return context
-
-
-@cache
-def _frame_batches() -> BatchDefinition:
-    """The batch definition every validation gets its batch from, its frame passed as the
-    batch's parameter. Made once per process (under ``_LOCK``, as GX's registry is not
-    documented as thread-safe): adding a data source, its asset and batch definition and
-    deleting them again cost ~8 ms of each validation, a tenth of a small frame's."""
-    source = _gx_context().data_sources.add_pandas(name=FRAME_SOURCE)
-    return source.add_dataframe_asset(name="frame").add_batch_definition_whole_dataframe(
-        "whole_frame"
-    )
-
-
-# --------------------------------------------------------------------------------------
 # Translating the suite
 
 
@@ -347,7 +273,7 @@ def _to_gx(
     time_zone: str | None = None,
 ) -> GxExpectation:
     """The GX expectation for ``exp``; ``df`` is the caller's frame (original dtypes)."""
-    gx = _gx()
+    gx = great_expectations()
     from great_expectations.expectations.metadata_types import FailureSeverity
 
     severity = FailureSeverity.CRITICAL if exp.severity == "error" else FailureSeverity.WARNING
@@ -533,7 +459,7 @@ def validate_frame(
     ``ValueError`` if ``df`` has duplicate column names, or if a column
     the suite uses collides by case with another frame column (GX could check the wrong one).
     """
-    gx = _gx()
+    gx = great_expectations()
 
     if df.columns.has_duplicates:
         dupes = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
@@ -574,10 +500,10 @@ def validate_frame(
     if (known := VALIDATED.get(key)) is not None:
         return known
     if gx_expectations:
-        with _LOCK:
+        with VALIDATION_LOCK:
             # Each call's frame is its batch's parameter: the data source, asset and batch
             # definition hold no data, so one set serves every call of the process.
-            batch = _frame_batches().get_batch(batch_parameters={"dataframe": frame})
+            batch = frame_batches().get_batch(batch_parameters={"dataframe": frame})
             # The suite is validated directly and never added to the context, so there is
             # nothing to name uniquely or clean up for it.
             gx_suite = gx.ExpectationSuite(

@@ -11,9 +11,10 @@ import pytest
 
 from quality import gx_configurations, load_suite, validate
 from quality.gx_configurations import GX_VERSIONS, kept_configurations
+from quality.gx_session import great_expectations
 from tests.quality.test_quality import GA4_YAML, VIOLATIONS, ga4_frame, suite_of
 
-gx = validate._gx()
+gx = great_expectations()
 from great_expectations.expectations.expectation import Expectation  # noqa: E402
 
 

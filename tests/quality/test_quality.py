@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 
 from quality import SuiteError, load_suite, parse_suite, validate_frame
+from quality.gx_session import FRAME_SOURCE, gx_context
 from quality.suites import Between, ColumnType, NotNull, Unique
-from quality.validate import FRAME_SOURCE, ExpectationOutcome, ValidationReport, _gx_context
+from quality.validate import ExpectationOutcome, ValidationReport
 
 KINDS = (
     "between, column_type, columns_present, date_in_partition, freshness, in_set, not_null, "
@@ -303,13 +304,14 @@ def test_repeated_calls_do_not_collide_or_leak() -> None:
     fourth = validate_frame(pd.DataFrame({"a": [1, 1, 1, 7]}), suite)
     assert (first.outcomes[0].failing_rows, second.outcomes[0].failing_rows) == ([1], [0])
     assert (third.outcomes[0].failing_rows, fourth.outcomes[0].failing_rows) == ([0, 1, 2], [3])
-    assert list(_gx_context().data_sources.all()) == [FRAME_SOURCE]
+    assert list(gx_context().data_sources.all()) == [FRAME_SOURCE]
 
 
 def test_great_expectations_is_loaded_on_first_use_and_left_out_of_the_collector() -> None:
     """The GX import makes ~300,000 objects that live as long as the process: it runs
-    without the cyclic collector and freezes them (quality.validate._gx), so the collector's
-    passes later in a run do not rescan them. A fresh interpreter: this one has GX loaded."""
+    without the cyclic collector and freezes them (quality.gx_session.great_expectations),
+    so the collector's passes later in a run do not rescan them. A fresh interpreter: this
+    one has GX loaded."""
     code = """
 import gc, json, sys
 import pandas as pd
