@@ -35,7 +35,12 @@ import numpy as np
 import pandas as pd
 
 from quality.gx_configurations import kept_configurations
-from quality.gx_session import VALIDATION_LOCK, frame_batches, great_expectations
+from quality.gx_session import (
+    VALIDATION_LOCK,
+    forget_frames,
+    frame_batches,
+    great_expectations,
+)
 from quality.suites import (
     Between,
     ColumnsPresent,
@@ -509,8 +514,11 @@ def validate_frame(
             gx_suite = gx.ExpectationSuite(
                 name=f"quality-{suite.name}", expectations=gx_expectations
             )
-            with kept_configurations():  # GX rebuilt them per setting read
-                result = batch.validate(gx_suite, result_format={"result_format": "COMPLETE"})
+            try:
+                with kept_configurations():  # GX rebuilt them per setting read
+                    result = batch.validate(gx_suite, result_format={"result_format": "COMPLETE"})
+            finally:
+                forget_frames(batch)
         for gx_result in result.results:
             i = int(gx_result.expectation_config.meta["quality_index"])
             outcomes[i] = _outcome(names[i], suite.expectations[i], df, gx_result)

@@ -115,7 +115,8 @@ def _duckdb_lock(conn: Connection, name: str) -> threading.RLock:
 def _resolved(database: str) -> str:
     """An absolute path with its symlinks resolved: one key for every spelling of a file.
     Once per path and process: each transaction takes several locks, and a resolve asks
-    the file system about every folder of the path."""
+    the file system about every folder of the path. A symlink in the path pointed elsewhere
+    while the process runs keeps its first target here (swap releases between processes)."""
     return str(Path(database).resolve())
 
 

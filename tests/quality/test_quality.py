@@ -295,7 +295,7 @@ def test_gx_errors_surface_in_the_outcome() -> None:
 
 def test_repeated_calls_do_not_collide_or_leak() -> None:
     """Every call's frame is a batch of one data source: each gets its own frame's result
-    (not the batch before it, which has the same batch id), and none is left behind."""
+    (not the batch before it, which has the same batch id), and nothing of it is kept."""
     suite = suite_of({"type": "in_set", "column": "a", "values": [1]})
     first = validate_frame(pd.DataFrame({"a": [1, 2]}), suite)
     second = validate_frame(pd.DataFrame({"a": [3, 1, 1]}), suite)
@@ -305,6 +305,12 @@ def test_repeated_calls_do_not_collide_or_leak() -> None:
     assert (first.outcomes[0].failing_rows, second.outcomes[0].failing_rows) == ([1], [0])
     assert (third.outcomes[0].failing_rows, fourth.outcomes[0].failing_rows) == ([0, 1, 2], [3])
     assert list(gx_context().data_sources.all()) == [FRAME_SOURCE]
+    # Nor does its execution engine keep a frame or a metric of them: the process would hold
+    # every row-level expectation's boolean Series of every frame it validated.
+    engine = gx_context().data_sources.get(FRAME_SOURCE).get_execution_engine()
+    assert engine._metric_cache == {}
+    assert engine.batch_manager.batch_data_cache == {}
+    assert engine.batch_manager.batch_cache == {}
 
 
 def test_great_expectations_is_loaded_on_first_use_and_left_out_of_the_collector() -> None:
